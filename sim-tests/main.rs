@@ -1,0 +1,2 @@
+//! Integration tests: scenario sweeps, determinism, planted bugs, checkers.
+mod linearizability;

@@ -1,0 +1,3 @@
+//! Correctness checkers: online invariants and offline history checkers.
+pub mod history_formats;
+pub mod linearizability;

@@ -1,0 +1,2 @@
+//! distsync: a deterministic simulation testbed for distributed synchronization.
+pub mod check;
