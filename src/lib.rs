@@ -1,2 +1,17 @@
 //! distsync: a deterministic simulation testbed for distributed synchronization.
+//!
+//! A seeded discrete-event simulator runs sans-IO protocol components (Raft
+//! and the key-value store it replicates) under injected faults, checks
+//! their safety after every event, and records a replayable trace.
+pub mod bench;
+pub mod bugs;
 pub mod check;
+pub mod env;
+pub mod kv;
+pub mod node;
+pub mod raft;
+pub mod report;
+pub mod run;
+pub mod scenario;
+pub mod sim;
+pub mod trace;

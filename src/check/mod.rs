@@ -1,3 +1,5 @@
 //! Correctness checkers: online invariants and offline history checkers.
+pub mod history;
 pub mod history_formats;
 pub mod linearizability;
+pub mod raft_safety;

@@ -1,0 +1,213 @@
+//! Simulator speed measurements, shared by `distsync bench` and `cargo bench`.
+//!
+//! Wall-clock time is read here and only here, to measure; it never reaches
+//! a simulated decision.
+
+use std::time::{Duration, Instant}; // determinism-ok: benchmark timing only
+
+use crate::bugs::Bugs;
+use crate::run::{RunOptions, run_scenario};
+use crate::scenario::*;
+use crate::sim::network::{Fate, Network};
+use crate::sim::queue::EventQueue;
+use crate::sim::rng::{Purpose, Rng};
+
+/// Result of the bare message-passing benchmark.
+pub struct MessageBench {
+    pub deliveries: u64,
+    pub wall: Duration,
+}
+
+impl MessageBench {
+    /// Deliveries per wall-clock second.
+    pub fn per_second(&self) -> f64 {
+        self.deliveries as f64 / self.wall.as_secs_f64()
+    }
+}
+
+/// Two endpoints ping-pong `in_flight` pipelined messages through the event
+/// queue and the network model (1-5 ms latency, 1% loss; a lost message is
+/// resent at once) until `deliveries` messages have arrived.
+pub fn message_passing(deliveries: u64, in_flight: u64) -> MessageBench {
+    let link = LinkConfig {
+        latency_min_ns: 1_000_000,
+        latency_max_ns: 5_000_000,
+        loss: 0.01,
+        duplicate: 0.0,
+        reorder: 0.0,
+        reorder_delay_max_ns: 0,
+    };
+    let net = Network::new(
+        2,
+        &NetworkConfig {
+            link,
+            overrides: vec![],
+        },
+    );
+    let mut rng = Rng::stream(1, Purpose::Network, 0);
+    let mut queue: EventQueue<(u8, u64)> = EventQueue::default();
+    let send =
+        |queue: &mut EventQueue<(u8, u64)>, rng: &mut Rng, now: u64, from: u8, payload: u64| loop {
+            match net.route(from as usize, 1 - from as usize, rng) {
+                Fate::Deliver { delays_ns, .. } => {
+                    break queue.push(now + delays_ns[0], (1 - from, payload));
+                }
+                Fate::Drop(_) => continue,
+            }
+        };
+    for i in 0..in_flight {
+        send(&mut queue, &mut rng, 0, (i % 2) as u8, i);
+    }
+    let start = Instant::now(); // determinism-ok: benchmark timing only
+    let mut delivered = 0u64;
+    let mut checksum = 0u64;
+    while delivered < deliveries {
+        let Some((now, (to, payload))) = queue.pop() else {
+            break;
+        };
+        delivered += 1;
+        checksum = checksum.wrapping_add(payload);
+        send(&mut queue, &mut rng, now, to, payload + 1);
+    }
+    let wall = start.elapsed();
+    std::hint::black_box(checksum);
+    MessageBench {
+        deliveries: delivered,
+        wall,
+    }
+}
+
+/// The standard Raft load scenario: 5 nodes, 10 clients at 100 ops/s each,
+/// 2% loss, a leader crash and restart, for `seconds` simulated seconds.
+pub fn raft_load_scenario(seconds: u64) -> Scenario {
+    let s = 1_000_000_000;
+    let link = LinkConfig {
+        latency_min_ns: 1_000_000,
+        latency_max_ns: 5_000_000,
+        loss: 0.02,
+        duplicate: 0.0,
+        reorder: 0.0,
+        reorder_delay_max_ns: 0,
+    };
+    Scenario {
+        name: "bench-raft-load".into(),
+        description: "5 nodes under client load, for benchmarks".into(),
+        nodes: 5,
+        seed: 1,
+        duration_ns: seconds * s,
+        network: NetworkConfig {
+            link,
+            overrides: vec![],
+        },
+        raft: RaftConfig {
+            election_timeout_min_ns: 150_000_000,
+            election_timeout_max_ns: 300_000_000,
+            heartbeat_ns: 50_000_000,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_threshold: 1000,
+            max_entries_per_append: 64,
+        },
+        clocks: vec![ClockConfig::default(); 5],
+        workload: Workload {
+            clients: 10,
+            rate_per_s: 100.0,
+            keys: 8,
+            read_ratio: 0.5,
+            start_ns: 0,
+            stop_ns: seconds * s,
+            request_timeout_ns: 300_000_000,
+            op_timeout_ns: 2 * s,
+        },
+        timeline: vec![
+            Step {
+                at_ns: seconds * s / 3,
+                action: Action::Crash(Target::Leader),
+                line: 0,
+            },
+            Step {
+                at_ns: seconds * s / 2,
+                action: Action::Restart(Target::LastCrashed),
+                line: 0,
+            },
+        ],
+        expect: Expectations {
+            linearizable: true,
+            ..Expectations::default()
+        },
+        bugs: Bugs::default(),
+        key_names: (0..8).map(|k| format!("k{k}")).collect(),
+    }
+}
+
+/// Result of the Raft cluster benchmark.
+pub struct RaftBench {
+    pub events: u64,
+    pub sim_ns: u64,
+    pub wall: Duration,
+    pub passed: bool,
+}
+
+impl RaftBench {
+    /// Simulated events per wall-clock second.
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.wall.as_secs_f64()
+    }
+    /// How many times faster than real time the cluster was simulated.
+    pub fn speedup(&self) -> f64 {
+        self.sim_ns as f64 / 1e9 / self.wall.as_secs_f64()
+    }
+}
+
+/// Runs the load scenario with every checker on; `tracing` toggles the trace digest.
+pub fn raft_cluster(seconds: u64, tracing: bool) -> RaftBench {
+    let sc = raft_load_scenario(seconds);
+    let start = Instant::now(); // determinism-ok: benchmark timing only
+    let report = run_scenario(
+        &sc,
+        RunOptions {
+            seed: 1,
+            trace: None,
+            tracing,
+        },
+    )
+    .expect("no trace file, so no I/O error");
+    let wall = start.elapsed();
+    RaftBench {
+        events: report.stats.events,
+        sim_ns: report.sim_time_ns,
+        wall,
+        passed: report.passed(),
+    }
+}
+
+/// The text `distsync bench` prints.
+pub fn report(quick: bool) -> String {
+    let (deliveries, seconds) = if quick {
+        (2_000_000, 10)
+    } else {
+        (30_000_000, 120)
+    };
+    let m = message_passing(deliveries, 64);
+    let traced = raft_cluster(seconds, true);
+    let bare = raft_cluster(seconds, false);
+    let mut out = String::new();
+    out += &format!(
+        "(a) message passing, 2 nodes, 64 in flight, 1-5ms latency, 1% loss:\n    {} deliveries in {:.3}s = {:.1} M deliveries/s\n",
+        m.deliveries,
+        m.wall.as_secs_f64(),
+        m.per_second() / 1e6
+    );
+    for (label, b) in [("with trace digest", &traced), ("without trace", &bare)] {
+        out += &format!(
+            "(b) 5-node Raft, 10 clients x 100 ops/s, 2% loss, leader crash; all checkers on, {label}:\n    {} events in {:.3}s = {:.2} M events/s; {}s simulated = {:.0}x real time; checks {}\n",
+            b.events,
+            b.wall.as_secs_f64(),
+            b.events_per_second() / 1e6,
+            b.sim_ns / 1_000_000_000,
+            b.speedup(),
+            if b.passed { "passed" } else { "FAILED" }
+        );
+    }
+    out
+}

@@ -1,0 +1,105 @@
+//! Planted bugs: deliberate, realistic mistakes behind named switches.
+//!
+//! Each switch is a plain bool read at the one place the mistake lives, so a
+//! switched-off bug costs one predictable branch. They exist to prove that the
+//! checkers catch what they claim, and to teach what each rule protects.
+
+/// One planted bug: its switch name, the real-world mistake, the invariant that catches it.
+pub struct BugInfo {
+    pub name: &'static str,
+    pub mistake: &'static str,
+    pub caught_by: &'static str,
+}
+
+/// Every planted bug, in catalogue order.
+pub const CATALOGUE: &[BugInfo] = &[
+    BugInfo {
+        name: "raft.vote_without_log_check",
+        mistake: "A node grants its vote without checking that the candidate's log is at least as up-to-date as its own (Raft 5.4.1), so a node missing committed entries can win an election and overwrite them.",
+        caught_by: "Leader Completeness / State Machine Safety",
+    },
+    BugInfo {
+        name: "raft.commit_old_term_by_count",
+        mistake: "A leader marks an entry from an earlier term committed as soon as a majority stores it, the situation of Figure 8 in the Raft paper (5.4.2): a later leader can still overwrite it.",
+        caught_by: "State Machine Safety / Leader Completeness",
+    },
+    BugInfo {
+        name: "raft.vote_before_persist",
+        mistake: "A node replies to RequestVote before its vote reaches stable storage; a crash loses the vote, and after restart it votes again in the same term for someone else.",
+        caught_by: "one vote per term per node, across restarts",
+    },
+    BugInfo {
+        name: "raft.no_truncate_on_conflict",
+        mistake: "A follower that receives entries conflicting with its log overwrites only the entries sent and keeps its stale suffix, instead of deleting the conflicting entry and all that follow (Raft Figure 2, AppendEntries step 3).",
+        caught_by: "Log Matching",
+    },
+    BugInfo {
+        name: "raft.read_without_quorum",
+        mistake: "A leader serves reads from its local state without confirming it is still leader (skipping ReadIndex's heartbeat round, Raft thesis 6.4); a deposed leader behind a partition returns stale values.",
+        caught_by: "linearizability of client histories",
+    },
+];
+
+/// Which planted bugs are on. Default: none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    pub vote_without_log_check: bool,
+    pub commit_old_term_by_count: bool,
+    pub vote_before_persist: bool,
+    pub no_truncate_on_conflict: bool,
+    pub read_without_quorum: bool,
+}
+
+impl Bugs {
+    /// Switches one bug on by its catalogue name.
+    pub fn enable(&mut self, name: &str) -> Result<(), String> {
+        let flag = match name {
+            "raft.vote_without_log_check" => &mut self.vote_without_log_check,
+            "raft.commit_old_term_by_count" => &mut self.commit_old_term_by_count,
+            "raft.vote_before_persist" => &mut self.vote_before_persist,
+            "raft.no_truncate_on_conflict" => &mut self.no_truncate_on_conflict,
+            "raft.read_without_quorum" => &mut self.read_without_quorum,
+            _ => {
+                let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
+                return Err(format!(
+                    "unknown planted bug `{name}`; expected one of: {}",
+                    known.join(", ")
+                ));
+            }
+        };
+        *flag = true;
+        Ok(())
+    }
+
+    /// Names of the bugs that are on, in catalogue order.
+    pub fn enabled_names(&self) -> Vec<&'static str> {
+        let on = [
+            self.vote_without_log_check,
+            self.commit_old_term_by_count,
+            self.vote_before_persist,
+            self.no_truncate_on_conflict,
+            self.read_without_quorum,
+        ];
+        CATALOGUE
+            .iter()
+            .zip(on)
+            .filter(|(_, on)| *on)
+            .map(|(b, _)| b.name)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalogue_name_enables_exactly_one_switch() {
+        for bug in CATALOGUE {
+            let mut bugs = Bugs::default();
+            bugs.enable(bug.name).unwrap();
+            assert_eq!(bugs.enabled_names(), vec![bug.name]);
+        }
+        assert!(Bugs::default().enable("raft.nope").is_err());
+    }
+}

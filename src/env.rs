@@ -1,0 +1,52 @@
+//! The seam between protocol code and the world that runs it.
+//!
+//! Components are plain structs: no I/O, no clock reads, no randomness of
+//! their own. They ask an `Env` for everything, so the simulator and a real
+//! runtime can drive the same code.
+
+use crate::node::Msg;
+use crate::sim::rng::Rng;
+use crate::sim::storage::Durable;
+use crate::trace::{NodeId, TraceEvent};
+
+/// Named timers; setting one replaces its previous deadline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    Election = 0,
+    Heartbeat = 1,
+    ClientRetry = 2,
+    ClientNext = 3,
+}
+
+/// Number of timer slots per endpoint.
+pub const TIMER_KINDS: usize = 4;
+
+impl Timer {
+    /// The timer for a slot index.
+    pub fn from_index(i: usize) -> Timer {
+        [
+            Timer::Election,
+            Timer::Heartbeat,
+            Timer::ClientRetry,
+            Timer::ClientNext,
+        ][i]
+    }
+}
+
+/// Everything a component may ask of its surroundings.
+pub trait Env {
+    /// This endpoint's local clock, in nanoseconds (skewed in simulation).
+    fn now(&self) -> u64;
+    /// Sends a message; delivery is up to the network.
+    fn send(&mut self, to: NodeId, msg: Msg);
+    /// Fires `timer` once local time has advanced by `after_ns`.
+    fn set_timer(&mut self, timer: Timer, after_ns: u64);
+    /// Cancels `timer` if set.
+    fn cancel_timer(&mut self, timer: Timer);
+    /// This endpoint's own deterministic random stream.
+    fn rng(&mut self) -> &mut Rng;
+    /// Durable storage (nodes only).
+    fn storage(&mut self) -> &mut Durable;
+    /// Records a trace event for this endpoint.
+    fn trace(&mut self, ev: TraceEvent);
+}

@@ -1,0 +1,112 @@
+//! Human and machine summaries of a run: tables and JSON.
+
+use serde_json::{Value, json};
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use crate::run::RunReport;
+use crate::scenario::parse::format_duration;
+
+#[derive(Tabled)]
+struct NodeRow<'a> {
+    node: &'a str,
+    role: &'a str,
+    term: u64,
+    commit: u64,
+    applied: u64,
+    #[tabled(rename = "log last")]
+    log_last: u64,
+    snapshot: u64,
+}
+
+#[derive(Tabled)]
+struct CheckRow<'a> {
+    check: &'a str,
+    verdict: &'static str,
+    detail: &'a str,
+}
+
+/// The plain-text summary printed by `distsync run`.
+pub fn render_text(r: &RunReport) -> String {
+    let rows: Vec<NodeRow> = r
+        .nodes
+        .iter()
+        .map(|n| NodeRow {
+            node: &n.name,
+            role: &n.status,
+            term: n.term,
+            commit: n.commit,
+            applied: n.applied,
+            log_last: n.log_last,
+            snapshot: n.snapshot,
+        })
+        .collect();
+    let mut out = format!(
+        "scenario {}  seed {}  simulated {}\n",
+        r.scenario,
+        r.seed,
+        format_duration(r.sim_time_ns)
+    );
+    out += &Table::new(rows).with(Style::sharp()).to_string();
+    out.push('\n');
+    let s = &r.stats;
+    let first = s
+        .first_leader_ns
+        .map_or_else(|| "never".to_string(), format_duration);
+    out += &format!(
+        "messages: {} sent, {} delivered, {} dropped   elections: {} started, {} won   first leader: {}\nclient operations: {} invoked, {} completed   events: {}   trace events: {}\n",
+        s.sent,
+        s.delivered,
+        s.dropped,
+        s.elections,
+        r.leaders_elected,
+        first,
+        r.ops_total,
+        r.ops_completed,
+        s.events,
+        r.trace_events
+    );
+    let checks: Vec<CheckRow> = r
+        .checks
+        .iter()
+        .map(|c| CheckRow {
+            check: &c.name,
+            verdict: if c.ok { "ok" } else { "FAILED" },
+            detail: &c.detail,
+        })
+        .collect();
+    out += &Table::new(checks).with(Style::sharp()).to_string();
+    out += &format!("\ntrace digest: {}\n", r.digest_hex());
+    out
+}
+
+/// The JSON summary printed by `distsync run --json`.
+pub fn render_json(r: &RunReport) -> Value {
+    let s = &r.stats;
+    json!({
+        "scenario": r.scenario,
+        "seed": r.seed,
+        "passed": r.passed(),
+        "sim_time_ns": r.sim_time_ns,
+        "digest": r.digest_hex(),
+        "trace_events": r.trace_events,
+        "events": s.events,
+        "messages": { "sent": s.sent, "delivered": s.delivered, "dropped": s.dropped },
+        "elections": s.elections,
+        "leaders_elected": r.leaders_elected,
+        "first_leader_ns": s.first_leader_ns,
+        "ops": { "invoked": r.ops_total, "completed": r.ops_completed },
+        "nodes": r.nodes.iter().map(|n| json!({
+            "node": n.name, "role": n.status, "term": n.term, "commit": n.commit,
+            "applied": n.applied, "log_last": n.log_last, "snapshot": n.snapshot,
+        })).collect::<Vec<_>>(),
+        "checks": r.checks.iter().map(|c| json!({ "name": c.name, "ok": c.ok, "detail": c.detail })).collect::<Vec<_>>(),
+        "violation": r.violation.as_ref().map(|f| json!({
+            "invariant": f.violation.invariant,
+            "detail": f.violation.detail,
+            "event": f.seq,
+            "t_ns": f.t_ns,
+            "nodes": f.violation.nodes.iter().map(|n| format!("n{}", n + 1)).collect::<Vec<_>>(),
+        })),
+    })
+}

@@ -1,0 +1,254 @@
+//! One run of a scenario: simulate, check, and summarize.
+
+use crate::check::linearizability::Verdict;
+use crate::scenario::Scenario;
+use crate::scenario::parse::format_duration;
+use crate::sim::world::{Found, Stats, World};
+use crate::trace::{Role, Tracer};
+
+/// Bound on the linearizability search per run (steps, not seconds).
+const LINEARIZABILITY_MAX_STEPS: u64 = 5_000_000;
+
+/// Options for one run.
+pub struct RunOptions {
+    pub seed: u64,
+    /// Where trace lines go (None: digest only).
+    pub trace: Option<Box<dyn std::io::Write>>,
+    /// False only in benchmarks that measure the simulator without tracing.
+    pub tracing: bool,
+}
+
+/// One node's state at the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeSummary {
+    pub name: String,
+    /// "leader", "follower", ... or "crashed" / "paused".
+    pub status: String,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub log_last: u64,
+    pub snapshot: u64,
+}
+
+/// The verdict of one check or expectation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckResult {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    pub scenario: String,
+    pub seed: u64,
+    pub sim_time_ns: u64,
+    pub nodes: Vec<NodeSummary>,
+    pub stats: Stats,
+    pub leaders_elected: usize,
+    pub ops_completed: u64,
+    pub ops_total: usize,
+    pub violation: Option<Found>,
+    pub checks: Vec<CheckResult>,
+    pub digest: u64,
+    pub trace_events: u64,
+}
+
+impl RunReport {
+    /// True when every invariant and expectation held.
+    pub fn passed(&self) -> bool {
+        self.violation.is_none() && self.checks.iter().all(|c| c.ok)
+    }
+
+    /// The digest as printed: 16 hex digits.
+    pub fn digest_hex(&self) -> String {
+        format!("{:016x}", self.digest)
+    }
+}
+
+/// Runs `sc` once.
+pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunReport> {
+    let tracer = if opts.tracing {
+        Tracer::new(sc.nodes, opts.trace)
+    } else {
+        Tracer::disabled(sc.nodes)
+    };
+    let mut world = World::new(sc, opts.seed, tracer);
+    world.run();
+    if let Some(e) = world.obs.io_error.take() {
+        return Err(e);
+    }
+    world.obs.tracer.finish()?;
+    let checks = evaluate(sc, &world);
+    let nodes = (0..sc.nodes).map(|i| summarize(&world, i)).collect();
+    Ok(RunReport {
+        scenario: sc.name.clone(),
+        seed: opts.seed,
+        sim_time_ns: world.now_ns(),
+        nodes,
+        stats: world.obs.stats.clone(),
+        leaders_elected: world.obs.checker.leaders_elected(),
+        ops_completed: world.obs.history.completed(),
+        ops_total: world.obs.history.ops().len(),
+        violation: world.obs.violation.clone(),
+        checks,
+        digest: world.obs.tracer.digest(),
+        trace_events: world.obs.tracer.events(),
+    })
+}
+
+fn summarize(world: &World, i: usize) -> NodeSummary {
+    let name = format!("n{}", i + 1);
+    match world.node(i) {
+        Some(node) if !world.is_crashed(i) => {
+            let r = node.raft();
+            let status = if world.is_paused(i) {
+                format!("{} (paused)", r.role().name())
+            } else {
+                r.role().name().to_string()
+            };
+            NodeSummary {
+                name,
+                status,
+                term: r.term(),
+                commit: r.commit_index(),
+                applied: r.applied_index(),
+                log_last: r.last_index(),
+                snapshot: r.snapshot_index(),
+            }
+        }
+        _ => NodeSummary {
+            name,
+            status: "crashed".into(),
+            term: 0,
+            commit: 0,
+            applied: 0,
+            log_last: world.durable_last_index(i),
+            snapshot: 0,
+        },
+    }
+}
+
+fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let stopped_early = world.obs.violation.is_some();
+    out.push(CheckResult {
+        name: "raft safety (online)".into(),
+        ok: !stopped_early,
+        detail: match &world.obs.violation {
+            None => "election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit: all held".into(),
+            Some(f) => format!("{}: {}", f.violation.invariant, f.violation.detail),
+        },
+    });
+    if stopped_early {
+        return out; // the run did not reach its end; end-of-run checks would mislead
+    }
+    let e = &sc.expect;
+    let stats = &world.obs.stats;
+    if let Some(d) = e.leader_within_ns {
+        let ok = stats.first_leader_ns.is_some_and(|t| t <= d);
+        let detail = match stats.first_leader_ns {
+            Some(t) => format!("first leader at {}", format_duration(t)),
+            None => "no leader was ever elected".into(),
+        };
+        out.push(CheckResult {
+            name: format!("leader within {}", format_duration(d)),
+            ok,
+            detail,
+        });
+    }
+    if let Some(d) = e.leader_after_last_fault_ns {
+        let from = stats.watch_from_ns;
+        let elected = stats.leader_after_watch_ns.filter(|t| *t <= from + d);
+        let ok = world.leader_present_after_fault() || elected.is_some();
+        let detail = if world.leader_present_after_fault() {
+            format!(
+                "a leader was in office at the last fault ({})",
+                format_duration(from)
+            )
+        } else if let Some(t) = stats.leader_after_watch_ns {
+            format!(
+                "leader elected {} after the last fault",
+                format_duration(t - from)
+            )
+        } else {
+            format!(
+                "no leader after the last fault at {}",
+                format_duration(from)
+            )
+        };
+        out.push(CheckResult {
+            name: format!("leader within {} of the last fault", format_duration(d)),
+            ok,
+            detail,
+        });
+    }
+    if e.acked_writes_applied_everywhere {
+        out.push(acked_writes_applied(world, sc.nodes));
+    }
+    if e.min_completed_ops > 0 {
+        let done = world.obs.history.completed();
+        out.push(CheckResult {
+            name: format!("at least {} operations completed", e.min_completed_ops),
+            ok: done >= e.min_completed_ops,
+            detail: format!("{done} completed"),
+        });
+    }
+    if e.linearizable {
+        let verdict = world
+            .obs
+            .history
+            .check_linearizable(LINEARIZABILITY_MAX_STEPS);
+        let ops = world.obs.history.ops().len();
+        let (ok, detail) = match verdict {
+            Verdict::Linearizable => (true, format!("{ops} operations")),
+            Verdict::NotLinearizable(cx) => (false, cx.to_string()),
+            Verdict::Unknown => (
+                false,
+                format!(
+                    "search budget of {LINEARIZABILITY_MAX_STEPS} steps exhausted on {ops} operations"
+                ),
+            ),
+        };
+        out.push(CheckResult {
+            name: "linearizable (kv history)".into(),
+            ok,
+            detail,
+        });
+    }
+    out
+}
+
+fn acked_writes_applied(world: &World, n: usize) -> CheckResult {
+    let mut missing = Vec::new();
+    let mut live = 0;
+    for i in 0..n {
+        let Some(node) = world.node(i).filter(|_| !world.is_crashed(i)) else {
+            continue;
+        };
+        live += 1;
+        for c in 0..world.clients() {
+            let want = world.client(c).map_or(0, |c| c.acked_write_seq());
+            if want > node.kv().applied_seq(c as u32) {
+                missing.push(format!("n{} lacks c{}'s write #{want}", i + 1, c + 1));
+            }
+        }
+    }
+    let acked = world.obs.history.acked_writes().count();
+    CheckResult {
+        name: "acknowledged writes applied on every live node".into(),
+        ok: missing.is_empty(),
+        detail: if missing.is_empty() {
+            format!("{acked} acknowledged writes on {live} live nodes")
+        } else {
+            missing.join("; ")
+        },
+    }
+}
+
+/// Role name for summaries.
+pub fn role_name(r: Role) -> &'static str {
+    r.name()
+}

@@ -1,0 +1,194 @@
+//! The resolved, validated scenario the simulator runs.
+//!
+//! `parse` turns a TOML file into this; fuzzing and shrinking build and edit it
+//! directly. Every time is simulated nanoseconds; every node is an index 0..n
+//! named `n1`..`nN` in files and traces.
+
+use crate::bugs::Bugs;
+
+/// Simulated nanoseconds.
+pub type Nanos = u64;
+
+/// A validated scenario: cluster, network, Raft timings, clocks, workload,
+/// timeline and expectations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    /// Short name, used in reports and failure file names.
+    pub name: String,
+    /// One paragraph saying what the scenario shows.
+    pub description: String,
+    /// Number of Raft nodes (1..=15).
+    pub nodes: usize,
+    /// Default seed when the CLI gives none.
+    pub seed: u64,
+    /// Simulated run length; the run stops here.
+    pub duration_ns: Nanos,
+    pub network: NetworkConfig,
+    pub raft: RaftConfig,
+    /// One clock per node, index = node.
+    pub clocks: Vec<ClockConfig>,
+    pub workload: Workload,
+    /// Steps sorted by `at_ns` (stable: file order breaks ties).
+    pub timeline: Vec<Step>,
+    pub expect: Expectations,
+    /// Planted bugs switched on (all off by default).
+    pub bugs: Bugs,
+    /// Key names by index: workload keys are `k0`..; scripted keys follow.
+    pub key_names: Vec<String>,
+}
+
+/// Message delivery model between nodes (clients share latency, never loss).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkConfig {
+    /// Default link behaviour.
+    pub link: LinkConfig,
+    /// Per directed link overrides: (from, to, config).
+    pub overrides: Vec<(usize, usize, LinkConfig)>,
+}
+
+/// Behaviour of one directed link.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkConfig {
+    /// One-way latency drawn uniformly in [min, max].
+    pub latency_min_ns: Nanos,
+    pub latency_max_ns: Nanos,
+    /// Probability in [0,1] that a message is dropped.
+    pub loss: f64,
+    /// Probability in [0,1] that a message is delivered twice.
+    pub duplicate: f64,
+    /// Probability in [0,1] that a message gets extra delay of up to
+    /// `reorder_delay_max_ns`, overtaking later messages.
+    pub reorder: f64,
+    pub reorder_delay_max_ns: Nanos,
+}
+
+/// Raft timing and feature switches.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RaftConfig {
+    /// Election timeout drawn uniformly in [min, max) of local time.
+    pub election_timeout_min_ns: Nanos,
+    pub election_timeout_max_ns: Nanos,
+    /// Leader heartbeat interval (local time).
+    pub heartbeat_ns: Nanos,
+    /// Pre-vote (Raft thesis 9.6).
+    pub pre_vote: bool,
+    /// Leader steps down without contact from a quorum for an election timeout.
+    pub check_quorum: bool,
+    /// Compact the log once this many applied entries follow the last snapshot.
+    pub snapshot_threshold: u64,
+    /// Upper bound on entries in one AppendEntries.
+    pub max_entries_per_append: usize,
+}
+
+/// One node's clock: local = offset + (1 + drift_ppm/1e6) * global + steps.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct ClockConfig {
+    pub offset_ns: i64,
+    pub drift_ppm: i64,
+}
+
+/// Generated client load on the replicated key-value store.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// Number of closed-loop clients (0 = none).
+    pub clients: usize,
+    /// Operations per second per client (mean; gaps are exponential).
+    pub rate_per_s: f64,
+    /// Keys k0..k{keys-1}.
+    pub keys: usize,
+    /// Fraction of operations that are reads, in [0,1].
+    pub read_ratio: f64,
+    /// Generated operations are issued in [start, stop).
+    pub start_ns: Nanos,
+    pub stop_ns: Nanos,
+    /// A client retries one node this long before trying the next.
+    pub request_timeout_ns: Nanos,
+    /// After this long without a definite answer an operation is recorded as
+    /// indeterminate and the client moves on.
+    pub op_timeout_ns: Nanos,
+}
+
+/// A node named directly, or a role resolved when the step runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Node(usize),
+    /// The live leader with the highest term; the step is skipped if none.
+    Leader,
+    /// The lowest-numbered live follower; skipped if none.
+    Follower,
+    /// The node crashed most recently and still down (for `restart`).
+    LastCrashed,
+    /// The node paused most recently and still paused (for `resume`).
+    LastPaused,
+}
+
+/// A fault or operation at an exact simulated time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub at_ns: Nanos,
+    pub action: Action,
+    /// 1-based line in the source file, 0 if generated.
+    pub line: usize,
+}
+
+/// What a timeline step does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Crash(Target),
+    Restart(Target),
+    Pause(Target),
+    Resume(Target),
+    /// Nodes in different groups cannot talk, both ways. Nodes in no group
+    /// form one more group of their own.
+    Partition(Vec<Vec<usize>>),
+    /// Messages from any of `from` to any of `to` are dropped (one way).
+    PartitionOneWay {
+        from: Vec<usize>,
+        to: Vec<usize>,
+    },
+    /// Remove every partition.
+    Heal,
+    /// Change link behaviour: all links if `link` is None, else one direction
+    /// (or both when `both_ways`).
+    Network {
+        link: Option<(usize, usize)>,
+        both_ways: bool,
+        config: LinkConfig,
+    },
+    /// Set a node's clock offset and/or drift, or step it (negative = back).
+    Clock {
+        node: usize,
+        offset_ns: Option<i64>,
+        drift_ppm: Option<i64>,
+        step_ns: Option<i64>,
+    },
+    /// One scripted client operation sent to `node` (or the current leader).
+    Client {
+        client: usize,
+        node: Target,
+        op: ClientOp,
+    },
+}
+
+/// A key-value operation, on key index `key` (key names are `k{index}` or
+/// interned names from the file, see `Scenario::key_names`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientOp {
+    Get { key: u32 },
+    Put { key: u32, value: u64 },
+}
+
+/// Liveness and convergence expectations checked at the end of the run.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Expectations {
+    /// A leader exists within this long of the run's start.
+    pub leader_within_ns: Option<Nanos>,
+    /// A leader exists within this long of the last heal/restart/resume step.
+    pub leader_after_last_fault_ns: Option<Nanos>,
+    /// Every acknowledged write is applied on every live node by the end.
+    pub acked_writes_applied_everywhere: bool,
+    /// At least this many client operations got a definite answer.
+    pub min_completed_ops: u64,
+    /// Client histories must be linearizable (on by default).
+    pub linearizable: bool,
+}

@@ -1,0 +1,781 @@
+//! The world: one thread, one event queue, every endpoint of a scenario.
+//!
+//! `World::run` steps events in (time, sequence) order until the scenario's
+//! duration, feeding every traced event to the online checker as it happens
+//! and stopping at the first violation.
+
+use super::clock::Clock;
+use super::network::{Fate, Network};
+use super::queue::EventQueue;
+use super::rng::{Purpose, Rng};
+use super::storage::Durable;
+use super::timers::{Fired, Schedule, TimerSlots};
+use crate::check::history::History;
+use crate::check::raft_safety::{RaftChecker, Violation};
+use crate::env::{Env, TIMER_KINDS, Timer};
+use crate::kv::ClientRequest;
+use crate::kv::client::{Client, ClientTiming, LoadProfile};
+use crate::node::{Msg, Node};
+use crate::scenario::{Action, ClientOp, Scenario, Target};
+use crate::trace::{NodeId, Role, Subject, TraceEvent, Tracer};
+
+enum Event {
+    Deliver { from: u32, to: u32, msg: Msg },
+    Timer { ep: u32, slot: u8, generation: u32 },
+    Step(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Up,
+    Crashed,
+    Paused,
+}
+
+enum Actor {
+    Node(Option<Node>),
+    Client(Client),
+}
+
+struct Endpoint {
+    actor: Actor,
+    clock: Clock,
+    rng: Rng,
+    timers: TimerSlots,
+    status: Status,
+    /// Messages that reached a paused node, delivered on resume.
+    inbox: Vec<(NodeId, Msg)>,
+    /// Timers that came due while paused, as a bit set of slots.
+    missed_timers: u8,
+    storage: Durable,
+}
+
+/// A violation with where it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    pub violation: Violation,
+    /// Sequence number of the trace event that broke the invariant.
+    pub seq: u64,
+    pub t_ns: u64,
+}
+
+/// Counters for the run summary.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub sent: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+    pub elections: u64,
+    pub first_leader_ns: Option<u64>,
+    /// First time at or after `watch_from_ns` that a leader was elected.
+    pub leader_after_watch_ns: Option<u64>,
+    pub watch_from_ns: u64,
+    pub events: u64,
+}
+
+/// Everything that watches a run: trace, online checker, history, counters.
+pub struct Observers {
+    pub tracer: Tracer,
+    pub checker: RaftChecker,
+    pub history: History,
+    pub stats: Stats,
+    pub violation: Option<Found>,
+    pub io_error: Option<std::io::Error>,
+}
+
+impl Observers {
+    fn record(&mut self, t_ns: u64, subject: Subject, ev: TraceEvent, durable: Option<&Durable>) {
+        let seq = match self.tracer.record(t_ns, subject, &ev) {
+            Ok(seq) => seq,
+            Err(e) => {
+                self.io_error.get_or_insert(e);
+                self.tracer.events()
+            }
+        };
+        match (&ev, subject) {
+            (TraceEvent::ClientInvoke { .. } | TraceEvent::ClientReturn { .. }, _) => {
+                self.history.observe(t_ns, &ev)
+            }
+            (_, Subject::Node(n)) => {
+                if let TraceEvent::RaftRole { role, .. } = ev {
+                    if role == Role::Candidate {
+                        self.stats.elections += 1;
+                    }
+                    if role == Role::Leader {
+                        self.stats.first_leader_ns.get_or_insert(t_ns);
+                        if t_ns >= self.stats.watch_from_ns {
+                            self.stats.leader_after_watch_ns.get_or_insert(t_ns);
+                        }
+                    }
+                }
+                let last = || durable.map_or(0, |d| d.stable().last_index());
+                if let Err(violation) = self.checker.observe(n, &ev, last)
+                    && self.violation.is_none()
+                {
+                    self.violation = Some(Found {
+                        violation,
+                        seq,
+                        t_ns,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `Env` one endpoint sees while it handles one input.
+struct Ctx<'a> {
+    id: NodeId,
+    nodes: usize,
+    now_ns: u64,
+    clock: &'a Clock,
+    rng: &'a mut Rng,
+    timers: &'a mut TimerSlots,
+    storage: &'a mut Durable,
+    queue: &'a mut EventQueue<Event>,
+    net: &'a Network,
+    net_rng: &'a mut Rng,
+    obs: &'a mut Observers,
+}
+
+fn subject(nodes: usize, id: NodeId) -> Subject {
+    if id < nodes {
+        Subject::Node(id)
+    } else {
+        Subject::Client(id - nodes)
+    }
+}
+
+fn schedule(queue: &mut EventQueue<Event>, ep: NodeId, s: Schedule) {
+    if let Schedule::At {
+        slot,
+        generation,
+        at_ns,
+    } = s
+    {
+        queue.push(
+            at_ns,
+            Event::Timer {
+                ep: ep as u32,
+                slot: slot as u8,
+                generation,
+            },
+        );
+    }
+}
+
+impl Env for Ctx<'_> {
+    fn now(&self) -> u64 {
+        self.clock.local(self.now_ns)
+    }
+
+    fn send(&mut self, to: NodeId, msg: Msg) {
+        let (name, term) = (msg.name(), msg.term());
+        let from = self.id;
+        self.obs.stats.sent += 1;
+        self.obs.record(
+            self.now_ns,
+            subject(self.nodes, from),
+            TraceEvent::NetSend {
+                from,
+                to,
+                msg: name,
+                term,
+            },
+            None,
+        );
+        match self.net.route(from, to, self.net_rng) {
+            Fate::Drop(reason) => {
+                self.obs.stats.dropped += 1;
+                self.obs.record(
+                    self.now_ns,
+                    subject(self.nodes, from),
+                    TraceEvent::NetDrop {
+                        from,
+                        to,
+                        msg: name,
+                        term,
+                        reason,
+                    },
+                    None,
+                );
+            }
+            Fate::Deliver { delays_ns, copies } => {
+                if copies == 2 {
+                    self.queue.push(
+                        self.now_ns + delays_ns[1],
+                        Event::Deliver {
+                            from: from as u32,
+                            to: to as u32,
+                            msg: msg.clone(),
+                        },
+                    );
+                }
+                self.queue.push(
+                    self.now_ns + delays_ns[0],
+                    Event::Deliver {
+                        from: from as u32,
+                        to: to as u32,
+                        msg,
+                    },
+                );
+            }
+        }
+    }
+
+    fn set_timer(&mut self, timer: Timer, after_ns: u64) {
+        let s = self
+            .timers
+            .set(timer as usize, after_ns, self.clock, self.now_ns);
+        schedule(self.queue, self.id, s);
+    }
+
+    fn cancel_timer(&mut self, timer: Timer) {
+        self.timers.cancel(timer as usize);
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+
+    fn storage(&mut self) -> &mut Durable {
+        self.storage
+    }
+
+    fn trace(&mut self, ev: TraceEvent) {
+        let durable = (self.id < self.nodes).then_some(&*self.storage);
+        self.obs
+            .record(self.now_ns, subject(self.nodes, self.id), ev, durable);
+    }
+}
+
+/// A scenario being simulated.
+pub struct World {
+    sc: Scenario,
+    n: usize,
+    now_ns: u64,
+    queue: EventQueue<Event>,
+    net: Network,
+    net_rng: Rng,
+    eps: Vec<Endpoint>,
+    crash_order: Vec<NodeId>,
+    pause_order: Vec<NodeId>,
+    /// Index of the last fault step; a leader must exist soon after it.
+    last_fault_step: Option<usize>,
+    /// Set once a leader is present right after the last fault step.
+    leader_present_after_fault: bool,
+    pub obs: Observers,
+}
+
+impl World {
+    /// Builds the world for `sc` with `seed`, tracing into `tracer`.
+    pub fn new(sc: &Scenario, seed: u64, tracer: Tracer) -> World {
+        let n = sc.nodes;
+        let w = &sc.workload;
+        let scripted = sc
+            .timeline
+            .iter()
+            .filter_map(|s| match s.action {
+                Action::Client { client, .. } => Some(client + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let timing = ClientTiming {
+            request_timeout_ns: w.request_timeout_ns,
+            op_timeout_ns: w.op_timeout_ns,
+        };
+        let mut eps = Vec::with_capacity(n + w.clients + scripted);
+        for i in 0..n {
+            let c = sc.clocks.get(i).copied().unwrap_or_default();
+            eps.push(Endpoint::new(
+                Actor::Node(None),
+                Clock::new(c.offset_ns, c.drift_ppm),
+                Rng::stream(seed, Purpose::NodeTimers, i as u64),
+            ));
+        }
+        for c in 0..w.clients + scripted {
+            let load = (c < w.clients).then(|| LoadProfile {
+                rate_per_s: w.rate_per_s,
+                keys: w.keys.max(1) as u32,
+                read_ratio: w.read_ratio,
+                start_local: Clock::default().local(w.start_ns),
+                stop_local: Clock::default().local(w.stop_ns),
+            });
+            let client = Client::new(c, n, timing, load);
+            eps.push(Endpoint::new(
+                Actor::Client(client),
+                Clock::default(),
+                Rng::stream(seed, Purpose::Client, c as u64),
+            ));
+        }
+        let last_fault_step = sc
+            .timeline
+            .iter()
+            .rposition(|s| !matches!(s.action, Action::Client { .. }));
+        let watch_from_ns = last_fault_step.map_or(0, |i| sc.timeline[i].at_ns);
+        let obs = Observers {
+            tracer,
+            checker: RaftChecker::new(n),
+            history: History::default(),
+            stats: Stats {
+                watch_from_ns,
+                ..Stats::default()
+            },
+            violation: None,
+            io_error: None,
+        };
+        let mut world = World {
+            sc: sc.clone(),
+            n,
+            now_ns: 0,
+            queue: EventQueue::default(),
+            net: Network::new(n, &sc.network),
+            net_rng: Rng::stream(seed, Purpose::Network, 0),
+            eps,
+            crash_order: Vec::new(),
+            pause_order: Vec::new(),
+            last_fault_step,
+            leader_present_after_fault: false,
+            obs,
+        };
+        for (i, step) in sc.timeline.iter().enumerate() {
+            world.queue.push(step.at_ns, Event::Step(i as u32));
+        }
+        for id in 0..world.eps.len() {
+            world.start_endpoint(id);
+        }
+        world
+    }
+
+    fn start_endpoint(&mut self, id: NodeId) {
+        let (n, cfg, bugs) = (self.n, self.sc.raft.clone(), self.sc.bugs);
+        self.with_ctx(id, |actor, ctx| match actor {
+            Actor::Node(slot) => {
+                let stable = ctx.storage.stable().clone();
+                *slot = Some(Node::start(id, n, &cfg, bugs, &stable, ctx));
+            }
+            Actor::Client(c) => c.start(ctx),
+        });
+    }
+
+    fn with_ctx<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Actor, &mut Ctx) -> R) -> R {
+        let World {
+            n,
+            now_ns,
+            queue,
+            net,
+            net_rng,
+            eps,
+            obs,
+            ..
+        } = self;
+        let Endpoint {
+            actor,
+            clock,
+            rng,
+            timers,
+            storage,
+            ..
+        } = &mut eps[id];
+        let mut ctx = Ctx {
+            id,
+            nodes: *n,
+            now_ns: *now_ns,
+            clock,
+            rng,
+            timers,
+            storage,
+            queue,
+            net,
+            net_rng,
+            obs,
+        };
+        f(actor, &mut ctx)
+    }
+
+    /// Current simulated time.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Runs until the scenario's duration or the first violation.
+    pub fn run(&mut self) {
+        let end = self.sc.duration_ns;
+        while let Some((t, ev)) = self.queue.pop() {
+            if t > end {
+                break;
+            }
+            self.now_ns = t;
+            self.obs.stats.events += 1;
+            match ev {
+                Event::Deliver { from, to, msg } => self.deliver(from as NodeId, to as NodeId, msg),
+                Event::Timer {
+                    ep,
+                    slot,
+                    generation,
+                } => self.fire_timer(ep as NodeId, slot as usize, generation),
+                Event::Step(i) => self.run_step(i as usize),
+            }
+            if self.obs.violation.is_some() {
+                return;
+            }
+        }
+        self.now_ns = self.now_ns.max(end);
+    }
+
+    fn deliver(&mut self, from: NodeId, to: NodeId, msg: Msg) {
+        let (name, term) = (msg.name(), msg.term());
+        let who = subject(self.n, to);
+        match self.eps[to].status {
+            Status::Crashed => {
+                self.obs.stats.dropped += 1;
+                self.obs.record(
+                    self.now_ns,
+                    who,
+                    TraceEvent::NetDrop {
+                        from,
+                        to,
+                        msg: name,
+                        term,
+                        reason: "crashed",
+                    },
+                    None,
+                );
+            }
+            Status::Paused => self.eps[to].inbox.push((from, msg)),
+            Status::Up => {
+                self.obs.stats.delivered += 1;
+                self.obs.record(
+                    self.now_ns,
+                    who,
+                    TraceEvent::NetDeliver {
+                        from,
+                        to,
+                        msg: name,
+                        term,
+                    },
+                    None,
+                );
+                self.dispatch_message(to, from, msg);
+            }
+        }
+    }
+
+    fn dispatch_message(&mut self, to: NodeId, from: NodeId, msg: Msg) {
+        self.with_ctx(to, |actor, ctx| match actor {
+            Actor::Node(Some(node)) => node.on_message(ctx, from, msg),
+            Actor::Node(None) => {}
+            Actor::Client(c) => c.on_message(ctx, from, msg),
+        });
+    }
+
+    fn fire_timer(&mut self, ep: NodeId, slot: usize, generation: u32) {
+        let now = self.now_ns;
+        let e = &mut self.eps[ep];
+        match e.timers.fire(slot, generation, &e.clock, now) {
+            Fired::Ignore => {}
+            Fired::Requeue(s) => schedule(&mut self.queue, ep, s),
+            Fired::Run if e.status == Status::Paused => e.missed_timers |= 1 << slot,
+            Fired::Run => self.dispatch_timer(ep, Timer::from_index(slot)),
+        }
+    }
+
+    fn dispatch_timer(&mut self, ep: NodeId, timer: Timer) {
+        self.with_ctx(ep, |actor, ctx| match actor {
+            Actor::Node(Some(node)) => node.on_timer(ctx, timer),
+            Actor::Node(None) => {}
+            Actor::Client(c) => c.on_timer(ctx, timer),
+        });
+    }
+
+    // ---- the timeline -------------------------------------------------------
+
+    fn fault(&mut self, subject: Subject, ev: TraceEvent) {
+        self.obs.record(self.now_ns, subject, ev, None);
+    }
+
+    fn skip(&mut self, action: &'static str, reason: &'static str) {
+        self.fault(Subject::Net, TraceEvent::FaultSkipped { action, reason });
+    }
+
+    fn role_of(&self, id: NodeId) -> Option<(Role, u64)> {
+        match &self.eps[id].actor {
+            Actor::Node(Some(node)) if self.eps[id].status != Status::Crashed => {
+                Some((node.raft().role(), node.raft().term()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The live leader with the highest term (lowest id on ties).
+    pub fn current_leader(&self, include_paused: bool) -> Option<NodeId> {
+        (0..self.n)
+            .filter(|&i| include_paused || self.eps[i].status == Status::Up)
+            .filter_map(|i| {
+                self.role_of(i)
+                    .filter(|(r, _)| *r == Role::Leader)
+                    .map(|(_, t)| (t, i))
+            })
+            .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, i)| i)
+    }
+
+    fn resolve(&mut self, target: Target, include_paused: bool) -> Option<NodeId> {
+        match target {
+            Target::Node(i) => Some(i),
+            Target::Leader => self.current_leader(include_paused),
+            Target::Follower => (0..self.n).find(|&i| {
+                self.eps[i].status == Status::Up
+                    && self.role_of(i).is_some_and(|(r, _)| r != Role::Leader)
+            }),
+            Target::LastCrashed => self
+                .crash_order
+                .iter()
+                .rev()
+                .copied()
+                .find(|&i| self.eps[i].status == Status::Crashed),
+            Target::LastPaused => self
+                .pause_order
+                .iter()
+                .rev()
+                .copied()
+                .find(|&i| self.eps[i].status == Status::Paused),
+        }
+    }
+
+    fn run_step(&mut self, i: usize) {
+        let action = self.sc.timeline[i].action.clone();
+        match action {
+            Action::Crash(t) => match self.resolve(t, true) {
+                Some(id) if self.eps[id].status != Status::Crashed => self.crash(id),
+                Some(_) => self.skip("crash", "already crashed"),
+                None => self.skip("crash", "no node has that role"),
+            },
+            Action::Restart(t) => match self.resolve(t, true) {
+                Some(id) if self.eps[id].status == Status::Crashed => self.restart(id),
+                Some(_) => self.skip("restart", "not crashed"),
+                None => self.skip("restart", "no crashed node"),
+            },
+            Action::Pause(t) => match self.resolve(t, false) {
+                Some(id) if self.eps[id].status == Status::Up => {
+                    self.eps[id].status = Status::Paused;
+                    self.pause_order.push(id);
+                    self.fault(Subject::Node(id), TraceEvent::FaultPause);
+                }
+                Some(_) => self.skip("pause", "not running"),
+                None => self.skip("pause", "no node has that role"),
+            },
+            Action::Resume(t) => match self.resolve(t, true) {
+                Some(id) if self.eps[id].status == Status::Paused => self.resume(id),
+                Some(_) => self.skip("resume", "not paused"),
+                None => self.skip("resume", "no paused node"),
+            },
+            Action::Partition(groups) => {
+                self.net.partition(&groups);
+                self.fault(Subject::Net, TraceEvent::FaultPartition { groups });
+            }
+            Action::PartitionOneWay { from, to } => {
+                self.net.partition_one_way(&from, &to);
+                self.fault(Subject::Net, TraceEvent::FaultPartitionOneWay { from, to });
+            }
+            Action::Heal => {
+                self.net.heal();
+                self.fault(Subject::Net, TraceEvent::FaultHeal);
+            }
+            Action::Network {
+                link,
+                both_ways,
+                config,
+            } => {
+                self.net.set_link(link, config);
+                if let (Some((a, b)), true) = (link, both_ways) {
+                    self.net.set_link(Some((b, a)), config);
+                }
+                let ev = TraceEvent::FaultNetwork {
+                    link,
+                    loss: config.loss,
+                    duplicate: config.duplicate,
+                    reorder: config.reorder,
+                    latency_min: config.latency_min_ns,
+                    latency_max: config.latency_max_ns,
+                };
+                self.fault(Subject::Net, ev);
+            }
+            Action::Clock {
+                node,
+                offset_ns,
+                drift_ppm,
+                step_ns,
+            } => self.change_clock(node, offset_ns, drift_ppm, step_ns),
+            Action::Client { client, node, op } => self.scripted_op(client, node, op),
+        }
+        if Some(i) == self.last_fault_step && self.current_leader(false).is_some() {
+            self.leader_present_after_fault = true;
+        }
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let e = &mut self.eps[id];
+        e.status = Status::Crashed;
+        e.actor = Actor::Node(None);
+        e.storage.crash();
+        e.timers.clear();
+        e.inbox.clear();
+        e.missed_timers = 0;
+        self.crash_order.push(id);
+        self.fault(Subject::Node(id), TraceEvent::FaultCrash);
+    }
+
+    fn restart(&mut self, id: NodeId) {
+        self.eps[id].status = Status::Up;
+        self.fault(Subject::Node(id), TraceEvent::FaultRestart);
+        if let Err(violation) = self
+            .obs
+            .checker
+            .on_recover(id, self.eps[id].storage.stable())
+            && self.obs.violation.is_none()
+        {
+            self.obs.violation = Some(Found {
+                violation,
+                seq: self.obs.tracer.events().saturating_sub(1),
+                t_ns: self.now_ns,
+            });
+        }
+        self.start_endpoint(id);
+    }
+
+    fn resume(&mut self, id: NodeId) {
+        self.eps[id].status = Status::Up;
+        self.fault(Subject::Node(id), TraceEvent::FaultResume);
+        for (from, msg) in std::mem::take(&mut self.eps[id].inbox) {
+            if self.eps[id].status != Status::Up {
+                break;
+            }
+            self.obs.stats.delivered += 1;
+            self.obs.record(
+                self.now_ns,
+                Subject::Node(id),
+                TraceEvent::NetDeliver {
+                    from,
+                    to: id,
+                    msg: msg.name(),
+                    term: msg.term(),
+                },
+                None,
+            );
+            self.dispatch_message(id, from, msg);
+        }
+        let missed = std::mem::take(&mut self.eps[id].missed_timers);
+        for slot in 0..TIMER_KINDS {
+            if missed & (1 << slot) != 0 {
+                self.dispatch_timer(id, Timer::from_index(slot));
+            }
+        }
+    }
+
+    fn change_clock(
+        &mut self,
+        node: NodeId,
+        offset_ns: Option<i64>,
+        drift_ppm: Option<i64>,
+        step_ns: Option<i64>,
+    ) {
+        let now = self.now_ns;
+        let e = &mut self.eps[node];
+        if let Some(o) = offset_ns {
+            e.clock.set_offset(o);
+        }
+        if let Some(d) = drift_ppm {
+            e.clock.set_drift(d, now);
+        }
+        if let Some(s) = step_ns {
+            e.clock.step(s);
+        }
+        for s in e.timers.reschedule(&e.clock, now) {
+            schedule(&mut self.queue, node, s);
+        }
+        let ev = TraceEvent::FaultClock {
+            offset: offset_ns.unwrap_or(0),
+            drift_ppm: drift_ppm.unwrap_or(0),
+            step: step_ns.unwrap_or(0),
+        };
+        self.fault(Subject::Node(node), ev);
+    }
+
+    fn scripted_op(&mut self, client: usize, node: Target, op: ClientOp) {
+        let target = self.resolve(node, true);
+        if target.is_none() && node != Target::Leader {
+            return self.skip("client", "no node has that role");
+        }
+        let ep = self.n + self.sc.workload.clients + client;
+        let req = match op {
+            ClientOp::Get { key } => ClientRequest::Get { key },
+            ClientOp::Put { key, value } => ClientRequest::Put { key, value },
+        };
+        self.with_ctx(ep, |actor, ctx| {
+            if let Actor::Client(c) = actor {
+                c.script(ctx, target, req);
+            }
+        });
+    }
+
+    // ---- results ------------------------------------------------------------
+
+    /// True if the node is crashed.
+    pub fn is_crashed(&self, id: NodeId) -> bool {
+        self.eps[id].status == Status::Crashed
+    }
+
+    /// True if the node is paused.
+    pub fn is_paused(&self, id: NodeId) -> bool {
+        self.eps[id].status == Status::Paused
+    }
+
+    /// The running node `id`, if not crashed.
+    pub fn node(&self, id: NodeId) -> Option<&Node> {
+        match &self.eps[id].actor {
+            Actor::Node(n) => n.as_ref(),
+            Actor::Client(_) => None,
+        }
+    }
+
+    /// Stable last index of node `id`.
+    pub fn durable_last_index(&self, id: NodeId) -> u64 {
+        self.eps[id].storage.stable().last_index()
+    }
+
+    /// Whether a leader was present right after the last fault step.
+    pub fn leader_present_after_fault(&self) -> bool {
+        self.leader_present_after_fault
+    }
+
+    /// Client `index` (generated clients first, then scripted ones).
+    pub fn client(&self, index: usize) -> Option<&Client> {
+        match &self.eps.get(self.n + index)?.actor {
+            Actor::Client(c) => Some(c),
+            Actor::Node(_) => None,
+        }
+    }
+
+    /// Number of clients (generated and scripted).
+    pub fn clients(&self) -> usize {
+        self.eps.len() - self.n
+    }
+}
+
+impl Endpoint {
+    fn new(actor: Actor, clock: Clock, rng: Rng) -> Endpoint {
+        Endpoint {
+            actor,
+            clock,
+            rng,
+            timers: TimerSlots::default(),
+            status: Status::Up,
+            inbox: Vec::new(),
+            missed_timers: 0,
+            storage: Durable::default(),
+        }
+    }
+}
