@@ -1,2 +1,7 @@
-//! Integration tests: scenario sweeps, determinism, planted bugs, checkers.
+//! Integration tests: scenario sweeps, determinism, planted bugs, bad input, checkers.
+mod bad_input;
+mod common;
+mod determinism;
 mod linearizability;
+mod planted_bugs;
+mod sweep;

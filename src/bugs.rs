@@ -20,7 +20,7 @@ pub const CATALOGUE: &[BugInfo] = &[
     },
     BugInfo {
         name: "raft.commit_old_term_by_count",
-        mistake: "A leader marks an entry from an earlier term committed as soon as a majority stores it, the situation of Figure 8 in the Raft paper (5.4.2): a later leader can still overwrite it.",
+        mistake: "A leader marks entries from earlier terms committed as soon as a majority stores them, and so sees no need for the no-op entry a new leader appends to commit them safely. This is Figure 8 of the Raft paper (5.4.2): a later leader whose log ends in a newer term can still overwrite such an entry.",
         caught_by: "State Machine Safety / Leader Completeness",
     },
     BugInfo {

@@ -408,7 +408,11 @@ impl Raft {
         }
     }
 
+    /// Election restriction (5.4.1), used by both votes and pre-votes.
     fn log_up_to_date(&self, last_index: u64, last_term: u64) -> bool {
+        if self.bugs.vote_without_log_check {
+            return true;
+        }
         (last_term, last_index) >= (self.log.last_term(), self.log.last_index())
     }
 
@@ -439,7 +443,7 @@ impl Raft {
         let free =
             self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
         let up_to_date =
-            self.bugs.vote_without_log_check || self.log_up_to_date(last_index, last_term);
+            self.log_up_to_date(last_index, last_term);
         let granted = free && up_to_date;
         if granted {
             if self.voted_for != Some(from) {
@@ -790,8 +794,11 @@ impl Raft {
         self.probing.iter_mut().for_each(|p| *p = true);
         self.recent_active = 0;
         self.reads.clear();
-        // A no-op of our own term lets us commit (5.4.2) and serve reads.
-        self.append_local(env, Command::Noop);
+        // A no-op of our own term lets us commit (5.4.2) and serve reads. A
+        // leader that (wrongly) commits old entries by counting sees no need.
+        if !self.bugs.commit_old_term_by_count {
+            self.append_local(env, Command::Noop);
+        }
         for p in self.peers() {
             self.send_append(p);
         }

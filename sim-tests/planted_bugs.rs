@@ -1,0 +1,52 @@
+//! Each planted bug is caught by a checker on some seed of a shipped scenario,
+//! and the same seed passes with the bug off: the checker catches the bug,
+//! not the scenario.
+
+use crate::common::{run, scenario, why};
+
+/// Seeds searched for each bug.
+const BUDGET: u64 = 500;
+
+fn hunt(bug: &str, scenario_name: &str, expected: &[&str]) {
+    let clean = scenario(scenario_name);
+    let mut buggy = clean.clone();
+    buggy.bugs.enable(bug).unwrap();
+    for seed in 1..=BUDGET {
+        let r = run(&buggy, seed);
+        if r.passed() {
+            continue;
+        }
+        let reason = why(&r);
+        assert!(expected.iter().any(|e| reason.contains(e)), "{bug} on {scenario_name} seed {seed} failed for an unexpected reason: {reason}");
+        let control = run(&clean, seed);
+        assert!(control.passed(), "{scenario_name} seed {seed} fails even without {bug}: {}", why(&control));
+        println!("{bug}: caught on {scenario_name} seed {seed}: {reason}");
+        return;
+    }
+    panic!("{bug} was not caught on {scenario_name} in seeds 1..={BUDGET}");
+}
+
+#[test]
+fn vote_without_log_check_is_caught() {
+    hunt("raft.vote_without_log_check", "stale-node-rejoins", &["Leader Completeness", "State Machine Safety", "linearizable"]);
+}
+
+#[test]
+fn commit_old_term_by_count_is_caught() {
+    hunt("raft.commit_old_term_by_count", "figure8-chaos", &["Leader Completeness", "State Machine Safety"]);
+}
+
+#[test]
+fn vote_before_persist_is_caught() {
+    hunt("raft.vote_before_persist", "crashes-during-elections", &["One vote per term", "Term monotonic"]);
+}
+
+#[test]
+fn no_truncate_on_conflict_is_caught() {
+    hunt("raft.no_truncate_on_conflict", "flapping-partitions", &["Log Matching"]);
+}
+
+#[test]
+fn read_without_quorum_is_caught() {
+    hunt("raft.read_without_quorum", "isolated-leader-reads", &["linearizable"]);
+}

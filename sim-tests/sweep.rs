@@ -1,0 +1,33 @@
+//! Every shipped scenario on many seeds: all invariants and expectations hold.
+
+use crate::common::{run, shipped_scenarios, sweep_seeds, why};
+
+#[test]
+fn every_shipped_scenario_passes_on_every_seed_of_the_sweep() {
+    let scenarios = shipped_scenarios();
+    assert!(scenarios.len() >= 12, "at least 12 scenarios are shipped");
+    let seeds = sweep_seeds();
+    let jobs: Vec<(usize, u64)> = (0..scenarios.len()).flat_map(|i| (1..=seeds).map(move |s| (i, s))).collect();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let (jobs, scenarios) = (&jobs, &scenarios);
+                scope.spawn(move || {
+                    let mut failed = Vec::new();
+                    for &(i, seed) in jobs.iter().skip(w).step_by(workers) {
+                        let (path, sc) = &scenarios[i];
+                        let r = run(sc, seed);
+                        if !r.passed() {
+                            failed.push(format!("{} --seed {seed}: {}", path.display(), why(&r)));
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("worker")).collect()
+    });
+    println!("swept {} scenarios x {seeds} seeds", scenarios.len());
+    assert!(failures.is_empty(), "{} failing runs:\n{}", failures.len(), failures.join("\n"));
+}

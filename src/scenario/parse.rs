@@ -1,0 +1,2928 @@
+//! Scenario files: TOML in, validated [`Scenario`] out, and back again.
+//!
+//! Parsing happens in two passes. serde turns the text into `Raw*` structs
+//! that keep every value's byte span (`toml::Spanned`) and reject unknown keys;
+//! `resolve` then checks meaning (ranges, node names, timeline sanity) and
+//! builds the model. Every error points at the offending value as
+//! `path:line:col`. The format is documented in `docs/scenarios.md`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::ops::Range;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
+use toml::Spanned;
+
+use super::model::{
+    Action, ClientOp, ClockConfig, Expectations, LinkConfig, Nanos, NetworkConfig, RaftConfig,
+    Scenario, Step, Target, Workload,
+};
+use crate::bugs::Bugs;
+
+const NS_PER_MS: u64 = 1_000_000;
+const NS_PER_S: u64 = 1_000_000_000;
+/// No duration, latency, offset or time in a file may exceed this; it keeps
+/// the simulator's time arithmetic far from overflow.
+const MAX_DURATION_NS: u64 = 3_600 * NS_PER_S;
+const MAX_NODES: i64 = 15;
+const MAX_DRIFT_PPM: i64 = 100_000;
+const MAX_RATE: f64 = 100_000.0;
+const MAX_CLIENTS: i64 = 1_000;
+const MAX_KEYS: i64 = 100_000;
+const MAX_CLIENT_ID: i64 = 1_000;
+const ACTIONS: &str =
+    "crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client";
+
+// ---------------------------------------------------------------------------
+// Public API
+
+/// A problem in a scenario file, located at the offending value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// File path as given by the caller.
+    pub path: String,
+    /// 1-based line, or 0 when the error has no location (e.g. unreadable file).
+    pub line: usize,
+    /// 1-based column in characters, or 0 when there is no location.
+    pub col: usize,
+    /// What was wrong and what was expected.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path, self.message)
+        } else {
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.path, self.line, self.col, self.message
+            )
+        }
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Parses and validates scenario TOML; `path` is only used in error messages.
+pub fn parse_scenario(text: &str, path: &str) -> Result<Scenario, ScenarioError> {
+    let src = Source::new(text, path);
+    let raw: RawScenario = toml::from_str(text).map_err(|e| {
+        let message = e.message().trim_end().to_owned();
+        match e.span() {
+            Some(span) => src.err(span, message),
+            None => src.err_nowhere(message),
+        }
+    })?;
+    resolve(&src, raw)
+}
+
+/// Reads and parses a scenario file; read failures are reported as errors too.
+pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_scenario(&text, &shown),
+        Err(e) => Err(ScenarioError {
+            path: shown,
+            line: 0,
+            col: 0,
+            message: format!("cannot read scenario file: {e}"),
+        }),
+    }
+}
+
+/// Parses an unsigned duration such as `"150ms"`, `"1.5s"` or `"2m"` into nanoseconds.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    if let Some(rest) = text.strip_prefix('-') {
+        // A well-formed negative gets its own message; junk gets the format hint.
+        magnitude(rest, text)?;
+        return Err(format!(
+            "bad duration \"{text}\": must not be negative here"
+        ));
+    }
+    let ns = magnitude(text.strip_prefix('+').unwrap_or(text), text)?;
+    u64::try_from(ns).map_err(|_| too_large(text))
+}
+
+/// Parses a duration that may be negative, such as `"-20ms"`, into nanoseconds.
+pub fn parse_signed_duration(text: &str) -> Result<i64, String> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let ns = i128::try_from(magnitude(body, text)?).map_err(|_| too_large(text))?;
+    i64::try_from(if negative { -ns } else { ns }).map_err(|_| too_large(text))
+}
+
+/// Formats nanoseconds in the shortest exact form, e.g. `"150ms"`, `"1.5s"`, `"1m"`.
+pub fn format_duration(ns: u64) -> String {
+    if ns == 0 {
+        return "0s".to_owned();
+    }
+    // Only units the value reaches, so "300ms" rather than "0.3s"; among those
+    // the shortest text wins, and on equal length a whole number beats a fraction.
+    let mut best: Option<((usize, bool), String)> = None;
+    for &(unit, unit_ns) in UNITS.iter().rev().filter(|(_, u)| *u <= ns) {
+        let Some(text) = exact_in_unit(ns, unit, unit_ns) else {
+            continue;
+        };
+        let key = (text.len(), text.contains('.'));
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, text));
+        }
+    }
+    // Nanoseconds always give an exact form, so `best` is set.
+    best.map_or_else(|| format!("{ns}ns"), |(_, text)| text)
+}
+
+/// Writes a self-contained scenario file that parses back to an equal
+/// `Scenario` (step lines aside); used to save failing runs as editable files.
+pub fn scenario_to_toml(s: &Scenario) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = write_scenario(&mut out, s);
+    out
+}
+
+fn write_scenario(out: &mut String, s: &Scenario) -> fmt::Result {
+    writeln!(out, "name = {}", quote(&s.name))?;
+    writeln!(out, "description = {}", quote(&s.description))?;
+    writeln!(out, "nodes = {}", s.nodes)?;
+    writeln!(out, "duration = {}", quote(&format_duration(s.duration_ns)))?;
+    writeln!(out, "seed = {}", u64_value(s.seed))?;
+    let bugs = s.bugs.enabled_names();
+    if !bugs.is_empty() {
+        writeln!(out, "bugs = [{}]", join(bugs.iter().map(|b| quote(b))))?;
+    }
+
+    writeln!(out, "\n[network]")?;
+    write_link_fields(out, &s.network.link);
+    for (from, to, link) in &s.network.overrides {
+        writeln!(out, "\n[[network.link]]")?;
+        writeln!(out, "from = {}", quote(&node_name(*from)))?;
+        writeln!(out, "to = {}", quote(&node_name(*to)))?;
+        write_link_fields(out, link);
+    }
+
+    let r = &s.raft;
+    writeln!(out, "\n[raft]")?;
+    writeln!(
+        out,
+        "election_timeout = {}",
+        dur_pair(r.election_timeout_min_ns, r.election_timeout_max_ns)
+    )?;
+    writeln!(out, "heartbeat = {}", dur(r.heartbeat_ns))?;
+    writeln!(out, "pre_vote = {}", r.pre_vote)?;
+    writeln!(out, "check_quorum = {}", r.check_quorum)?;
+    writeln!(out, "snapshot_threshold = {}", r.snapshot_threshold)?;
+    writeln!(out, "max_entries_per_append = {}", r.max_entries_per_append)?;
+
+    for (i, c) in s.clocks.iter().enumerate() {
+        if *c != ClockConfig::default() {
+            writeln!(out, "\n[clock.{}]", node_name(i))?;
+            writeln!(
+                out,
+                "offset = {}",
+                quote(&format_signed_duration(c.offset_ns))
+            )?;
+            writeln!(out, "drift_ppm = {}", c.drift_ppm)?;
+        }
+    }
+
+    let w = &s.workload;
+    writeln!(out, "\n[workload]")?;
+    writeln!(out, "clients = {}", w.clients)?;
+    writeln!(out, "rate = {}", float(w.rate_per_s))?;
+    writeln!(out, "keys = {}", w.keys)?;
+    writeln!(out, "read_ratio = {}", float(w.read_ratio))?;
+    writeln!(out, "start = {}", dur(w.start_ns))?;
+    writeln!(out, "stop = {}", dur(w.stop_ns))?;
+    writeln!(out, "request_timeout = {}", dur(w.request_timeout_ns))?;
+    writeln!(out, "op_timeout = {}", dur(w.op_timeout_ns))?;
+
+    let e = &s.expect;
+    writeln!(out, "\n[expect]")?;
+    if let Some(ns) = e.leader_within_ns {
+        writeln!(out, "leader_within = {}", dur(ns))?;
+    }
+    if let Some(ns) = e.leader_after_last_fault_ns {
+        writeln!(out, "leader_after_last_fault = {}", dur(ns))?;
+    }
+    writeln!(
+        out,
+        "acked_writes_applied_everywhere = {}",
+        e.acked_writes_applied_everywhere
+    )?;
+    writeln!(out, "min_completed_ops = {}", e.min_completed_ops)?;
+    writeln!(out, "linearizable = {}", e.linearizable)?;
+
+    for i in writing_order(s) {
+        let step = &s.timeline[i];
+        writeln!(out, "\n[[step]]")?;
+        writeln!(out, "at = {}", dur(step.at_ns))?;
+        writeln!(out, "{}", action_toml(s, &step.action))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Durations
+
+/// Units from smallest to largest; `format_duration` walks them backwards.
+const UNITS: [(&str, u64); 6] = [
+    ("ns", 1),
+    ("us", 1_000),
+    ("ms", NS_PER_MS),
+    ("s", NS_PER_S),
+    ("m", 60 * NS_PER_S),
+    ("h", 3_600 * NS_PER_S),
+];
+
+fn bad_duration(text: &str) -> String {
+    format!(
+        "bad duration \"{text}\": expected a number followed by ns, us, ms, s, m or h, like \"150ms\""
+    )
+}
+
+fn too_large(text: &str) -> String {
+    format!("bad duration \"{text}\": too large")
+}
+
+/// Nanoseconds in an unsigned duration `body`; `text` is the whole input, for messages.
+/// Integer arithmetic only, so "0.1s" is exactly 100ms and nothing is rounded.
+fn magnitude(body: &str, text: &str) -> Result<u128, String> {
+    let split = body
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(body.len());
+    let (number, unit) = body.split_at(split);
+    let Some(&(_, unit_ns)) = UNITS.iter().find(|(name, _)| *name == unit) else {
+        return Err(bad_duration(text));
+    };
+    let unit_ns = u128::from(unit_ns);
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.is_empty() || frac.contains('.') || (number.contains('.') && frac.is_empty()) {
+        return Err(bad_duration(text));
+    }
+    // Length caps keep the u128 arithmetic below from overflowing.
+    if int.trim_start_matches('0').len() > 24 {
+        return Err(too_large(text));
+    }
+    if frac.len() > 18 {
+        return Err(format!("bad duration \"{text}\": too many decimal places"));
+    }
+    let whole: u128 = int.parse().map_err(|_| bad_duration(text))?;
+    let mut ns = whole.checked_mul(unit_ns).ok_or_else(|| too_large(text))?;
+    if !frac.is_empty() {
+        let scale = 10u128.pow(frac.len() as u32);
+        let part = frac.parse::<u128>().map_err(|_| bad_duration(text))? * unit_ns;
+        if part % scale != 0 {
+            return Err(format!(
+                "bad duration \"{text}\": not a whole number of nanoseconds"
+            ));
+        }
+        ns = ns
+            .checked_add(part / scale)
+            .ok_or_else(|| too_large(text))?;
+    }
+    Ok(ns)
+}
+
+/// `ns` written in one unit, if that gives a finite decimal ("20s" in minutes does not).
+fn exact_in_unit(ns: u64, unit: &str, unit_ns: u64) -> Option<String> {
+    let (whole, rem) = (ns / unit_ns, u128::from(ns % unit_ns));
+    if rem == 0 {
+        return Some(format!("{whole}{unit}"));
+    }
+    // The smallest k with rem * 10^k divisible by unit_ns gives digits without trailing zeros.
+    let unit_ns = u128::from(unit_ns);
+    (1..=20u32)
+        .find(|&k| (rem * 10u128.pow(k)) % unit_ns == 0)
+        .map(|k| {
+            let digits = rem * 10u128.pow(k) / unit_ns;
+            format!("{whole}.{digits:0width$}{unit}", width = k as usize)
+        })
+}
+
+fn format_signed_duration(ns: i64) -> String {
+    let abs = format_duration(ns.unsigned_abs());
+    if ns < 0 { format!("-{abs}") } else { abs }
+}
+
+// ---------------------------------------------------------------------------
+// Raw file structure (serde pass)
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    name: Spanned<String>,
+    description: Spanned<String>,
+    nodes: Spanned<i64>,
+    duration: Spanned<DurText>,
+    seed: Option<Spanned<U64>>,
+    #[serde(default)]
+    bugs: Vec<Spanned<String>>,
+    network: Option<RawNetwork>,
+    raft: Option<RawRaft>,
+    #[serde(default)]
+    clock: BTreeMap<Spanned<String>, RawClock>,
+    workload: Option<RawWorkload>,
+    #[serde(default)]
+    step: Vec<Spanned<RawStep>>,
+    expect: Option<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    latency: Option<Spanned<RawRange>>,
+    loss: Option<Spanned<f64>>,
+    duplicate: Option<Spanned<f64>>,
+    reorder: Option<Spanned<f64>>,
+    reorder_delay_max: Option<Spanned<DurText>>,
+    #[serde(default)]
+    link: Vec<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    from: Spanned<String>,
+    to: Spanned<String>,
+    #[serde(default)]
+    both_ways: bool,
+    latency: Option<Spanned<RawRange>>,
+    loss: Option<Spanned<f64>>,
+    duplicate: Option<Spanned<f64>>,
+    reorder: Option<Spanned<f64>>,
+    reorder_delay_max: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRaft {
+    election_timeout: Option<Spanned<RawRange>>,
+    heartbeat: Option<Spanned<DurText>>,
+    pre_vote: Option<bool>,
+    check_quorum: Option<bool>,
+    snapshot_threshold: Option<Spanned<i64>>,
+    max_entries_per_append: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClock {
+    offset: Option<Spanned<DurText>>,
+    drift_ppm: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorkload {
+    clients: Option<Spanned<i64>>,
+    rate: Option<Spanned<f64>>,
+    keys: Option<Spanned<i64>>,
+    read_ratio: Option<Spanned<f64>>,
+    start: Option<Spanned<DurText>>,
+    stop: Option<Spanned<DurText>>,
+    request_timeout: Option<Spanned<DurText>>,
+    op_timeout: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    leader_within: Option<Spanned<DurText>>,
+    leader_after_last_fault: Option<Spanned<DurText>>,
+    acked_writes_applied_everywhere: Option<bool>,
+    min_completed_ops: Option<Spanned<U64>>,
+    linearizable: Option<bool>,
+}
+
+type NodeList = Spanned<Vec<Spanned<String>>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at: Spanned<DurText>,
+    crash: Option<Spanned<String>>,
+    restart: Option<Spanned<String>>,
+    pause: Option<Spanned<String>>,
+    resume: Option<Spanned<String>>,
+    partition: Option<Spanned<Vec<NodeList>>>,
+    partition_oneway: Option<Spanned<RawOneWay>>,
+    heal: Option<Spanned<bool>>,
+    network: Option<Spanned<RawNetworkChange>>,
+    clock: Option<Spanned<RawClockChange>>,
+    client: Option<Spanned<RawClient>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOneWay {
+    from: NodeList,
+    to: NodeList,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetworkChange {
+    latency: Option<Spanned<RawRange>>,
+    loss: Option<Spanned<f64>>,
+    duplicate: Option<Spanned<f64>>,
+    reorder: Option<Spanned<f64>>,
+    reorder_delay_max: Option<Spanned<DurText>>,
+    link: Option<NodeList>,
+    both_ways: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClockChange {
+    node: Spanned<String>,
+    offset: Option<Spanned<DurText>>,
+    drift_ppm: Option<Spanned<i64>>,
+    step: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    id: Spanned<i64>,
+    node: Spanned<String>,
+    op: Spanned<String>,
+    key: Spanned<String>,
+    value: Option<Spanned<U64>>,
+}
+
+/// The link fields shared by `[network]`, `[[network.link]]` and the `network` step.
+struct LinkFields<'a> {
+    latency: Option<&'a Spanned<RawRange>>,
+    loss: Option<&'a Spanned<f64>>,
+    duplicate: Option<&'a Spanned<f64>>,
+    reorder: Option<&'a Spanned<f64>>,
+    reorder_delay_max: Option<&'a Spanned<DurText>>,
+}
+
+macro_rules! link_fields {
+    ($raw:expr) => {
+        LinkFields {
+            latency: $raw.latency.as_ref(),
+            loss: $raw.loss.as_ref(),
+            duplicate: $raw.duplicate.as_ref(),
+            reorder: $raw.reorder.as_ref(),
+            reorder_delay_max: $raw.reorder_delay_max.as_ref(),
+        }
+    };
+}
+
+/// A duration string kept as text, so it is parsed (and its errors located)
+/// after deserialization; the visitor only words the wrong-type error.
+struct DurText(String);
+
+impl<'de> Deserialize<'de> for DurText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration string like \"150ms\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurText, E> {
+                Ok(DurText(v.to_owned()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// `"2ms"` (min = max) or `["1ms", "5ms"]`.
+enum RawRange {
+    One(DurText),
+    Pair(Spanned<DurText>, Spanned<DurText>),
+}
+
+impl<'de> Deserialize<'de> for RawRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawRange;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like \"5ms\" or a pair [min, max] like [\"1ms\", \"5ms\"]")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawRange, E> {
+                Ok(RawRange::One(DurText(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawRange, A::Error> {
+                let min = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let max = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let mut len = 2;
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {
+                    len += 1;
+                }
+                if len != 2 {
+                    return Err(de::Error::invalid_length(len, &self));
+                }
+                Ok(RawRange::Pair(min, max))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A u64: a TOML integer, or a decimal string for values above i64::MAX
+/// (TOML integers are signed 64-bit, but seeds and put values use all 64 bits).
+struct U64(u64);
+
+impl<'de> Deserialize<'de> for U64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = U64;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a non-negative integer (or a decimal string above 2^63-1)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<U64, E> {
+                u64::try_from(v)
+                    .map(U64)
+                    .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<U64, E> {
+                Ok(U64(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<U64, E> {
+                // `parse` alone would accept a leading '+'.
+                match v.parse() {
+                    Ok(n) if v.bytes().all(|b| b.is_ascii_digit()) => Ok(U64(n)),
+                    _ => Err(E::invalid_value(Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Validation (meaning pass)
+
+type Res<T> = Result<T, ScenarioError>;
+
+/// The text being parsed, to turn byte spans into `path:line:col` errors.
+struct Source<'a> {
+    text: &'a str,
+    path: &'a str,
+    /// Byte offset where each line starts; saved runs can have thousands of steps.
+    line_starts: Vec<usize>,
+}
+
+impl<'a> Source<'a> {
+    fn new(text: &'a str, path: &'a str) -> Self {
+        let newlines = text.match_indices('\n').map(|(i, _)| i + 1);
+        let line_starts = std::iter::once(0).chain(newlines).collect();
+        Source {
+            text,
+            path,
+            line_starts,
+        }
+    }
+
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> ScenarioError {
+        let (line, col) = self.line_col(span.start);
+        ScenarioError {
+            path: self.path.to_owned(),
+            line,
+            col,
+            message: message.into(),
+        }
+    }
+
+    fn err_nowhere(&self, message: impl Into<String>) -> ScenarioError {
+        ScenarioError {
+            path: self.path.to_owned(),
+            line: 0,
+            col: 0,
+            message: message.into(),
+        }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        // Index of the last line start <= offset; line_starts[0] is 0, so >= 1.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line - 1];
+        (line, self.text[line_start..offset].chars().count() + 1)
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.line_col(span.start).0
+    }
+
+    fn duration(&self, d: &Spanned<DurText>, what: &str) -> Res<Nanos> {
+        let ns = parse_duration(&d.get_ref().0).map_err(|m| self.err(d.span(), m))?;
+        if ns > MAX_DURATION_NS {
+            return Err(self.err(
+                d.span(),
+                format!("{what} must be at most 1h, got {}", d.get_ref().0),
+            ));
+        }
+        Ok(ns)
+    }
+
+    fn signed_duration(&self, d: &Spanned<DurText>, what: &str) -> Res<i64> {
+        let ns = parse_signed_duration(&d.get_ref().0).map_err(|m| self.err(d.span(), m))?;
+        if ns.unsigned_abs() > MAX_DURATION_NS {
+            return Err(self.err(
+                d.span(),
+                format!("{what} must be within ±1h, got {}", d.get_ref().0),
+            ));
+        }
+        Ok(ns)
+    }
+
+    fn positive_duration(&self, d: &Spanned<DurText>, what: &str) -> Res<Nanos> {
+        let ns = self.duration(d, what)?;
+        if ns == 0 {
+            return Err(self.err(d.span(), format!("{what} must be more than 0s")));
+        }
+        Ok(ns)
+    }
+
+    fn range(&self, r: &Spanned<RawRange>, what: &str) -> Res<(Nanos, Nanos)> {
+        match r.get_ref() {
+            RawRange::One(text) => {
+                let ns = self.duration(&Spanned::new(r.span(), DurText(text.0.clone())), what)?;
+                Ok((ns, ns))
+            }
+            RawRange::Pair(min, max) => {
+                let (lo, hi) = (self.duration(min, what)?, self.duration(max, what)?);
+                if lo > hi {
+                    return Err(self.err(
+                        r.span(),
+                        format!(
+                            "{what} min ({}) must not be more than max ({})",
+                            format_duration(lo),
+                            format_duration(hi)
+                        ),
+                    ));
+                }
+                Ok((lo, hi))
+            }
+        }
+    }
+
+    fn probability(&self, p: &Spanned<f64>, what: &str) -> Res<f64> {
+        let v = *p.get_ref();
+        // `contains` is false for NaN, so NaN is rejected here too.
+        if !(0.0..=1.0).contains(&v) {
+            return Err(self.err(
+                p.span(),
+                format!("{what} must be a probability between 0 and 1, got {v}"),
+            ));
+        }
+        Ok(v)
+    }
+
+    fn int(&self, v: &Spanned<i64>, what: &str, lo: i64, hi: i64) -> Res<i64> {
+        let n = *v.get_ref();
+        if n < lo || n > hi {
+            let want = if hi == i64::MAX {
+                format!("at least {lo}")
+            } else {
+                format!("between {lo} and {hi}")
+            };
+            return Err(self.err(v.span(), format!("{what} must be {want}, got {n}")));
+        }
+        Ok(n)
+    }
+
+    fn link_config(&self, base: LinkConfig, f: &LinkFields<'_>) -> Res<LinkConfig> {
+        let mut c = base;
+        if let Some(r) = f.latency {
+            (c.latency_min_ns, c.latency_max_ns) = self.range(r, "latency")?;
+        }
+        if let Some(p) = f.loss {
+            c.loss = self.probability(p, "loss")?;
+        }
+        if let Some(p) = f.duplicate {
+            c.duplicate = self.probability(p, "duplicate")?;
+        }
+        if let Some(p) = f.reorder {
+            c.reorder = self.probability(p, "reorder")?;
+        }
+        if let Some(d) = f.reorder_delay_max {
+            c.reorder_delay_max_ns = self.duration(d, "reorder_delay_max")?;
+        }
+        Ok(c)
+    }
+}
+
+/// The node names of a scenario with this many nodes: `n1`..`nN`.
+struct Nodes(usize);
+
+impl Nodes {
+    fn node(&self, src: &Source<'_>, s: &Spanned<String>) -> Res<usize> {
+        let name = s.get_ref();
+        match node_index(name) {
+            Some(i) if i < self.0 => Ok(i),
+            _ => Err(src.err(
+                s.span(),
+                format!(
+                    "unknown node `{name}`: this scenario has {}",
+                    self.node_range()
+                ),
+            )),
+        }
+    }
+
+    fn node_range(&self) -> String {
+        if self.0 == 1 {
+            "only node n1".to_owned()
+        } else {
+            format!("nodes n1..n{}", self.0)
+        }
+    }
+
+    /// A node name or one of the role words allowed for this action.
+    fn target(
+        &self,
+        src: &Source<'_>,
+        s: &Spanned<String>,
+        action: &str,
+        roles: &[(&str, Target)],
+    ) -> Res<Target> {
+        if let Some((_, t)) = roles.iter().find(|(word, _)| *word == s.get_ref()) {
+            return Ok(*t);
+        }
+        if node_index(s.get_ref()).is_some() {
+            return self.node(src, s).map(Target::Node);
+        }
+        let words: Vec<String> = roles.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+        Err(src.err(
+            s.span(),
+            format!(
+                "bad target `{}` for {action}: expected a node name ({}) or {}",
+                s.get_ref(),
+                self.node_list(),
+                words.join(" or ")
+            ),
+        ))
+    }
+
+    fn node_list(&self) -> String {
+        if self.0 == 1 {
+            "n1".to_owned()
+        } else {
+            format!("n1..n{}", self.0)
+        }
+    }
+
+    /// Distinct node names; `context` words the duplicate error.
+    fn node_set(&self, src: &Source<'_>, names: &NodeList, what: &str) -> Res<Vec<usize>> {
+        if names.get_ref().is_empty() {
+            return Err(src.err(names.span(), format!("{what} must name at least one node")));
+        }
+        let mut seen: Vec<(usize, Range<usize>)> = Vec::new();
+        for name in names.get_ref() {
+            let n = self.node(src, name)?;
+            if let Some((_, first)) = seen.iter().find(|(m, _)| *m == n) {
+                let (line, col) = src.line_col(first.start);
+                return Err(src.err(
+                    name.span(),
+                    format!(
+                        "{} is named twice in {what} (first at line {line}, column {col})",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            seen.push((n, name.span()));
+        }
+        Ok(seen.into_iter().map(|(n, _)| n).collect())
+    }
+}
+
+/// Key names by index: workload keys `k0`.. first, then scripted keys as
+/// they first appear in the file.
+struct Keys {
+    workload: usize,
+    names: Vec<String>,
+    scripted: HashMap<String, usize>,
+}
+
+impl Keys {
+    fn new(workload: usize) -> Self {
+        Keys {
+            workload,
+            names: (0..workload).map(|k| format!("k{k}")).collect(),
+            scripted: HashMap::new(),
+        }
+    }
+
+    fn index(&mut self, src: &Source<'_>, s: &Spanned<String>) -> Res<u32> {
+        let name = s.get_ref();
+        if name.is_empty() {
+            return Err(src.err(s.span(), "key must not be empty"));
+        }
+        let index = match key_index(name).filter(|&k| k < self.workload) {
+            Some(k) => k,
+            None => match self.scripted.get(name) {
+                Some(&k) => k,
+                None => {
+                    self.names.push(name.clone());
+                    self.scripted.insert(name.clone(), self.names.len() - 1);
+                    self.names.len() - 1
+                }
+            },
+        };
+        u32::try_from(index).map_err(|_| src.err(s.span(), "too many distinct keys"))
+    }
+}
+
+/// `n1` -> 0; strict so `n01` or `n+1` are not node names.
+fn node_index(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix('n')?;
+    let n = strict_number(digits)?;
+    n.checked_sub(1)
+}
+
+/// `k3` -> 3, for workload key names.
+fn key_index(name: &str) -> Option<usize> {
+    strict_number(name.strip_prefix('k')?)
+}
+
+fn strict_number(digits: &str) -> Option<usize> {
+    let canonical = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'));
+    if canonical { digits.parse().ok() } else { None }
+}
+
+fn node_name(i: usize) -> String {
+    format!("n{}", i + 1)
+}
+
+fn default_link() -> LinkConfig {
+    LinkConfig {
+        latency_min_ns: NS_PER_MS,
+        latency_max_ns: 5 * NS_PER_MS,
+        loss: 0.0,
+        duplicate: 0.0,
+        reorder: 0.0,
+        reorder_delay_max_ns: 20 * NS_PER_MS,
+    }
+}
+
+fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
+    let name = raw.name.get_ref();
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !valid_name {
+        return Err(src.err(
+            raw.name.span(),
+            format!("name must be lowercase letters, digits and '-' (like \"leader-crash\"), got {name:?}"),
+        ));
+    }
+    if raw.description.get_ref().trim().is_empty() {
+        return Err(src.err(raw.description.span(), "description must not be empty"));
+    }
+    let nodes = src.int(&raw.nodes, "nodes", 1, MAX_NODES)? as usize;
+    let duration_ns = src.positive_duration(&raw.duration, "duration")?;
+    let seed = raw.seed.map_or(1, |s| s.into_inner().0);
+
+    let mut bugs = Bugs::default();
+    for b in &raw.bugs {
+        bugs.enable(b.get_ref()).map_err(|m| src.err(b.span(), m))?;
+    }
+
+    let network = resolve_network(src, raw.network, nodes)?;
+    let raft = resolve_raft(src, raw.raft)?;
+
+    let node_names = Nodes(nodes);
+    let mut clocks = vec![ClockConfig::default(); nodes];
+    for (node, c) in &raw.clock {
+        let i = node_names.node(src, node)?;
+        if let Some(d) = &c.offset {
+            clocks[i].offset_ns = src.signed_duration(d, "offset")?;
+        }
+        if let Some(d) = &c.drift_ppm {
+            clocks[i].drift_ppm = src.int(d, "drift_ppm", -MAX_DRIFT_PPM, MAX_DRIFT_PPM)?;
+        }
+    }
+
+    let workload = resolve_workload(src, raw.workload, duration_ns)?;
+    let mut keys = Keys::new(workload.keys);
+
+    let mut steps = Vec::with_capacity(raw.step.len());
+    for s in &raw.step {
+        steps.push(resolve_step(
+            src,
+            s,
+            &node_names,
+            &mut keys,
+            &network.link,
+            duration_ns,
+        )?);
+    }
+    // Stable, so steps at the same time keep file order.
+    steps.sort_by_key(|(step, _)| step.at_ns);
+    check_timeline(src, &steps, nodes)?;
+
+    let expect = resolve_expect(src, raw.expect)?;
+    Ok(Scenario {
+        name: name.clone(),
+        description: raw.description.into_inner(),
+        nodes,
+        seed,
+        duration_ns,
+        network,
+        raft,
+        clocks,
+        workload,
+        timeline: steps.into_iter().map(|(step, _)| step).collect(),
+        expect,
+        bugs,
+        key_names: keys.names,
+    })
+}
+
+fn resolve_network(src: &Source<'_>, raw: Option<RawNetwork>, nodes: usize) -> Res<NetworkConfig> {
+    let Some(raw) = raw else {
+        return Ok(NetworkConfig {
+            link: default_link(),
+            overrides: Vec::new(),
+        });
+    };
+    let link = src.link_config(default_link(), &link_fields!(raw))?;
+    let names = Nodes(nodes);
+    let mut overrides: Vec<(usize, usize, LinkConfig)> = Vec::new();
+    // Where each directed link was first overridden, to reject ambiguous repeats.
+    let mut first_line: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for l in &raw.link {
+        let r = l.get_ref();
+        let (from, to) = (names.node(src, &r.from)?, names.node(src, &r.to)?);
+        if from == to {
+            return Err(src.err(r.to.span(), "a link must join two different nodes"));
+        }
+        let config = src.link_config(link, &link_fields!(r))?;
+        let dirs: &[(usize, usize)] = if r.both_ways {
+            &[(from, to), (to, from)]
+        } else {
+            &[(from, to)]
+        };
+        for &(a, b) in dirs {
+            if let Some(line) = first_line.get(&(a, b)) {
+                return Err(src.err(
+                    l.span(),
+                    format!(
+                        "link {} -> {} is already overridden by the [[network.link]] at line {line}",
+                        node_name(a),
+                        node_name(b)
+                    ),
+                ));
+            }
+            first_line.insert((a, b), src.line(&l.span()));
+            overrides.push((a, b, config));
+        }
+    }
+    Ok(NetworkConfig { link, overrides })
+}
+
+fn resolve_raft(src: &Source<'_>, raw: Option<RawRaft>) -> Res<RaftConfig> {
+    let mut r = RaftConfig {
+        election_timeout_min_ns: 150 * NS_PER_MS,
+        election_timeout_max_ns: 300 * NS_PER_MS,
+        heartbeat_ns: 50 * NS_PER_MS,
+        pre_vote: true,
+        check_quorum: true,
+        snapshot_threshold: 1000,
+        max_entries_per_append: 64,
+    };
+    let Some(raw) = raw else { return Ok(r) };
+    if let Some(e) = &raw.election_timeout {
+        let (lo, hi) = match e.get_ref() {
+            RawRange::One(_) => {
+                return Err(src.err(
+                    e.span(),
+                    "election_timeout must be a pair [min, max] like [\"150ms\", \"300ms\"]",
+                ));
+            }
+            RawRange::Pair(min, max) => (
+                src.duration(min, "election_timeout")?,
+                src.duration(max, "election_timeout")?,
+            ),
+        };
+        if lo >= hi {
+            return Err(src.err(
+                e.span(),
+                format!(
+                    "election_timeout min ({}) must be less than max ({})",
+                    format_duration(lo),
+                    format_duration(hi)
+                ),
+            ));
+        }
+        (r.election_timeout_min_ns, r.election_timeout_max_ns) = (lo, hi);
+    }
+    if let Some(h) = &raw.heartbeat {
+        r.heartbeat_ns = src.positive_duration(h, "heartbeat")?;
+    }
+    if r.heartbeat_ns >= r.election_timeout_min_ns {
+        // Point at whichever of the two the file set.
+        let span = raw
+            .heartbeat
+            .as_ref()
+            .map(|h| h.span())
+            .or_else(|| raw.election_timeout.as_ref().map(|e| e.span()))
+            .unwrap_or(0..0);
+        return Err(src.err(
+            span,
+            format!(
+                "heartbeat ({}) must be less than the election_timeout min ({}), or followers time out between heartbeats",
+                format_duration(r.heartbeat_ns),
+                format_duration(r.election_timeout_min_ns)
+            ),
+        ));
+    }
+    r.pre_vote = raw.pre_vote.unwrap_or(r.pre_vote);
+    r.check_quorum = raw.check_quorum.unwrap_or(r.check_quorum);
+    if let Some(v) = &raw.snapshot_threshold {
+        r.snapshot_threshold = src.int(v, "snapshot_threshold", 1, i64::MAX)? as u64;
+    }
+    if let Some(v) = &raw.max_entries_per_append {
+        r.max_entries_per_append =
+            src.int(v, "max_entries_per_append", 1, i64::from(u32::MAX))? as usize;
+    }
+    Ok(r)
+}
+
+fn resolve_workload(
+    src: &Source<'_>,
+    raw: Option<RawWorkload>,
+    duration_ns: Nanos,
+) -> Res<Workload> {
+    // Leave the last 20% of the run without new load so the cluster can converge.
+    let default_stop = duration_ns - duration_ns / 5;
+    let mut w = Workload {
+        clients: 0,
+        rate_per_s: 20.0,
+        keys: 4,
+        read_ratio: 0.5,
+        start_ns: 0,
+        stop_ns: default_stop,
+        request_timeout_ns: 300 * NS_PER_MS,
+        op_timeout_ns: 2 * NS_PER_S,
+    };
+    let Some(raw) = raw else { return Ok(w) };
+    if let Some(v) = &raw.clients {
+        w.clients = src.int(v, "clients", 0, MAX_CLIENTS)? as usize;
+    }
+    if let Some(v) = &raw.rate {
+        let rate = *v.get_ref();
+        // Written as a negated range check so NaN fails too.
+        if !(rate > 0.0 && rate <= MAX_RATE) {
+            return Err(src.err(
+                v.span(),
+                format!("rate must be more than 0 and at most {MAX_RATE} ops per second per client, got {rate}"),
+            ));
+        }
+        w.rate_per_s = rate;
+    }
+    if let Some(v) = &raw.keys {
+        let min = i64::from(w.clients > 0);
+        w.keys = src.int(
+            v,
+            if min == 1 {
+                "keys (with clients > 0)"
+            } else {
+                "keys"
+            },
+            min,
+            MAX_KEYS,
+        )? as usize;
+    }
+    if let Some(v) = &raw.read_ratio {
+        w.read_ratio = src.probability(v, "read_ratio")?;
+    }
+    if let Some(d) = &raw.start {
+        w.start_ns = src.duration(d, "start")?;
+    }
+    if let Some(d) = &raw.stop {
+        w.stop_ns = src.duration(d, "stop")?;
+        if w.stop_ns > duration_ns {
+            return Err(src.err(
+                d.span(),
+                format!(
+                    "stop ({}) must not be after the end of the run (duration {})",
+                    format_duration(w.stop_ns),
+                    format_duration(duration_ns)
+                ),
+            ));
+        }
+    }
+    if w.start_ns > w.stop_ns {
+        let (span, which) = match (&raw.stop, &raw.start) {
+            (Some(d), _) => (d.span(), ""),
+            (None, Some(d)) => (d.span(), ", the default: 80% of duration"),
+            (None, None) => (0..0, ""),
+        };
+        return Err(src.err(
+            span,
+            format!(
+                "workload start ({}) must not be after stop ({}{which})",
+                format_duration(w.start_ns),
+                format_duration(w.stop_ns)
+            ),
+        ));
+    }
+    if let Some(d) = &raw.request_timeout {
+        w.request_timeout_ns = src.positive_duration(d, "request_timeout")?;
+    }
+    if let Some(d) = &raw.op_timeout {
+        w.op_timeout_ns = src.positive_duration(d, "op_timeout")?;
+    }
+    if w.op_timeout_ns < w.request_timeout_ns {
+        let span = raw
+            .op_timeout
+            .as_ref()
+            .or(raw.request_timeout.as_ref())
+            .map_or(0..0, |d| d.span());
+        return Err(src.err(
+            span,
+            format!(
+                "op_timeout ({}) must be at least request_timeout ({})",
+                format_duration(w.op_timeout_ns),
+                format_duration(w.request_timeout_ns)
+            ),
+        ));
+    }
+    Ok(w)
+}
+
+fn resolve_expect(src: &Source<'_>, raw: Option<RawExpect>) -> Res<Expectations> {
+    let mut e = Expectations {
+        linearizable: true,
+        ..Expectations::default()
+    };
+    let Some(raw) = raw else { return Ok(e) };
+    if let Some(d) = &raw.leader_within {
+        e.leader_within_ns = Some(src.positive_duration(d, "leader_within")?);
+    }
+    if let Some(d) = &raw.leader_after_last_fault {
+        e.leader_after_last_fault_ns = Some(src.positive_duration(d, "leader_after_last_fault")?);
+    }
+    e.acked_writes_applied_everywhere = raw.acked_writes_applied_everywhere.unwrap_or(false);
+    e.min_completed_ops = raw.min_completed_ops.map_or(0, |v| v.into_inner().0);
+    e.linearizable = raw.linearizable.unwrap_or(true);
+    Ok(e)
+}
+
+const CRASH_ROLES: &[(&str, Target)] =
+    &[("leader", Target::Leader), ("follower", Target::Follower)];
+
+/// One `[[step]]`, with the span of its action value for later timeline errors.
+fn resolve_step(
+    src: &Source<'_>,
+    step: &Spanned<RawStep>,
+    names: &Nodes,
+    keys: &mut Keys,
+    base_link: &LinkConfig,
+    duration_ns: Nanos,
+) -> Res<(Step, Range<usize>)> {
+    let s = step.get_ref();
+    let at_ns = src.duration(&s.at, "at")?;
+    if at_ns > duration_ns {
+        return Err(src.err(
+            s.at.span(),
+            format!(
+                "step at {} is after the end of the run (duration {})",
+                format_duration(at_ns),
+                format_duration(duration_ns)
+            ),
+        ));
+    }
+    let present: Vec<(&str, Range<usize>)> = [
+        ("crash", s.crash.as_ref().map(Spanned::span)),
+        ("restart", s.restart.as_ref().map(Spanned::span)),
+        ("pause", s.pause.as_ref().map(Spanned::span)),
+        ("resume", s.resume.as_ref().map(Spanned::span)),
+        ("partition", s.partition.as_ref().map(Spanned::span)),
+        (
+            "partition_oneway",
+            s.partition_oneway.as_ref().map(Spanned::span),
+        ),
+        ("heal", s.heal.as_ref().map(Spanned::span)),
+        ("network", s.network.as_ref().map(Spanned::span)),
+        ("clock", s.clock.as_ref().map(Spanned::span)),
+        ("client", s.client.as_ref().map(Spanned::span)),
+    ]
+    .into_iter()
+    .filter_map(|(name, span)| span.map(|sp| (name, sp)))
+    .collect();
+    let span = match present.as_slice() {
+        [(_, span)] => span.clone(),
+        [] => {
+            return Err(src.err(
+                step.span(),
+                format!("a step needs exactly one action ({ACTIONS}); this one has none"),
+            ));
+        }
+        [.., (_, last)] => {
+            let list: Vec<&str> = present.iter().map(|(n, _)| *n).collect();
+            return Err(src.err(
+                last.clone(),
+                format!(
+                    "a step needs exactly one action ({ACTIONS}); this one has {}: {}",
+                    present.len(),
+                    list.join(", ")
+                ),
+            ));
+        }
+    };
+
+    let action = if let Some(t) = &s.crash {
+        Action::Crash(names.target(src, t, "crash", CRASH_ROLES)?)
+    } else if let Some(t) = &s.restart {
+        Action::Restart(names.target(
+            src,
+            t,
+            "restart",
+            &[("last_crashed", Target::LastCrashed)],
+        )?)
+    } else if let Some(t) = &s.pause {
+        Action::Pause(names.target(src, t, "pause", CRASH_ROLES)?)
+    } else if let Some(t) = &s.resume {
+        Action::Resume(names.target(src, t, "resume", &[("last_paused", Target::LastPaused)])?)
+    } else if let Some(p) = &s.partition {
+        Action::Partition(resolve_partition(src, p, names)?)
+    } else if let Some(o) = &s.partition_oneway {
+        let o = o.get_ref();
+        let from = names.node_set(src, &o.from, "from")?;
+        let to = names.node_set(src, &o.to, "to")?;
+        if let Some(name) =
+            o.to.get_ref()
+                .iter()
+                .find(|n| node_index(n.get_ref()).is_some_and(|i| from.contains(&i)))
+        {
+            return Err(src.err(
+                name.span(),
+                format!(
+                    "{} is in both from and to; a one-way partition needs disjoint sides",
+                    name.get_ref()
+                ),
+            ));
+        }
+        Action::PartitionOneWay { from, to }
+    } else if let Some(h) = &s.heal {
+        if !*h.get_ref() {
+            return Err(src.err(
+                h.span(),
+                "heal must be true (remove the step to do nothing)",
+            ));
+        }
+        Action::Heal
+    } else if let Some(n) = &s.network {
+        resolve_network_change(src, n, names, base_link)?
+    } else if let Some(c) = &s.clock {
+        let c_ref = c.get_ref();
+        if c_ref.offset.is_none() && c_ref.drift_ppm.is_none() && c_ref.step.is_none() {
+            return Err(src.err(
+                c.span(),
+                "clock needs at least one of offset, drift_ppm, step",
+            ));
+        }
+        Action::Clock {
+            node: names.node(src, &c_ref.node)?,
+            offset_ns: c_ref
+                .offset
+                .as_ref()
+                .map(|d| src.signed_duration(d, "offset"))
+                .transpose()?,
+            drift_ppm: c_ref
+                .drift_ppm
+                .as_ref()
+                .map(|d| src.int(d, "drift_ppm", -MAX_DRIFT_PPM, MAX_DRIFT_PPM))
+                .transpose()?,
+            step_ns: c_ref
+                .step
+                .as_ref()
+                .map(|d| src.signed_duration(d, "step"))
+                .transpose()?,
+        }
+    } else if let Some(c) = &s.client {
+        resolve_client(src, c.get_ref(), names, keys)?
+    } else {
+        unreachable!("exactly one action is present")
+    };
+    Ok((
+        Step {
+            at_ns,
+            action,
+            line: src.line(&step.span()),
+        },
+        span,
+    ))
+}
+
+fn resolve_partition(
+    src: &Source<'_>,
+    p: &Spanned<Vec<NodeList>>,
+    names: &Nodes,
+) -> Res<Vec<Vec<usize>>> {
+    if p.get_ref().is_empty() {
+        return Err(src.err(
+            p.span(),
+            "partition needs at least one group, like [[\"n1\"], [\"n2\", \"n3\"]]",
+        ));
+    }
+    let mut seen: Vec<(usize, Range<usize>)> = Vec::new();
+    let mut groups = Vec::new();
+    for group in p.get_ref() {
+        if group.get_ref().is_empty() {
+            return Err(src.err(
+                group.span(),
+                "a partition group must name at least one node",
+            ));
+        }
+        let mut g = Vec::new();
+        for name in group.get_ref() {
+            let n = names.node(src, name)?;
+            if let Some((_, first)) = seen.iter().find(|(m, _)| *m == n) {
+                let (line, col) = src.line_col(first.start);
+                return Err(src.err(
+                    name.span(),
+                    format!(
+                        "{} is named twice in this partition (first at line {line}, column {col}); groups must be disjoint",
+                        name.get_ref()
+                    ),
+                ));
+            }
+            seen.push((n, name.span()));
+            g.push(n);
+        }
+        groups.push(g);
+    }
+    Ok(groups)
+}
+
+fn resolve_network_change(
+    src: &Source<'_>,
+    n: &Spanned<RawNetworkChange>,
+    names: &Nodes,
+    base_link: &LinkConfig,
+) -> Res<Action> {
+    let r = n.get_ref();
+    if r.latency.is_none()
+        && r.loss.is_none()
+        && r.duplicate.is_none()
+        && r.reorder.is_none()
+        && r.reorder_delay_max.is_none()
+    {
+        return Err(src.err(
+            n.span(),
+            "network needs at least one of latency, loss, duplicate, reorder, reorder_delay_max",
+        ));
+    }
+    let config = src.link_config(*base_link, &link_fields!(r))?;
+    let link = match &r.link {
+        None => None,
+        Some(l) => {
+            let [from, to] = l.get_ref().as_slice() else {
+                return Err(src.err(
+                    l.span(),
+                    "link must be a pair of node names like [\"n1\", \"n2\"]",
+                ));
+            };
+            let (a, b) = (names.node(src, from)?, names.node(src, to)?);
+            if a == b {
+                return Err(src.err(to.span(), "a link must join two different nodes"));
+            }
+            Some((a, b))
+        }
+    };
+    let both_ways = match &r.both_ways {
+        Some(b) if link.is_none() => {
+            return Err(src.err(
+                b.span(),
+                "both_ways needs link; without link the change applies to every link",
+            ));
+        }
+        Some(b) => *b.get_ref(),
+        None => false,
+    };
+    Ok(Action::Network {
+        link,
+        both_ways,
+        config,
+    })
+}
+
+fn resolve_client(src: &Source<'_>, c: &RawClient, names: &Nodes, keys: &mut Keys) -> Res<Action> {
+    let client = src.int(&c.id, "client id", 0, MAX_CLIENT_ID)? as usize;
+    let node = names.target(src, &c.node, "client", CRASH_ROLES)?;
+    let key = keys.index(src, &c.key)?;
+    let op = match (c.op.get_ref().as_str(), &c.value) {
+        ("get", None) => ClientOp::Get { key },
+        ("get", Some(v)) => return Err(src.err(v.span(), "a get takes no value")),
+        ("put", Some(v)) => ClientOp::Put {
+            key,
+            value: v.get_ref().0,
+        },
+        ("put", None) => return Err(src.err(c.op.span(), "a put needs a value, like value = 7")),
+        (other, _) => {
+            return Err(src.err(
+                c.op.span(),
+                format!("unknown op `{other}`: expected \"get\" or \"put\""),
+            ));
+        }
+    };
+    Ok(Action::Client { client, node, op })
+}
+
+/// What the static timeline check knows about one node being up.
+#[derive(Clone, Copy)]
+enum Life {
+    Up {
+        restarted_by: Option<usize>,
+    },
+    Down {
+        line: usize,
+        seq: usize,
+    },
+    /// A role-based crash may or may not have hit it.
+    Unknown,
+}
+
+/// What the static timeline check knows about one node being paused.
+#[derive(Clone, Copy)]
+enum Paused {
+    No { resumed_by: Option<usize> },
+    Yes { line: usize, seq: usize },
+    Unknown,
+}
+
+/// Rejects timelines that cannot do what they say, walking steps in time order.
+/// Role targets ("leader", "follower") make the affected state unknown, and
+/// checks on unknown state are skipped rather than guessed.
+fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize) -> Res<()> {
+    let mut life = vec![Life::Up { restarted_by: None }; nodes];
+    let mut paused = vec![Paused::No { resumed_by: None }; nodes];
+    let (mut crashed_before, mut paused_before) = (false, false);
+    for (seq, (step, span)) in steps.iter().enumerate() {
+        let at = format_duration(step.at_ns);
+        let fail = |msg: String| Err(src.err(span.clone(), msg));
+        match step.action {
+            Action::Crash(Target::Node(n)) => {
+                if let Life::Down { line, .. } = life[n] {
+                    return fail(format!(
+                        "{} is already crashed at {at} (crashed by the step at line {line})",
+                        node_name(n)
+                    ));
+                }
+                life[n] = Life::Down {
+                    line: step.line,
+                    seq,
+                };
+                if let Paused::Yes { .. } = paused[n] {
+                    paused[n] = Paused::Unknown;
+                }
+                crashed_before = true;
+            }
+            Action::Crash(_) => {
+                for n in 0..nodes {
+                    if !matches!(life[n], Life::Down { .. }) {
+                        life[n] = Life::Unknown;
+                        if let Paused::Yes { .. } = paused[n] {
+                            paused[n] = Paused::Unknown;
+                        }
+                    }
+                }
+                crashed_before = true;
+            }
+            Action::Restart(Target::Node(n)) => {
+                match life[n] {
+                    Life::Up { restarted_by: None } => {
+                        return fail(format!(
+                            "{} is not crashed at {at}: no earlier step crashes it",
+                            node_name(n)
+                        ));
+                    }
+                    Life::Up {
+                        restarted_by: Some(line),
+                    } => {
+                        return fail(format!(
+                            "{} is already up at {at} (restarted by the step at line {line})",
+                            node_name(n)
+                        ));
+                    }
+                    Life::Down { .. } | Life::Unknown => {}
+                }
+                life[n] = Life::Up {
+                    restarted_by: Some(step.line),
+                };
+            }
+            Action::Restart(_) => {
+                if !crashed_before {
+                    return fail(format!(
+                        "restart = \"last_crashed\" at {at}, but no earlier step crashes a node"
+                    ));
+                }
+                if life.iter().all(|l| matches!(l, Life::Up { .. })) {
+                    return fail(format!(
+                        "restart = \"last_crashed\" at {at}, but every crashed node is up again by then"
+                    ));
+                }
+                let latest = life
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(n, l)| match l {
+                        Life::Down { seq, .. } => Some((*seq, n)),
+                        _ => None,
+                    })
+                    .max();
+                match latest {
+                    Some((_, n)) if !life.iter().any(|l| matches!(l, Life::Unknown)) => {
+                        life[n] = Life::Up {
+                            restarted_by: Some(step.line),
+                        };
+                    }
+                    _ => {
+                        for l in &mut life {
+                            if let Life::Down { .. } = l {
+                                *l = Life::Unknown;
+                            }
+                        }
+                    }
+                }
+            }
+            Action::Pause(Target::Node(n)) => {
+                if let Life::Down { line, .. } = life[n] {
+                    return fail(format!(
+                        "{} is crashed at {at} (crashed by the step at line {line}), so it cannot be paused",
+                        node_name(n)
+                    ));
+                }
+                if let Paused::Yes { line, .. } = paused[n] {
+                    return fail(format!(
+                        "{} is already paused at {at} (paused by the step at line {line})",
+                        node_name(n)
+                    ));
+                }
+                paused[n] = Paused::Yes {
+                    line: step.line,
+                    seq,
+                };
+                paused_before = true;
+            }
+            Action::Pause(_) => {
+                for p in &mut paused {
+                    if let Paused::No { .. } = p {
+                        *p = Paused::Unknown;
+                    }
+                }
+                paused_before = true;
+            }
+            Action::Resume(Target::Node(n)) => {
+                match paused[n] {
+                    Paused::No { resumed_by: None } => {
+                        return fail(format!(
+                            "{} is not paused at {at}: no earlier step pauses it",
+                            node_name(n)
+                        ));
+                    }
+                    Paused::No {
+                        resumed_by: Some(line),
+                    } => {
+                        return fail(format!(
+                            "{} is not paused at {at} (already resumed by the step at line {line})",
+                            node_name(n)
+                        ));
+                    }
+                    Paused::Yes { .. } | Paused::Unknown => {}
+                }
+                paused[n] = Paused::No {
+                    resumed_by: Some(step.line),
+                };
+            }
+            Action::Resume(_) => {
+                if !paused_before {
+                    return fail(format!(
+                        "resume = \"last_paused\" at {at}, but no earlier step pauses a node"
+                    ));
+                }
+                if paused.iter().all(|p| matches!(p, Paused::No { .. })) {
+                    return fail(format!(
+                        "resume = \"last_paused\" at {at}, but every paused node is resumed by then"
+                    ));
+                }
+                let latest = paused
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(n, p)| match p {
+                        Paused::Yes { seq, .. } => Some((*seq, n)),
+                        _ => None,
+                    })
+                    .max();
+                match latest {
+                    Some((_, n)) if !paused.iter().any(|p| matches!(p, Paused::Unknown)) => {
+                        paused[n] = Paused::No {
+                            resumed_by: Some(step.line),
+                        };
+                    }
+                    _ => {
+                        for p in &mut paused {
+                            if let Paused::Yes { .. } = p {
+                                *p = Paused::Unknown;
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+fn quote(s: &str) -> String {
+    toml::Value::String(s.to_owned()).to_string()
+}
+
+fn dur(ns: Nanos) -> String {
+    quote(&format_duration(ns))
+}
+
+fn dur_pair(min: Nanos, max: Nanos) -> String {
+    format!("[{}, {}]", dur(min), dur(max))
+}
+
+/// Shortest float text that reads back to the same f64.
+fn float(x: f64) -> String {
+    toml::Value::Float(x).to_string()
+}
+
+/// TOML integers are i64, so larger values go out as decimal strings (see `U64`).
+fn u64_value(v: u64) -> String {
+    match i64::try_from(v) {
+        Ok(i) => i.to_string(),
+        Err(_) => quote(&v.to_string()),
+    }
+}
+
+fn join(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+fn node_list(nodes: &[usize]) -> String {
+    format!("[{}]", join(nodes.iter().map(|&n| quote(&node_name(n)))))
+}
+
+/// Every link field as `key = value`, for table lines or an inline table.
+fn link_fields_text(c: &LinkConfig) -> Vec<String> {
+    vec![
+        format!("latency = {}", dur_pair(c.latency_min_ns, c.latency_max_ns)),
+        format!("loss = {}", float(c.loss)),
+        format!("duplicate = {}", float(c.duplicate)),
+        format!("reorder = {}", float(c.reorder)),
+        format!("reorder_delay_max = {}", dur(c.reorder_delay_max_ns)),
+    ]
+}
+
+fn write_link_fields(out: &mut String, c: &LinkConfig) {
+    for field in link_fields_text(c) {
+        out.push_str(&field);
+        out.push('\n');
+    }
+}
+
+fn target_text(t: Target) -> String {
+    let word = match t {
+        Target::Node(n) => return quote(&node_name(n)),
+        Target::Leader => "leader",
+        Target::Follower => "follower",
+        Target::LastCrashed => "last_crashed",
+        Target::LastPaused => "last_paused",
+    };
+    quote(word)
+}
+
+fn action_toml(s: &Scenario, action: &Action) -> String {
+    match action {
+        Action::Crash(t) => format!("crash = {}", target_text(*t)),
+        Action::Restart(t) => format!("restart = {}", target_text(*t)),
+        Action::Pause(t) => format!("pause = {}", target_text(*t)),
+        Action::Resume(t) => format!("resume = {}", target_text(*t)),
+        Action::Partition(groups) => {
+            format!(
+                "partition = [{}]",
+                join(groups.iter().map(|g| node_list(g)))
+            )
+        }
+        Action::PartitionOneWay { from, to } => format!(
+            "partition_oneway = {{ from = {}, to = {} }}",
+            node_list(from),
+            node_list(to)
+        ),
+        Action::Heal => "heal = true".to_owned(),
+        Action::Network {
+            link,
+            both_ways,
+            config,
+        } => {
+            let mut fields = link_fields_text(config);
+            if let Some((a, b)) = link {
+                fields.push(format!("link = {}", node_list(&[*a, *b])));
+                // both_ways without link is rejected by the parser, and means nothing.
+                if *both_ways {
+                    fields.push("both_ways = true".to_owned());
+                }
+            }
+            format!("network = {{ {} }}", fields.join(", "))
+        }
+        Action::Clock {
+            node,
+            offset_ns,
+            drift_ppm,
+            step_ns,
+        } => {
+            let mut fields = vec![format!("node = {}", quote(&node_name(*node)))];
+            if let Some(o) = offset_ns {
+                fields.push(format!("offset = {}", quote(&format_signed_duration(*o))));
+            }
+            if let Some(d) = drift_ppm {
+                fields.push(format!("drift_ppm = {d}"));
+            }
+            if let Some(st) = step_ns {
+                fields.push(format!("step = {}", quote(&format_signed_duration(*st))));
+            }
+            format!("clock = {{ {} }}", fields.join(", "))
+        }
+        Action::Client { client, node, op } => {
+            let (name, key, value) = match op {
+                ClientOp::Get { key } => ("get", *key, None),
+                ClientOp::Put { key, value } => ("put", *key, Some(*value)),
+            };
+            let key_name = s
+                .key_names
+                .get(key as usize)
+                .cloned()
+                .unwrap_or_else(|| format!("k{key}"));
+            let value = value.map_or(String::new(), |v| format!(", value = {}", u64_value(v)));
+            format!(
+                "client = {{ id = {client}, node = {}, op = {}, key = {}{value} }}",
+                target_text(*node),
+                quote(name),
+                quote(&key_name)
+            )
+        }
+    }
+}
+
+fn step_key(step: &Step) -> Option<usize> {
+    match &step.action {
+        Action::Client {
+            op: ClientOp::Get { key } | ClientOp::Put { key, .. },
+            ..
+        } => Some(*key as usize),
+        _ => None,
+    }
+}
+
+/// Order in which to write the timeline. The parser sorts steps by time (ties
+/// in file order) and numbers scripted keys by first appearance in the file,
+/// so steps at different times may be written in any order, and this picks
+/// one where each scripted key first appears in index order: at each point it
+/// writes the earliest pending step that introduces no key or the next one.
+fn writing_order(s: &Scenario) -> Vec<usize> {
+    // Chains of steps at the same time, each written in its own order.
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    for (i, step) in s.timeline.iter().enumerate() {
+        match chains.last_mut() {
+            Some(chain) if s.timeline[chain[0]].at_ns == step.at_ns => chain.push(i),
+            _ => chains.push(vec![i]),
+        }
+    }
+    let mut heads = vec![0usize; chains.len()];
+    let mut next_key = s.workload.keys;
+    let mut order = Vec::with_capacity(s.timeline.len());
+    // Chains before `first` are fully written; skipping them keeps the usual
+    // time-ordered case linear.
+    let mut first = 0;
+    while order.len() < s.timeline.len() {
+        while heads[first] == chains[first].len() {
+            first += 1;
+        }
+        let pending = || (first..chains.len()).filter(|&c| heads[c] < chains[c].len());
+        let fits = |c: &usize| match step_key(&s.timeline[chains[*c][heads[*c]]]) {
+            Some(k) => k <= next_key || k >= s.key_names.len(),
+            None => true,
+        };
+        // A valid parsed scenario always has a fitting step; fall back for hand-built ones.
+        let Some(c) = pending().find(fits).or_else(|| pending().next()) else {
+            break;
+        };
+        let i = chains[c][heads[c]];
+        heads[c] += 1;
+        if step_key(&s.timeline[i]) == Some(next_key) {
+            next_key += 1;
+        }
+        order.push(i);
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "name = \"t\"\ndescription = \"d\"\nnodes = 5\nduration = \"10s\"\n";
+
+    /// Parses `HEAD + body` (so `body` starts at line 5) and returns the error.
+    fn error(body: &str) -> ScenarioError {
+        match parse_scenario(&format!("{HEAD}{body}"), "t.toml") {
+            Ok(_) => panic!("expected an error for:\n{body}"),
+            Err(e) => e,
+        }
+    }
+
+    fn assert_error(body: &str, line: usize, col: usize, message: &str) {
+        let e = error(body);
+        assert_eq!(
+            (e.line, e.col, e.message.as_str()),
+            (line, col, message),
+            "for:\n{body}"
+        );
+    }
+
+    fn assert_error_contains(body: &str, fragment: &str) {
+        let e = error(body);
+        assert!(e.message.contains(fragment), "{e} lacks {fragment:?}");
+    }
+
+    fn step_header_lines(text: &str) -> Vec<usize> {
+        let lines = text.lines().enumerate();
+        lines
+            .filter(|(_, l)| l.trim_start().starts_with("[[step]]"))
+            .map(|(i, _)| i + 1)
+            .collect()
+    }
+
+    fn without_lines(mut s: Scenario) -> Scenario {
+        for step in &mut s.timeline {
+            step.line = 0;
+        }
+        s
+    }
+
+    const FULL: &str = r#"name = "full-1"
+description = "Every section set."
+nodes = 5
+duration = "10s"
+seed = 42
+bugs = ["raft.read_without_quorum"]
+
+[network]
+latency = ["2ms", "8ms"]
+loss = 0.01
+duplicate = 0.02
+reorder = 0.1
+reorder_delay_max = "30ms"
+
+[[network.link]]
+from = "n1"
+to = "n2"
+both_ways = true
+loss = 0.5
+
+[raft]
+election_timeout = ["200ms", "400ms"]
+heartbeat = "40ms"
+pre_vote = false
+check_quorum = false
+snapshot_threshold = 100
+max_entries_per_append = 16
+
+[clock.n3]
+offset = "-20ms"
+drift_ppm = 500
+
+[workload]
+clients = 3
+rate = 25
+keys = 3
+read_ratio = 0.25
+start = "100ms"
+stop = "8s"
+request_timeout = "250ms"
+op_timeout = "1.5s"
+
+[expect]
+leader_within = "1s"
+leader_after_last_fault = "1500ms"
+acked_writes_applied_everywhere = true
+min_completed_ops = 10
+linearizable = false
+
+[[step]]
+at = "3s"
+restart = "last_crashed"
+
+[[step]]
+at = "2s"
+crash = "leader"
+
+[[step]]
+at = "2s"
+partition = [["n1", "n2"], ["n3"]]
+
+[[step]]
+at = "2.5s"
+partition_oneway = { from = ["n4"], to = ["n5", "n1"] }
+
+[[step]]
+at = "4s"
+heal = true
+
+[[step]]
+at = "4s"
+network = { loss = 0.3, link = ["n2", "n3"], both_ways = true }
+
+[[step]]
+at = "5s"
+clock = { node = "n2", step = "-500ms" }
+
+[[step]]
+at = "6s"
+pause = "follower"
+
+[[step]]
+at = "7s"
+resume = "last_paused"
+
+[[step]]
+at = "1s"
+client = { id = 0, node = "leader", op = "put", key = "x", value = 7 }
+
+[[step]]
+at = "1.5s"
+client = { id = 1, node = "n2", op = "get", key = "k2" }
+"#;
+
+    fn full_expected() -> Scenario {
+        let ms = NS_PER_MS;
+        let base = LinkConfig {
+            latency_min_ns: 2 * ms,
+            latency_max_ns: 8 * ms,
+            loss: 0.01,
+            duplicate: 0.02,
+            reorder: 0.1,
+            reorder_delay_max_ns: 30 * ms,
+        };
+        let over = LinkConfig { loss: 0.5, ..base };
+        let lines = step_header_lines(FULL);
+        let step = |at_ns: u64, action: Action, nth: usize| Step {
+            at_ns,
+            action,
+            line: lines[nth],
+        };
+        let mut clocks = vec![ClockConfig::default(); 5];
+        clocks[2] = ClockConfig {
+            offset_ns: -20 * ms as i64,
+            drift_ppm: 500,
+        };
+        let bugs = Bugs {
+            read_without_quorum: true,
+            ..Bugs::default()
+        };
+        Scenario {
+            name: "full-1".into(),
+            description: "Every section set.".into(),
+            nodes: 5,
+            seed: 42,
+            duration_ns: 10 * NS_PER_S,
+            network: NetworkConfig {
+                link: base,
+                overrides: vec![(0, 1, over), (1, 0, over)],
+            },
+            raft: RaftConfig {
+                election_timeout_min_ns: 200 * ms,
+                election_timeout_max_ns: 400 * ms,
+                heartbeat_ns: 40 * ms,
+                pre_vote: false,
+                check_quorum: false,
+                snapshot_threshold: 100,
+                max_entries_per_append: 16,
+            },
+            clocks,
+            workload: Workload {
+                clients: 3,
+                rate_per_s: 25.0,
+                keys: 3,
+                read_ratio: 0.25,
+                start_ns: 100 * ms,
+                stop_ns: 8 * NS_PER_S,
+                request_timeout_ns: 250 * ms,
+                op_timeout_ns: 1500 * ms,
+            },
+            timeline: vec![
+                step(
+                    NS_PER_S,
+                    Action::Client {
+                        client: 0,
+                        node: Target::Leader,
+                        op: ClientOp::Put { key: 3, value: 7 },
+                    },
+                    9,
+                ),
+                step(
+                    1500 * ms,
+                    Action::Client {
+                        client: 1,
+                        node: Target::Node(1),
+                        op: ClientOp::Get { key: 2 },
+                    },
+                    10,
+                ),
+                step(2 * NS_PER_S, Action::Crash(Target::Leader), 1),
+                step(
+                    2 * NS_PER_S,
+                    Action::Partition(vec![vec![0, 1], vec![2]]),
+                    2,
+                ),
+                step(
+                    2500 * ms,
+                    Action::PartitionOneWay {
+                        from: vec![3],
+                        to: vec![4, 0],
+                    },
+                    3,
+                ),
+                step(3 * NS_PER_S, Action::Restart(Target::LastCrashed), 0),
+                step(4 * NS_PER_S, Action::Heal, 4),
+                step(
+                    4 * NS_PER_S,
+                    Action::Network {
+                        link: Some((1, 2)),
+                        both_ways: true,
+                        config: LinkConfig { loss: 0.3, ..base },
+                    },
+                    5,
+                ),
+                step(
+                    5 * NS_PER_S,
+                    Action::Clock {
+                        node: 1,
+                        offset_ns: None,
+                        drift_ppm: None,
+                        step_ns: Some(-500 * ms as i64),
+                    },
+                    6,
+                ),
+                step(6 * NS_PER_S, Action::Pause(Target::Follower), 7),
+                step(7 * NS_PER_S, Action::Resume(Target::LastPaused), 8),
+            ],
+            expect: Expectations {
+                leader_within_ns: Some(NS_PER_S),
+                leader_after_last_fault_ns: Some(1500 * ms),
+                acked_writes_applied_everywhere: true,
+                min_completed_ops: 10,
+                linearizable: false,
+            },
+            bugs,
+            key_names: vec!["k0".into(), "k1".into(), "k2".into(), "x".into()],
+        }
+    }
+
+    #[test]
+    fn full_file_parses_to_the_expected_model() {
+        let s = parse_scenario(FULL, "full.toml").unwrap();
+        assert_eq!(s, full_expected());
+    }
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let s = parse_scenario(HEAD, "t.toml").unwrap();
+        assert_eq!(s.seed, 1);
+        assert_eq!(
+            s.network,
+            NetworkConfig {
+                link: default_link(),
+                overrides: vec![]
+            }
+        );
+        assert_eq!(s.raft.election_timeout_min_ns, 150 * NS_PER_MS);
+        assert_eq!(s.raft.election_timeout_max_ns, 300 * NS_PER_MS);
+        assert_eq!(s.raft.heartbeat_ns, 50 * NS_PER_MS);
+        assert!(s.raft.pre_vote && s.raft.check_quorum);
+        assert_eq!(
+            (s.raft.snapshot_threshold, s.raft.max_entries_per_append),
+            (1000, 64)
+        );
+        assert_eq!(s.clocks, vec![ClockConfig::default(); 5]);
+        assert_eq!(s.workload.clients, 0);
+        assert_eq!(s.workload.stop_ns, 8 * NS_PER_S);
+        assert_eq!(s.workload.op_timeout_ns, 2 * NS_PER_S);
+        assert_eq!(s.key_names, vec!["k0", "k1", "k2", "k3"]);
+        assert_eq!(
+            s.expect,
+            Expectations {
+                linearizable: true,
+                ..Expectations::default()
+            }
+        );
+        assert_eq!(s.bugs, Bugs::default());
+        assert!(s.timeline.is_empty());
+    }
+
+    #[test]
+    fn single_latency_and_step_network_inherit_the_default_link() {
+        let s = parse_scenario(
+            &format!(
+                "{HEAD}[network]\nlatency = \"2ms\"\nloss = 0.1\n[[step]]\nat = \"1s\"\nnetwork = {{ reorder = 0.5 }}\n"
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let link = s.network.link;
+        assert_eq!(
+            (link.latency_min_ns, link.latency_max_ns),
+            (2 * NS_PER_MS, 2 * NS_PER_MS)
+        );
+        let Action::Network {
+            link: None,
+            both_ways: false,
+            config,
+        } = s.timeline[0].action
+        else {
+            panic!("{:?}", s.timeline[0].action);
+        };
+        assert_eq!(
+            config,
+            LinkConfig {
+                reorder: 0.5,
+                ..link
+            }
+        );
+    }
+
+    #[test]
+    fn error_display_has_path_line_col() {
+        let e = error("[network]\nlatancy = \"1ms\"\n");
+        assert!(
+            e.to_string()
+                .starts_with("t.toml:6:1: unknown field `latancy`, expected one of"),
+            "{e}"
+        );
+        let nowhere = ScenarioError {
+            path: "x.toml".into(),
+            line: 0,
+            col: 0,
+            message: "gone".into(),
+        };
+        assert_eq!(nowhere.to_string(), "x.toml: gone");
+        let e = load_scenario(Path::new("/nonexistent/dir/x.toml")).unwrap_err();
+        assert_eq!((e.line, e.col), (0, 0));
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/dir/x.toml: cannot read scenario file")
+        );
+    }
+
+    #[test]
+    fn errors_point_at_the_offending_value() {
+        assert_error(
+            "[raft]\nheartbeat = \"15 ms\"\n",
+            6,
+            13,
+            "bad duration \"15 ms\": expected a number followed by ns, us, ms, s, m or h, like \"150ms\"",
+        );
+        assert_error(
+            "[[step]]\nat = \"1s\"\ncrash = \"n7\"\n",
+            7,
+            9,
+            "unknown node `n7`: this scenario has nodes n1..n5",
+        );
+        assert_error(
+            "[network]\nloss = 1.5\n",
+            6,
+            8,
+            "loss must be a probability between 0 and 1, got 1.5",
+        );
+        assert_error(
+            "[raft]\nelection_timeout = [\"300ms\", \"150ms\"]\n",
+            6,
+            20,
+            "election_timeout min (300ms) must be less than max (150ms)",
+        );
+        assert_error(
+            "[[step]]\nat = \"12s\"\nheal = true\n",
+            6,
+            6,
+            "step at 12s is after the end of the run (duration 10s)",
+        );
+        assert_error(
+            "[[step]]\nat = \"1s\"\n",
+            5,
+            1,
+            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client); this one has none",
+        );
+        assert_error(
+            "[[step]]\nat = \"1s\"\ncrash = \"n1\"\nheal = true\n",
+            8,
+            8,
+            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client); this one has 2: crash, heal",
+        );
+        assert_error(
+            "[[step]]\nat = \"1s\"\ncrash = \"n2\"\n\n[[step]]\nat = \"3s\"\ncrash = \"n2\"\n",
+            11,
+            9,
+            "n2 is already crashed at 3s (crashed by the step at line 5)",
+        );
+        assert_error(
+            "[[step]]\nat = \"1s\"\npartition = [[\"n1\", \"n2\"], [\"n3\", \"n2\"]]\n",
+            7,
+            35,
+            "n2 is named twice in this partition (first at line 7, column 21); groups must be disjoint",
+        );
+        assert_error(
+            "[clock.n9]\noffset = \"1ms\"\n",
+            5,
+            8,
+            "unknown node `n9`: this scenario has nodes n1..n5",
+        );
+    }
+
+    #[test]
+    fn serde_errors_keep_their_wording_and_location() {
+        let e = parse_scenario("", "t.toml").unwrap_err();
+        assert_eq!(e.to_string(), "t.toml:1:1: missing field `name`");
+        assert_error("nodes2 = 1\n", 5, 1, &error("nodes2 = 1\n").message);
+        assert_error_contains("nodes2 = 1\n", "unknown field `nodes2`, expected one of");
+        assert_error_contains(
+            "[[step]]\nat = \"1s\"\ncrsh = \"n1\"\n",
+            "unknown field `crsh`",
+        );
+        let e = parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = \"5\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.col), (3, 9));
+        assert!(
+            e.message
+                .starts_with("invalid type: string \"5\", expected i64"),
+            "{e}"
+        );
+        assert_error(
+            "[raft]\nheartbeat = 50\n",
+            6,
+            13,
+            "invalid type: integer `50`, expected a duration string like \"150ms\"",
+        );
+        assert_error_contains("[network]\nlatency = [\"1ms\"]\n", "invalid length 1");
+        assert_error_contains(
+            "[network]\nlatency = [\"1ms\", \"2ms\", \"3ms\"]\n",
+            "invalid length 3",
+        );
+        assert_error_contains("seed = -1\n", "invalid value: integer `-1`");
+        assert_error_contains(
+            "[[step]]\nat = \"1s\"\nclient = { id = 0, node = \"n1\", op = \"put\", key = \"x\", value = -3 }\n",
+            "invalid value: integer `-3`",
+        );
+    }
+
+    #[test]
+    fn value_errors() {
+        assert_error(
+            "nodes = 16\n".replace("nodes", "x").as_str(),
+            5,
+            1,
+            &error("x = 16\n").message,
+        );
+        let e = parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 16\nduration = \"1s\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.col, e.message.as_str()),
+            (3, 9, "nodes must be between 1 and 15, got 16")
+        );
+        let e = parse_scenario(
+            "name = \"Bad_Name\"\ndescription = \"d\"\nnodes = 1\nduration = \"1s\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.col), (1, 8));
+        let e = parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"-1s\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "bad duration \"-1s\": must not be negative here");
+        let e = parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"99999999999999h\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "bad duration \"99999999999999h\": too large");
+        let e = parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"2h\"\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.message, "duration must be at most 1h, got 2h");
+        assert_error(
+            "bugs = [\"raft.nope\"]\n",
+            5,
+            9,
+            &Bugs::default().enable("raft.nope").unwrap_err(),
+        );
+        assert_error(
+            "[network]\nloss = nan\n",
+            6,
+            8,
+            "loss must be a probability between 0 and 1, got NaN",
+        );
+        assert_error_contains(
+            "[network]\nlatency = [\"5ms\", \"1ms\"]\n",
+            "latency min (5ms) must not be more than max (1ms)",
+        );
+        assert_error_contains("[raft]\nelection_timeout = \"150ms\"\n", "must be a pair");
+        assert_error(
+            "[raft]\nheartbeat = \"150ms\"\n",
+            6,
+            13,
+            "heartbeat (150ms) must be less than the election_timeout min (150ms), or followers time out between heartbeats",
+        );
+        assert_error(
+            "[raft]\nsnapshot_threshold = 0\n",
+            6,
+            22,
+            "snapshot_threshold must be at least 1, got 0",
+        );
+        assert_error(
+            "[clock.n2]\ndrift_ppm = 100001\n",
+            6,
+            13,
+            "drift_ppm must be between -100000 and 100000, got 100001",
+        );
+        assert_error(
+            "[workload]\nrate = inf\n",
+            6,
+            8,
+            "rate must be more than 0 and at most 100000 ops per second per client, got inf",
+        );
+        assert_error(
+            "[workload]\nclients = 2\nkeys = 0\n",
+            7,
+            8,
+            "keys (with clients > 0) must be between 1 and 100000, got 0",
+        );
+        assert_error(
+            "[workload]\nstop = \"11s\"\n",
+            6,
+            8,
+            "stop (11s) must not be after the end of the run (duration 10s)",
+        );
+        assert_error(
+            "[workload]\nstart = \"9s\"\n",
+            6,
+            9,
+            "workload start (9s) must not be after stop (8s, the default: 80% of duration)",
+        );
+        assert_error(
+            "[workload]\nop_timeout = \"100ms\"\n",
+            6,
+            14,
+            "op_timeout (100ms) must be at least request_timeout (300ms)",
+        );
+        assert_error(
+            "[expect]\nleader_within = \"0s\"\n",
+            6,
+            17,
+            "leader_within must be more than 0s",
+        );
+        assert_error_contains(
+            "[[network.link]]\nfrom = \"n1\"\nto = \"n1\"\n",
+            "two different nodes",
+        );
+        assert_error(
+            "[[network.link]]\nfrom = \"n1\"\nto = \"n2\"\n[[network.link]]\nfrom = \"n2\"\nto = \"n1\"\nboth_ways = true\n",
+            8,
+            1,
+            "link n1 -> n2 is already overridden by the [[network.link]] at line 5",
+        );
+    }
+
+    #[test]
+    fn step_errors() {
+        let step = |action: &str| format!("[[step]]\nat = \"1s\"\n{action}\n");
+        assert_error(
+            &step("crash = \"last_crashed\""),
+            7,
+            9,
+            "bad target `last_crashed` for crash: expected a node name (n1..n5) or \"leader\" or \"follower\"",
+        );
+        assert_error(
+            &step("heal = false"),
+            7,
+            8,
+            "heal must be true (remove the step to do nothing)",
+        );
+        assert_error(
+            &step("partition = []"),
+            7,
+            13,
+            "partition needs at least one group, like [[\"n1\"], [\"n2\", \"n3\"]]",
+        );
+        assert_error(
+            &step("partition = [[]]"),
+            7,
+            14,
+            "a partition group must name at least one node",
+        );
+        assert_error_contains(
+            &step("partition_oneway = { from = [\"n1\"], to = [] }"),
+            "to must name at least one node",
+        );
+        assert_error(
+            &step("partition_oneway = { from = [\"n1\"], to = [\"n2\", \"n1\"] }"),
+            7,
+            49,
+            "n1 is in both from and to; a one-way partition needs disjoint sides",
+        );
+        assert_error_contains(
+            &step("network = { link = [\"n1\", \"n2\"] }"),
+            "network needs at least one of",
+        );
+        assert_error_contains(
+            &step("network = { loss = 0.1, link = [\"n1\"] }"),
+            "link must be a pair",
+        );
+        assert_error_contains(
+            &step("network = { loss = 0.1, both_ways = true }"),
+            "both_ways needs link",
+        );
+        assert_error(
+            &step("clock = { node = \"n1\" }"),
+            7,
+            9,
+            "clock needs at least one of offset, drift_ppm, step",
+        );
+        assert_error_contains(
+            &step("clock = { node = \"leader\", step = \"1s\" }"),
+            "unknown node `leader`",
+        );
+        assert_error_contains(
+            &step("clock = { node = \"n1\", step = \"-2h\" }"),
+            "step must be within ±1h",
+        );
+        assert_error(
+            &step("client = { id = 0, node = \"n1\", op = \"get\", key = \"x\", value = 1 }"),
+            7,
+            64,
+            "a get takes no value",
+        );
+        assert_error(
+            &step("client = { id = 0, node = \"n1\", op = \"put\", key = \"x\" }"),
+            7,
+            38,
+            "a put needs a value, like value = 7",
+        );
+        assert_error_contains(
+            &step("client = { id = 0, node = \"n1\", op = \"cas\", key = \"x\" }"),
+            "unknown op `cas`",
+        );
+        assert_error_contains(
+            &step("client = { id = 0, node = \"n1\", op = \"get\", key = \"\" }"),
+            "key must not be empty",
+        );
+        assert_error_contains(
+            &step("client = { id = -1, node = \"n1\", op = \"get\", key = \"x\" }"),
+            "client id must be between 0 and 1000, got -1",
+        );
+    }
+
+    /// Steps at the given (time, action) pairs, one `[[step]]` of 4 lines each from line 5.
+    fn timeline(steps: &[(&str, &str)]) -> String {
+        steps
+            .iter()
+            .map(|(at, action)| format!("[[step]]\nat = \"{at}\"\n{action}\n\n"))
+            .collect()
+    }
+
+    #[test]
+    fn impossible_timelines_are_rejected() {
+        // Step k (0-based) has its header at line 5 + 4k and its action at line 7 + 4k.
+        assert_error(
+            &timeline(&[("1s", "restart = \"n1\"")]),
+            7,
+            11,
+            "n1 is not crashed at 1s: no earlier step crashes it",
+        );
+        assert_error(
+            &timeline(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "restart = \"n1\""),
+                ("3s", "restart = \"n1\""),
+            ]),
+            15,
+            11,
+            "n1 is already up at 3s (restarted by the step at line 9)",
+        );
+        // Time order, not file order, decides.
+        assert_error(
+            &timeline(&[("4s", "crash = \"n3\""), ("2s", "crash = \"n3\"")]),
+            7,
+            9,
+            "n3 is already crashed at 4s (crashed by the step at line 9)",
+        );
+        assert_error(
+            &timeline(&[("1s", "resume = \"n2\"")]),
+            7,
+            10,
+            "n2 is not paused at 1s: no earlier step pauses it",
+        );
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "resume = \"n2\""),
+                ("3s", "resume = \"n2\""),
+            ]),
+            15,
+            10,
+            "n2 is not paused at 3s (already resumed by the step at line 9)",
+        );
+        assert_error(
+            &timeline(&[("1s", "pause = \"n2\""), ("2s", "pause = \"n2\"")]),
+            11,
+            9,
+            "n2 is already paused at 2s (paused by the step at line 5)",
+        );
+        assert_error(
+            &timeline(&[("1s", "crash = \"n4\""), ("2s", "pause = \"n4\"")]),
+            11,
+            9,
+            "n4 is crashed at 2s (crashed by the step at line 5), so it cannot be paused",
+        );
+        assert_error(
+            &timeline(&[("1s", "restart = \"last_crashed\"")]),
+            7,
+            11,
+            "restart = \"last_crashed\" at 1s, but no earlier step crashes a node",
+        );
+        assert_error_contains(
+            &timeline(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "restart = \"last_crashed\""),
+                ("3s", "restart = \"last_crashed\""),
+            ]),
+            "every crashed node is up again by then",
+        );
+        assert_error(
+            &timeline(&[("1s", "resume = \"last_paused\"")]),
+            7,
+            10,
+            "resume = \"last_paused\" at 1s, but no earlier step pauses a node",
+        );
+        // last_crashed resolves to the most recent crash when everything is known.
+        assert_error(
+            &timeline(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "restart = \"last_crashed\""),
+                ("4s", "crash = \"n1\""),
+            ]),
+            19,
+            9,
+            "n1 is already crashed at 4s (crashed by the step at line 5)",
+        );
+    }
+
+    #[test]
+    fn role_targets_make_state_uncertain_instead_of_wrong() {
+        let ok = [
+            timeline(&[("1s", "crash = \"leader\""), ("2s", "restart = \"n1\"")]),
+            timeline(&[
+                ("1s", "crash = \"follower\""),
+                ("2s", "restart = \"last_crashed\""),
+                ("3s", "restart = \"last_crashed\""),
+            ]),
+            timeline(&[("1s", "pause = \"leader\""), ("2s", "resume = \"n3\"")]),
+            timeline(&[("1s", "crash = \"leader\""), ("2s", "pause = \"n1\"")]),
+            timeline(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "crash = \"leader\""),
+                ("3s", "restart = \"last_crashed\""),
+                ("4s", "restart = \"n1\""),
+            ]),
+            timeline(&[("1s", "crash = \"n1\""), ("1s", "restart = \"n1\"")]),
+        ];
+        for body in ok {
+            parse_scenario(&format!("{HEAD}{body}"), "t.toml")
+                .unwrap_or_else(|e| panic!("{e}\n{body}"));
+        }
+        // Knowledge that a role cannot change is still used.
+        assert_error_contains(
+            &timeline(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "crash = \"leader\""),
+                ("3s", "crash = \"n1\""),
+            ]),
+            "n1 is already crashed at 3s",
+        );
+    }
+
+    #[test]
+    fn scripted_keys_reuse_workload_keys_and_intern_in_file_order() {
+        let body = format!(
+            "[workload]\nkeys = 3\n{}",
+            timeline(&[
+                (
+                    "5s",
+                    "client = { id = 0, node = \"n1\", op = \"get\", key = \"zeta\" }"
+                ),
+                (
+                    "1s",
+                    "client = { id = 0, node = \"n1\", op = \"put\", key = \"alpha\", value = 1 }"
+                ),
+                (
+                    "2s",
+                    "client = { id = 0, node = \"n1\", op = \"get\", key = \"k2\" }"
+                ),
+                (
+                    "3s",
+                    "client = { id = 0, node = \"n1\", op = \"get\", key = \"k3\" }"
+                ),
+                (
+                    "4s",
+                    "client = { id = 0, node = \"n1\", op = \"get\", key = \"zeta\" }"
+                ),
+            ])
+        );
+        let s = parse_scenario(&format!("{HEAD}{body}"), "t.toml").unwrap();
+        assert_eq!(s.key_names, vec!["k0", "k1", "k2", "zeta", "alpha", "k3"]);
+        let keys: Vec<u32> = s
+            .timeline
+            .iter()
+            .map(|st| match st.action {
+                Action::Client {
+                    op: ClientOp::Get { key } | ClientOp::Put { key, .. },
+                    ..
+                } => key,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(keys, vec![4, 2, 5, 3, 3]);
+        let back = parse_scenario(&scenario_to_toml(&s), "back.toml").unwrap();
+        assert_eq!(without_lines(back), without_lines(s));
+    }
+
+    #[test]
+    fn scenario_round_trips_through_toml() {
+        let mut rich = parse_scenario(FULL, "full.toml").unwrap();
+        let text = scenario_to_toml(&rich);
+        let back = parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(without_lines(back), without_lines(rich.clone()));
+
+        // Values TOML integers cannot hold, odd floats, and every clock field.
+        rich.seed = u64::MAX;
+        rich.network.link.loss = 0.1 + 0.2;
+        rich.workload.rate_per_s = 1.0 / 3.0;
+        rich.clocks[4] = ClockConfig {
+            offset_ns: 1,
+            drift_ppm: -100_000,
+        };
+        rich.timeline.push(Step {
+            at_ns: 9 * NS_PER_S + 1,
+            action: Action::Client {
+                client: 7,
+                node: Target::Follower,
+                op: ClientOp::Put {
+                    key: 3,
+                    value: u64::MAX,
+                },
+            },
+            line: 0,
+        });
+        rich.timeline.push(Step {
+            at_ns: 10 * NS_PER_S,
+            action: Action::Clock {
+                node: 4,
+                offset_ns: Some(-1),
+                drift_ppm: Some(3),
+                step_ns: Some(3_600 * NS_PER_S as i64),
+            },
+            line: 0,
+        });
+        let mut bugs = Bugs::default();
+        for b in crate::bugs::CATALOGUE {
+            bugs.enable(b.name).unwrap();
+        }
+        rich.bugs = bugs;
+        rich.description = "Quotes \" and \\ backslashes\nand newlines.".into();
+        let text = scenario_to_toml(&rich);
+        let back = parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(without_lines(back), without_lines(rich));
+    }
+
+    #[test]
+    fn large_saved_runs_round_trip() {
+        // Thousands of steps with many scripted keys, introduced out of time order.
+        let mut body = String::from("[workload]\nkeys = 2\n");
+        for i in 0..3_000u64 {
+            let at = 9_000 - i * 3;
+            let key = format!("key{}", i % 1_000);
+            let _ = write!(
+                body,
+                "[[step]]\nat = \"{at}ms\"\nclient = {{ id = {}, node = \"n{}\", op = \"put\", key = \"{key}\", value = {i} }}\n",
+                i % 7,
+                i % 5 + 1
+            );
+        }
+        let text = format!("{HEAD}{body}");
+        let started = std::time::Instant::now();
+        let s = parse_scenario(&text, "big.toml").unwrap();
+        assert_eq!(s.key_names.len(), 1_002);
+        let back = parse_scenario(&scenario_to_toml(&s), "saved.toml").unwrap();
+        assert_eq!(without_lines(back), without_lines(s));
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "too slow: {:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn durations_parse_and_format() {
+        let cases: &[(&str, u64)] = &[
+            ("10ns", 10),
+            ("300us", 300_000),
+            ("150ms", 150 * NS_PER_MS),
+            ("2s", 2 * NS_PER_S),
+            ("1.5s", 1_500 * NS_PER_MS),
+            ("1m", 60 * NS_PER_S),
+            ("90s", 90 * NS_PER_S),
+            ("1h", 3_600 * NS_PER_S),
+            ("0s", 0),
+            ("1000000001ns", NS_PER_S + 1),
+            ("1.25s", 1_250 * NS_PER_MS),
+            ("150s", 150 * NS_PER_S),
+        ];
+        for &(text, ns) in cases {
+            assert_eq!(parse_duration(text), Ok(ns), "{text}");
+            assert_eq!(format_duration(ns), text, "{ns}");
+        }
+        assert_eq!(parse_duration("0.1m"), Ok(6 * NS_PER_S));
+        assert_eq!(parse_duration("0.3s"), Ok(300 * NS_PER_MS));
+        assert_eq!(parse_duration("1.000000001s"), Ok(NS_PER_S + 1));
+        assert_eq!(parse_duration("1500ms"), Ok(1_500 * NS_PER_MS));
+        assert_eq!(parse_duration("+5ms"), Ok(5 * NS_PER_MS));
+        assert_eq!(parse_duration("007ms"), Ok(7 * NS_PER_MS));
+        assert_eq!(format_duration(u64::MAX), "18446744073709551615ns");
+        assert_eq!(parse_duration("18446744073709551615ns"), Ok(u64::MAX));
+        assert_eq!(parse_signed_duration("-20ms"), Ok(-20 * NS_PER_MS as i64));
+        assert_eq!(
+            parse_signed_duration("-9223372036854775808ns"),
+            Ok(i64::MIN)
+        );
+        assert!(
+            parse_signed_duration("9223372036854775808ns")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse_duration("1.5ns")
+                .unwrap_err()
+                .contains("not a whole number of nanoseconds")
+        );
+        assert!(
+            parse_duration("18446744073709551616ns")
+                .unwrap_err()
+                .contains("too large")
+        );
+        for bad in [
+            "", "ms", "1", "1 s", " 1s", "1s ", "1.s", ".5s", "1..5s", "1.2.3s", "1sec", "1S", "-",
+            "--1s", "1e3ms", "NaNs", "1µs",
+        ] {
+            assert_eq!(parse_duration(bad), Err(bad_duration(bad)), "{bad:?}");
+        }
+        // Round trip over many magnitudes, with a fixed pseudo-random walk.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let ns = (x >> (x % 64)) / [1, 1_000, 1_000_000, 1_000_000_000][(x % 4) as usize];
+            let text = format_duration(ns);
+            assert_eq!(parse_duration(&text), Ok(ns), "{ns} -> {text}");
+            let signed = -(ns as i64 / 2);
+            assert_eq!(
+                parse_signed_duration(&format_signed_duration(signed)),
+                Ok(signed)
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut inputs: Vec<String> = [
+            "",
+            "\u{0}",
+            "=",
+            "[[step]]",
+            "name = ",
+            "nodes = 99999999999999999999999999",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 0\nduration = \"1s\"",
+            "name = \"a\"\ndescription = \"b\"\nnodes = -1\nduration = \"1s\"",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 9223372036854775807\nduration = \"1s\"",
+            "name = \"a\"\ndescription = \" \"\nnodes = 1\nduration = \"1s\"",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 1\nduration = \"0s\"",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 1\nduration = \"1s\"\n[[step]]\nat = \"1s\"\npartition = [[\"n1\"]]",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 1\nduration = \"1s\"\n[workload]\nrate = -inf\nkeys = -5",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 1\nduration = \"1s\"\n[clock]\nn1 = 5",
+            "name = \"a\"\ndescription = \"b\"\nnodes = 1\nduration = \"1s\"\n[[step]]\nat = \"1s\"\nclient = { id = 9223372036854775807, node = \"n1\", op = \"get\", key = \"x\" }",
+            "step = [1, 2]\nclock = []\nnetwork = 3",
+            "[network]\nlatency = [[\"1ms\"]]",
+            "[network]\nlatency = {}",
+            "a = [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+            "[[step]]\nat = \"\u{1F600}\"",
+            "name = \"\u{1F600}\u{1F600}\"\ndescription = \"\u{e9}\"",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        inputs.push("[".repeat(100_000));
+        inputs.push(format!("a = {}", "{ b = ".repeat(10_000)));
+        // Every prefix and every single-byte corruption of a rich valid file.
+        let bytes = FULL.as_bytes();
+        for cut in 0..=bytes.len() {
+            inputs.push(String::from_utf8_lossy(&bytes[..cut]).into_owned());
+        }
+        for (i, junk) in (0..bytes.len()).step_by(3).zip(
+            [b'"', b'[', b'=', b'-', b'9', b'\n', b'x', b'.']
+                .into_iter()
+                .cycle(),
+        ) {
+            let mut b = bytes.to_vec();
+            b[i] = junk;
+            inputs.push(String::from_utf8_lossy(&b).into_owned());
+        }
+        for input in &inputs {
+            if let Err(e) = parse_scenario(input, "g.toml") {
+                assert!(!e.message.is_empty());
+                let _ = e.to_string();
+            }
+        }
+        for d in [
+            "99999999999999h",
+            "-99999999999999999999999999999999999999999h",
+            "1.9999999999999999999999s",
+            "\u{1F600}s",
+            "9\u{1F600}",
+        ] {
+            let _ = parse_duration(d);
+            let _ = parse_signed_duration(d);
+        }
+    }
+
+    #[test]
+    fn shipped_scenarios_parse_and_round_trip() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let s = load_scenario(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                Some(s.name.as_str()),
+                path.file_stem().and_then(|n| n.to_str()),
+                "{}: name should match the file name",
+                path.display()
+            );
+            let back = parse_scenario(&scenario_to_toml(&s), "saved.toml").unwrap();
+            assert_eq!(without_lines(back), without_lines(s));
+            count += 1;
+        }
+        assert!(
+            count >= 14,
+            "expected the shipped scenarios in {}",
+            dir.display()
+        );
+    }
+}
