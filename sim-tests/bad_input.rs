@@ -8,8 +8,12 @@ use distsync::scenario::parse_scenario;
 use crate::common::{run, shipped_scenarios};
 
 fn distsync(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_distsync")).args(args).output().expect("binary runs");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new(env!("CARGO_BIN_EXE_distsync"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -27,11 +31,31 @@ const BASE: &str = "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"5
 fn malformed_files_exit_2_with_file_line_col() {
     let cases: &[(&str, String, &str)] = &[
         ("unknown-key.toml", format!("{BASE}nodez = 3\n"), ":5:1"),
-        ("bad-duration.toml", BASE.replace("\"5s\"", "\"5 parsecs\""), ":4:12"),
-        ("unknown-node.toml", format!("{BASE}[[step]]\nat = \"1s\"\ncrash = \"n7\"\n"), ":7:9"),
-        ("late-step.toml", format!("{BASE}[[step]]\nat = \"9s\"\nheal = true\n"), ":6:6"),
-        ("restart-up-node.toml", format!("{BASE}[[step]]\nat = \"1s\"\nrestart = \"n2\"\n"), ":7:"),
-        ("bad-probability.toml", format!("{BASE}[network]\nloss = 1.5\n"), ":6:8"),
+        (
+            "bad-duration.toml",
+            BASE.replace("\"5s\"", "\"5 parsecs\""),
+            ":4:12",
+        ),
+        (
+            "unknown-node.toml",
+            format!("{BASE}[[step]]\nat = \"1s\"\ncrash = \"n7\"\n"),
+            ":7:9",
+        ),
+        (
+            "late-step.toml",
+            format!("{BASE}[[step]]\nat = \"9s\"\nheal = true\n"),
+            ":6:6",
+        ),
+        (
+            "restart-up-node.toml",
+            format!("{BASE}[[step]]\nat = \"1s\"\nrestart = \"n2\"\n"),
+            ":7:",
+        ),
+        (
+            "bad-probability.toml",
+            format!("{BASE}[network]\nloss = 1.5\n"),
+            ":6:8",
+        ),
         ("not-toml.toml", "this is = = not toml".to_string(), ":1:"),
         ("empty.toml", String::new(), "name"),
     ];
@@ -39,8 +63,14 @@ fn malformed_files_exit_2_with_file_line_col() {
         let path = write_temp(name, text);
         let (code, out) = distsync(&["run", &path]);
         assert_eq!(code, 2, "{name}: expected exit 2, got {code}: {out}");
-        assert!(out.contains(&path), "{name}: message must name the file: {out}");
-        assert!(out.contains(at), "{name}: message must point at {at}: {out}");
+        assert!(
+            out.contains(&path),
+            "{name}: message must name the file: {out}"
+        );
+        assert!(
+            out.contains(at),
+            "{name}: message must point at {at}: {out}"
+        );
         assert!(!out.contains("panicked"), "{name}: {out}");
     }
 }
@@ -74,22 +104,43 @@ fn a_passing_run_exits_0_and_a_caught_bug_exits_1_with_a_replay_line() {
     let mut caught = false;
     for seed in 1..=60 {
         let seed = seed.to_string();
-        let (code, out) = distsync(&["run", good, "--seed", &seed, "--bug", "raft.no_truncate_on_conflict", "--failures-dir", dir.to_str().unwrap()]);
+        let (code, out) = distsync(&[
+            "run",
+            good,
+            "--seed",
+            &seed,
+            "--bug",
+            "raft.no_truncate_on_conflict",
+            "--failures-dir",
+            dir.to_str().unwrap(),
+        ]);
         if code == 1 {
             assert!(out.contains("VIOLATION: Log Matching"), "{out}");
-            assert!(out.contains(&format!("replay: distsync run {good} --seed {seed} --bug raft.no_truncate_on_conflict")), "{out}");
+            assert!(
+                out.contains(&format!(
+                    "replay: distsync run {good} --seed {seed} --bug raft.no_truncate_on_conflict"
+                )),
+                "{out}"
+            );
             let saved = dir.join(format!("flapping-partitions-{seed}.toml"));
             // The saved file replays the same failure on its own.
             let (again, out2) = distsync(&["run", saved.to_str().unwrap()]);
             assert_eq!(again, 1, "{out2}");
-            let digest = |o: &str| o.lines().find(|l| l.starts_with("trace digest")).map(str::to_string);
+            let digest = |o: &str| {
+                o.lines()
+                    .find(|l| l.starts_with("trace digest"))
+                    .map(str::to_string)
+            };
             assert_eq!(digest(&out), digest(&out2));
             caught = true;
             break;
         }
         assert_eq!(code, 0, "{out}");
     }
-    assert!(caught, "no seed in 1..=60 caught the planted bug through the CLI");
+    assert!(
+        caught,
+        "no seed in 1..=60 caught the planted bug through the CLI"
+    );
 }
 
 /// Small deterministic mutations of every shipped file: parse must not
@@ -103,7 +154,20 @@ fn mutated_scenarios_never_panic() {
         state ^= state << 17;
         state
     };
-    let replacements = ["0", "-1", "1.5", "\"\"", "\"0s\"", "\"n9\"", "[]", "[[\"n1\"]]", "true", "99999999999999999999", "\"leader\"", "nan"];
+    let replacements = [
+        "0",
+        "-1",
+        "1.5",
+        "\"\"",
+        "\"0s\"",
+        "\"n9\"",
+        "[]",
+        "[[\"n1\"]]",
+        "true",
+        "99999999999999999999",
+        "\"leader\"",
+        "nan",
+    ];
     let mut ran = 0;
     for (path, _) in shipped_scenarios() {
         let text = std::fs::read_to_string(&path).unwrap();
@@ -125,14 +189,23 @@ fn mutated_scenarios_never_panic() {
             }
             let mutated = m.join("\n");
             let result = std::panic::catch_unwind(|| parse_scenario(&mutated, "mutated.toml"));
-            let parsed = result.unwrap_or_else(|_| panic!("parse panicked on a mutation of {}:\n{mutated}", path.display()));
+            let parsed = result.unwrap_or_else(|_| {
+                panic!(
+                    "parse panicked on a mutation of {}:\n{mutated}",
+                    path.display()
+                )
+            });
             if let Ok(mut sc) = parsed {
                 sc.duration_ns = sc.duration_ns.min(3_000_000_000);
                 sc.timeline.retain(|s| s.at_ns <= sc.duration_ns);
                 sc.workload.stop_ns = sc.workload.stop_ns.min(sc.duration_ns);
                 sc.workload.start_ns = sc.workload.start_ns.min(sc.workload.stop_ns);
                 let outcome = std::panic::catch_unwind(|| run(&sc, 1).passed());
-                assert!(outcome.is_ok(), "a mutation of {} that parsed made the simulator panic:\n{mutated}", path.display());
+                assert!(
+                    outcome.is_ok(),
+                    "a mutation of {} that parsed made the simulator panic:\n{mutated}",
+                    path.display()
+                );
                 ran += 1;
             }
         }

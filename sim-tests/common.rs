@@ -25,25 +25,41 @@ pub fn shipped_scenarios() -> Vec<(PathBuf, Scenario)> {
 
 /// One shipped scenario by name.
 pub fn scenario(name: &str) -> Scenario {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{name}.toml"));
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(format!("{name}.toml"));
     load_scenario(&p).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs with the digest on and no trace file.
 pub fn run(sc: &Scenario, seed: u64) -> RunReport {
-    run_scenario(sc, RunOptions { seed, trace: None, tracing: true }).expect("no trace file, no I/O")
+    run_scenario(
+        sc,
+        RunOptions {
+            seed,
+            trace: None,
+            tracing: true,
+        },
+    )
+    .expect("no trace file, no I/O")
 }
 
 /// Seeds per scenario in the sweep (DISTSYNC_SWEEP_SEEDS overrides; default 200).
 pub fn sweep_seeds() -> u64 {
-    std::env::var("DISTSYNC_SWEEP_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(200)
+    std::env::var("DISTSYNC_SWEEP_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
 }
 
 /// A one-line description of why a run failed.
 pub fn why(r: &RunReport) -> String {
     let mut parts = Vec::new();
     if let Some(f) = &r.violation {
-        parts.push(format!("{} at event {}: {}", f.violation.invariant, f.seq, f.violation.detail));
+        parts.push(format!(
+            "{} at event {}: {}",
+            f.violation.invariant, f.seq, f.violation.detail
+        ));
     }
     for c in r.checks.iter().filter(|c| !c.ok) {
         parts.push(format!("{}: {}", c.name, c.detail));

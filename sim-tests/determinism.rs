@@ -27,20 +27,74 @@ fn every_shipped_scenario_gives_the_same_trace_twice() {
     for (path, sc) in shipped_scenarios() {
         for seed in [sc.seed, 7] {
             let (a, b) = (SharedBuf::default(), SharedBuf::default());
-            let ra = run_scenario(&sc, RunOptions { seed, trace: Some(Box::new(a.clone())), tracing: true }).unwrap();
-            let rb = run_scenario(&sc, RunOptions { seed, trace: Some(Box::new(b.clone())), tracing: true }).unwrap();
-            assert_eq!(ra.digest, rb.digest, "{} seed {seed}: digests differ", path.display());
-            assert!(*a.0.borrow() == *b.0.borrow(), "{} seed {seed}: traces differ", path.display());
+            let ra = run_scenario(
+                &sc,
+                RunOptions {
+                    seed,
+                    trace: Some(Box::new(a.clone())),
+                    tracing: true,
+                },
+            )
+            .unwrap();
+            let rb = run_scenario(
+                &sc,
+                RunOptions {
+                    seed,
+                    trace: Some(Box::new(b.clone())),
+                    tracing: true,
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                ra.digest,
+                rb.digest,
+                "{} seed {seed}: digests differ",
+                path.display()
+            );
+            assert!(
+                *a.0.borrow() == *b.0.borrow(),
+                "{} seed {seed}: traces differ",
+                path.display()
+            );
             // The printed digest is FNV-1a 64 of the trace bytes (docs/trace.md).
-            assert_eq!(fnv1a(0xcbf2_9ce4_8422_2325, &a.0.borrow()), ra.digest, "{}", path.display());
+            assert_eq!(
+                fnv1a(0xcbf2_9ce4_8422_2325, &a.0.borrow()),
+                ra.digest,
+                "{}",
+                path.display()
+            );
         }
     }
 }
 
 #[test]
 fn different_seeds_give_different_runs() {
-    let (path, sc) = shipped_scenarios().into_iter().find(|(p, _)| p.ends_with("lossy-network.toml")).unwrap();
-    let a = run_scenario(&sc, RunOptions { seed: 1, trace: None, tracing: true }).unwrap();
-    let b = run_scenario(&sc, RunOptions { seed: 2, trace: None, tracing: true }).unwrap();
-    assert_ne!(a.digest, b.digest, "{}: the seed must matter", path.display());
+    let (path, sc) = shipped_scenarios()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("lossy-network.toml"))
+        .unwrap();
+    let a = run_scenario(
+        &sc,
+        RunOptions {
+            seed: 1,
+            trace: None,
+            tracing: true,
+        },
+    )
+    .unwrap();
+    let b = run_scenario(
+        &sc,
+        RunOptions {
+            seed: 2,
+            trace: None,
+            tracing: true,
+        },
+    )
+    .unwrap();
+    assert_ne!(
+        a.digest,
+        b.digest,
+        "{}: the seed must matter",
+        path.display()
+    );
 }

@@ -17,9 +17,16 @@ fn hunt(bug: &str, scenario_name: &str, expected: &[&str]) {
             continue;
         }
         let reason = why(&r);
-        assert!(expected.iter().any(|e| reason.contains(e)), "{bug} on {scenario_name} seed {seed} failed for an unexpected reason: {reason}");
+        assert!(
+            expected.iter().any(|e| reason.contains(e)),
+            "{bug} on {scenario_name} seed {seed} failed for an unexpected reason: {reason}"
+        );
         let control = run(&clean, seed);
-        assert!(control.passed(), "{scenario_name} seed {seed} fails even without {bug}: {}", why(&control));
+        assert!(
+            control.passed(),
+            "{scenario_name} seed {seed} fails even without {bug}: {}",
+            why(&control)
+        );
         println!("{bug}: caught on {scenario_name} seed {seed}: {reason}");
         return;
     }
@@ -28,25 +35,49 @@ fn hunt(bug: &str, scenario_name: &str, expected: &[&str]) {
 
 #[test]
 fn vote_without_log_check_is_caught() {
-    hunt("raft.vote_without_log_check", "stale-node-rejoins", &["Leader Completeness", "State Machine Safety", "linearizable"]);
+    hunt(
+        "raft.vote_without_log_check",
+        "stale-node-rejoins",
+        &[
+            "Leader Completeness",
+            "State Machine Safety",
+            "linearizable",
+        ],
+    );
 }
 
 #[test]
 fn commit_old_term_by_count_is_caught() {
-    hunt("raft.commit_old_term_by_count", "figure8-chaos", &["Leader Completeness", "State Machine Safety"]);
+    hunt(
+        "raft.commit_old_term_by_count",
+        "figure8-chaos",
+        &["Leader Completeness", "State Machine Safety"],
+    );
 }
 
 #[test]
 fn vote_before_persist_is_caught() {
-    hunt("raft.vote_before_persist", "crashes-during-elections", &["One vote per term", "Term monotonic"]);
+    hunt(
+        "raft.vote_before_persist",
+        "crashes-during-elections",
+        &["One vote per term", "Term monotonic"],
+    );
 }
 
 #[test]
 fn no_truncate_on_conflict_is_caught() {
-    hunt("raft.no_truncate_on_conflict", "flapping-partitions", &["Log Matching"]);
+    hunt(
+        "raft.no_truncate_on_conflict",
+        "flapping-partitions",
+        &["Log Matching"],
+    );
 }
 
 #[test]
 fn read_without_quorum_is_caught() {
-    hunt("raft.read_without_quorum", "isolated-leader-reads", &["linearizable"]);
+    hunt(
+        "raft.read_without_quorum",
+        "isolated-leader-reads",
+        &["linearizable"],
+    );
 }

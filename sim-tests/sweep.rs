@@ -7,8 +7,12 @@ fn every_shipped_scenario_passes_on_every_seed_of_the_sweep() {
     let scenarios = shipped_scenarios();
     assert!(scenarios.len() >= 12, "at least 12 scenarios are shipped");
     let seeds = sweep_seeds();
-    let jobs: Vec<(usize, u64)> = (0..scenarios.len()).flat_map(|i| (1..=seeds).map(move |s| (i, s))).collect();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
+    let jobs: Vec<(usize, u64)> = (0..scenarios.len())
+        .flat_map(|i| (1..=seeds).map(move |s| (i, s)))
+        .collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4);
     let failures: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|w| {
@@ -26,8 +30,16 @@ fn every_shipped_scenario_passes_on_every_seed_of_the_sweep() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("worker")).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker"))
+            .collect()
     });
     println!("swept {} scenarios x {seeds} seeds", scenarios.len());
-    assert!(failures.is_empty(), "{} failing runs:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failing runs:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

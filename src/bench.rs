@@ -77,9 +77,10 @@ pub fn message_passing(deliveries: u64, in_flight: u64) -> MessageBench {
     }
 }
 
-/// The standard Raft load scenario: 5 nodes, 10 clients at 100 ops/s each,
-/// 2% loss, a leader crash and restart, for `seconds` simulated seconds.
-pub fn raft_load_scenario(seconds: u64) -> Scenario {
+/// The standard Raft load scenario: 5 nodes, `clients` clients at
+/// `rate_per_s` ops/s each, 2% loss, a leader crash and restart, for
+/// `seconds` simulated seconds.
+pub fn raft_load_scenario(seconds: u64, clients: usize, rate_per_s: f64) -> Scenario {
     let s = 1_000_000_000;
     let link = LinkConfig {
         latency_min_ns: 1_000_000,
@@ -110,8 +111,8 @@ pub fn raft_load_scenario(seconds: u64) -> Scenario {
         },
         clocks: vec![ClockConfig::default(); 5],
         workload: Workload {
-            clients: 10,
-            rate_per_s: 100.0,
+            clients,
+            rate_per_s,
             keys: 8,
             read_ratio: 0.5,
             start_ns: 0,
@@ -160,8 +161,8 @@ impl RaftBench {
 }
 
 /// Runs the load scenario with every checker on; `tracing` toggles the trace digest.
-pub fn raft_cluster(seconds: u64, tracing: bool) -> RaftBench {
-    let sc = raft_load_scenario(seconds);
+pub fn raft_cluster(seconds: u64, clients: usize, rate_per_s: f64, tracing: bool) -> RaftBench {
+    let sc = raft_load_scenario(seconds, clients, rate_per_s);
     let start = Instant::now(); // determinism-ok: benchmark timing only
     let report = run_scenario(
         &sc,
@@ -189,25 +190,25 @@ pub fn report(quick: bool) -> String {
         (30_000_000, 120)
     };
     let m = message_passing(deliveries, 64);
-    let traced = raft_cluster(seconds, true);
-    let bare = raft_cluster(seconds, false);
-    let mut out = String::new();
-    out += &format!(
+    let mut out = format!(
         "(a) message passing, 2 nodes, 64 in flight, 1-5ms latency, 1% loss:\n    {} deliveries in {:.3}s = {:.1} M deliveries/s\n",
         m.deliveries,
         m.wall.as_secs_f64(),
         m.per_second() / 1e6
     );
-    for (label, b) in [("with trace digest", &traced), ("without trace", &bare)] {
-        out += &format!(
-            "(b) 5-node Raft, 10 clients x 100 ops/s, 2% loss, leader crash; all checkers on, {label}:\n    {} events in {:.3}s = {:.2} M events/s; {}s simulated = {:.0}x real time; checks {}\n",
-            b.events,
-            b.wall.as_secs_f64(),
-            b.events_per_second() / 1e6,
-            b.sim_ns / 1_000_000_000,
-            b.speedup(),
-            if b.passed { "passed" } else { "FAILED" }
-        );
+    for (clients, rate) in [(10, 100.0), (5, 20.0)] {
+        for (label, tracing) in [("trace digest on", true), ("trace off", false)] {
+            let b = raft_cluster(seconds, clients, rate, tracing);
+            out += &format!(
+                "(b) 5-node Raft, {clients} clients x {rate} ops/s, 2% loss, leader crash, all checkers on, {label}:\n    {} events in {:.3}s = {:.2} M events/s; {}s simulated = {:.0}x real time; checks {}\n",
+                b.events,
+                b.wall.as_secs_f64(),
+                b.events_per_second() / 1e6,
+                b.sim_ns / 1_000_000_000,
+                b.speedup(),
+                if b.passed { "passed" } else { "FAILED" }
+            );
+        }
     }
     out
 }

@@ -442,8 +442,7 @@ impl Raft {
     fn on_vote(&mut self, env: &mut impl Env, from: NodeId, last_index: u64, last_term: u64) {
         let free =
             self.voted_for == Some(from) || (self.voted_for.is_none() && self.leader.is_none());
-        let up_to_date =
-            self.log_up_to_date(last_index, last_term);
+        let up_to_date = self.log_up_to_date(last_index, last_term);
         let granted = free && up_to_date;
         if granted {
             if self.voted_for != Some(from) {

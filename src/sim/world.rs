@@ -33,7 +33,7 @@ enum Status {
 }
 
 enum Actor {
-    Node(Option<Node>),
+    Node(Option<Box<Node>>),
     Client(Client),
 }
 
@@ -354,7 +354,7 @@ impl World {
         self.with_ctx(id, |actor, ctx| match actor {
             Actor::Node(slot) => {
                 let stable = ctx.storage.stable().clone();
-                *slot = Some(Node::start(id, n, &cfg, bugs, &stable, ctx));
+                *slot = Some(Box::new(Node::start(id, n, &cfg, bugs, &stable, ctx)));
             }
             Actor::Client(c) => c.start(ctx),
         });
@@ -736,7 +736,7 @@ impl World {
     /// The running node `id`, if not crashed.
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         match &self.eps[id].actor {
-            Actor::Node(n) => n.as_ref(),
+            Actor::Node(n) => n.as_deref(),
             Actor::Client(_) => None,
         }
     }
