@@ -1,8 +1,8 @@
 //! One run of a scenario: simulate, check, and summarize.
 
 use crate::check::linearizability::Verdict;
+use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
-use crate::scenario::parse::format_duration;
 use crate::sim::world::{Found, Stats, World};
 use crate::trace::{Role, Tracer};
 

@@ -556,3 +556,275 @@ impl RaftChecker {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each invariant, fed a hand-made event sequence that breaks it.
+    use super::*;
+    use crate::kv::{Command, Entry};
+    use TraceEvent::*;
+
+    fn entry(term: u64, value: u64) -> Entry {
+        Entry {
+            term,
+            cmd: Command::Put {
+                client: 0,
+                seq: value,
+                key: 0,
+                value,
+            },
+        }
+    }
+
+    fn append(index: u64, e: Entry) -> TraceEvent {
+        RaftAppend {
+            index,
+            term: e.term,
+            digest: e.digest(),
+        }
+    }
+
+    /// Feeds events (node, event) with a generous durable log; returns the first violation.
+    fn feed(n: usize, events: &[(NodeId, TraceEvent)]) -> Option<&'static str> {
+        let mut c = RaftChecker::new(n);
+        for (node, ev) in events {
+            if let Err(v) = c.observe(*node, ev, || u64::MAX) {
+                return Some(v.invariant);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_correct_sequence_passes() {
+        let e = entry(1, 1);
+        let evs = [
+            (
+                0,
+                RaftRole {
+                    term: 1,
+                    role: Role::Leader,
+                },
+            ),
+            (0, append(1, e)),
+            (1, append(1, e)),
+            (0, RaftCommit { index: 1 }),
+            (
+                0,
+                RaftApply {
+                    index: 1,
+                    term: 1,
+                    digest: e.digest(),
+                },
+            ),
+            (1, RaftCommit { index: 1 }),
+            (
+                1,
+                RaftApply {
+                    index: 1,
+                    term: 1,
+                    digest: e.digest(),
+                },
+            ),
+        ];
+        assert_eq!(feed(3, &evs), None);
+    }
+
+    #[test]
+    fn two_leaders_in_one_term() {
+        let evs = [
+            (
+                0,
+                RaftRole {
+                    term: 2,
+                    role: Role::Leader,
+                },
+            ),
+            (
+                1,
+                RaftRole {
+                    term: 2,
+                    role: Role::Leader,
+                },
+            ),
+        ];
+        assert_eq!(feed(3, &evs), Some("Election Safety"));
+    }
+
+    #[test]
+    fn two_votes_in_one_term() {
+        let evs = [
+            (
+                0,
+                RaftVote {
+                    term: 3,
+                    candidate: 1,
+                },
+            ),
+            (
+                0,
+                RaftVote {
+                    term: 3,
+                    candidate: 2,
+                },
+            ),
+        ];
+        assert_eq!(feed(3, &evs), Some("One vote per term"));
+    }
+
+    #[test]
+    fn term_going_back() {
+        let evs = [
+            (
+                0,
+                RaftRole {
+                    term: 3,
+                    role: Role::Follower,
+                },
+            ),
+            (
+                0,
+                RaftRole {
+                    term: 2,
+                    role: Role::Follower,
+                },
+            ),
+        ];
+        assert_eq!(feed(3, &evs), Some("Term monotonic"));
+    }
+
+    #[test]
+    fn leader_truncating_its_log() {
+        let evs = [
+            (
+                0,
+                RaftRole {
+                    term: 1,
+                    role: Role::Leader,
+                },
+            ),
+            (0, append(1, entry(1, 1))),
+            (0, RaftTruncate { from: 1 }),
+        ];
+        assert_eq!(feed(3, &evs), Some("Leader Append-Only"));
+    }
+
+    #[test]
+    fn same_index_and_term_with_different_prefixes() {
+        let evs = [
+            (0, append(1, entry(1, 1))),
+            (0, append(2, entry(2, 5))),
+            (1, append(1, entry(1, 9))),
+            (1, append(2, entry(2, 5))),
+        ];
+        assert_eq!(feed(3, &evs), Some("Log Matching"));
+    }
+
+    #[test]
+    fn new_leader_missing_a_committed_entry() {
+        let e = entry(1, 1);
+        let evs = [
+            (0, append(1, e)),
+            (0, RaftCommit { index: 1 }),
+            (
+                2,
+                RaftRole {
+                    term: 2,
+                    role: Role::Leader,
+                },
+            ),
+        ];
+        assert_eq!(feed(3, &evs), Some("Leader Completeness"));
+    }
+
+    #[test]
+    fn two_nodes_applying_different_entries_at_one_index() {
+        let (a, b) = (entry(1, 1), entry(2, 2));
+        let evs = [
+            (0, append(1, a)),
+            (0, RaftCommit { index: 1 }),
+            (
+                0,
+                RaftApply {
+                    index: 1,
+                    term: 1,
+                    digest: a.digest(),
+                },
+            ),
+            (1, append(1, b)),
+            (1, RaftCommit { index: 1 }),
+        ];
+        assert_eq!(feed(3, &evs), Some("State Machine Safety"));
+    }
+
+    #[test]
+    fn applying_out_of_order_or_uncommitted() {
+        let e = entry(1, 1);
+        assert_eq!(
+            feed(
+                1,
+                &[
+                    (0, append(1, e)),
+                    (
+                        0,
+                        RaftApply {
+                            index: 1,
+                            term: 1,
+                            digest: e.digest()
+                        }
+                    )
+                ]
+            ),
+            Some("Apply committed only")
+        );
+        assert_eq!(
+            feed(
+                1,
+                &[
+                    (0, append(1, e)),
+                    (0, append(2, e)),
+                    (0, RaftCommit { index: 2 }),
+                    (
+                        0,
+                        RaftApply {
+                            index: 2,
+                            term: 1,
+                            digest: e.digest()
+                        }
+                    )
+                ]
+            ),
+            Some("Apply order")
+        );
+    }
+
+    #[test]
+    fn committing_beyond_the_durable_log() {
+        let mut c = RaftChecker::new(1);
+        c.observe(0, &append(1, entry(1, 1)), || 0).unwrap();
+        let v = c.observe(0, &RaftCommit { index: 1 }, || 0).unwrap_err();
+        assert_eq!(v.invariant, "Commit durable");
+    }
+
+    #[test]
+    fn a_restart_that_lost_the_term() {
+        let mut c = RaftChecker::new(1);
+        c.observe(
+            0,
+            &RaftRole {
+                term: 5,
+                role: Role::Follower,
+            },
+            || 0,
+        )
+        .unwrap();
+        let stable = Persisted {
+            term: 4,
+            ..Persisted::default()
+        };
+        assert_eq!(
+            c.on_recover(0, &stable).unwrap_err().invariant,
+            "Term monotonic"
+        );
+    }
+}

@@ -5,7 +5,6 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::run::RunReport;
-use crate::scenario::parse::format_duration;
 
 #[derive(Tabled)]
 struct NodeRow<'a> {
@@ -45,14 +44,14 @@ pub fn render_text(r: &RunReport) -> String {
         "scenario {}  seed {}  simulated {}\n",
         r.scenario,
         r.seed,
-        format_duration(r.sim_time_ns)
+        human_duration(r.sim_time_ns)
     );
     out += &Table::new(rows).with(Style::sharp()).to_string();
     out.push('\n');
     let s = &r.stats;
     let first = s
         .first_leader_ns
-        .map_or_else(|| "never".to_string(), format_duration);
+        .map_or_else(|| "never".to_string(), human_duration);
     out += &format!(
         "messages: {} sent, {} delivered, {} dropped   elections: {} started, {} won   first leader: {}\nclient operations: {} invoked, {} completed   events: {}   trace events: {}\n",
         s.sent,
@@ -66,6 +65,15 @@ pub fn render_text(r: &RunReport) -> String {
         s.events,
         r.trace_events
     );
+    if let Some(max) = s.leader_recoveries_ns.iter().max() {
+        let n = s.leader_recoveries_ns.len() as u64;
+        let mean = s.leader_recoveries_ns.iter().sum::<u64>() / n;
+        out += &format!(
+            "leader recovery after a leader crash: {n} times, mean {}, max {}\n",
+            human_duration(mean),
+            human_duration(*max)
+        );
+    }
     let checks: Vec<CheckRow> = r
         .checks
         .iter()
@@ -95,6 +103,7 @@ pub fn render_json(r: &RunReport) -> Value {
         "elections": s.elections,
         "leaders_elected": r.leaders_elected,
         "first_leader_ns": s.first_leader_ns,
+        "leader_recoveries_ns": s.leader_recoveries_ns,
         "ops": { "invoked": r.ops_total, "completed": r.ops_completed },
         "nodes": r.nodes.iter().map(|n| json!({
             "node": n.name, "role": n.status, "term": n.term, "commit": n.commit,
@@ -109,4 +118,31 @@ pub fn render_json(r: &RunReport) -> Value {
             "nodes": f.violation.nodes.iter().map(|n| format!("n{}", n + 1)).collect::<Vec<_>>(),
         })),
     })
+}
+
+/// A rounded, readable duration for summaries ("206.85ms", "7s"); scenario
+/// files use the exact forms of `format_duration` instead.
+pub fn human_duration(ns: u64) -> String {
+    let (value, unit) = match ns {
+        0..1_000 => return format!("{ns}ns"),
+        1_000..1_000_000 => (ns as f64 / 1e3, "us"),
+        1_000_000..1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}{unit}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_duration;
+
+    #[test]
+    fn human_durations_round_readably() {
+        assert_eq!(human_duration(206_848_597), "206.85ms");
+        assert_eq!(human_duration(7_000_000_000), "7s");
+        assert_eq!(human_duration(1_500), "1.5us");
+        assert_eq!(human_duration(12), "12ns");
+    }
 }

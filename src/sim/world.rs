@@ -71,6 +71,10 @@ pub struct Stats {
     pub leader_after_watch_ns: Option<u64>,
     pub watch_from_ns: u64,
     pub events: u64,
+    /// When a leader crashed and no successor has been elected yet.
+    pub leader_lost_at_ns: Option<u64>,
+    /// Time from each leader crash to the next election win.
+    pub leader_recoveries_ns: Vec<u64>,
 }
 
 /// Everything that watches a run: trace, online checker, history, counters.
@@ -103,6 +107,9 @@ impl Observers {
                     }
                     if role == Role::Leader {
                         self.stats.first_leader_ns.get_or_insert(t_ns);
+                        if let Some(lost) = self.stats.leader_lost_at_ns.take() {
+                            self.stats.leader_recoveries_ns.push(t_ns - lost);
+                        }
                         if t_ns >= self.stats.watch_from_ns {
                             self.stats.leader_after_watch_ns.get_or_insert(t_ns);
                         }
@@ -617,6 +624,9 @@ impl World {
     }
 
     fn crash(&mut self, id: NodeId) {
+        if self.role_of(id).is_some_and(|(r, _)| r == Role::Leader) {
+            self.obs.stats.leader_lost_at_ns.get_or_insert(self.now_ns);
+        }
         let e = &mut self.eps[id];
         e.status = Status::Crashed;
         e.actor = Actor::Node(None);
