@@ -183,7 +183,8 @@ pub enum ClientOp {
 pub struct Expectations {
     /// A leader exists within this long of the run's start.
     pub leader_within_ns: Option<Nanos>,
-    /// A leader exists within this long of the last heal/restart/resume step.
+    /// Within this long of the last fault step (any step but `client`), a
+    /// leader able to reach a majority is in office or gets elected.
     pub leader_after_last_fault_ns: Option<Nanos>,
     /// Every acknowledged write is applied on every live node by the end.
     pub acked_writes_applied_everywhere: bool,

@@ -1,8 +1,9 @@
 //! Deterministic random streams, one per (seed, purpose, index).
 //!
-//! Separate streams keep parts of a run independent: adding a client must not
-//! change the network's drops, so a hand-edited or shrunk scenario still
-//! reproduces what it kept.
+//! Separate streams keep parts of a run independent: a node's election
+//! timeouts do not depend on how many messages the network has routed or on
+//! what the clients drew, so a hand-edited or shrunk scenario disturbs as
+//! little of the rest of the run as possible.
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng as _, SeedableRng};
@@ -11,11 +12,8 @@ use rand_core::{Rng as _, SeedableRng};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     Network = 1,
-    Faults = 2,
-    Workload = 3,
     NodeTimers = 4,
     Client = 5,
-    Explore = 6,
 }
 
 /// A ChaCha8 stream.
@@ -86,14 +84,14 @@ mod tests {
         assert!(a.windows(2).all(|w| w[0] == w[1]));
         let mut x = Rng::stream(7, Purpose::Network, 0);
         let mut y = Rng::stream(7, Purpose::Network, 1);
-        let mut z = Rng::stream(7, Purpose::Faults, 0);
+        let mut z = Rng::stream(7, Purpose::Client, 0);
         let (x, y, z) = (x.next_u64(), y.next_u64(), z.next_u64());
         assert!(x != y && y != z && x != z);
     }
 
     #[test]
     fn between_stays_in_range() {
-        let mut r = Rng::stream(1, Purpose::Workload, 0);
+        let mut r = Rng::stream(1, Purpose::NodeTimers, 0);
         for _ in 0..1000 {
             let v = r.between(5, 9);
             assert!((5..=9).contains(&v));

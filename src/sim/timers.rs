@@ -3,8 +3,9 @@
 //! Timers are lazy: pushing a deadline later (as every heartbeat does to the
 //! election timer) does not touch the event queue; the queued event notices
 //! the later deadline when it fires and re-queues itself. A generation
-//! number cancels queued events when a timer moves earlier, is cancelled, or
-//! its node crashes or has its clock stepped.
+//! number invalidates queued events when a timer moves earlier, its node
+//! crashes, or its clock changes; a cancelled timer simply has no deadline
+//! when its queued event fires.
 
 use super::clock::Clock;
 use crate::env::TIMER_KINDS;

@@ -618,14 +618,42 @@ impl World {
             } => self.change_clock(node, offset_ns, drift_ppm, step_ns),
             Action::Client { client, node, op } => self.scripted_op(client, node, op),
         }
-        if Some(i) == self.last_fault_step && self.current_leader(false).is_some() {
+        if Some(i) == self.last_fault_step
+            && self
+                .current_leader(false)
+                .is_some_and(|l| self.reaches_majority(l))
+        {
             self.leader_present_after_fault = true;
         }
+    }
+
+    /// True if `id` and a majority of the cluster (itself included) are
+    /// running and connected both ways: a leader that can still commit.
+    fn reaches_majority(&self, id: NodeId) -> bool {
+        let reachable = (0..self.n)
+            .filter(|&j| {
+                self.eps[j].status == Status::Up
+                    && (j == id || (self.net.connected(id, j) && self.net.connected(j, id)))
+            })
+            .count();
+        reachable > self.n / 2
     }
 
     fn crash(&mut self, id: NodeId) {
         if self.role_of(id).is_some_and(|(r, _)| r == Role::Leader) {
             self.obs.stats.leader_lost_at_ns.get_or_insert(self.now_ns);
+        }
+        // Messages held for a paused node die with it.
+        for (from, msg) in std::mem::take(&mut self.eps[id].inbox) {
+            self.obs.stats.dropped += 1;
+            let ev = TraceEvent::NetDrop {
+                from,
+                to: id,
+                msg: msg.name(),
+                term: msg.term(),
+                reason: "crashed",
+            };
+            self.obs.record(self.now_ns, Subject::Node(id), ev, None);
         }
         let e = &mut self.eps[id];
         e.status = Status::Crashed;
@@ -694,11 +722,13 @@ impl World {
     ) {
         let now = self.now_ns;
         let e = &mut self.eps[node];
-        if let Some(o) = offset_ns {
-            e.clock.set_offset(o);
-        }
+        // Drift first: changing it keeps local time continuous by adjusting
+        // the offset, which an explicit offset then overrides.
         if let Some(d) = drift_ppm {
             e.clock.set_drift(d, now);
+        }
+        if let Some(o) = offset_ns {
+            e.clock.set_offset(o);
         }
         if let Some(s) = step_ns {
             e.clock.step(s);
