@@ -4,7 +4,7 @@ use crate::check::linearizability::Verdict;
 use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
 use crate::sim::world::{Found, Stats, World};
-use crate::trace::{Role, Tracer};
+use crate::trace::Tracer;
 
 /// Bound on the linearizability search per run (steps, not seconds).
 const LINEARIZABILITY_MAX_STEPS: u64 = 5_000_000;
@@ -246,9 +246,4 @@ fn acked_writes_applied(world: &World, n: usize) -> CheckResult {
             missing.join("; ")
         },
     }
-}
-
-/// Role name for summaries.
-pub fn role_name(r: Role) -> &'static str {
-    r.name()
 }

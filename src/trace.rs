@@ -376,6 +376,16 @@ fn put_node_list(line: &mut Vec<u8>, nodes: usize, ids: &[NodeId]) {
     line.push(b']');
 }
 
+/// The fields every `net.*` event shares.
+fn put_message(line: &mut Vec<u8>, nodes: usize, from: NodeId, to: NodeId, msg: &str, term: u64) {
+    key(line, "from");
+    put_endpoint(line, nodes, from);
+    key(line, "to");
+    put_endpoint(line, nodes, to);
+    field_str(line, "msg", msg);
+    field_u64(line, "term", term);
+}
+
 fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
     use TraceEvent::*;
     match ev {
@@ -437,12 +447,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             msg,
             term,
         } => {
-            key(line, "from");
-            put_endpoint(line, nodes, *from);
-            key(line, "to");
-            put_endpoint(line, nodes, *to);
-            field_str(line, "msg", msg);
-            field_u64(line, "term", *term);
+            put_message(line, nodes, *from, *to, msg, *term);
         }
         NetDrop {
             from,
@@ -451,12 +456,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             term,
             reason,
         } => {
-            key(line, "from");
-            put_endpoint(line, nodes, *from);
-            key(line, "to");
-            put_endpoint(line, nodes, *to);
-            field_str(line, "msg", msg);
-            field_u64(line, "term", *term);
+            put_message(line, nodes, *from, *to, msg, *term);
             field_str(line, "reason", reason);
         }
         FaultCrash | FaultRestart | FaultPause | FaultResume | FaultHeal => {}

@@ -685,17 +685,7 @@ impl Raft {
             if self.has_quorum(self.votes) {
                 return self.campaign(env);
             }
-            let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-            for p in self.peers() {
-                self.outbox.push((
-                    p,
-                    RaftMsg::PreVote {
-                        term: self.term + 1,
-                        last_index,
-                        last_term,
-                    },
-                ));
-            }
+            self.request_votes(true);
         } else {
             self.campaign(env);
         }
@@ -716,16 +706,27 @@ impl Raft {
         if self.has_quorum(self.votes) {
             return self.become_leader(env);
         }
+        self.request_votes(false);
+    }
+
+    /// Asks every peer for a (pre-)vote for the term this node is running in.
+    fn request_votes(&mut self, pre: bool) {
         let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
         for p in self.peers() {
-            self.outbox.push((
-                p,
+            let msg = if pre {
+                RaftMsg::PreVote {
+                    term: self.term + 1,
+                    last_index,
+                    last_term,
+                }
+            } else {
                 RaftMsg::Vote {
                     term: self.term,
                     last_index,
                     last_term,
-                },
-            ));
+                }
+            };
+            self.outbox.push((p, msg));
         }
     }
 
