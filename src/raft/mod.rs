@@ -865,9 +865,12 @@ impl Raft {
     }
 
     fn maybe_commit(&mut self, env: &mut impl Env) {
-        let mut acked: Vec<u64> = self.matched.clone();
+        // On the stack: this runs on every acknowledgement.
+        let n = self.cluster_size;
+        let mut acked = [0u64; 64];
+        acked[..n].copy_from_slice(&self.matched);
         acked[self.id] = self.log.last_index();
-        acked.sort_unstable_by(|a, b| b.cmp(a));
+        acked[..n].sort_unstable_by(|a, b| b.cmp(a));
         let candidate = acked[self.quorum() - 1];
         if candidate <= self.commit {
             return;

@@ -6,7 +6,7 @@
 //! builds the model. Every error points at the offending value as
 //! `path:line:col`. The format is documented in `docs/scenarios.md`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::ops::Range;
 use std::path::Path;
@@ -814,7 +814,7 @@ impl Nodes {
 struct Keys {
     workload: usize,
     names: Vec<String>,
-    scripted: HashMap<String, usize>,
+    scripted: BTreeMap<String, usize>,
 }
 
 impl Keys {
@@ -822,7 +822,7 @@ impl Keys {
         Keys {
             workload,
             names: (0..workload).map(|k| format!("k{k}")).collect(),
-            scripted: HashMap::new(),
+            scripted: BTreeMap::new(),
         }
     }
 
@@ -2754,7 +2754,7 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
             );
         }
         let text = format!("{HEAD}{body}");
-        let started = std::time::Instant::now();
+        let started = std::time::Instant::now(); // determinism-ok: times this test only
         let s = parse_scenario(&text, "big.toml").unwrap();
         assert_eq!(s.key_names.len(), 1_002);
         let back = parse_scenario(&scenario_to_toml(&s), "saved.toml").unwrap();
