@@ -125,9 +125,11 @@ pub enum TraceEvent {
     FaultHeal,
     FaultNetwork {
         link: Option<(NodeId, NodeId)>,
+        both_ways: bool,
         loss: f64,
         duplicate: f64,
         reorder: f64,
+        reorder_delay_max: u64,
         latency_min: u64,
         latency_max: u64,
     },
@@ -477,9 +479,11 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
         }
         FaultNetwork {
             link,
+            both_ways,
             loss,
             duplicate,
             reorder,
+            reorder_delay_max,
             latency_min,
             latency_max,
         } => {
@@ -488,12 +492,15 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
                 Some((a, b)) => put_node_list(line, nodes, &[*a, *b]),
                 None => line.extend_from_slice(b"null"),
             }
+            key(line, "both_ways");
+            line.extend_from_slice(if *both_ways { b"true" } else { b"false" });
             key(line, "loss");
             put_f64(line, *loss);
             key(line, "duplicate");
             put_f64(line, *duplicate);
             key(line, "reorder");
             put_f64(line, *reorder);
+            field_u64(line, "reorder_delay_max", *reorder_delay_max);
             field_u64(line, "latency_min", *latency_min);
             field_u64(line, "latency_max", *latency_max);
         }
@@ -598,9 +605,11 @@ mod tests {
                 Subject::Net,
                 TraceEvent::FaultNetwork {
                     link: Some((0, 1)),
+                    both_ways: true,
                     loss: 0.25,
                     duplicate: 0.0,
                     reorder: 0.1,
+                    reorder_delay_max: 5,
                     latency_min: 1,
                     latency_max: 2,
                 },

@@ -184,7 +184,9 @@ impl Client {
                 req: cur.req,
             },
         );
-        env.set_timer(Timer::ClientRetry, self.timing.request_timeout_ns);
+        // Never wait past the operation's deadline.
+        let left = cur.deadline_local.saturating_sub(env.now());
+        env.set_timer(Timer::ClientRetry, self.timing.request_timeout_ns.min(left));
     }
 
     fn on_retry_timer(&mut self, env: &mut impl Env) {

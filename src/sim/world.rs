@@ -602,9 +602,11 @@ impl World {
                 }
                 let ev = TraceEvent::FaultNetwork {
                     link,
+                    both_ways,
                     loss: config.loss,
                     duplicate: config.duplicate,
                     reorder: config.reorder,
+                    reorder_delay_max: config.reorder_delay_max_ns,
                     latency_min: config.latency_min_ns,
                     latency_max: config.latency_max_ns,
                 };
