@@ -139,7 +139,8 @@ pub enum Action {
     Pause(Target),
     Resume(Target),
     /// Nodes in different groups cannot talk, both ways. Nodes in no group
-    /// form one more group of their own.
+    /// form one more group of their own. Adds to any partition in force;
+    /// only `Heal` restores links.
     Partition(Vec<Vec<usize>>),
     /// Messages from any of `from` to any of `to` are dropped (one way).
     PartitionOneWay {
