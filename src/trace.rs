@@ -355,6 +355,16 @@ fn field_u64(line: &mut Vec<u8>, name: &str, v: u64) {
     put_u64(line, v);
 }
 
+fn field_f64(line: &mut Vec<u8>, name: &str, v: f64) {
+    key(line, name);
+    put_f64(line, v);
+}
+
+fn field_i64(line: &mut Vec<u8>, name: &str, v: i64) {
+    key(line, name);
+    put_i64(line, v);
+}
+
 fn field_str(line: &mut Vec<u8>, name: &str, v: &str) {
     key(line, name);
     line.push(b'"');
@@ -494,12 +504,9 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             }
             key(line, "both_ways");
             line.extend_from_slice(if *both_ways { b"true" } else { b"false" });
-            key(line, "loss");
-            put_f64(line, *loss);
-            key(line, "duplicate");
-            put_f64(line, *duplicate);
-            key(line, "reorder");
-            put_f64(line, *reorder);
+            field_f64(line, "loss", *loss);
+            field_f64(line, "duplicate", *duplicate);
+            field_f64(line, "reorder", *reorder);
             field_u64(line, "reorder_delay_max", *reorder_delay_max);
             field_u64(line, "latency_min", *latency_min);
             field_u64(line, "latency_max", *latency_max);
@@ -509,12 +516,9 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             drift_ppm,
             step,
         } => {
-            key(line, "offset");
-            put_i64(line, *offset);
-            key(line, "drift_ppm");
-            put_i64(line, *drift_ppm);
-            key(line, "step");
-            put_i64(line, *step);
+            field_i64(line, "offset", *offset);
+            field_i64(line, "drift_ppm", *drift_ppm);
+            field_i64(line, "step", *step);
         }
         FaultSkipped { action, reason } => {
             field_str(line, "action", action);

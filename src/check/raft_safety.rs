@@ -105,11 +105,6 @@ impl RaftChecker {
         }
     }
 
-    /// Highest index known committed anywhere.
-    pub fn committed_index(&self) -> u64 {
-        self.committed.len() as u64
-    }
-
     /// Number of distinct terms that elected a leader.
     pub fn leaders_elected(&self) -> usize {
         self.leaders.len()

@@ -33,11 +33,6 @@ impl RaftLog {
         self.entries.last().map_or(self.base_term, |e| e.term)
     }
 
-    /// First index still held as an entry.
-    pub fn first_index(&self) -> u64 {
-        self.base_index + 1
-    }
-
     /// Index covered by the snapshot.
     pub fn snapshot_index(&self) -> u64 {
         self.base_index

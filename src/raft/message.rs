@@ -24,28 +24,8 @@ pub enum RaftMsg {
         term: u64,
         granted: bool,
     },
-    /// Entries after (prev_index, prev_term); empty = heartbeat. `read_ctx`
-    /// asks the follower to confirm leadership for ReadIndex reads up to it.
-    Append {
-        term: u64,
-        prev_index: u64,
-        prev_term: u64,
-        entries: Vec<Entry>,
-        commit: u64,
-        read_ctx: u64,
-    },
-    /// `success`: the log now matches up to `match_index`. Otherwise a hint
-    /// for fast backtracking: `conflict_term` (0 = follower log too short)
-    /// and the first index the follower holds of that term.
-    AppendResp {
-        term: u64,
-        success: bool,
-        match_index: u64,
-        reject_index: u64,
-        conflict_index: u64,
-        conflict_term: u64,
-        read_ctx: u64,
-    },
+    Append(AppendEntries),
+    AppendResp(AppendReply),
     InstallSnapshot {
         term: u64,
         snapshot: Snapshot,
@@ -60,8 +40,8 @@ impl RaftMsg {
             RaftMsg::PreVoteResp { .. } => "PreVoteResp",
             RaftMsg::Vote { .. } => "Vote",
             RaftMsg::VoteResp { .. } => "VoteResp",
-            RaftMsg::Append { .. } => "Append",
-            RaftMsg::AppendResp { .. } => "AppendResp",
+            RaftMsg::Append(_) => "Append",
+            RaftMsg::AppendResp(_) => "AppendResp",
             RaftMsg::InstallSnapshot { .. } => "InstallSnapshot",
         }
     }
@@ -73,9 +53,71 @@ impl RaftMsg {
             | RaftMsg::PreVoteResp { term, .. }
             | RaftMsg::Vote { term, .. }
             | RaftMsg::VoteResp { term, .. }
-            | RaftMsg::Append { term, .. }
-            | RaftMsg::AppendResp { term, .. }
             | RaftMsg::InstallSnapshot { term, .. } => *term,
+            RaftMsg::Append(m) => m.term,
+            RaftMsg::AppendResp(m) => m.term,
+        }
+    }
+}
+
+/// AppendEntries: entries after (prev_index, prev_term); empty = heartbeat.
+/// `read_ctx` asks the follower to confirm leadership for ReadIndex reads up to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendEntries {
+    pub term: u64,
+    pub prev_index: u64,
+    pub prev_term: u64,
+    pub entries: Vec<Entry>,
+    pub commit: u64,
+    pub read_ctx: u64,
+}
+
+/// The answer to AppendEntries or InstallSnapshot. `success`: the log now
+/// matches up to `match_index`. Otherwise a hint for fast backtracking:
+/// `conflict_term` (0 = follower log too short) and the first index the
+/// follower holds of that term; `reject_index` is the `prev_index` refused
+/// (0 = the sender's term was stale).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendReply {
+    pub term: u64,
+    pub success: bool,
+    pub match_index: u64,
+    pub reject_index: u64,
+    pub conflict_index: u64,
+    pub conflict_term: u64,
+    pub read_ctx: u64,
+}
+
+impl AppendReply {
+    /// The log matches the leader's up to `match_index`.
+    pub fn accept(term: u64, match_index: u64, read_ctx: u64) -> Self {
+        AppendReply {
+            term,
+            success: true,
+            match_index,
+            reject_index: 0,
+            conflict_index: 0,
+            conflict_term: 0,
+            read_ctx,
+        }
+    }
+
+    /// `reject_index` did not match; resume near the conflict hint.
+    pub fn reject(
+        term: u64,
+        reject_index: u64,
+        conflict_index: u64,
+        conflict_term: u64,
+        read_ctx: u64,
+    ) -> Self {
+        AppendReply {
+            term,
+            success: false,
+            match_index: 0,
+            reject_index,
+            conflict_index,
+            conflict_term,
+            read_ctx,
         }
     }
 }

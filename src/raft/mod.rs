@@ -22,7 +22,7 @@ use crate::scenario::RaftConfig;
 use crate::sim::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
 pub use log::RaftLog;
-pub use message::RaftMsg;
+pub use message::{AppendEntries, AppendReply, RaftMsg};
 
 /// Why a proposal or read was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -306,15 +306,12 @@ impl Raft {
                 // vote requests, so a partitioned node rejoining cannot depose it.
                 return;
             }
-            let leader = matches!(
-                msg,
-                RaftMsg::Append { .. } | RaftMsg::InstallSnapshot { .. }
-            )
-            .then_some(from);
+            let leader =
+                matches!(msg, RaftMsg::Append(_) | RaftMsg::InstallSnapshot { .. }).then_some(from);
             self.become_follower(env, term, leader);
         } else if term < self.term {
             match msg {
-                RaftMsg::Append { .. } | RaftMsg::InstallSnapshot { .. } => {
+                RaftMsg::Append(_) | RaftMsg::InstallSnapshot { .. } => {
                     self.outbox.push((from, self.reject_stale()));
                 }
                 RaftMsg::Vote { .. } => self.outbox.push((
@@ -342,37 +339,13 @@ impl Raft {
                     }
                 }
             }
-            RaftMsg::Append {
-                prev_index,
-                prev_term,
-                entries,
-                commit,
-                read_ctx,
-                ..
-            } => {
+            RaftMsg::Append(req) => {
                 self.follow(env, from);
-                self.on_append(env, from, prev_index, prev_term, &entries, commit, read_ctx);
+                self.on_append(env, from, req);
             }
-            RaftMsg::AppendResp {
-                success,
-                match_index,
-                reject_index,
-                conflict_index,
-                conflict_term,
-                read_ctx,
-                ..
-            } => {
+            RaftMsg::AppendResp(reply) => {
                 if self.role == Role::Leader {
-                    self.on_append_resp(
-                        env,
-                        from,
-                        success,
-                        match_index,
-                        reject_index,
-                        conflict_index,
-                        conflict_term,
-                        read_ctx,
-                    );
+                    self.on_append_resp(env, from, reply);
                 }
             }
             RaftMsg::InstallSnapshot { snapshot, .. } => {
@@ -384,15 +357,7 @@ impl Raft {
     }
 
     fn reject_stale(&self) -> RaftMsg {
-        RaftMsg::AppendResp {
-            term: self.term,
-            success: false,
-            match_index: 0,
-            reject_index: 0,
-            conflict_index: 0,
-            conflict_term: 0,
-            read_ctx: 0,
-        }
+        RaftMsg::AppendResp(AppendReply::reject(self.term, 0, 0, 0, 0))
     }
 
     fn in_lease(&self, env: &impl Env) -> bool {
@@ -474,17 +439,15 @@ impl Raft {
         self.reset_election_timer(env);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_append(
-        &mut self,
-        env: &mut impl Env,
-        from: NodeId,
-        mut prev_index: u64,
-        mut prev_term: u64,
-        mut entries: &[Entry],
-        commit: u64,
-        read_ctx: u64,
-    ) {
+    fn on_append(&mut self, env: &mut impl Env, from: NodeId, req: AppendEntries) {
+        let AppendEntries {
+            mut prev_index,
+            mut prev_term,
+            commit,
+            read_ctx,
+            ..
+        } = req;
+        let mut entries: &[Entry] = &req.entries;
         // Entries up to our commit index are known to match the leader's log;
         // skipping them also avoids asking for terms that were compacted away.
         if prev_index < self.commit {
@@ -509,15 +472,13 @@ impl Raft {
                 let t = self.log.term_at(prev_index).unwrap_or(0);
                 (self.log.first_index_of_term_at(prev_index), t)
             };
-            let resp = RaftMsg::AppendResp {
-                term: self.term,
-                success: false,
-                match_index: 0,
-                reject_index: prev_index,
+            let resp = RaftMsg::AppendResp(AppendReply::reject(
+                self.term,
+                prev_index,
                 conflict_index,
                 conflict_term,
                 read_ctx,
-            };
+            ));
             self.outbox.push((from, resp));
             return;
         }
@@ -571,38 +532,19 @@ impl Raft {
     }
 
     fn append_ok(&self, match_index: u64, read_ctx: u64) -> RaftMsg {
-        RaftMsg::AppendResp {
-            term: self.term,
-            success: true,
-            match_index,
-            reject_index: 0,
-            conflict_index: 0,
-            conflict_term: 0,
-            read_ctx,
-        }
+        RaftMsg::AppendResp(AppendReply::accept(self.term, match_index, read_ctx))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_append_resp(
-        &mut self,
-        env: &mut impl Env,
-        from: NodeId,
-        success: bool,
-        match_index: u64,
-        reject_index: u64,
-        conflict_index: u64,
-        conflict_term: u64,
-        read_ctx: u64,
-    ) {
+    fn on_append_resp(&mut self, env: &mut impl Env, from: NodeId, reply: AppendReply) {
         self.recent_active |= 1 << from;
-        if read_ctx > 0 {
-            self.ack_reads(from, read_ctx);
+        if reply.read_ctx > 0 {
+            self.ack_reads(from, reply.read_ctx);
         }
-        if success {
-            if match_index > self.matched[from] {
-                self.matched[from] = match_index;
+        if reply.success {
+            if reply.match_index > self.matched[from] {
+                self.matched[from] = reply.match_index;
             }
-            self.next[from] = self.next[from].max(match_index + 1);
+            self.next[from] = self.next[from].max(reply.match_index + 1);
             self.probing[from] = false;
             self.maybe_commit(env);
             if self.next[from] <= self.log.last_index() {
@@ -610,12 +552,12 @@ impl Raft {
             }
             return;
         }
-        if reject_index <= self.matched[from] || reject_index == 0 {
+        if reply.reject_index <= self.matched[from] || reply.reject_index == 0 {
             return; // stale rejection of something already acknowledged
         }
-        let mut next = conflict_index;
-        if conflict_term > 0
-            && let Some(i) = self.log.last_index_of_term(conflict_term)
+        let mut next = reply.conflict_index;
+        if reply.conflict_term > 0
+            && let Some(i) = self.log.last_index_of_term(reply.conflict_term)
         {
             next = i + 1;
         }
@@ -853,14 +795,14 @@ impl Raft {
         let commit = self.commit;
         self.outbox.push((
             to,
-            RaftMsg::Append {
+            RaftMsg::Append(AppendEntries {
                 term: self.term,
                 prev_index,
                 prev_term,
                 entries,
                 commit,
                 read_ctx,
-            },
+            }),
         ));
     }
 
