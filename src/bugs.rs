@@ -9,6 +9,10 @@ pub struct BugInfo {
     pub name: &'static str,
     pub mistake: &'static str,
     pub caught_by: &'static str,
+    /// The shipped scenario that hunts for it.
+    pub scenario: &'static str,
+    /// Fuzz seeds within which a hunt must find it (a test holds us to it).
+    pub budget: u64,
 }
 
 /// Every planted bug, in catalogue order.
@@ -17,26 +21,36 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "raft.vote_without_log_check",
         mistake: "A node grants its vote without checking that the candidate's log is at least as up-to-date as its own (Raft 5.4.1), so a node missing committed entries can win an election and overwrite them.",
         caught_by: "Leader Completeness / State Machine Safety",
+        scenario: "stale-node-rejoins",
+        budget: 500,
     },
     BugInfo {
         name: "raft.commit_old_term_by_count",
         mistake: "A leader marks entries from earlier terms committed as soon as a majority stores them, and so sees no need for the no-op entry a new leader appends to commit them safely. This is Figure 8 of the Raft paper (5.4.2): a later leader whose log ends in a newer term can still overwrite such an entry.",
         caught_by: "State Machine Safety / Leader Completeness",
+        scenario: "figure8-chaos",
+        budget: 500,
     },
     BugInfo {
         name: "raft.vote_before_persist",
         mistake: "A node replies to RequestVote before its vote reaches stable storage; a crash loses the vote, and after restart it votes again in the same term for someone else.",
         caught_by: "one vote per term per node, across restarts",
+        scenario: "crashes-during-elections",
+        budget: 500,
     },
     BugInfo {
         name: "raft.no_truncate_on_conflict",
         mistake: "A follower that receives entries conflicting with its log overwrites only the entries sent and keeps its stale suffix, instead of deleting the conflicting entry and all that follow (Raft Figure 2, AppendEntries step 3).",
         caught_by: "Log Matching",
+        scenario: "flapping-partitions",
+        budget: 500,
     },
     BugInfo {
         name: "raft.read_without_quorum",
         mistake: "A leader serves reads from its local state without confirming it is still leader (skipping ReadIndex's heartbeat round, Raft thesis 6.4); a deposed leader behind a partition returns stale values.",
         caught_by: "linearizability of client histories",
+        scenario: "isolated-leader-reads",
+        budget: 500,
     },
 ];
 

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod bugs;
 pub mod check;
 pub mod env;
+pub mod explore;
 pub mod kv;
 pub mod node;
 pub mod raft;

@@ -5,8 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use distsync::bugs::CATALOGUE;
+use distsync::explore::fuzz::{Budget, FuzzOptions, fuzz};
+use distsync::explore::hunt::hunt;
+use distsync::explore::shrink::shrink;
+use distsync::report::{render_hunts, render_shrunk, render_sweeps};
 use distsync::report::{render_json, render_text};
 use distsync::run::{RunOptions, run_scenario};
+use distsync::scenario::parse::{parse_duration, parse_scenario};
+use distsync::scenario::shipped::SHIPPED;
 use distsync::scenario::{Scenario, load_scenario, parse::scenario_to_toml};
 
 /// Exit code for bad input (files, flags).
@@ -53,9 +59,67 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = "reports/failures")]
         failures_dir: PathBuf,
     },
-    /// List the planted bugs and what catches each.
-    #[command(after_help = "Example:\n  distsync bugs")]
-    Bugs,
+    /// Swarm-fuzz scenarios: each seed adds its own mix of faults, every checker on.
+    #[command(
+        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nExit codes: 0 no failure, 1 failures found, 2 bad input."
+    )]
+    Fuzz {
+        /// Scenario files to use as templates (default: every shipped scenario).
+        scenarios: Vec<PathBuf>,
+        /// Seeds per scenario.
+        #[arg(long, conflicts_with = "time")]
+        seeds: Option<u64>,
+        /// Wall-clock budget for the whole sweep, like "90s" or "10m" (split evenly over scenarios).
+        #[arg(long, value_parser = parse_wall_time)]
+        time: Option<std::time::Duration>,
+        /// First seed.
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only shard I of N (1-based), e.g. 2/4: seed positions p with p % N == I-1.
+        #[arg(long, value_parser = parse_shard)]
+        shard: Option<(u64, u64)>,
+        /// Switch on a planted bug (repeatable).
+        #[arg(long = "bug", value_name = "NAME")]
+        bugs: Vec<String>,
+        /// Rerun every K-th seed and compare trace digests (0 = never).
+        #[arg(long, default_value_t = 16)]
+        determinism_every: u64,
+        /// Where failing seeds are saved.
+        #[arg(long, value_name = "DIR", default_value = "reports/failures")]
+        failures_dir: PathBuf,
+    },
+    /// Shrink a failing scenario to the smallest one that fails the same way.
+    #[command(
+        after_help = "Example:\n  distsync shrink reports/failures/leader-crash-4711.toml\n\nWrites FILE.min.toml next to FILE (leader-crash-4711.min.toml) and prints sizes before and after.\nExit codes: 0 shrunk, 2 bad input or a scenario that does not fail."
+    )]
+    Shrink {
+        /// A scenario that fails on its own seed (e.g. one saved by run or fuzz).
+        file: PathBuf,
+        /// At most this many candidate runs.
+        #[arg(long, default_value_t = 400)]
+        max_runs: u64,
+    },
+    /// List the planted bugs, or hunt them: fuzz with the bug on until caught, then shrink.
+    #[command(
+        after_help = "Examples:\n  distsync bugs\n  distsync bugs --hunt\n  distsync bugs --hunt raft.vote_before_persist\n\nExit codes: 0 listed, or every hunted bug found; 1 a bug escaped its budget; 2 bad input."
+    )]
+    Bugs {
+        /// Hunt every bug, or just NAME.
+        #[arg(long, value_name = "NAME", num_args = 0..=1)]
+        hunt: Option<Option<String>>,
+        /// Seeds per hunt (default: each bug's own budget).
+        #[arg(long)]
+        budget: Option<u64>,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where the shrunk scenarios are written.
+        #[arg(long, value_name = "DIR", default_value = "reports/hunts")]
+        out_dir: PathBuf,
+    },
     /// Measure simulator speed (events per wall-clock second).
     #[command(after_help = "Examples:\n  distsync bench\n  distsync bench --quick")]
     Bench {
@@ -85,15 +149,62 @@ fn main() -> ExitCode {
             check_determinism,
             &failures_dir,
         ),
-        Command::Bugs => {
+        Command::Fuzz {
+            scenarios,
+            seeds,
+            time,
+            first_seed,
+            jobs,
+            shard,
+            bugs,
+            determinism_every,
+            failures_dir,
+        } => {
+            let budget = match time {
+                Some(t) => Budget::Time {
+                    first: first_seed,
+                    per_scenario: t / scenarios.len().max(if scenarios.is_empty() {
+                        SHIPPED.len()
+                    } else {
+                        1
+                    }) as u32,
+                },
+                None => Budget::Seeds {
+                    first: first_seed,
+                    count: seeds.unwrap_or(100),
+                },
+            };
+            let opts = FuzzOptions {
+                budget,
+                jobs: jobs.unwrap_or_else(default_jobs),
+                shard: shard.unwrap_or((0, 1)),
+                determinism_every,
+                failures_dir: Some(failures_dir),
+                stop_at_first_failure: false,
+            };
+            fuzz_command(&scenarios, &bugs, &opts, time.is_some())
+        }
+        Command::Shrink { file, max_runs } => shrink_command(&file, max_runs),
+        Command::Bugs { hunt: None, .. } => {
             for b in CATALOGUE {
                 println!(
-                    "{}\n  {}\n  caught by: {}\n",
-                    b.name, b.mistake, b.caught_by
+                    "{}\n  {}\n  caught by: {}\n  hunted on: scenarios/{}.toml\n",
+                    b.name, b.mistake, b.caught_by, b.scenario
                 );
             }
             ExitCode::SUCCESS
         }
+        Command::Bugs {
+            hunt: Some(name),
+            budget,
+            jobs,
+            out_dir,
+        } => hunt_command(
+            name.as_deref(),
+            budget,
+            jobs.unwrap_or_else(default_jobs),
+            &out_dir,
+        ),
         Command::Bench { quick } => {
             print!("{}", distsync::bench::report(quick));
             ExitCode::SUCCESS
@@ -211,7 +322,9 @@ fn run_command(
         "replay: distsync run {} --seed {seed}{bug_flags}",
         path.display()
     );
-    match save_failure(&sc, seed, failures_dir) {
+    let mut saved = sc.clone();
+    saved.seed = seed;
+    match distsync::explore::save_failure(&saved, failures_dir) {
         Ok(p) => eprintln!(
             "saved failing scenario: {} (replay: distsync run {})",
             p.display(),
@@ -222,12 +335,150 @@ fn run_command(
     ExitCode::from(EXIT_FAILED)
 }
 
-/// Saves a self-contained scenario (seed and bugs included) that replays this failure.
-fn save_failure(sc: &Scenario, seed: u64, dir: &Path) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let mut saved = sc.clone();
-    saved.seed = seed;
-    let path = dir.join(format!("{}-{seed}.toml", sc.name));
-    std::fs::write(&path, scenario_to_toml(&saved))?;
-    Ok(path)
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_wall_time(text: &str) -> Result<std::time::Duration, String> {
+    parse_duration(text).map(std::time::Duration::from_nanos)
+}
+
+fn parse_shard(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("expected I/N with 1 <= I <= N, like 2/4, got `{text}`");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n): (u64, u64) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if i == 0 || n == 0 || i > n {
+        return Err(bad());
+    }
+    Ok((i - 1, n))
+}
+
+fn fuzz_command(paths: &[PathBuf], bugs: &[String], opts: &FuzzOptions, timed: bool) -> ExitCode {
+    let mut templates = Vec::new();
+    if paths.is_empty() {
+        for (name, text) in SHIPPED {
+            match parse_scenario(text, &format!("scenarios/{name}.toml")) {
+                Ok(s) => templates.push(s),
+                Err(e) => return bad_input(e),
+            }
+        }
+    }
+    for p in paths {
+        match load_scenario(p) {
+            Ok(s) => templates.push(s),
+            Err(e) => return bad_input(e),
+        }
+    }
+    for t in &mut templates {
+        for b in bugs {
+            if let Err(e) = t.bugs.enable(b) {
+                return bad_input(format!("--bug: {e}"));
+            }
+        }
+    }
+    let total = match opts.budget {
+        Budget::Seeds { count, .. } => count.div_ceil(opts.shard.1) * templates.len() as u64,
+        Budget::Time { .. } => 0,
+    };
+    let bar = if timed {
+        indicatif::ProgressBar::new_spinner()
+    } else {
+        indicatif::ProgressBar::new(total)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} seeds  {per_sec}  {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let failures = std::sync::atomic::AtomicU64::new(0);
+    let on_seed = |name: &str, r: &distsync::explore::fuzz::SeedResult| {
+        if r.failure.is_some() {
+            let n = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            bar.println(format!(
+                "failure: {name} seed {}: {}",
+                r.seed,
+                r.failure.as_deref().unwrap_or("")
+            ));
+            bar.set_message(format!("{n} failures"));
+        }
+        bar.inc(1);
+    };
+    let sweeps = fuzz(&templates, opts, &on_seed);
+    bar.finish_and_clear();
+    print!("{}", render_sweeps(&sweeps));
+    let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
+    let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
+    println!("{seeds} seeds, {failed} failed, {} jobs", opts.jobs);
+    if failed > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn shrink_command(file: &Path, max_runs: u64) -> ExitCode {
+    let sc = match load_scenario(file) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    let shrunk = match shrink(&sc, max_runs) {
+        Ok(s) => s,
+        Err(e) => return bad_input(format!("{}: {e}", file.display())),
+    };
+    let out = file.with_extension("min.toml");
+    if let Err(e) = std::fs::write(&out, scenario_to_toml(&shrunk.minimal)) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return ExitCode::from(EXIT_FAILED);
+    }
+    print!("{}", render_shrunk(&shrunk));
+    println!(
+        "wrote {}\nreplay: distsync run {}",
+        out.display(),
+        out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn hunt_command(name: Option<&str>, budget: Option<u64>, jobs: usize, out_dir: &Path) -> ExitCode {
+    let bugs: Vec<_> = CATALOGUE
+        .iter()
+        .filter(|b| name.is_none_or(|n| n == b.name))
+        .collect();
+    if bugs.is_empty() {
+        let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
+        return bad_input(format!(
+            "--hunt: unknown planted bug `{}`; expected one of: {}",
+            name.unwrap_or(""),
+            known.join(", ")
+        ));
+    }
+    let mut hunts = Vec::new();
+    for b in bugs {
+        let h = hunt(b, budget.unwrap_or(b.budget), jobs, 400);
+        if let Some(s) = &h.shrunk {
+            let saved = std::fs::create_dir_all(out_dir).and_then(|_| {
+                let p = out_dir.join(format!("{}.min.toml", b.name));
+                std::fs::write(&p, scenario_to_toml(&s.minimal)).map(|_| p)
+            });
+            match saved {
+                Ok(p) => eprintln!(
+                    "{}: smallest failing scenario: distsync run {}",
+                    b.name,
+                    p.display()
+                ),
+                Err(e) => eprintln!("{}: cannot save the shrunk scenario: {e}", b.name),
+            }
+        }
+        hunts.push(h);
+    }
+    print!("{}", render_hunts(&hunts));
+    if hunts.iter().all(|h| h.found.is_some()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    }
 }

@@ -158,13 +158,36 @@ impl Node {
 
     /// Applies newly committed entries, answers clients, compacts the log.
     fn after_input(&mut self, env: &mut impl Env, was_leader: bool) {
+        if was_leader && self.raft.role() != Role::Leader {
+            // First, before applying anything: entries committed by the next
+            // leader may sit at the indexes our proposals had. Outcomes are
+            // unknown now; the client retries elsewhere, and sessions make a
+            // retried write apply at most once.
+            for (_, w) in std::mem::take(&mut self.writes) {
+                reply(env, w, ClientReply::Retry);
+            }
+            for (_, (w, _)) in std::mem::take(&mut self.reads) {
+                reply(env, w, ClientReply::Retry);
+            }
+            self.ready.clear();
+        }
         if let Some(s) = self.raft.take_installed_snapshot() {
             self.kv = (*s.data).clone();
         }
         while let Some((index, entry)) = self.raft.next_committed(env) {
             self.kv.apply(&entry.cmd);
             if let Some(w) = self.writes.remove(&index) {
-                reply(env, w, ClientReply::Ok(None));
+                // Only the entry this node proposed answers its client.
+                let ours = matches!(entry.cmd, Command::Put { client, seq, .. } if client as usize + self.cluster_size == w.client && seq == w.seq);
+                reply(
+                    env,
+                    w,
+                    if ours {
+                        ClientReply::Ok(None)
+                    } else {
+                        ClientReply::Retry
+                    },
+                );
             }
         }
         self.ready.extend(self.raft.take_ready_reads());
@@ -180,17 +203,6 @@ impl Node {
             } else {
                 i += 1;
             }
-        }
-        if was_leader && self.raft.role() != Role::Leader {
-            // Outcomes are unknown now: the client retries elsewhere, and
-            // sessions make a retried write apply at most once.
-            for (_, w) in std::mem::take(&mut self.writes) {
-                reply(env, w, ClientReply::Retry);
-            }
-            for (_, (w, _)) in std::mem::take(&mut self.reads) {
-                reply(env, w, ClientReply::Retry);
-            }
-            self.ready.clear();
         }
         if self.raft.applied_index() >= self.raft.snapshot_index() + self.snapshot_threshold {
             self.raft.compact(env, Rc::new(self.kv.clone()));

@@ -62,6 +62,22 @@ impl RunReport {
         self.violation.is_none() && self.checks.iter().all(|c| c.ok)
     }
 
+    /// What failed, as a stable string: the violated invariant, or the names
+    /// of the failed end-of-run checks. None when the run passed. Shrinking
+    /// keeps a candidate only if it fails with the same signature.
+    pub fn failure_signature(&self) -> Option<String> {
+        if let Some(f) = &self.violation {
+            return Some(f.violation.invariant.to_string());
+        }
+        let failed: Vec<&str> = self
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| c.name.as_str())
+            .collect();
+        (!failed.is_empty()).then(|| failed.join("; "))
+    }
+
     /// The digest as printed: 16 hex digits.
     pub fn digest_hex(&self) -> String {
         format!("{:016x}", self.digest)

@@ -76,7 +76,8 @@ pub struct RaftChecker {
     votes: BTreeMap<(NodeId, u64), NodeId>,
     /// (index, term) -> chain of the prefix ending there (Log Matching).
     chains: BTreeMap<(u64, u64), u64>,
-    /// Committed prefix: chain at each committed index, 1-based position i-1.
+    /// Committed prefix, by position i-1: (the term in which index i was
+    /// first known committed, the chain there).
     committed: Vec<(u64, u64)>,
     /// Applied (term, digest) by index (State Machine Safety).
     applied: Vec<(u64, u64)>,
@@ -244,8 +245,14 @@ impl RaftChecker {
             );
         }
         self.leaders.insert(term, node);
-        // Leader Completeness (5.4): a new leader holds every committed entry.
-        let c = self.committed.len() as u64;
+        // Leader Completeness (5.4): a leader of term T holds every entry
+        // committed in a term before T. (A leader elected in an old term,
+        // say after a pause, owes nothing to entries committed since.)
+        let c = self
+            .committed
+            .iter()
+            .rposition(|&(commit_term, _)| commit_term < term)
+            .map_or(0, |p| p as u64 + 1);
         if c > 0 {
             let have = self.nodes[node].chain_at(c);
             let want = self.committed[(c - 1) as usize].1;
@@ -427,6 +434,7 @@ impl RaftChecker {
             );
         };
         let term = s.term_at(index).unwrap_or(0);
+        let commit_term = s.max_term;
         self.nodes[node].commit = index;
         let known = self.committed.len() as u64;
         if index <= known {
@@ -457,17 +465,19 @@ impl RaftChecker {
         }
         for i in known + 1..=index {
             let ci = self.nodes[node].chain_at(i).unwrap_or(0);
-            let ti = self.nodes[node].term_at(i).unwrap_or(term);
-            self.committed.push((ti, ci));
+            self.committed.push((commit_term, ci));
         }
         // Leader Completeness for leaders already in office with a later term.
         for (other, s) in self.nodes.iter().enumerate() {
-            if s.role == Some(Role::Leader) && s.role_term > term && s.chain_at(index) != Some(c) {
+            if s.role == Some(Role::Leader)
+                && s.role_term > commit_term
+                && s.chain_at(index) != Some(c)
+            {
                 return fail(
                     "Leader Completeness",
                     vec![other, node],
                     format!(
-                        "entry {index} (term {term}) was committed by n{} but leader n{} of term {} lacks it",
+                        "entry {index} (term {term}) was committed in term {commit_term} by n{} but leader n{} of term {} lacks it",
                         node + 1,
                         other + 1,
                         s.role_term
@@ -730,6 +740,32 @@ mod tests {
             ),
         ];
         assert_eq!(feed(3, &evs), Some("Leader Completeness"));
+    }
+
+    #[test]
+    fn a_leader_of_an_older_term_owes_nothing_to_later_commits() {
+        // n3, paused as a candidate of term 2, wins term 2 on resume after
+        // n1 committed entry 1 in term 3: legal (paper 5.4 speaks of later terms).
+        let e = entry(3, 1);
+        let evs = [
+            (
+                0,
+                RaftRole {
+                    term: 3,
+                    role: Role::Leader,
+                },
+            ),
+            (0, append(1, e)),
+            (0, RaftCommit { index: 1 }),
+            (
+                2,
+                RaftRole {
+                    term: 2,
+                    role: Role::Leader,
+                },
+            ),
+        ];
+        assert_eq!(feed(3, &evs), None);
     }
 
     #[test]

@@ -146,3 +146,116 @@ mod tests {
         assert_eq!(human_duration(12), "12ns");
     }
 }
+
+#[derive(Tabled)]
+struct SweepRow {
+    scenario: String,
+    seeds: usize,
+    failures: usize,
+    #[tabled(rename = "events/s")]
+    events_per_s: String,
+    #[tabled(rename = "sim time / wall time")]
+    speedup: String,
+}
+
+/// The table `distsync fuzz` prints at the end.
+pub fn render_sweeps(sweeps: &[crate::explore::fuzz::SweepSummary]) -> String {
+    let rows: Vec<SweepRow> = sweeps
+        .iter()
+        .map(|s| SweepRow {
+            scenario: s.scenario.clone(),
+            seeds: s.results.len(),
+            failures: s.failures().count(),
+            events_per_s: format!("{:.2}M", s.events_per_second() / 1e6),
+            speedup: format!("{:.0}x", s.speedup()),
+        })
+        .collect();
+    let mut out = Table::new(rows).with(Style::sharp()).to_string();
+    out.push('\n');
+    for s in sweeps {
+        for f in s.failures() {
+            out += &format!(
+                "FAILED {} seed {}: {}\n",
+                s.scenario,
+                f.seed,
+                f.failure.as_deref().unwrap_or("")
+            );
+            if let Some(file) = &f.file {
+                out += &format!("  replay: distsync run {}\n", file.display());
+            }
+        }
+    }
+    out
+}
+
+#[derive(Tabled)]
+struct HuntRow {
+    bug: &'static str,
+    scenario: &'static str,
+    #[tabled(rename = "seeds to find")]
+    seeds: String,
+    #[tabled(rename = "caught by")]
+    caught_by: String,
+    #[tabled(rename = "wall time")]
+    wall: String,
+    #[tabled(rename = "steps before -> after")]
+    steps: String,
+    #[tabled(rename = "nodes")]
+    nodes: String,
+    #[tabled(rename = "simulated")]
+    duration: String,
+}
+
+/// The table `distsync bugs --hunt` prints.
+pub fn render_hunts(hunts: &[crate::explore::hunt::Hunt]) -> String {
+    let rows: Vec<HuntRow> = hunts
+        .iter()
+        .map(|h| {
+            let (steps, nodes, duration) = match &h.shrunk {
+                Some(s) => (
+                    format!("{} -> {}", s.before.steps, s.after.steps),
+                    format!("{} -> {}", s.before.nodes, s.after.nodes),
+                    format!(
+                        "{} -> {}",
+                        human_duration(s.before.duration_ns),
+                        human_duration(s.after.duration_ns)
+                    ),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            HuntRow {
+                bug: h.bug,
+                scenario: h.scenario,
+                seeds: h
+                    .found
+                    .map_or_else(|| "not found".into(), |(_, n)| n.to_string()),
+                caught_by: h.signature.clone().unwrap_or_else(|| "-".into()),
+                wall: format!("{:.2}s", h.wall.as_secs_f64()),
+                steps,
+                nodes,
+                duration,
+            }
+        })
+        .collect();
+    Table::new(rows).with(Style::sharp()).to_string() + "\n"
+}
+
+/// What `distsync shrink` prints.
+pub fn render_shrunk(s: &crate::explore::shrink::Shrunk) -> String {
+    let (b, a) = (&s.before, &s.after);
+    format!(
+        "still fails with: {}\n{} candidate runs\n            before    after\nsteps       {:<9} {}\nnodes       {:<9} {}\nclients     {:<9} {}\nsimulated   {:<9} {}\nevents      {:<9} {}\n",
+        s.signature,
+        s.runs,
+        b.steps,
+        a.steps,
+        b.nodes,
+        a.nodes,
+        b.clients,
+        a.clients,
+        human_duration(b.duration_ns),
+        human_duration(a.duration_ns),
+        b.events,
+        a.events
+    )
+}

@@ -14,6 +14,8 @@ pub enum Purpose {
     Network = 1,
     NodeTimers = 4,
     Client = 5,
+    /// Swarm fuzzing: which faults a seed adds to its scenario.
+    Explore = 6,
 }
 
 /// A ChaCha8 stream.

@@ -1,0 +1,79 @@
+//! The shipped scenarios, built into the binary so that `fuzz` and
+//! `bugs --hunt` work from any directory. A test checks this list against
+//! the files in scenarios/.
+
+/// (name, file text) of every scenario in scenarios/, sorted by name.
+pub const SHIPPED: &[(&str, &str)] = &[
+    (
+        "clock-skew",
+        include_str!("../../scenarios/clock-skew.toml"),
+    ),
+    (
+        "crash-restart-all",
+        include_str!("../../scenarios/crash-restart-all.toml"),
+    ),
+    (
+        "crashes-during-elections",
+        include_str!("../../scenarios/crashes-during-elections.toml"),
+    ),
+    (
+        "duplicating-network",
+        include_str!("../../scenarios/duplicating-network.toml"),
+    ),
+    (
+        "figure8-chaos",
+        include_str!("../../scenarios/figure8-chaos.toml"),
+    ),
+    (
+        "flapping-partitions",
+        include_str!("../../scenarios/flapping-partitions.toml"),
+    ),
+    (
+        "follower-crash",
+        include_str!("../../scenarios/follower-crash.toml"),
+    ),
+    (
+        "initial-election",
+        include_str!("../../scenarios/initial-election.toml"),
+    ),
+    (
+        "isolated-leader-reads",
+        include_str!("../../scenarios/isolated-leader-reads.toml"),
+    ),
+    (
+        "leader-crash",
+        include_str!("../../scenarios/leader-crash.toml"),
+    ),
+    (
+        "lossy-network",
+        include_str!("../../scenarios/lossy-network.toml"),
+    ),
+    (
+        "majority-partition",
+        include_str!("../../scenarios/majority-partition.toml"),
+    ),
+    (
+        "minority-partition",
+        include_str!("../../scenarios/minority-partition.toml"),
+    ),
+    (
+        "one-way-partition",
+        include_str!("../../scenarios/one-way-partition.toml"),
+    ),
+    (
+        "scripted-ops",
+        include_str!("../../scenarios/scripted-ops.toml"),
+    ),
+    (
+        "seven-nodes",
+        include_str!("../../scenarios/seven-nodes.toml"),
+    ),
+    (
+        "snapshot-catchup",
+        include_str!("../../scenarios/snapshot-catchup.toml"),
+    ),
+    (
+        "stale-node-rejoins",
+        include_str!("../../scenarios/stale-node-rejoins.toml"),
+    ),
+];
