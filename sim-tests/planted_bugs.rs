@@ -50,7 +50,7 @@ fn vote_without_log_check_is_caught() {
 fn commit_old_term_by_count_is_caught() {
     hunt(
         "raft.commit_old_term_by_count",
-        "figure8-chaos",
+        "figure-8",
         &["Leader Completeness", "State Machine Safety"],
     );
 }
@@ -80,4 +80,9 @@ fn read_without_quorum_is_caught() {
         "isolated-leader-reads",
         &["linearizable"],
     );
+}
+
+#[test]
+fn ack_by_index_is_caught() {
+    hunt("kv.ack_by_index", "deposed-leader-acks", &["linearizable"]);
 }

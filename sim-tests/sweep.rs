@@ -43,3 +43,19 @@ fn every_shipped_scenario_passes_on_every_seed_of_the_sweep() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn the_built_in_scenario_list_matches_the_scenarios_folder() {
+    use distsync::scenario::shipped::SHIPPED;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let on_disk: Vec<String> = shipped_scenarios()
+        .iter()
+        .map(|(p, _)| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let built_in: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
+    assert_eq!(built_in, on_disk, "run scripts/gen-shipped.sh");
+    for (name, text) in SHIPPED {
+        let file = std::fs::read_to_string(dir.join(format!("{name}.toml"))).unwrap();
+        assert_eq!(*text, file, "{name}: run scripts/gen-shipped.sh");
+    }
+}

@@ -28,7 +28,7 @@ pub const CATALOGUE: &[BugInfo] = &[
         name: "raft.commit_old_term_by_count",
         mistake: "A leader marks entries from earlier terms committed as soon as a majority stores them, and so sees no need for the no-op entry a new leader appends to commit them safely. This is Figure 8 of the Raft paper (5.4.2): a later leader whose log ends in a newer term can still overwrite such an entry.",
         caught_by: "State Machine Safety / Leader Completeness",
-        scenario: "figure8-chaos",
+        scenario: "figure-8",
         budget: 500,
     },
     BugInfo {
@@ -52,6 +52,13 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "isolated-leader-reads",
         budget: 500,
     },
+    BugInfo {
+        name: "kv.ack_by_index",
+        mistake: "A leader remembers which log index each client write went to and acknowledges the write when that index is applied, without checking the entry there is still its own. Deposed behind a partition, it applies the new leader's entries at those indexes and tells its clients that writes which were overwritten succeeded. (The fuzzer found this one in this project's own code.)",
+        caught_by: "linearizability of client histories",
+        scenario: "deposed-leader-acks",
+        budget: 500,
+    },
 ];
 
 /// Which planted bugs are on. Default: none.
@@ -62,6 +69,7 @@ pub struct Bugs {
     pub vote_before_persist: bool,
     pub no_truncate_on_conflict: bool,
     pub read_without_quorum: bool,
+    pub ack_by_index: bool,
 }
 
 impl Bugs {
@@ -73,6 +81,7 @@ impl Bugs {
             "raft.vote_before_persist" => &mut self.vote_before_persist,
             "raft.no_truncate_on_conflict" => &mut self.no_truncate_on_conflict,
             "raft.read_without_quorum" => &mut self.read_without_quorum,
+            "kv.ack_by_index" => &mut self.ack_by_index,
             _ => {
                 let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -93,6 +102,7 @@ impl Bugs {
             self.vote_before_persist,
             self.no_truncate_on_conflict,
             self.read_without_quorum,
+            self.ack_by_index,
         ];
         CATALOGUE
             .iter()

@@ -65,6 +65,8 @@ pub struct Node {
     reads: BTreeMap<u64, (Waiter, u32)>,
     /// Confirmed reads waiting for the state machine to reach their index.
     ready: Vec<(u64, u64)>,
+    /// Planted bug `kv.ack_by_index`.
+    ack_by_index: bool,
 }
 
 impl Node {
@@ -92,6 +94,7 @@ impl Node {
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             ready: Vec::new(),
+            ack_by_index: bugs.ack_by_index,
         }
     }
 
@@ -158,38 +161,63 @@ impl Node {
 
     /// Applies newly committed entries, answers clients, compacts the log.
     fn after_input(&mut self, env: &mut impl Env, was_leader: bool) {
-        if was_leader && self.raft.role() != Role::Leader {
-            // First, before applying anything: entries committed by the next
-            // leader may sit at the indexes our proposals had. Outcomes are
-            // unknown now; the client retries elsewhere, and sessions make a
-            // retried write apply at most once.
-            for (_, w) in std::mem::take(&mut self.writes) {
-                reply(env, w, ClientReply::Retry);
-            }
-            for (_, (w, _)) in std::mem::take(&mut self.reads) {
-                reply(env, w, ClientReply::Retry);
-            }
-            self.ready.clear();
+        let deposed = was_leader && self.raft.role() != Role::Leader;
+        // The planted bug applies first and answers by index alone.
+        if deposed && !self.ack_by_index {
+            self.fail_pending(env);
         }
+        self.apply_committed(env);
+        if deposed && self.ack_by_index {
+            self.fail_pending(env);
+        }
+        self.serve_ready_reads(env);
+        if self.raft.applied_index() >= self.raft.snapshot_index() + self.snapshot_threshold {
+            self.raft.compact(env, Rc::new(self.kv.clone()));
+        }
+    }
+
+    /// Fails every pending request after losing leadership. Outcomes are
+    /// unknown now; the client retries elsewhere, and sessions make a retried
+    /// write apply at most once. This must run before applying anything: the
+    /// next leader's entries may sit at the indexes our proposals had.
+    fn fail_pending(&mut self, env: &mut impl Env) {
+        for (_, w) in std::mem::take(&mut self.writes) {
+            reply(env, w, ClientReply::Retry);
+        }
+        for (_, (w, _)) in std::mem::take(&mut self.reads) {
+            reply(env, w, ClientReply::Retry);
+        }
+        self.ready.clear();
+    }
+
+    /// Applies newly committed entries and answers the writes they complete.
+    fn apply_committed(&mut self, env: &mut impl Env) {
         if let Some(s) = self.raft.take_installed_snapshot() {
             self.kv = (*s.data).clone();
         }
         while let Some((index, entry)) = self.raft.next_committed(env) {
             self.kv.apply(&entry.cmd);
-            if let Some(w) = self.writes.remove(&index) {
-                // Only the entry this node proposed answers its client.
-                let ours = matches!(entry.cmd, Command::Put { client, seq, .. } if client as usize + self.cluster_size == w.client && seq == w.seq);
-                reply(
-                    env,
-                    w,
-                    if ours {
-                        ClientReply::Ok(None)
-                    } else {
-                        ClientReply::Retry
-                    },
-                );
-            }
+            let Some(w) = self.writes.remove(&index) else {
+                continue;
+            };
+            // Only the entry this node proposed answers its client.
+            let ours = self.ack_by_index
+                || matches!(entry.cmd, Command::Put { client, seq, .. }
+                    if client as usize + self.cluster_size == w.client && seq == w.seq);
+            reply(
+                env,
+                w,
+                if ours {
+                    ClientReply::Ok(None)
+                } else {
+                    ClientReply::Retry
+                },
+            );
         }
+    }
+
+    /// Answers confirmed reads whose index the state machine has reached.
+    fn serve_ready_reads(&mut self, env: &mut impl Env) {
         self.ready.extend(self.raft.take_ready_reads());
         let applied = self.raft.applied_index();
         let mut i = 0;
@@ -203,9 +231,6 @@ impl Node {
             } else {
                 i += 1;
             }
-        }
-        if self.raft.applied_index() >= self.raft.snapshot_index() + self.snapshot_threshold {
-            self.raft.compact(env, Rc::new(self.kv.clone()));
         }
     }
 }
