@@ -2,6 +2,7 @@
 mod bad_input;
 mod common;
 mod determinism;
+mod explore;
 mod linearizability;
 mod planted_bugs;
 mod sweep;
