@@ -189,7 +189,10 @@ pub fn fuzz_seeds_per_minute(seeds: u64, jobs: usize) -> (f64, usize) {
     use crate::explore::fuzz::{Budget, FuzzOptions, fuzz};
     let template = raft_load_scenario(10, 5, 50.0);
     let opts = FuzzOptions {
-        budget: Budget::Seeds { first: 1, count: seeds },
+        budget: Budget::Seeds {
+            first: 1,
+            count: seeds,
+        },
         jobs,
         shard: (0, 1),
         determinism_every: 16,
