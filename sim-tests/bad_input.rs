@@ -86,6 +86,16 @@ fn bad_flags_and_missing_files_exit_2() {
         vec!["run", good, "--trace", "/nonexistent/dir/trace.jsonl"],
         vec!["run"],
         vec!["frobnicate"],
+        vec!["fuzz", "--shard", "3/2"],
+        vec!["fuzz", "--shard", "x"],
+        vec!["fuzz", "--jobs", "0"],
+        vec!["fuzz", "--seeds", "5", "--time", "1s"],
+        vec!["fuzz", "--time", "5 parsecs"],
+        vec!["fuzz", "/nonexistent/nowhere.toml"],
+        vec!["fuzz", "--bug", "raft.no_such_bug", "--seeds", "1"],
+        vec!["shrink", good],
+        vec!["shrink", "/nonexistent/nowhere.toml"],
+        vec!["bugs", "--hunt", "raft.no_such_bug"],
     ] {
         let (code, out) = distsync(&args);
         assert_eq!(code, 2, "{args:?}: expected exit 2, got {code}: {out}");

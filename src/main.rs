@@ -76,7 +76,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         first_seed: u64,
         /// Worker threads (default: one per core).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_jobs)]
         jobs: Option<usize>,
         /// Run only shard I of N (1-based), e.g. 2/4: seed positions p with p % N == I-1.
         #[arg(long, value_parser = parse_shard)]
@@ -114,7 +114,7 @@ enum Command {
         #[arg(long)]
         budget: Option<u64>,
         /// Worker threads (default: one per core).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_jobs)]
         jobs: Option<usize>,
         /// Where the shrunk scenarios are written.
         #[arg(long, value_name = "DIR", default_value = "reports/hunts")]
@@ -337,6 +337,15 @@ fn run_command(
 
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn parse_jobs(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of worker threads, at least 1, got `{text}`"
+        )),
+    }
 }
 
 fn parse_wall_time(text: &str) -> Result<std::time::Duration, String> {
