@@ -1,8 +1,9 @@
 //! Shrinking: the smallest scenario that still fails the same way.
 //!
-//! Delta debugging (Zeller's ddmin) over the timeline, then one parameter at
-//! a time towards the plainest setting: shorter run, fewer clients, fewer
-//! nodes, a calm network, true clocks, default Raft settings. A candidate is
+//! Delta debugging (Zeller's ddmin) over the timeline, then each step moved
+//! earlier, then one parameter at a time towards the plainest setting:
+//! shorter run, fewer clients, fewer nodes, a calm network, true clocks,
+//! default Raft settings. A candidate is
 //! kept only if it is a valid scenario (it loads back from its saved form)
 //! and fails with the same signature on the same seed. Every choice is made in
 //! a fixed order, so the same input always shrinks to the same output.
@@ -112,6 +113,7 @@ pub fn shrink(sc: &Scenario, max_runs: u64) -> Result<Shrunk, String> {
     loop {
         let start = best.clone();
         ddmin_steps(&mut s, &mut best);
+        shift_steps(&mut s, &mut best);
         simplify(&mut s, &mut best);
         if best == start || s.runs >= s.max_runs {
             break;
@@ -154,6 +156,27 @@ fn ddmin_steps(s: &mut Shrinker, best: &mut Scenario) {
         } else {
             chunks = (chunks * 2).min(best.timeline.len());
         }
+    }
+}
+
+/// Moves each step halfway towards the one before it (or towards 0), which
+/// shortens fault windows and pulls the failure earlier; the run's tail is
+/// then cut by `simplify`.
+fn shift_steps(s: &mut Shrinker, best: &mut Scenario) {
+    for i in 0..best.timeline.len() {
+        let prev = if i == 0 {
+            0
+        } else {
+            best.timeline[i - 1].at_ns
+        };
+        let at = best.timeline[i].at_ns;
+        let earlier = (prev + (at - prev) / 2) / 1_000_000 * 1_000_000;
+        if earlier <= prev || earlier >= at {
+            continue;
+        }
+        let mut c = best.clone();
+        c.timeline[i].at_ns = earlier;
+        s.try_keep(best, c);
     }
 }
 
