@@ -9,6 +9,7 @@ pub mod check;
 pub mod env;
 pub mod explore;
 pub mod kv;
+pub mod lock;
 pub mod node;
 pub mod raft;
 pub mod report;
