@@ -4,5 +4,6 @@ mod common;
 mod determinism;
 mod explore;
 mod linearizability;
+mod locks;
 mod planted_bugs;
 mod sweep;

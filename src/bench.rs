@@ -138,6 +138,8 @@ pub fn raft_load_scenario(seconds: u64, clients: usize, rate_per_s: f64) -> Scen
         },
         bugs: Bugs::default(),
         key_names: (0..8).map(|k| format!("k{k}")).collect(),
+        locks: LockConfig::default(),
+        lock_load: LockWorkload::default(),
     }
 }
 

@@ -16,10 +16,12 @@ pub enum Timer {
     Heartbeat = 1,
     ClientRetry = 2,
     ClientNext = 3,
+    /// The leader's periodic look at leases and wait timeouts.
+    LeaseCheck = 4,
 }
 
 /// Number of timer slots per endpoint.
-pub const TIMER_KINDS: usize = 4;
+pub const TIMER_KINDS: usize = 5;
 
 impl Timer {
     /// The timer for a slot index.
@@ -29,6 +31,7 @@ impl Timer {
             Timer::Heartbeat,
             Timer::ClientRetry,
             Timer::ClientNext,
+            Timer::LeaseCheck,
         ][i]
     }
 }

@@ -12,6 +12,7 @@ pub mod kv;
 pub mod lock;
 pub mod node;
 pub mod raft;
+pub mod replicated;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -6,9 +6,13 @@ use std::rc::Rc;
 
 use crate::bugs::Bugs;
 use crate::env::{Env, Timer};
-use crate::kv::{ClientReply, ClientRequest, Command, KvState};
+use crate::kv::{ClientReply, ClientRequest, KvState};
+use crate::lock::leases::LeaseKeeper;
+use crate::lock::protocol::{LockReply, LockRequest, reply_for, trace_of};
+use crate::lock::{LockCommand, LockError, LockState};
 use crate::raft::{Raft, RaftMsg, Refusal};
-use crate::scenario::RaftConfig;
+use crate::replicated::{Command, Replicated};
+use crate::scenario::{LockConfig, RaftConfig};
 use crate::sim::storage::Persisted;
 use crate::trace::{NodeId, Role};
 
@@ -33,6 +37,16 @@ impl Msg {
                 req: ClientRequest::Put { .. },
                 ..
             } => "Put",
+            Msg::Request {
+                req: ClientRequest::Lock(r),
+                ..
+            } => match r {
+                LockRequest::Open { .. } => "LockOpen",
+                LockRequest::KeepAlive { .. } => "LockKeepAlive",
+                LockRequest::Close { .. } => "LockClose",
+                LockRequest::Acquire { .. } => "LockAcquire",
+                LockRequest::Release { .. } => "LockRelease",
+            },
             Msg::Reply { .. } => "Reply",
         }
     }
@@ -56,7 +70,10 @@ struct Waiter {
 /// One node of the replicated key-value store.
 pub struct Node {
     raft: Raft,
-    kv: KvState,
+    state: Replicated,
+    /// The lock service's clock-based duties while this node leads.
+    leases: LeaseKeeper,
+    lease_check_ns: u64,
     cluster_size: usize,
     snapshot_threshold: u64,
     /// Writes proposed by this node as leader, by log index.
@@ -71,26 +88,31 @@ pub struct Node {
 
 impl Node {
     /// Starts (or restarts) a node from stable storage.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         id: NodeId,
         cluster_size: usize,
         cfg: &RaftConfig,
+        locks: &LockConfig,
         bugs: Bugs,
         stable: &Persisted,
         env: &mut impl Env,
     ) -> Node {
-        let kv = stable
-            .snapshot
-            .as_ref()
-            .map(|s| (*s.data).clone())
-            .unwrap_or_default();
-        let snapshot_threshold = cfg.snapshot_threshold;
+        let state = match &stable.snapshot {
+            Some(s) => (*s.data).clone(),
+            None => Replicated {
+                kv: KvState::default(),
+                locks: LockState::new(locks.reentry_limit),
+            },
+        };
         let raft = Raft::recover(id, cluster_size, cfg.clone(), bugs, stable, env);
         Node {
             raft,
-            kv,
+            state,
+            leases: LeaseKeeper::new(locks.wait_ns),
+            lease_check_ns: locks.lease_check_ns,
             cluster_size,
-            snapshot_threshold,
+            snapshot_threshold: cfg.snapshot_threshold,
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             ready: Vec::new(),
@@ -103,9 +125,14 @@ impl Node {
         &self.raft
     }
 
-    /// The replicated state as applied on this node.
+    /// The key-value store as applied on this node.
     pub fn kv(&self) -> &KvState {
-        &self.kv
+        &self.state.kv
+    }
+
+    /// The lock service as applied on this node.
+    pub fn locks(&self) -> &LockState {
+        &self.state.locks
     }
 
     /// Handles one message.
@@ -122,7 +149,11 @@ impl Node {
     /// Handles one timer.
     pub fn on_timer(&mut self, env: &mut impl Env, timer: Timer) {
         let was_leader = self.raft.role() == Role::Leader;
-        self.raft.on_timer(env, timer);
+        if timer == Timer::LeaseCheck {
+            self.on_lease_check(env);
+        } else {
+            self.raft.on_timer(env, timer);
+        }
         self.after_input(env, was_leader);
     }
 
@@ -131,7 +162,9 @@ impl Node {
         let client_index = (from - self.cluster_size) as u32;
         match req {
             ClientRequest::Put { key, value } => {
-                if self.raft.role() == Role::Leader && self.kv.applied_seq(client_index) >= seq {
+                if self.raft.role() == Role::Leader
+                    && self.state.kv.applied_seq(client_index) >= seq
+                {
                     // A retry of a write that is already applied.
                     return reply(env, waiter, ClientReply::Ok(None));
                 }
@@ -150,6 +183,7 @@ impl Node {
                     Err(r) => reply(env, waiter, refusal_reply(r)),
                 }
             }
+            ClientRequest::Lock(r) => self.on_lock_request(env, waiter, client_index, r),
             ClientRequest::Get { key } => match self.raft.read_index(env) {
                 Ok(ctx) => {
                     self.reads.insert(ctx, (waiter, key));
@@ -159,9 +193,79 @@ impl Node {
         }
     }
 
+    /// Proposes a lock command from a client, or handles a keep-alive here:
+    /// renewals are the leader's business alone and never logged.
+    fn on_lock_request(&mut self, env: &mut impl Env, waiter: Waiter, client: u32, r: LockRequest) {
+        if self.raft.role() != Role::Leader {
+            return reply(env, waiter, ClientReply::NotLeader(self.raft.leader_hint()));
+        }
+        let seq = waiter.seq;
+        let cmd = match r {
+            LockRequest::Open { ttl_ns } => LockCommand::OpenSession {
+                client,
+                seq,
+                ttl_ns,
+            },
+            LockRequest::KeepAlive { session } => {
+                let answer = if self.leases.knows(session) {
+                    self.leases.renew(session, env.now());
+                    LockReply::Alive
+                } else {
+                    LockReply::Failed(LockError::NoSession { session })
+                };
+                return reply(env, waiter, ClientReply::Lock(answer));
+            }
+            LockRequest::Close { session } => LockCommand::CloseSession {
+                client,
+                seq,
+                session,
+            },
+            LockRequest::Acquire {
+                session,
+                lock,
+                mode,
+                wait,
+            } => LockCommand::Acquire {
+                client,
+                seq,
+                session,
+                lock,
+                mode,
+                wait,
+            },
+            LockRequest::Release { session, lock } => LockCommand::Release {
+                client,
+                seq,
+                session,
+                lock,
+            },
+        };
+        // The answer goes out when the entry is applied (see `apply_committed`).
+        if let Err(r) = self.raft.propose(env, Command::Lock(cmd)) {
+            reply(env, waiter, refusal_reply(r));
+        }
+    }
+
+    /// The leader proposes the expiries and wait timeouts its clock says are due.
+    fn on_lease_check(&mut self, env: &mut impl Env) {
+        if self.raft.role() != Role::Leader {
+            return;
+        }
+        for cmd in self.leases.due(env.now(), &self.state.locks) {
+            if self.raft.propose(env, Command::Lock(cmd)).is_err() {
+                break;
+            }
+        }
+        env.set_timer(Timer::LeaseCheck, self.lease_check_ns);
+    }
+
     /// Applies newly committed entries, answers clients, compacts the log.
     fn after_input(&mut self, env: &mut impl Env, was_leader: bool) {
-        let deposed = was_leader && self.raft.role() != Role::Leader;
+        let is_leader = self.raft.role() == Role::Leader;
+        let deposed = was_leader && !is_leader;
+        if deposed {
+            self.leases.leave_office();
+        }
         // The planted bug applies first and answers by index alone.
         if deposed && !self.ack_by_index {
             self.fail_pending(env);
@@ -170,9 +274,14 @@ impl Node {
         if deposed && self.ack_by_index {
             self.fail_pending(env);
         }
+        if is_leader && !was_leader {
+            // A new leader restarts every lease and wait with its full length.
+            self.leases.take_office(env.now(), &self.state.locks);
+            env.set_timer(Timer::LeaseCheck, self.lease_check_ns);
+        }
         self.serve_ready_reads(env);
         if self.raft.applied_index() >= self.raft.snapshot_index() + self.snapshot_threshold {
-            self.raft.compact(env, Rc::new(self.kv.clone()));
+            self.raft.compact(env, Rc::new(self.state.clone()));
         }
     }
 
@@ -193,10 +302,13 @@ impl Node {
     /// Applies newly committed entries and answers the writes they complete.
     fn apply_committed(&mut self, env: &mut impl Env) {
         if let Some(s) = self.raft.take_installed_snapshot() {
-            self.kv = (*s.data).clone();
+            self.state = (*s.data).clone();
         }
         while let Some((index, entry)) = self.raft.next_committed(env) {
-            self.kv.apply(&entry.cmd);
+            let events = self.state.apply(index, &entry.cmd);
+            if let Command::Lock(cmd) = &entry.cmd {
+                self.lock_applied(env, cmd, &events);
+            }
             let Some(w) = self.writes.remove(&index) else {
                 continue;
             };
@@ -216,6 +328,34 @@ impl Node {
         }
     }
 
+    /// Traces what an applied lock command did; the leader also tracks
+    /// leases and waits, and answers the clients concerned (including
+    /// waiters granted or failed because of someone else's command).
+    fn lock_applied(
+        &mut self,
+        env: &mut impl Env,
+        cmd: &LockCommand,
+        events: &[crate::lock::LockEvent],
+    ) {
+        let leader = self.raft.role() == Role::Leader;
+        for ev in events {
+            if let Some(t) = trace_of(ev) {
+                env.trace(t);
+            }
+            if !leader {
+                continue;
+            }
+            self.leases.observe(ev, env.now());
+            if let Some((client, seq, answer)) = reply_for(cmd, ev) {
+                let to = Waiter {
+                    client: self.cluster_size + client as usize,
+                    seq,
+                };
+                reply(env, to, ClientReply::Lock(answer));
+            }
+        }
+    }
+
     /// Answers confirmed reads whose index the state machine has reached.
     fn serve_ready_reads(&mut self, env: &mut impl Env) {
         self.ready.extend(self.raft.take_ready_reads());
@@ -226,7 +366,7 @@ impl Node {
             if index <= applied {
                 self.ready.swap_remove(i);
                 if let Some((w, key)) = self.reads.remove(&ctx) {
-                    reply(env, w, ClientReply::Ok(self.kv.get(key)));
+                    reply(env, w, ClientReply::Ok(self.state.kv.get(key)));
                 }
             } else {
                 i += 1;

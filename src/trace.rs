@@ -155,6 +155,38 @@ pub enum TraceEvent {
         value: Option<u64>,
         outcome: Outcome,
     },
+    /// A lock session was opened, closed or expired, as applied on this node.
+    LockSession {
+        session: u64,
+        client: Option<u32>,
+        what: &'static str,
+    },
+    LockGrant {
+        lock: u32,
+        session: u64,
+        mode: &'static str,
+        token: u64,
+        holds: u32,
+    },
+    LockWait {
+        lock: u32,
+        session: u64,
+        mode: &'static str,
+    },
+    LockRelease {
+        lock: u32,
+        session: u64,
+        holds: u32,
+    },
+    LockFail {
+        session: u64,
+        lock: Option<u32>,
+        error: String,
+    },
+    LockDeadlock {
+        cycle: Vec<u64>,
+        victim: u64,
+    },
 }
 
 impl TraceEvent {
@@ -185,6 +217,12 @@ impl TraceEvent {
             FaultSkipped { .. } => "fault.skipped",
             ClientInvoke { .. } => "client.invoke",
             ClientReturn { .. } => "client.return",
+            LockSession { .. } => "lock.session",
+            LockGrant { .. } => "lock.grant",
+            LockWait { .. } => "lock.wait",
+            LockRelease { .. } => "lock.release",
+            LockFail { .. } => "lock.fail",
+            LockDeadlock { .. } => "lock.deadlock",
         }
     }
 }
@@ -552,7 +590,94 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             }
             field_str(line, "outcome", outcome.name());
         }
+        LockSession {
+            session,
+            client,
+            what,
+        } => {
+            field_u64(line, "session", *session);
+            if let Some(c) = client {
+                field_u64(line, "client", *c as u64 + 1);
+            }
+            field_str(line, "what", what);
+        }
+        LockGrant {
+            lock,
+            session,
+            mode,
+            token,
+            holds,
+        } => {
+            field_u64(line, "lock", *lock as u64);
+            field_u64(line, "session", *session);
+            field_str(line, "mode", mode);
+            field_u64(line, "token", *token);
+            field_u64(line, "holds", *holds as u64);
+        }
+        LockWait {
+            lock,
+            session,
+            mode,
+        } => {
+            field_u64(line, "lock", *lock as u64);
+            field_u64(line, "session", *session);
+            field_str(line, "mode", mode);
+        }
+        LockRelease {
+            lock,
+            session,
+            holds,
+        } => {
+            field_u64(line, "lock", *lock as u64);
+            field_u64(line, "session", *session);
+            field_u64(line, "holds", *holds as u64);
+        }
+        LockFail {
+            session,
+            lock,
+            error,
+        } => {
+            field_u64(line, "session", *session);
+            key(line, "lock");
+            match lock {
+                Some(l) => put_u64(line, *l as u64),
+                None => line.extend_from_slice(b"null"),
+            }
+            key(line, "error");
+            put_json_str(line, error);
+        }
+        LockDeadlock { cycle, victim } => {
+            key(line, "cycle");
+            line.push(b'[');
+            for (i, s) in cycle.iter().enumerate() {
+                if i > 0 {
+                    line.push(b',');
+                }
+                put_u64(line, *s);
+            }
+            line.push(b']');
+            field_u64(line, "victim", *victim);
+        }
     }
+}
+
+/// A JSON string with quotes, backslashes and control characters escaped.
+fn put_json_str(line: &mut Vec<u8>, s: &str) {
+    line.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => line.extend_from_slice(b"\\\""),
+            '\\' => line.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(line, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                line.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    line.push(b'"');
 }
 
 #[cfg(test)]

@@ -2,4 +2,5 @@
 pub mod history;
 pub mod history_formats;
 pub mod linearizability;
+pub mod lock_safety;
 pub mod raft_safety;

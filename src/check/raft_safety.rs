@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::kv::state::mix64;
+use crate::replicated::mix64;
 use crate::sim::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
 
@@ -566,7 +566,7 @@ impl RaftChecker {
 mod tests {
     //! Each invariant, fed a hand-made event sequence that breaks it.
     use super::*;
-    use crate::kv::{Command, Entry};
+    use crate::replicated::{Command, Entry};
     use TraceEvent::*;
 
     fn entry(term: u64, value: u64) -> Entry {

@@ -125,7 +125,7 @@ impl Client {
         match timer {
             Timer::ClientNext => self.generate(env),
             Timer::ClientRetry => self.on_retry_timer(env),
-            Timer::Election | Timer::Heartbeat => {}
+            Timer::Election | Timer::Heartbeat | Timer::LeaseCheck => {}
         }
     }
 
@@ -215,8 +215,8 @@ impl Client {
         match reply {
             ClientReply::Ok(value) => {
                 let value = match cur.req {
-                    ClientRequest::Get { .. } => value,
                     ClientRequest::Put { value, .. } => Some(value),
+                    ClientRequest::Get { .. } | ClientRequest::Lock(_) => value,
                 };
                 self.finish(env, Outcome::Ok, value);
             }
@@ -235,6 +235,8 @@ impl Client {
                 cur.backing_off = true;
                 env.set_timer(Timer::ClientRetry, RETRY_BACKOFF_NS);
             }
+            // Lock replies go to lock clients; this client sends no lock requests.
+            ClientReply::Lock(_) => {}
         }
     }
 
@@ -273,5 +275,6 @@ fn describe(req: ClientRequest) -> (&'static str, u32, Option<u64>) {
     match req {
         ClientRequest::Get { key } => ("get", key, None),
         ClientRequest::Put { key, value } => ("put", key, Some(value)),
+        ClientRequest::Lock(_) => ("lock", 0, None),
     }
 }

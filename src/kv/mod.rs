@@ -2,18 +2,23 @@
 pub mod client;
 pub mod state;
 
-pub use state::{Command, Entry, KvState, Snapshot};
+pub use state::KvState;
+
+use crate::lock::protocol::{LockReply, LockRequest};
 
 /// A client's request as carried over the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
     Get { key: u32 },
     Put { key: u32, value: u64 },
+    Lock(LockRequest),
 }
 
 /// A node's answer to a client request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ClientReply {
+    /// The lock service's answer.
+    Lock(LockReply),
     /// Done; reads carry the value (None = key never written).
     Ok(Option<u64>),
     /// This node is not the leader; try the hinted one.

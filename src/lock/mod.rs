@@ -1,5 +1,7 @@
 //! The lock service: a replicated state machine of sessions and shared or
 //! exclusive locks with FIFO queues, fencing tokens and deadlock detection.
+pub mod client;
+pub mod leases;
 pub mod protocol;
 pub mod state;
 pub mod wait_for;

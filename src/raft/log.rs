@@ -1,6 +1,6 @@
 //! The in-memory Raft log: a snapshot base followed by entries.
 
-use crate::kv::{Entry, Snapshot};
+use crate::replicated::{Entry, Snapshot};
 
 /// Entries after the snapshot point; index i lives at `entries[i - base - 1]`.
 #[derive(Clone, Debug, Default)]

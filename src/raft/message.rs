@@ -1,6 +1,6 @@
 //! Raft's messages between nodes.
 
-use crate::kv::{Entry, Snapshot};
+use crate::replicated::{Entry, Snapshot};
 
 /// A message between Raft peers. Every message carries the sender's term.
 #[derive(Clone, Debug, PartialEq)]

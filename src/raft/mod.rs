@@ -16,8 +16,8 @@ use std::rc::Rc;
 
 use crate::bugs::Bugs;
 use crate::env::{Env, Timer};
-use crate::kv::{Command, Entry, KvState, Snapshot};
 use crate::node::Msg;
+use crate::replicated::{Command, Entry, Replicated, Snapshot};
 use crate::scenario::RaftConfig;
 use crate::sim::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
@@ -179,7 +179,7 @@ impl Raft {
         match timer {
             Timer::Election => self.on_election_timeout(env),
             Timer::Heartbeat => self.on_heartbeat(env),
-            Timer::ClientRetry | Timer::ClientNext => {}
+            Timer::ClientRetry | Timer::ClientNext | Timer::LeaseCheck => {}
         }
         self.flush(env);
     }
@@ -264,7 +264,7 @@ impl Raft {
     }
 
     /// Compacts the log up to the applied index, given the state machine at that point.
-    pub fn compact(&mut self, env: &mut impl Env, data: Rc<KvState>) {
+    pub fn compact(&mut self, env: &mut impl Env, data: Rc<Replicated>) {
         let index = self.applied;
         let Some(term) = self.log.term_at(index) else {
             return;

@@ -35,6 +35,72 @@ pub struct Scenario {
     pub bugs: Bugs,
     /// Key names by index: workload keys are `k0`..; scripted keys follow.
     pub key_names: Vec<String>,
+    /// The lock service's settings.
+    pub locks: LockConfig,
+    /// Generated lock clients (none by default).
+    pub lock_load: LockWorkload,
+}
+
+/// Generated lock clients.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LockWorkload {
+    pub clients: usize,
+    /// Locks 0..locks.
+    pub locks: u32,
+    /// Locks taken per round: 1..=max_per_round, in random order.
+    pub max_per_round: u32,
+    /// Probability a lock is taken shared.
+    pub shared_ratio: f64,
+    pub hold_min_ns: Nanos,
+    pub hold_max_ns: Nanos,
+    /// Mean pause between rounds.
+    pub gap_ns: Nanos,
+    /// Session lease.
+    pub ttl_ns: Nanos,
+    /// Probability a client falls silent while holding (a crash).
+    pub crash_ratio: f64,
+    /// Rounds start within [start, stop).
+    pub start_ns: Nanos,
+    pub stop_ns: Nanos,
+}
+
+impl Default for LockWorkload {
+    fn default() -> Self {
+        LockWorkload {
+            clients: 0,
+            locks: 4,
+            max_per_round: 2,
+            shared_ratio: 0.3,
+            hold_min_ns: 10_000_000,
+            hold_max_ns: 50_000_000,
+            gap_ns: 50_000_000,
+            ttl_ns: 1_000_000_000,
+            crash_ratio: 0.0,
+            start_ns: 0,
+            stop_ns: u64::MAX,
+        }
+    }
+}
+
+/// Settings of the lock service run by every node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LockConfig {
+    /// How long a queued acquire may wait before the leader times it out.
+    pub wait_ns: Nanos,
+    /// How often the leader looks for expired leases and waits.
+    pub lease_check_ns: Nanos,
+    /// Holds one session may have on one lock.
+    pub reentry_limit: u32,
+}
+
+impl Default for LockConfig {
+    fn default() -> Self {
+        LockConfig {
+            wait_ns: 1_000_000_000,
+            lease_check_ns: 20_000_000,
+            reentry_limit: crate::lock::DEFAULT_REENTRY_LIMIT,
+        }
+    }
 }
 
 /// Message delivery model between nodes (clients share latency, never loss).

@@ -16,8 +16,8 @@ use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 use toml::Spanned;
 
 use super::model::{
-    Action, ClientOp, ClockConfig, Expectations, LinkConfig, Nanos, NetworkConfig, RaftConfig,
-    Scenario, Step, Target, Workload,
+    Action, ClientOp, ClockConfig, Expectations, LinkConfig, LockConfig, LockWorkload, Nanos,
+    NetworkConfig, RaftConfig, Scenario, Step, Target, Workload,
 };
 use crate::bugs::Bugs;
 
@@ -952,6 +952,8 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
         expect,
         bugs,
         key_names: keys.names,
+        locks: LockConfig::default(),
+        lock_load: LockWorkload::default(),
     })
 }
 
@@ -2102,6 +2104,8 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
             },
             bugs,
             key_names: vec!["k0".into(), "k1".into(), "k2".into(), "x".into()],
+            locks: LockConfig::default(),
+            lock_load: LockWorkload::default(),
         }
     }
 

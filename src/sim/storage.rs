@@ -4,7 +4,7 @@
 //! crash throws the pending list away. This is how a missing fsync becomes a
 //! visible bug in simulation.
 
-use crate::kv::{Entry, Snapshot};
+use crate::replicated::{Entry, Snapshot};
 use crate::trace::NodeId;
 
 /// A node's stable state as it would be read back after a restart.

@@ -11,10 +11,12 @@ use super::rng::{Purpose, Rng};
 use super::storage::Durable;
 use super::timers::{Fired, Schedule, TimerSlots};
 use crate::check::history::History;
+use crate::check::lock_safety::LockChecker;
 use crate::check::raft_safety::{RaftChecker, Violation};
 use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::ClientRequest;
 use crate::kv::client::{Client, ClientTiming, LoadProfile};
+use crate::lock::client::{LockClient, LockLoad};
 use crate::node::{Msg, Node};
 use crate::scenario::{Action, ClientOp, Scenario, Target};
 use crate::trace::{NodeId, Role, Subject, TraceEvent, Tracer};
@@ -35,6 +37,7 @@ enum Status {
 enum Actor {
     Node(Option<Box<Node>>),
     Client(Client),
+    LockClient(LockClient),
 }
 
 struct Endpoint {
@@ -81,6 +84,7 @@ pub struct Stats {
 pub struct Observers {
     pub tracer: Tracer,
     pub checker: RaftChecker,
+    pub lock_checker: LockChecker,
     pub history: History,
     pub stats: Stats,
     pub violation: Option<Found>,
@@ -116,7 +120,11 @@ impl Observers {
                     }
                 }
                 let last = || durable.map_or(0, |d| d.stable().last_index());
-                if let Err(violation) = self.checker.observe(n, &ev, last)
+                let verdict = self
+                    .checker
+                    .observe(n, &ev, last)
+                    .and_then(|_| self.lock_checker.observe(n, &ev));
+                if let Err(violation) = verdict
                     && self.violation.is_none()
                 {
                     self.violation = Some(Found {
@@ -317,6 +325,30 @@ impl World {
                 Rng::stream(seed, Purpose::Client, c as u64),
             ));
         }
+        let l = &sc.lock_load;
+        for i in 0..l.clients {
+            let index = w.clients + scripted + i;
+            let load = LockLoad {
+                locks: l.locks.max(1),
+                max_per_round: l.max_per_round,
+                shared_ratio: l.shared_ratio,
+                hold_min_ns: l.hold_min_ns,
+                hold_max_ns: l.hold_max_ns,
+                gap_ns: l.gap_ns,
+                ttl_ns: l.ttl_ns,
+                crash_ratio: l.crash_ratio,
+                start_local: Clock::default().local(l.start_ns),
+                stop_local: Clock::default().local(l.stop_ns.min(sc.duration_ns)),
+                request_timeout_ns: w.request_timeout_ns,
+                service_wait_ns: sc.locks.wait_ns,
+            };
+            let client = LockClient::new(index, n, load);
+            eps.push(Endpoint::new(
+                Actor::LockClient(client),
+                Clock::default(),
+                Rng::stream(seed, Purpose::Client, index as u64),
+            ));
+        }
         let last_fault_step = sc
             .timeline
             .iter()
@@ -325,6 +357,7 @@ impl World {
         let obs = Observers {
             tracer,
             checker: RaftChecker::new(n),
+            lock_checker: LockChecker::new(n),
             history: History::default(),
             stats: Stats {
                 watch_from_ns,
@@ -357,13 +390,16 @@ impl World {
     }
 
     fn start_endpoint(&mut self, id: NodeId) {
-        let (n, cfg, bugs) = (self.n, self.sc.raft.clone(), self.sc.bugs);
+        let (n, cfg, locks, bugs) = (self.n, self.sc.raft.clone(), self.sc.locks, self.sc.bugs);
         self.with_ctx(id, |actor, ctx| match actor {
             Actor::Node(slot) => {
                 let stable = ctx.storage.stable().clone();
-                *slot = Some(Box::new(Node::start(id, n, &cfg, bugs, &stable, ctx)));
+                *slot = Some(Box::new(Node::start(
+                    id, n, &cfg, &locks, bugs, &stable, ctx,
+                )));
             }
             Actor::Client(c) => c.start(ctx),
+            Actor::LockClient(c) => c.start(ctx),
         });
     }
 
@@ -475,6 +511,7 @@ impl World {
             Actor::Node(Some(node)) => node.on_message(ctx, from, msg),
             Actor::Node(None) => {}
             Actor::Client(c) => c.on_message(ctx, from, msg),
+            Actor::LockClient(c) => c.on_message(ctx, from, msg),
         });
     }
 
@@ -494,6 +531,7 @@ impl World {
             Actor::Node(Some(node)) => node.on_timer(ctx, timer),
             Actor::Node(None) => {}
             Actor::Client(c) => c.on_timer(ctx, timer),
+            Actor::LockClient(c) => c.on_timer(ctx, timer),
         });
     }
 
@@ -671,6 +709,8 @@ impl World {
     fn restart(&mut self, id: NodeId) {
         self.eps[id].status = Status::Up;
         self.fault(Subject::Node(id), TraceEvent::FaultRestart);
+        let snapshot_index = self.eps[id].storage.stable().snapshot_index();
+        self.obs.lock_checker.on_restart(id, snapshot_index);
         if let Err(violation) = self
             .obs
             .checker
@@ -779,7 +819,7 @@ impl World {
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         match &self.eps[id].actor {
             Actor::Node(n) => n.as_deref(),
-            Actor::Client(_) => None,
+            Actor::Client(_) | Actor::LockClient(_) => None,
         }
     }
 
@@ -797,13 +837,24 @@ impl World {
     pub fn client(&self, index: usize) -> Option<&Client> {
         match &self.eps.get(self.n + index)?.actor {
             Actor::Client(c) => Some(c),
-            Actor::Node(_) => None,
+            Actor::Node(_) | Actor::LockClient(_) => None,
         }
     }
 
-    /// Number of clients (generated and scripted).
+    /// Number of key-value clients (generated and scripted).
     pub fn clients(&self) -> usize {
-        self.eps.len() - self.n
+        self.eps
+            .iter()
+            .filter(|e| matches!(e.actor, Actor::Client(_)))
+            .count()
+    }
+
+    /// The lock clients, in order.
+    pub fn lock_clients(&self) -> impl Iterator<Item = &LockClient> {
+        self.eps.iter().filter_map(|e| match &e.actor {
+            Actor::LockClient(c) => Some(c),
+            _ => None,
+        })
     }
 }
 

@@ -1,0 +1,392 @@
+//! A simulated lock client: opens a session, keeps it alive, and loops
+//! acquiring a few random locks (in random order and modes, so deadlocks
+//! happen), holding them a while, and releasing them. Sometimes it falls
+//! silent while holding, as a crashed process would, and comes back later
+//! with a new session.
+
+use super::protocol::{LockReply, LockRequest};
+use super::state::{LockError, LockId, Mode, SessionId};
+use crate::env::{Env, Timer};
+use crate::kv::{ClientReply, ClientRequest};
+use crate::node::Msg;
+use crate::trace::NodeId;
+
+/// How a lock client behaves.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LockLoad {
+    /// Locks 0..locks are used.
+    pub locks: u32,
+    /// Each round takes 1..=max_per_round distinct locks.
+    pub max_per_round: u32,
+    /// Probability that a lock is taken shared.
+    pub shared_ratio: f64,
+    /// Holds last uniformly within [hold_min_ns, hold_max_ns].
+    pub hold_min_ns: u64,
+    pub hold_max_ns: u64,
+    /// Mean pause between rounds.
+    pub gap_ns: u64,
+    /// Session lease.
+    pub ttl_ns: u64,
+    /// Probability of falling silent while holding (a crash), for 2 TTLs.
+    pub crash_ratio: f64,
+    /// Local-clock window in which rounds start.
+    pub start_local: u64,
+    pub stop_local: u64,
+    /// Give up on one request (and retry it elsewhere) after this long.
+    pub request_timeout_ns: u64,
+    /// How long the service lets an acquire wait (the client waits a bit longer).
+    pub service_wait_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    /// No session; opening one.
+    Opening,
+    /// Between rounds.
+    Idle,
+    /// Taking `plan[next]`.
+    Acquiring {
+        plan: Vec<(LockId, Mode)>,
+        next: usize,
+    },
+    /// Holding every lock of the round.
+    Holding { plan: Vec<(LockId, Mode)> },
+    /// Giving back `plan[..left]`, last first.
+    Releasing {
+        plan: Vec<(LockId, Mode)>,
+        left: usize,
+    },
+    /// Crashed: silent until the timer fires.
+    Silent,
+}
+
+/// Counters for the run summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockClientStats {
+    pub rounds: u64,
+    pub grants: u64,
+    pub deadlocks: u64,
+    pub timeouts: u64,
+    pub lost_sessions: u64,
+    pub crashes: u64,
+    /// Simulated-time latency of each granted acquire, from first send.
+    pub acquire_latencies_ns: Vec<u64>,
+}
+
+/// One lock client.
+pub struct LockClient {
+    nodes: usize,
+    load: LockLoad,
+    target: NodeId,
+    session: Option<SessionId>,
+    phase: Phase,
+    seq: u64,
+    /// The request in flight and when it was first sent (local time).
+    in_flight: Option<(LockRequest, u64)>,
+    stats: LockClientStats,
+}
+
+const BACKOFF_NS: u64 = 10_000_000;
+
+impl LockClient {
+    /// Lock client number `index` (its client id on the wire) of `nodes` nodes.
+    pub fn new(index: usize, nodes: usize, load: LockLoad) -> Self {
+        LockClient {
+            nodes,
+            load,
+            target: index % nodes,
+            session: None,
+            phase: Phase::Opening,
+            seq: 0,
+            in_flight: None,
+            stats: LockClientStats::default(),
+        }
+    }
+
+    /// What this client saw.
+    pub fn stats(&self) -> &LockClientStats {
+        &self.stats
+    }
+
+    /// Starts: open a session when the load window opens.
+    pub fn start(&mut self, env: &mut impl Env) {
+        let wait = self.load.start_local.saturating_sub(env.now());
+        env.set_timer(Timer::ClientNext, wait + 1);
+    }
+
+    fn request(&mut self, env: &mut impl Env, req: LockRequest) {
+        self.seq += 1;
+        self.in_flight = Some((req, env.now()));
+        self.send(env);
+    }
+
+    fn send(&mut self, env: &mut impl Env) {
+        let Some((req, _)) = self.in_flight else {
+            return;
+        };
+        env.send(
+            self.target,
+            Msg::Request {
+                seq: self.seq,
+                req: ClientRequest::Lock(req),
+            },
+        );
+        env.set_timer(Timer::ClientRetry, self.load.request_timeout_ns);
+    }
+
+    /// Handles a timer.
+    pub fn on_timer(&mut self, env: &mut impl Env, timer: Timer) {
+        match timer {
+            Timer::ClientRetry if self.in_flight.is_some() && self.phase != Phase::Silent => {
+                // No answer: that node may be down or cut off; ask the next one.
+                self.target = (self.target + 1) % self.nodes;
+                self.send(env);
+            }
+            Timer::ClientNext => self.next_step(env),
+            Timer::LeaseCheck if self.phase != Phase::Silent => {
+                if let Some(session) = self.session {
+                    env.send(
+                        self.target,
+                        Msg::Request {
+                            seq: 0,
+                            req: ClientRequest::Lock(LockRequest::KeepAlive { session }),
+                        },
+                    );
+                }
+                env.set_timer(Timer::LeaseCheck, self.load.ttl_ns / 3);
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts whatever comes next when nothing is in flight.
+    fn next_step(&mut self, env: &mut impl Env) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        match self.phase.clone() {
+            Phase::Silent => {
+                // Back from a crash: everything held is presumed lost.
+                self.session = None;
+                self.phase = Phase::Opening;
+                self.next_step(env);
+            }
+            Phase::Opening => {
+                if env.now() < self.load.stop_local {
+                    self.request(
+                        env,
+                        LockRequest::Open {
+                            ttl_ns: self.load.ttl_ns,
+                        },
+                    );
+                }
+            }
+            Phase::Idle => {
+                if env.now() >= self.load.stop_local {
+                    if let Some(session) = self.session {
+                        self.request(env, LockRequest::Close { session });
+                    }
+                    return;
+                }
+                let plan = self.draw_round(env);
+                self.stats.rounds += 1;
+                self.phase = Phase::Acquiring { plan, next: 0 };
+                self.next_step(env);
+            }
+            Phase::Acquiring { plan, next } => {
+                let (lock, mode) = plan[next];
+                let session = self.session.unwrap_or(0);
+                self.request(
+                    env,
+                    LockRequest::Acquire {
+                        session,
+                        lock,
+                        mode,
+                        wait: true,
+                    },
+                );
+            }
+            Phase::Holding { plan } => {
+                let len = plan.len();
+                self.phase = Phase::Releasing { plan, left: len };
+                self.next_step(env);
+            }
+            Phase::Releasing { plan, left } => {
+                if left == 0 {
+                    self.phase = Phase::Idle;
+                    let gap = env.rng().exponential(self.load.gap_ns as f64) as u64;
+                    env.set_timer(Timer::ClientNext, gap + 1);
+                    return;
+                }
+                let session = self.session.unwrap_or(0);
+                self.request(
+                    env,
+                    LockRequest::Release {
+                        session,
+                        lock: plan[left - 1].0,
+                    },
+                );
+            }
+        }
+    }
+
+    fn draw_round(&mut self, env: &mut impl Env) -> Vec<(LockId, Mode)> {
+        let rng = env.rng();
+        let count = rng.between(
+            1,
+            self.load.max_per_round.max(1).min(self.load.locks) as u64,
+        ) as usize;
+        let mut locks: Vec<LockId> = (0..self.load.locks).collect();
+        for i in (1..locks.len()).rev() {
+            let j = rng.below(i as u64 + 1) as usize;
+            locks.swap(i, j);
+        }
+        locks.truncate(count);
+        locks
+            .into_iter()
+            .map(|l| {
+                (
+                    l,
+                    if rng.chance(self.load.shared_ratio) {
+                        Mode::Shared
+                    } else {
+                        Mode::Exclusive
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Handles a reply from a node.
+    pub fn on_message(&mut self, env: &mut impl Env, from: NodeId, msg: Msg) {
+        let Msg::Reply { seq, reply } = msg else {
+            return;
+        };
+        if self.phase == Phase::Silent {
+            return;
+        }
+        if seq == 0 {
+            // A keep-alive answer: only a lost session matters.
+            if let ClientReply::Lock(LockReply::Failed(_)) = reply {
+                self.lose_session(env);
+            }
+            return;
+        }
+        if seq != self.seq || self.in_flight.is_none() {
+            return;
+        }
+        match reply {
+            ClientReply::NotLeader(hint) => {
+                self.target = match hint {
+                    Some(h) if h != from && h < self.nodes => h,
+                    _ => (from + 1) % self.nodes,
+                };
+                env.set_timer(Timer::ClientRetry, BACKOFF_NS);
+            }
+            ClientReply::Retry => env.set_timer(Timer::ClientRetry, BACKOFF_NS),
+            ClientReply::Ok(_) => {}
+            ClientReply::Lock(LockReply::Waiting) => {
+                // The grant or failure comes later; a retry after this asks again.
+                env.set_timer(
+                    Timer::ClientRetry,
+                    self.load.service_wait_ns + self.load.request_timeout_ns,
+                );
+            }
+            ClientReply::Lock(answer) => self.on_answer(env, answer),
+        }
+    }
+
+    fn on_answer(&mut self, env: &mut impl Env, answer: LockReply) {
+        let Some((_, sent_at)) = self.in_flight.take() else {
+            return;
+        };
+        env.cancel_timer(Timer::ClientRetry);
+        match (self.phase.clone(), answer) {
+            (Phase::Opening, LockReply::Session(s)) => {
+                self.session = Some(s);
+                self.phase = Phase::Idle;
+                env.set_timer(Timer::LeaseCheck, self.load.ttl_ns / 3);
+                self.next_step(env);
+            }
+            (Phase::Acquiring { plan, next }, LockReply::Granted { .. }) => {
+                self.stats.grants += 1;
+                self.stats
+                    .acquire_latencies_ns
+                    .push(env.now().saturating_sub(sent_at));
+                if next + 1 < plan.len() {
+                    self.phase = Phase::Acquiring {
+                        plan,
+                        next: next + 1,
+                    };
+                    return self.next_step(env);
+                }
+                if env.rng().chance(self.load.crash_ratio) {
+                    // Fall silent while holding; the lease must free the locks.
+                    self.stats.crashes += 1;
+                    self.phase = Phase::Silent;
+                    env.cancel_timer(Timer::LeaseCheck);
+                    return env.set_timer(Timer::ClientNext, 2 * self.load.ttl_ns);
+                }
+                self.phase = Phase::Holding { plan };
+                let hold = env
+                    .rng()
+                    .between(self.load.hold_min_ns, self.load.hold_max_ns);
+                env.set_timer(Timer::ClientNext, hold + 1);
+            }
+            (Phase::Acquiring { plan, next }, LockReply::Failed(e)) => {
+                match e {
+                    LockError::Deadlock { .. } => self.stats.deadlocks += 1,
+                    LockError::TimedOut { .. } => self.stats.timeouts += 1,
+                    LockError::NoSession { .. }
+                    | LockError::SessionExpired { .. }
+                    | LockError::SessionClosed { .. } => {
+                        return self.lose_session(env);
+                    }
+                    _ => {}
+                }
+                // Give back what this round took, then try another round.
+                self.phase = Phase::Releasing { plan, left: next };
+                self.next_step(env);
+            }
+            (Phase::Releasing { plan, left }, LockReply::Released { .. }) => {
+                self.phase = Phase::Releasing {
+                    plan,
+                    left: left - 1,
+                };
+                self.next_step(env);
+            }
+            (Phase::Releasing { plan, left }, LockReply::Failed(e)) => match e {
+                LockError::NoSession { .. }
+                | LockError::SessionExpired { .. }
+                | LockError::SessionClosed { .. } => self.lose_session(env),
+                // Not held (e.g. released by an expiry already): go on.
+                _ => {
+                    self.phase = Phase::Releasing {
+                        plan,
+                        left: left - 1,
+                    };
+                    self.next_step(env);
+                }
+            },
+            (Phase::Idle, LockReply::Closed) => {
+                self.session = None;
+                self.phase = Phase::Opening;
+                env.cancel_timer(Timer::LeaseCheck);
+            }
+            (Phase::Opening, _) | (Phase::Idle, _) => {
+                // An unexpected answer: start over cleanly.
+                self.lose_session(env);
+            }
+            _ => {}
+        }
+    }
+
+    fn lose_session(&mut self, env: &mut impl Env) {
+        self.stats.lost_sessions += 1;
+        self.session = None;
+        self.in_flight = None;
+        self.phase = Phase::Opening;
+        env.cancel_timer(Timer::ClientRetry);
+        env.set_timer(Timer::ClientNext, BACKOFF_NS);
+    }
+}
