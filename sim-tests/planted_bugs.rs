@@ -86,3 +86,30 @@ fn read_without_quorum_is_caught() {
 fn ack_by_index_is_caught() {
     hunt("kv.ack_by_index", "deposed-leader-acks", &["linearizable"]);
 }
+
+#[test]
+fn no_fencing_is_caught() {
+    hunt(
+        "lock.no_fencing",
+        "lock-holder-pauses",
+        &["Fencing at the resource"],
+    );
+}
+
+#[test]
+fn expire_by_local_clock_is_caught() {
+    hunt(
+        "lock.expire_by_local_clock",
+        "lock-leader-crash",
+        &["Lease honoured"],
+    );
+}
+
+#[test]
+fn grant_ignores_holders_is_caught() {
+    hunt(
+        "lock.grant_ignores_holders",
+        "lock-contention",
+        &["Lock exclusion"],
+    );
+}

@@ -59,6 +59,27 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "deposed-leader-acks",
         budget: 500,
     },
+    BugInfo {
+        name: "lock.no_fencing",
+        mistake: "The protected resource accepts every write from whoever believes it holds the lock, ignoring fencing tokens. A holder paused past its lease (a long garbage-collection pause, a swapped-out process) wakes up and writes after the lock went to someone else: Kleppmann's case against Redlock.",
+        caught_by: "Fencing at the resource",
+        scenario: "lock-holder-pauses",
+        budget: 500,
+    },
+    BugInfo {
+        name: "lock.expire_by_local_clock",
+        mistake: "A new leader does not restart leases when it takes office: it dates each lease from when it saw the session open, on its own clock, knowing nothing of the renewals the old leader received, and expires live sessions at once.",
+        caught_by: "Lease honoured",
+        scenario: "lock-leader-crash",
+        budget: 500,
+    },
+    BugInfo {
+        name: "lock.grant_ignores_holders",
+        mistake: "A fast path grants a lock at once whenever nobody is queued for it, without checking the modes of the current holders, so an exclusive request joins a shared holder (or the other way round).",
+        caught_by: "Lock exclusion",
+        scenario: "lock-contention",
+        budget: 500,
+    },
 ];
 
 /// Which planted bugs are on. Default: none.
@@ -70,6 +91,9 @@ pub struct Bugs {
     pub no_truncate_on_conflict: bool,
     pub read_without_quorum: bool,
     pub ack_by_index: bool,
+    pub no_fencing: bool,
+    pub expire_by_local_clock: bool,
+    pub grant_ignores_holders: bool,
 }
 
 impl Bugs {
@@ -82,6 +106,9 @@ impl Bugs {
             "raft.no_truncate_on_conflict" => &mut self.no_truncate_on_conflict,
             "raft.read_without_quorum" => &mut self.read_without_quorum,
             "kv.ack_by_index" => &mut self.ack_by_index,
+            "lock.no_fencing" => &mut self.no_fencing,
+            "lock.expire_by_local_clock" => &mut self.expire_by_local_clock,
+            "lock.grant_ignores_holders" => &mut self.grant_ignores_holders,
             _ => {
                 let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -103,6 +130,9 @@ impl Bugs {
             self.no_truncate_on_conflict,
             self.read_without_quorum,
             self.ack_by_index,
+            self.no_fencing,
+            self.expire_by_local_clock,
+            self.grant_ignores_holders,
         ];
         CATALOGUE
             .iter()

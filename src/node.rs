@@ -9,7 +9,7 @@ use crate::env::{Env, Timer};
 use crate::kv::{ClientReply, ClientRequest, KvState};
 use crate::lock::leases::LeaseKeeper;
 use crate::lock::protocol::{LockReply, LockRequest, reply_for, trace_of};
-use crate::lock::{LockCommand, LockError, LockState};
+use crate::lock::{LockCommand, LockError, LockId, LockState};
 use crate::raft::{Raft, RaftMsg, Refusal};
 use crate::replicated::{Command, Replicated};
 use crate::scenario::{LockConfig, RaftConfig};
@@ -20,8 +20,26 @@ use crate::trace::{NodeId, Role};
 #[derive(Clone, Debug, PartialEq)]
 pub enum Msg {
     Raft(RaftMsg),
-    Request { seq: u64, req: ClientRequest },
-    Reply { seq: u64, reply: ClientReply },
+    Request {
+        seq: u64,
+        req: ClientRequest,
+    },
+    Reply {
+        seq: u64,
+        reply: ClientReply,
+    },
+    /// A lock holder's write to the protected resource.
+    ResourceWrite {
+        client: u32,
+        lock: LockId,
+        token: u64,
+        phase: crate::lock::resource::Phase,
+    },
+    ResourceAck {
+        lock: LockId,
+        token: u64,
+        accepted: bool,
+    },
 }
 
 impl Msg {
@@ -48,6 +66,8 @@ impl Msg {
                 LockRequest::Release { .. } => "LockRelease",
             },
             Msg::Reply { .. } => "Reply",
+            Msg::ResourceWrite { .. } => "ResourceWrite",
+            Msg::ResourceAck { .. } => "ResourceAck",
         }
     }
 
@@ -100,16 +120,22 @@ impl Node {
     ) -> Node {
         let state = match &stable.snapshot {
             Some(s) => (*s.data).clone(),
-            None => Replicated {
-                kv: KvState::default(),
-                locks: LockState::new(locks.reentry_limit),
-            },
+            None => {
+                let mut lock_state = LockState::new(locks.reentry_limit);
+                if bugs.grant_ignores_holders {
+                    lock_state = lock_state.with_grant_ignoring_holders();
+                }
+                Replicated {
+                    kv: KvState::default(),
+                    locks: lock_state,
+                }
+            }
         };
         let raft = Raft::recover(id, cluster_size, cfg.clone(), bugs, stable, env);
         Node {
             raft,
             state,
-            leases: LeaseKeeper::new(locks.wait_ns),
+            leases: LeaseKeeper::new(locks.wait_ns, bugs.expire_by_local_clock),
             lease_check_ns: locks.lease_check_ns,
             cluster_size,
             snapshot_threshold: cfg.snapshot_threshold,
@@ -141,7 +167,7 @@ impl Node {
         match msg {
             Msg::Raft(m) => self.raft.on_message(env, from, m),
             Msg::Request { seq, req } => self.on_request(env, from, seq, req),
-            Msg::Reply { .. } => {}
+            Msg::Reply { .. } | Msg::ResourceWrite { .. } | Msg::ResourceAck { .. } => {}
         }
         self.after_input(env, was_leader);
     }
@@ -207,8 +233,13 @@ impl Node {
                 ttl_ns,
             },
             LockRequest::KeepAlive { session } => {
-                let answer = if self.leases.knows(session) {
-                    self.leases.renew(session, env.now());
+                if !self.raft.committed_in_term() {
+                    // An expiry proposed by an earlier leader may still be
+                    // committed: renewing before it is applied would promise
+                    // a lease that is already ending.
+                    return reply(env, waiter, ClientReply::Retry);
+                }
+                let answer = if self.leases.renew(session, env.now()) {
                     LockReply::Alive
                 } else {
                     LockReply::Failed(LockError::NoSession { session })
@@ -341,6 +372,9 @@ impl Node {
         for ev in events {
             if let Some(t) = trace_of(ev) {
                 env.trace(t);
+            }
+            if let crate::lock::LockEvent::SessionOpened { session, .. } = ev {
+                self.leases.note_opened(*session, env.now());
             }
             if !leader {
                 continue;

@@ -187,6 +187,19 @@ pub enum TraceEvent {
         cycle: Vec<u64>,
         victim: u64,
     },
+    /// The resource accepted or rejected a lock holder's write.
+    ResourceWrite {
+        client: u32,
+        lock: u32,
+        token: u64,
+        begin: bool,
+        accepted: bool,
+    },
+    /// A lock client's keep-alive was acknowledged (its lease runs a full TTL from the leader's receipt).
+    LockRenewed {
+        session: u64,
+        ttl: u64,
+    },
 }
 
 impl TraceEvent {
@@ -223,6 +236,8 @@ impl TraceEvent {
             LockRelease { .. } => "lock.release",
             LockFail { .. } => "lock.fail",
             LockDeadlock { .. } => "lock.deadlock",
+            ResourceWrite { .. } => "resource.write",
+            LockRenewed { .. } => "lock.renewed",
         }
     }
 }
@@ -236,6 +251,8 @@ pub enum Subject {
     Client(usize),
     /// The network as a whole (partitions, heal, global link changes).
     Net,
+    /// The protected resource lock holders write to.
+    Resource,
 }
 
 /// Receives every trace line; computes the digest and optionally writes lines out.
@@ -245,6 +262,8 @@ pub struct Tracer {
     line: Vec<u8>,
     sink: Option<Box<dyn Write>>,
     nodes: usize,
+    /// The protected resource's endpoint id (usize::MAX when there is none).
+    resource: usize,
     /// When false only `seq` advances: used by benchmarks that measure the
     /// simulator without the trace.
     enabled: bool,
@@ -271,6 +290,7 @@ impl Tracer {
             line: Vec::with_capacity(256),
             sink,
             nodes,
+            resource: usize::MAX,
             enabled: true,
         }
     }
@@ -280,6 +300,11 @@ impl Tracer {
         let mut t = Tracer::new(nodes, None);
         t.enabled = false;
         t
+    }
+
+    /// Names endpoint `id` "resource" in traces.
+    pub fn set_resource(&mut self, id: usize) {
+        self.resource = id;
     }
 
     /// Number of events recorded so far.
@@ -318,11 +343,19 @@ impl Tracer {
             Subject::Node(n) => put_name(line, b'n', n),
             Subject::Client(c) => put_name(line, b'c', c),
             Subject::Net => line.extend_from_slice(b"net"),
+            Subject::Resource => line.extend_from_slice(b"resource"),
         }
         line.extend_from_slice(b"\",\"kind\":\"");
         line.extend_from_slice(ev.kind().as_bytes());
         line.push(b'"');
-        write_fields(line, ev, self.nodes);
+        write_fields(
+            line,
+            ev,
+            Names {
+                nodes: self.nodes,
+                resource: self.resource,
+            },
+        );
         line.extend_from_slice(b"}\n");
         self.digest = fnv1a(self.digest, line);
         if let Some(sink) = self.sink.as_mut() {
@@ -330,6 +363,13 @@ impl Tracer {
         }
         Ok(seq)
     }
+}
+
+/// What endpoint ids are called in traces.
+#[derive(Clone, Copy)]
+struct Names {
+    nodes: usize,
+    resource: usize,
 }
 
 /// The display name of an endpoint: `n3` for node 2, `c1` for the first client.
@@ -346,12 +386,14 @@ fn put_name(line: &mut Vec<u8>, prefix: u8, index: usize) {
     put_u64(line, index as u64 + 1);
 }
 
-fn put_endpoint(line: &mut Vec<u8>, nodes: usize, id: NodeId) {
+fn put_endpoint(line: &mut Vec<u8>, names: Names, id: NodeId) {
     line.push(b'"');
-    if id < nodes {
+    if id == names.resource {
+        line.extend_from_slice(b"resource");
+    } else if id < names.nodes {
         put_name(line, b'n', id)
     } else {
-        put_name(line, b'c', id - nodes)
+        put_name(line, b'c', id - names.nodes)
     }
     line.push(b'"');
 }
@@ -410,33 +452,33 @@ fn field_str(line: &mut Vec<u8>, name: &str, v: &str) {
     line.push(b'"');
 }
 
-fn field_nodes(line: &mut Vec<u8>, name: &str, nodes: usize, ids: &[NodeId]) {
+fn field_nodes(line: &mut Vec<u8>, name: &str, names: Names, ids: &[NodeId]) {
     key(line, name);
-    put_node_list(line, nodes, ids);
+    put_node_list(line, names, ids);
 }
 
-fn put_node_list(line: &mut Vec<u8>, nodes: usize, ids: &[NodeId]) {
+fn put_node_list(line: &mut Vec<u8>, names: Names, ids: &[NodeId]) {
     line.push(b'[');
     for (i, id) in ids.iter().enumerate() {
         if i > 0 {
             line.push(b',');
         }
-        put_endpoint(line, nodes, *id);
+        put_endpoint(line, names, *id);
     }
     line.push(b']');
 }
 
 /// The fields every `net.*` event shares.
-fn put_message(line: &mut Vec<u8>, nodes: usize, from: NodeId, to: NodeId, msg: &str, term: u64) {
+fn put_message(line: &mut Vec<u8>, names: Names, from: NodeId, to: NodeId, msg: &str, term: u64) {
     key(line, "from");
-    put_endpoint(line, nodes, from);
+    put_endpoint(line, names, from);
     key(line, "to");
-    put_endpoint(line, nodes, to);
+    put_endpoint(line, names, to);
     field_str(line, "msg", msg);
     field_u64(line, "term", term);
 }
 
-fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
+fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
     use TraceEvent::*;
     match ev {
         RaftRole { term, role } => {
@@ -446,7 +488,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
         RaftVote { term, candidate } => {
             field_u64(line, "term", *term);
             key(line, "candidate");
-            put_endpoint(line, nodes, *candidate);
+            put_endpoint(line, names, *candidate);
         }
         RaftAppend {
             index,
@@ -478,7 +520,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             field_u64(line, "term", *term);
             key(line, "voted_for");
             match voted_for {
-                Some(v) => put_endpoint(line, nodes, *v),
+                Some(v) => put_endpoint(line, names, *v),
                 None => line.extend_from_slice(b"null"),
             }
             field_u64(line, "last_index", *last_index);
@@ -497,7 +539,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             msg,
             term,
         } => {
-            put_message(line, nodes, *from, *to, msg, *term);
+            put_message(line, names, *from, *to, msg, *term);
         }
         NetDrop {
             from,
@@ -506,7 +548,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             term,
             reason,
         } => {
-            put_message(line, nodes, *from, *to, msg, *term);
+            put_message(line, names, *from, *to, msg, *term);
             field_str(line, "reason", reason);
         }
         FaultCrash | FaultRestart | FaultPause | FaultResume | FaultHeal => {}
@@ -517,13 +559,13 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
                 if i > 0 {
                     line.push(b',');
                 }
-                put_node_list(line, nodes, g);
+                put_node_list(line, names, g);
             }
             line.push(b']');
         }
         FaultPartitionOneWay { from, to } => {
-            field_nodes(line, "from", nodes, from);
-            field_nodes(line, "to", nodes, to);
+            field_nodes(line, "from", names, from);
+            field_nodes(line, "to", names, to);
         }
         FaultNetwork {
             link,
@@ -537,7 +579,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
         } => {
             key(line, "link");
             match link {
-                Some((a, b)) => put_node_list(line, nodes, &[*a, *b]),
+                Some((a, b)) => put_node_list(line, names, &[*a, *b]),
                 None => line.extend_from_slice(b"null"),
             }
             key(line, "both_ways");
@@ -657,6 +699,24 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, nodes: usize) {
             }
             line.push(b']');
             field_u64(line, "victim", *victim);
+        }
+        ResourceWrite {
+            client,
+            lock,
+            token,
+            begin,
+            accepted,
+        } => {
+            field_u64(line, "client", *client as u64 + 1);
+            field_u64(line, "lock", *lock as u64);
+            field_u64(line, "token", *token);
+            field_str(line, "phase", if *begin { "begin" } else { "end" });
+            key(line, "accepted");
+            line.extend_from_slice(if *accepted { b"true" } else { b"false" });
+        }
+        LockRenewed { session, ttl } => {
+            field_u64(line, "session", *session);
+            field_u64(line, "ttl", *ttl);
         }
     }
 }

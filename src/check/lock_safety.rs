@@ -7,7 +7,7 @@
 //! deadlock is a real cycle of waits at that point, broken at its youngest
 //! session.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::raft_safety::Violation;
 use crate::trace::{NodeId, TraceEvent};
@@ -43,6 +43,16 @@ fn conflicts(a: &str, b: &str) -> bool {
 /// The online lock checker for one cluster.
 pub struct LockChecker {
     nodes: Vec<View>,
+    /// At the resource: lock -> client -> token of each writer inside its
+    /// critical section (an accepted begin, no end yet).
+    inside: BTreeMap<u32, BTreeMap<u32, u64>>,
+    /// (lock, writer, token) pushed out by a higher token: no write of that
+    /// writer with that token may be accepted again.
+    fenced: BTreeSet<(u32, u32, u64)>,
+    /// session -> (simulated time of its last acknowledged renewal, ttl)
+    renewed: BTreeMap<u64, (u64, u64)>,
+    /// Sessions whose expiry was already judged (every node applies it).
+    expired: BTreeSet<u64>,
 }
 
 type Check = Result<(), Violation>;
@@ -60,6 +70,10 @@ impl LockChecker {
     pub fn new(n: usize) -> Self {
         LockChecker {
             nodes: vec![View::fresh(true); n],
+            inside: BTreeMap::new(),
+            fenced: BTreeSet::new(),
+            renewed: BTreeMap::new(),
+            expired: BTreeSet::new(),
         }
     }
 
@@ -70,8 +84,104 @@ impl LockChecker {
         self.nodes[node].applied = snapshot_index;
     }
 
-    /// Checks one applied lock event of `node`.
-    pub fn observe(&mut self, node: NodeId, ev: &TraceEvent) -> Check {
+    /// Checks an event of the protected resource or a lock client, at simulated time `t_ns`.
+    pub fn observe_world(&mut self, ev: &TraceEvent, t_ns: u64) -> Check {
+        match *ev {
+            TraceEvent::ResourceWrite {
+                client,
+                lock,
+                token,
+                begin,
+                accepted,
+            } => self.on_write(client, lock, token, begin, accepted),
+            TraceEvent::LockRenewed { session, ttl } => {
+                self.renewed.insert(session, (t_ns, ttl));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Exclusion where it matters, at the resource: a higher token pushes
+    /// earlier writers out, and nothing from a pushed-out writer is accepted.
+    fn on_write(
+        &mut self,
+        client: u32,
+        lock: u32,
+        token: u64,
+        begin: bool,
+        accepted: bool,
+    ) -> Check {
+        let inside = self.inside.entry(lock).or_default();
+        if !accepted {
+            inside.remove(&client);
+            return Ok(());
+        }
+        if self.fenced.contains(&(lock, client, token)) {
+            return Err(Violation {
+                invariant: "Fencing at the resource",
+                detail: format!(
+                    "the resource accepted a write to lock {lock} from c{} with token {token} after a higher token had pushed it out",
+                    client + 1
+                ),
+                nodes: vec![],
+            });
+        }
+        if !begin {
+            inside.remove(&client);
+            return Ok(());
+        }
+        for (&other, &t) in inside.iter() {
+            if other != client && t >= token {
+                return Err(Violation {
+                    invariant: "Exclusion at the resource",
+                    detail: format!(
+                        "c{} entered lock {lock} with token {token} while c{} is inside with token {t}",
+                        client + 1,
+                        other + 1
+                    ),
+                    nodes: vec![],
+                });
+            }
+        }
+        let pushed: Vec<(u32, u64)> = inside
+            .iter()
+            .map(|(&o, &t)| (o, t))
+            .filter(|&(o, _)| o != client)
+            .collect();
+        for (other, t) in pushed {
+            inside.remove(&other);
+            self.fenced.insert((lock, other, t));
+        }
+        inside.insert(client, token);
+        Ok(())
+    }
+
+    /// Checks one applied lock event of `node` at simulated time `t_ns`.
+    pub fn observe(&mut self, node: NodeId, ev: &TraceEvent, t_ns: u64) -> Check {
+        if let TraceEvent::LockSession {
+            session,
+            what: "expired",
+            ..
+        } = ev
+            && self.expired.insert(*session)
+            && let Some(&(renewed, ttl)) = self.renewed.get(session)
+        {
+            // A lease ends only after a whole TTL of silence on some leader's
+            // clock. Half a TTL of slack covers drift and message delays; an
+            // expiry sooner after an acknowledged renewal freed a live lock.
+            if t_ns < renewed + ttl / 2 {
+                return fail(
+                    "Lease honoured",
+                    node,
+                    format!(
+                        "session {session} expired {} ms after its client's last acknowledged renewal, with a TTL of {} ms",
+                        (t_ns - renewed) / 1_000_000,
+                        ttl / 1_000_000
+                    ),
+                );
+            }
+        }
         let v = &mut self.nodes[node];
         match ev {
             TraceEvent::RaftApply { index, .. } => v.applied = *index,
@@ -226,7 +336,7 @@ mod tests {
         let mut c = LockChecker::new(1);
         events
             .iter()
-            .find_map(|e| c.observe(0, e).err())
+            .find_map(|e| c.observe(0, e, 0).err())
             .map(|v| v.invariant)
     }
 
@@ -255,6 +365,85 @@ mod tests {
             },
         ];
         assert_eq!(feed(&evs), None);
+    }
+
+    fn write(client: u32, token: u64, begin: bool, accepted: bool) -> TraceEvent {
+        TraceEvent::ResourceWrite {
+            client,
+            lock: 1,
+            token,
+            begin,
+            accepted,
+        }
+    }
+
+    fn feed_world(events: &[TraceEvent]) -> Option<&'static str> {
+        let mut c = LockChecker::new(1);
+        events
+            .iter()
+            .find_map(|e| c.observe_world(e, 0).err())
+            .map(|v| v.invariant)
+    }
+
+    #[test]
+    fn a_paused_holder_fenced_out_is_fine_if_its_write_is_refused() {
+        let evs = [
+            write(0, 5, true, true),
+            write(1, 9, true, true),
+            write(0, 5, false, false),
+            write(1, 9, false, true),
+        ];
+        assert_eq!(feed_world(&evs), None);
+    }
+
+    #[test]
+    fn a_fenced_out_write_that_is_accepted_is_caught() {
+        let evs = [
+            write(0, 5, true, true),
+            write(1, 9, true, true),
+            write(0, 5, false, true),
+        ];
+        assert_eq!(feed_world(&evs), Some("Fencing at the resource"));
+    }
+
+    #[test]
+    fn entering_below_the_writer_inside_is_caught() {
+        assert_eq!(
+            feed_world(&[write(0, 9, true, true), write(1, 5, true, true)]),
+            Some("Exclusion at the resource")
+        );
+    }
+
+    #[test]
+    fn expiring_a_session_renewed_just_now_is_caught() {
+        let mut c = LockChecker::new(1);
+        c.observe_world(
+            &TraceEvent::LockRenewed {
+                session: 7,
+                ttl: 1_000_000_000,
+            },
+            5_000_000_000,
+        )
+        .unwrap();
+        let expired = TraceEvent::LockSession {
+            session: 7,
+            client: None,
+            what: "expired",
+        };
+        assert_eq!(
+            c.observe(0, &expired, 5_100_000_000).unwrap_err().invariant,
+            "Lease honoured"
+        );
+        let mut c = LockChecker::new(1);
+        c.observe_world(
+            &TraceEvent::LockRenewed {
+                session: 7,
+                ttl: 1_000_000_000,
+            },
+            5_000_000_000,
+        )
+        .unwrap();
+        assert!(c.observe(0, &expired, 6_200_000_000).is_ok());
     }
 
     #[test]

@@ -240,6 +240,13 @@ fn cut_duration(c: &mut Scenario, duration_ns: u64) {
     c.timeline.retain(|st| st.at_ns <= c.duration_ns);
     c.workload.stop_ns = c.workload.stop_ns.min(c.duration_ns);
     c.workload.start_ns = c.workload.start_ns.min(c.workload.stop_ns);
+    if c.lock_load.stop_ns != u64::MAX {
+        c.lock_load.stop_ns = c.lock_load.stop_ns.min(c.duration_ns);
+    }
+    c.lock_load.start_ns = c
+        .lock_load
+        .start_ns
+        .min(c.lock_load.stop_ns.min(c.duration_ns));
 }
 
 /// The same scenario with its highest-numbered node gone, and every step

@@ -5,11 +5,12 @@
 //! with a new session.
 
 use super::protocol::{LockReply, LockRequest};
+use super::resource::Phase as Phase2;
 use super::state::{LockError, LockId, Mode, SessionId};
 use crate::env::{Env, Timer};
 use crate::kv::{ClientReply, ClientRequest};
 use crate::node::Msg;
-use crate::trace::NodeId;
+use crate::trace::{NodeId, TraceEvent};
 
 /// How a lock client behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,7 +28,7 @@ pub struct LockLoad {
     pub gap_ns: u64,
     /// Session lease.
     pub ttl_ns: u64,
-    /// Probability of falling silent while holding (a crash), for 2 TTLs.
+    /// Probability of pausing while holding, for 2 TTLs.
     pub crash_ratio: f64,
     /// Local-clock window in which rounds start.
     pub start_local: u64,
@@ -36,6 +37,8 @@ pub struct LockLoad {
     pub request_timeout_ns: u64,
     /// How long the service lets an acquire wait (the client waits a bit longer).
     pub service_wait_ns: u64,
+    /// The protected resource's endpoint.
+    pub resource: NodeId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,20 +47,29 @@ enum Phase {
     Opening,
     /// Between rounds.
     Idle,
-    /// Taking `plan[next]`.
+    /// Taking `plan[next]`; `tokens` of those taken so far.
     Acquiring {
         plan: Vec<(LockId, Mode)>,
         next: usize,
+        tokens: Vec<u64>,
     },
-    /// Holding every lock of the round.
-    Holding { plan: Vec<(LockId, Mode)> },
+    /// Holding every lock of the round, with their tokens.
+    Holding {
+        plan: Vec<(LockId, Mode)>,
+        tokens: Vec<u64>,
+    },
     /// Giving back `plan[..left]`, last first.
     Releasing {
         plan: Vec<(LockId, Mode)>,
         left: usize,
     },
-    /// Crashed: silent until the timer fires.
-    Silent,
+    /// Paused while holding (a stop-the-world pause, a swapped-out
+    /// process): silent, then it finishes its critical section as if
+    /// nothing happened, which only fencing makes safe.
+    Silent {
+        plan: Vec<(LockId, Mode)>,
+        tokens: Vec<u64>,
+    },
 }
 
 /// Counters for the run summary.
@@ -69,12 +81,16 @@ pub struct LockClientStats {
     pub timeouts: u64,
     pub lost_sessions: u64,
     pub crashes: u64,
+    /// Writes the resource turned away for a stale token.
+    pub fencing_rejections: u64,
     /// Simulated-time latency of each granted acquire, from first send.
     pub acquire_latencies_ns: Vec<u64>,
 }
 
 /// One lock client.
 pub struct LockClient {
+    /// This client's number on the wire.
+    index: u32,
     nodes: usize,
     load: LockLoad,
     target: NodeId,
@@ -83,6 +99,8 @@ pub struct LockClient {
     seq: u64,
     /// The request in flight and when it was first sent (local time).
     in_flight: Option<(LockRequest, u64)>,
+    /// True while the retry timer is a back-off, not a request timeout.
+    backing_off: bool,
     stats: LockClientStats,
 }
 
@@ -92,6 +110,7 @@ impl LockClient {
     /// Lock client number `index` (its client id on the wire) of `nodes` nodes.
     pub fn new(index: usize, nodes: usize, load: LockLoad) -> Self {
         LockClient {
+            index: index as u32,
             nodes,
             load,
             target: index % nodes,
@@ -99,6 +118,7 @@ impl LockClient {
             phase: Phase::Opening,
             seq: 0,
             in_flight: None,
+            backing_off: false,
             stats: LockClientStats::default(),
         }
     }
@@ -124,6 +144,7 @@ impl LockClient {
         let Some((req, _)) = self.in_flight else {
             return;
         };
+        self.backing_off = false;
         env.send(
             self.target,
             Msg::Request {
@@ -137,13 +158,15 @@ impl LockClient {
     /// Handles a timer.
     pub fn on_timer(&mut self, env: &mut impl Env, timer: Timer) {
         match timer {
-            Timer::ClientRetry if self.in_flight.is_some() && self.phase != Phase::Silent => {
-                // No answer: that node may be down or cut off; ask the next one.
-                self.target = (self.target + 1) % self.nodes;
+            Timer::ClientRetry if self.in_flight.is_some() && !self.silent() => {
+                if !self.backing_off {
+                    // No answer: that node may be down or cut off; ask the next one.
+                    self.target = (self.target + 1) % self.nodes;
+                }
                 self.send(env);
             }
             Timer::ClientNext => self.next_step(env),
-            Timer::LeaseCheck if self.phase != Phase::Silent => {
+            Timer::LeaseCheck if !self.silent() => {
                 if let Some(session) = self.session {
                     env.send(
                         self.target,
@@ -165,10 +188,10 @@ impl LockClient {
             return;
         }
         match self.phase.clone() {
-            Phase::Silent => {
-                // Back from a crash: everything held is presumed lost.
-                self.session = None;
-                self.phase = Phase::Opening;
+            Phase::Silent { plan, tokens } => {
+                // Back from the pause: finish the critical section, then release.
+                env.set_timer(Timer::LeaseCheck, 1);
+                self.phase = Phase::Holding { plan, tokens };
                 self.next_step(env);
             }
             Phase::Opening => {
@@ -190,10 +213,14 @@ impl LockClient {
                 }
                 let plan = self.draw_round(env);
                 self.stats.rounds += 1;
-                self.phase = Phase::Acquiring { plan, next: 0 };
+                self.phase = Phase::Acquiring {
+                    plan,
+                    next: 0,
+                    tokens: Vec::new(),
+                };
                 self.next_step(env);
             }
-            Phase::Acquiring { plan, next } => {
+            Phase::Acquiring { plan, next, .. } => {
                 let (lock, mode) = plan[next];
                 let session = self.session.unwrap_or(0);
                 self.request(
@@ -206,7 +233,8 @@ impl LockClient {
                     },
                 );
             }
-            Phase::Holding { plan } => {
+            Phase::Holding { plan, tokens } => {
+                self.write(env, &plan, &tokens, Phase2::End);
                 let len = plan.len();
                 self.phase = Phase::Releasing { plan, left: len };
                 self.next_step(env);
@@ -259,16 +287,45 @@ impl LockClient {
 
     /// Handles a reply from a node.
     pub fn on_message(&mut self, env: &mut impl Env, from: NodeId, msg: Msg) {
+        if let Msg::ResourceAck {
+            accepted: false, ..
+        } = msg
+        {
+            self.stats.fencing_rejections += 1;
+            return;
+        }
         let Msg::Reply { seq, reply } = msg else {
             return;
         };
-        if self.phase == Phase::Silent {
+        if self.silent() {
             return;
         }
         if seq == 0 {
             // A keep-alive answer: only a lost session matters.
-            if let ClientReply::Lock(LockReply::Failed(_)) = reply {
-                self.lose_session(env);
+            match reply {
+                ClientReply::Lock(LockReply::Failed(_)) => self.lose_session(env),
+                ClientReply::Lock(LockReply::Alive) => {
+                    if let Some(session) = self.session {
+                        env.trace(TraceEvent::LockRenewed {
+                            session,
+                            ttl: self.load.ttl_ns,
+                        });
+                    }
+                }
+                // Renewals go to the leader: follow the hint at once.
+                ClientReply::NotLeader(Some(h)) if h != from && h < self.nodes => {
+                    self.target = h;
+                    if let Some(session) = self.session {
+                        env.send(
+                            h,
+                            Msg::Request {
+                                seq: 0,
+                                req: ClientRequest::Lock(LockRequest::KeepAlive { session }),
+                            },
+                        );
+                    }
+                }
+                _ => {}
             }
             return;
         }
@@ -281,9 +338,13 @@ impl LockClient {
                     Some(h) if h != from && h < self.nodes => h,
                     _ => (from + 1) % self.nodes,
                 };
+                self.backing_off = true;
                 env.set_timer(Timer::ClientRetry, BACKOFF_NS);
             }
-            ClientReply::Retry => env.set_timer(Timer::ClientRetry, BACKOFF_NS),
+            ClientReply::Retry => {
+                self.backing_off = true;
+                env.set_timer(Timer::ClientRetry, BACKOFF_NS);
+            }
             ClientReply::Ok(_) => {}
             ClientReply::Lock(LockReply::Waiting) => {
                 // The grant or failure comes later; a retry after this asks again.
@@ -308,32 +369,42 @@ impl LockClient {
                 env.set_timer(Timer::LeaseCheck, self.load.ttl_ns / 3);
                 self.next_step(env);
             }
-            (Phase::Acquiring { plan, next }, LockReply::Granted { .. }) => {
+            (
+                Phase::Acquiring {
+                    plan,
+                    next,
+                    mut tokens,
+                },
+                LockReply::Granted { token, .. },
+            ) => {
                 self.stats.grants += 1;
                 self.stats
                     .acquire_latencies_ns
                     .push(env.now().saturating_sub(sent_at));
+                tokens.push(token);
                 if next + 1 < plan.len() {
                     self.phase = Phase::Acquiring {
                         plan,
                         next: next + 1,
+                        tokens,
                     };
                     return self.next_step(env);
                 }
+                self.write(env, &plan, &tokens, Phase2::Begin);
                 if env.rng().chance(self.load.crash_ratio) {
-                    // Fall silent while holding; the lease must free the locks.
+                    // Pause while holding; the lease must free the locks.
                     self.stats.crashes += 1;
-                    self.phase = Phase::Silent;
+                    self.phase = Phase::Silent { plan, tokens };
                     env.cancel_timer(Timer::LeaseCheck);
                     return env.set_timer(Timer::ClientNext, 2 * self.load.ttl_ns);
                 }
-                self.phase = Phase::Holding { plan };
+                self.phase = Phase::Holding { plan, tokens };
                 let hold = env
                     .rng()
                     .between(self.load.hold_min_ns, self.load.hold_max_ns);
                 env.set_timer(Timer::ClientNext, hold + 1);
             }
-            (Phase::Acquiring { plan, next }, LockReply::Failed(e)) => {
+            (Phase::Acquiring { plan, next, .. }, LockReply::Failed(e)) => {
                 match e {
                     LockError::Deadlock { .. } => self.stats.deadlocks += 1,
                     LockError::TimedOut { .. } => self.stats.timeouts += 1,
@@ -378,6 +449,33 @@ impl LockClient {
                 self.lose_session(env);
             }
             _ => {}
+        }
+    }
+
+    fn silent(&self) -> bool {
+        matches!(self.phase, Phase::Silent { .. })
+    }
+
+    /// Writes to the resource under every exclusive lock of the round.
+    fn write(
+        &mut self,
+        env: &mut impl Env,
+        plan: &[(LockId, Mode)],
+        tokens: &[u64],
+        phase: Phase2,
+    ) {
+        for (&(lock, mode), &token) in plan.iter().zip(tokens) {
+            if mode == Mode::Exclusive {
+                env.send(
+                    self.load.resource,
+                    Msg::ResourceWrite {
+                        client: self.index,
+                        lock,
+                        token,
+                        phase,
+                    },
+                );
+            }
         }
     }
 

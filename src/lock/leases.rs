@@ -22,6 +22,11 @@ pub struct LeaseKeeper {
     /// Already proposed, so not proposed again while the entry commits.
     proposed: BTreeSet<LockCommandKey>,
     wait_ns: u64,
+    /// Local time this node applied each session's opening (kept on every
+    /// node; only the planted bug uses it).
+    opened_at: BTreeMap<SessionId, u64>,
+    /// Planted bug `lock.expire_by_local_clock`.
+    no_restart: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -31,17 +36,33 @@ enum LockCommandKey {
 }
 
 impl LeaseKeeper {
-    /// Every acquire waits at most `wait_ns` in a queue.
-    pub fn new(wait_ns: u64) -> Self {
+    /// Every acquire waits at most `wait_ns` in a queue; `no_restart` is the
+    /// planted bug `lock.expire_by_local_clock`.
+    pub fn new(wait_ns: u64, no_restart: bool) -> Self {
         LeaseKeeper {
             wait_ns,
+            no_restart,
             ..Default::default()
         }
     }
 
+    /// Notes when this node applied a session's opening (any role).
+    pub fn note_opened(&mut self, session: SessionId, now: u64) {
+        self.opened_at.insert(session, now);
+    }
+
     /// Taking office at local time `now`: every lease and wait starts afresh.
+    /// (The planted bug instead dates each lease from when this node saw the
+    /// session open, on its own clock, as if nobody had renewed it since.)
     pub fn take_office(&mut self, now: u64, locks: &LockState) {
-        self.renewed = locks.sessions().map(|(s, _)| (s, now)).collect();
+        let start = |s: SessionId| {
+            if self.no_restart {
+                self.opened_at.get(&s).copied().unwrap_or(now)
+            } else {
+                now
+            }
+        };
+        self.renewed = locks.sessions().map(|(s, _)| (s, start(s))).collect();
         self.waits = locks
             .waiting_requests()
             .into_iter()
@@ -57,10 +78,19 @@ impl LeaseKeeper {
         self.proposed.clear();
     }
 
-    /// A keep-alive from the session's client.
-    pub fn renew(&mut self, session: SessionId, now: u64) {
-        if let Some(t) = self.renewed.get_mut(&session) {
-            *t = now;
+    /// A keep-alive from the session's client; false if the session is
+    /// unknown or its expiry is already proposed (renewing it then would
+    /// promise a lease that is about to end).
+    pub fn renew(&mut self, session: SessionId, now: u64) -> bool {
+        if self.proposed.contains(&LockCommandKey::Expire(session)) {
+            return false;
+        }
+        match self.renewed.get_mut(&session) {
+            Some(t) => {
+                *t = now;
+                true
+            }
+            None => false,
         }
     }
 
@@ -120,10 +150,5 @@ impl LeaseKeeper {
             }
         }
         out
-    }
-
-    /// True if the session is known to this leader.
-    pub fn knows(&self, session: SessionId) -> bool {
-        self.renewed.contains_key(&session)
     }
 }

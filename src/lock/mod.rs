@@ -3,6 +3,7 @@
 pub mod client;
 pub mod leases;
 pub mod protocol;
+pub mod resource;
 pub mod state;
 pub mod wait_for;
 

@@ -270,6 +270,8 @@ pub struct LockState {
     /// Kept apart from `locks` because it must outlive idle locks.
     last_tokens: BTreeMap<LockId, u64>,
     replies: BTreeMap<u32, Reply>,
+    /// Planted bug `lock.grant_ignores_holders`.
+    grant_ignores_holders: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -354,7 +356,16 @@ impl LockState {
             locks: BTreeMap::new(),
             last_tokens: BTreeMap::new(),
             replies: BTreeMap::new(),
+            grant_ignores_holders: false,
         }
+    }
+
+    /// Switches on the planted bug `lock.grant_ignores_holders`: a fast path
+    /// that grants at once whenever nobody is queued, without looking at
+    /// the holders.
+    pub fn with_grant_ignoring_holders(mut self) -> Self {
+        self.grant_ignores_holders = true;
+        self
     }
 
     /// Applies one committed command at log `index`; returns what happened, in order.
@@ -593,7 +604,10 @@ impl LockState {
         }
         let upgrade = held.is_some();
         // Upgrades skip the queue: they enter at its front anyway.
-        if entry.compatible(req.session, req.mode) && (upgrade || entry.queue.is_empty()) {
+        let fast_path = self.grant_ignores_holders && entry.queue.is_empty() && !upgrade;
+        if (fast_path || entry.compatible(req.session, req.mode))
+            && (upgrade || entry.queue.is_empty())
+        {
             let granted = self.grant(index, lock, req);
             events.push(granted);
             return Ok(());

@@ -32,6 +32,10 @@ const MAX_RATE: f64 = 100_000.0;
 const MAX_CLIENTS: i64 = 1_000;
 const MAX_KEYS: i64 = 100_000;
 const MAX_CLIENT_ID: i64 = 1_000;
+const MAX_REENTRY_LIMIT: i64 = 1_000;
+/// `lock_clients.stop` word for "no stop": rounds keep starting until the run
+/// ends (`LockWorkload::stop_ns == u64::MAX`).
+const STOP_AT_END: &str = "end";
 const ACTIONS: &str =
     "crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client";
 
@@ -203,6 +207,38 @@ fn write_scenario(out: &mut String, s: &Scenario) -> fmt::Result {
     writeln!(out, "request_timeout = {}", dur(w.request_timeout_ns))?;
     writeln!(out, "op_timeout = {}", dur(w.op_timeout_ns))?;
 
+    // Both lock tables are written only when they differ from the model's
+    // defaults, so scenarios without locks save as before. An absent
+    // `[locks]` or `[lock_clients]` parses back to exactly the default.
+    let l = &s.locks;
+    if *l != LockConfig::default() {
+        writeln!(out, "\n[locks]")?;
+        writeln!(out, "wait = {}", dur(l.wait_ns))?;
+        writeln!(out, "lease_check = {}", dur(l.lease_check_ns))?;
+        writeln!(out, "reentry_limit = {}", l.reentry_limit)?;
+    }
+    let l = &s.lock_load;
+    if *l != LockWorkload::default() {
+        writeln!(out, "\n[lock_clients]")?;
+        writeln!(out, "clients = {}", l.clients)?;
+        writeln!(out, "locks = {}", l.locks)?;
+        writeln!(out, "max_per_round = {}", l.max_per_round)?;
+        writeln!(out, "shared_ratio = {}", float(l.shared_ratio))?;
+        writeln!(out, "hold = {}", dur_pair(l.hold_min_ns, l.hold_max_ns))?;
+        writeln!(out, "gap = {}", dur(l.gap_ns))?;
+        writeln!(out, "ttl = {}", dur(l.ttl_ns))?;
+        writeln!(out, "crash_ratio = {}", float(l.crash_ratio))?;
+        writeln!(out, "start = {}", dur(l.start_ns))?;
+        // Stop is always explicit: an absent stop would read back as 80% of
+        // the duration, so "no stop" (u64::MAX) is written as "end".
+        let stop = if l.stop_ns == u64::MAX {
+            quote(STOP_AT_END)
+        } else {
+            dur(l.stop_ns)
+        };
+        writeln!(out, "stop = {stop}")?;
+    }
+
     let e = &s.expect;
     writeln!(out, "\n[expect]")?;
     if let Some(ns) = e.leader_within_ns {
@@ -329,6 +365,8 @@ struct RawScenario {
     #[serde(default)]
     clock: BTreeMap<Spanned<String>, RawClock>,
     workload: Option<RawWorkload>,
+    locks: Option<RawLocks>,
+    lock_clients: Option<RawLockClients>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     expect: Option<RawExpect>,
@@ -389,6 +427,29 @@ struct RawWorkload {
     stop: Option<Spanned<DurText>>,
     request_timeout: Option<Spanned<DurText>>,
     op_timeout: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocks {
+    wait: Option<Spanned<DurText>>,
+    lease_check: Option<Spanned<DurText>>,
+    reentry_limit: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLockClients {
+    clients: Option<Spanned<i64>>,
+    locks: Option<Spanned<i64>>,
+    max_per_round: Option<Spanned<i64>>,
+    shared_ratio: Option<Spanned<f64>>,
+    hold: Option<Spanned<RawRange>>,
+    gap: Option<Spanned<DurText>>,
+    ttl: Option<Spanned<DurText>>,
+    crash_ratio: Option<Spanned<f64>>,
+    start: Option<Spanned<DurText>>,
+    stop: Option<Spanned<DurText>>,
 }
 
 #[derive(Deserialize)]
@@ -920,6 +981,19 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
     }
 
     let workload = resolve_workload(src, raw.workload, duration_ns)?;
+    let locks = resolve_locks(src, raw.locks.as_ref())?;
+    let lease_check_span = raw
+        .locks
+        .as_ref()
+        .and_then(|l| l.lease_check.as_ref())
+        .map(|d| d.span());
+    let lock_load = resolve_lock_clients(
+        src,
+        raw.lock_clients.as_ref(),
+        duration_ns,
+        &locks,
+        lease_check_span,
+    )?;
     let mut keys = Keys::new(workload.keys);
 
     let mut steps = Vec::with_capacity(raw.step.len());
@@ -952,8 +1026,8 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
         expect,
         bugs,
         key_names: keys.names,
-        locks: LockConfig::default(),
-        lock_load: LockWorkload::default(),
+        locks,
+        lock_load,
     })
 }
 
@@ -1164,6 +1238,165 @@ fn resolve_workload(
                 "op_timeout ({}) must be at least request_timeout ({})",
                 format_duration(w.op_timeout_ns),
                 format_duration(w.request_timeout_ns)
+            ),
+        ));
+    }
+    Ok(w)
+}
+
+fn resolve_locks(src: &Source<'_>, raw: Option<&RawLocks>) -> Res<LockConfig> {
+    let mut c = LockConfig::default();
+    let Some(raw) = raw else { return Ok(c) };
+    if let Some(d) = &raw.wait {
+        c.wait_ns = src.positive_duration(d, "locks.wait")?;
+    }
+    if let Some(d) = &raw.lease_check {
+        c.lease_check_ns = src.positive_duration(d, "locks.lease_check")?;
+    }
+    if c.lease_check_ns > c.wait_ns {
+        // Point at whichever of the two the file set.
+        let span = raw
+            .lease_check
+            .as_ref()
+            .or(raw.wait.as_ref())
+            .map_or(0..0, |d| d.span());
+        return Err(src.err(
+            span,
+            format!(
+                "locks.lease_check ({}) must not be more than locks.wait ({}), or timed-out waits are noticed late",
+                format_duration(c.lease_check_ns),
+                format_duration(c.wait_ns)
+            ),
+        ));
+    }
+    if let Some(v) = &raw.reentry_limit {
+        c.reentry_limit = src.int(v, "locks.reentry_limit", 1, MAX_REENTRY_LIMIT)? as u32;
+    }
+    Ok(c)
+}
+
+/// `[lock_clients]`. Absent, it is exactly `LockWorkload::default()` (no
+/// clients, no stop). Present, every field defaults as in
+/// `LockWorkload::default()` except `stop`, which defaults like `[workload]`'s
+/// (80% of the duration); `stop = "end"` asks for no stop (`u64::MAX`), which
+/// is how `scenario_to_toml` writes such a workload, so both round-trip.
+fn resolve_lock_clients(
+    src: &Source<'_>,
+    raw: Option<&RawLockClients>,
+    duration_ns: Nanos,
+    locks: &LockConfig,
+    lease_check_span: Option<Range<usize>>,
+) -> Res<LockWorkload> {
+    let mut w = LockWorkload::default();
+    let Some(raw) = raw else { return Ok(w) };
+    let default_stop = duration_ns - duration_ns / 5;
+    w.stop_ns = default_stop;
+    if let Some(v) = &raw.clients {
+        w.clients = src.int(v, "lock_clients.clients", 0, MAX_CLIENTS)? as usize;
+    }
+    if let Some(v) = &raw.locks {
+        w.locks = src.int(v, "lock_clients.locks", 1, i64::from(u32::MAX))? as u32;
+    }
+    if let Some(v) = &raw.max_per_round {
+        let n = *v.get_ref();
+        if n < 1 || n > i64::from(w.locks) {
+            return Err(src.err(
+                v.span(),
+                format!(
+                    "lock_clients.max_per_round must be between 1 and locks ({}), got {n}",
+                    w.locks
+                ),
+            ));
+        }
+        w.max_per_round = n as u32;
+    } else if w.max_per_round > w.locks {
+        // Only `locks` can be set here, or the default would fit.
+        let span = raw.locks.as_ref().map_or(0..0, |v| v.span());
+        return Err(src.err(
+            span,
+            format!(
+                "lock_clients.max_per_round ({}, the default) must not be more than locks ({}); set max_per_round too",
+                w.max_per_round, w.locks
+            ),
+        ));
+    }
+    if let Some(p) = &raw.shared_ratio {
+        w.shared_ratio = src.probability(p, "lock_clients.shared_ratio")?;
+    }
+    if let Some(r) = &raw.hold {
+        (w.hold_min_ns, w.hold_max_ns) = src.range(r, "lock_clients.hold")?;
+    }
+    if let Some(d) = &raw.gap {
+        w.gap_ns = src.positive_duration(d, "lock_clients.gap")?;
+    }
+    if let Some(d) = &raw.ttl {
+        w.ttl_ns = src.positive_duration(d, "lock_clients.ttl")?;
+    }
+    if w.ttl_ns <= locks.lease_check_ns.saturating_mul(3) {
+        // Point at whichever of the two the file set.
+        let span = raw
+            .ttl
+            .as_ref()
+            .map(|d| d.span())
+            .or(lease_check_span)
+            .unwrap_or(0..0);
+        return Err(src.err(
+            span,
+            format!(
+                "lock_clients.ttl ({}) must be more than 3 × locks.lease_check ({}), or clients (renewing every ttl/3) could not renew their sessions in time",
+                format_duration(w.ttl_ns),
+                format_duration(locks.lease_check_ns)
+            ),
+        ));
+    }
+    if let Some(p) = &raw.crash_ratio {
+        w.crash_ratio = src.probability(p, "lock_clients.crash_ratio")?;
+    }
+    if let Some(d) = &raw.start {
+        w.start_ns = src.duration(d, "lock_clients.start")?;
+    }
+    if let Some(d) = &raw.stop {
+        let text = &d.get_ref().0;
+        if text == STOP_AT_END {
+            w.stop_ns = u64::MAX;
+        } else {
+            w.stop_ns = src.duration(d, "lock_clients.stop").map_err(|mut e| {
+                if e.message == bad_duration(text) {
+                    e.message = format!(
+                        "bad lock_clients.stop \"{text}\": expected a duration like \"8s\", or \"{STOP_AT_END}\" to keep starting rounds until the run ends"
+                    );
+                }
+                e
+            })?;
+            if w.stop_ns > duration_ns {
+                return Err(src.err(
+                    d.span(),
+                    format!(
+                        "lock_clients.stop ({}) must not be after the end of the run (duration {})",
+                        format_duration(w.stop_ns),
+                        format_duration(duration_ns)
+                    ),
+                ));
+            }
+        }
+    }
+    // "end" stops at the end of the run.
+    let stop = w.stop_ns.min(duration_ns);
+    if w.start_ns > stop {
+        let (span, which) = match (&raw.stop, &raw.start) {
+            (Some(d), _) if w.stop_ns == u64::MAX => {
+                (d.span(), format!(", \"{STOP_AT_END}\": the end of the run"))
+            }
+            (Some(d), _) => (d.span(), String::new()),
+            (None, Some(d)) => (d.span(), ", the default: 80% of duration".to_owned()),
+            (None, None) => (0..0, String::new()),
+        };
+        return Err(src.err(
+            span,
+            format!(
+                "lock_clients.start ({}) must not be after stop ({}{which})",
+                format_duration(w.start_ns),
+                format_duration(stop)
             ),
         ));
     }
@@ -1930,6 +2163,22 @@ stop = "8s"
 request_timeout = "250ms"
 op_timeout = "1.5s"
 
+[locks]
+wait = "500ms"
+lease_check = "10ms"
+reentry_limit = 3
+
+[lock_clients]
+clients = 4
+locks = 3
+max_per_round = 3
+shared_ratio = 0.5
+hold = ["5ms", "40ms"]
+gap = "30ms"
+ttl = "600ms"
+crash_ratio = 0.1
+start = "200ms"
+
 [expect]
 leader_within = "1s"
 leader_after_last_fault = "1500ms"
@@ -2104,8 +2353,25 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
             },
             bugs,
             key_names: vec!["k0".into(), "k1".into(), "k2".into(), "x".into()],
-            locks: LockConfig::default(),
-            lock_load: LockWorkload::default(),
+            locks: LockConfig {
+                wait_ns: 500 * ms,
+                lease_check_ns: 10 * ms,
+                reentry_limit: 3,
+            },
+            lock_load: LockWorkload {
+                clients: 4,
+                locks: 3,
+                max_per_round: 3,
+                shared_ratio: 0.5,
+                hold_min_ns: 5 * ms,
+                hold_max_ns: 40 * ms,
+                gap_ns: 30 * ms,
+                ttl_ns: 600 * ms,
+                crash_ratio: 0.1,
+                start_ns: 200 * ms,
+                // Absent: 80% of the duration, like [workload].
+                stop_ns: 8 * NS_PER_S,
+            },
         }
     }
 
@@ -2148,6 +2414,245 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
         );
         assert_eq!(s.bugs, Bugs::default());
         assert!(s.timeline.is_empty());
+        assert_eq!(s.locks, LockConfig::default());
+        assert_eq!(s.lock_load, LockWorkload::default());
+    }
+
+    #[test]
+    fn lock_tables_default_and_stop_rules() {
+        let parse = |body: &str| parse_scenario(&format!("{HEAD}{body}"), "t.toml").unwrap();
+        // Empty tables: the model's defaults, except that a present
+        // [lock_clients] without `stop` stops at 80% of the duration.
+        let s = parse("[locks]\n[lock_clients]\n");
+        assert_eq!(s.locks, LockConfig::default());
+        assert_eq!(
+            s.lock_load,
+            LockWorkload {
+                stop_ns: 8 * NS_PER_S,
+                ..LockWorkload::default()
+            }
+        );
+        // "end" is no stop at all; a single hold duration is min = max.
+        let s =
+            parse("[lock_clients]\nclients = 2\nhold = \"7ms\"\nstop = \"end\"\nstart = \"10s\"\n");
+        assert_eq!(
+            s.lock_load,
+            LockWorkload {
+                clients: 2,
+                hold_min_ns: 7 * NS_PER_MS,
+                hold_max_ns: 7 * NS_PER_MS,
+                start_ns: 10 * NS_PER_S,
+                ..LockWorkload::default()
+            }
+        );
+        let s =
+            parse("[lock_clients]\nstop = \"10s\"\nlocks = 1\nmax_per_round = 1\nttl = \"61ms\"\n");
+        assert_eq!(
+            (
+                s.lock_load.stop_ns,
+                s.lock_load.locks,
+                s.lock_load.max_per_round,
+                s.lock_load.ttl_ns
+            ),
+            (10 * NS_PER_S, 1, 1, 61 * NS_PER_MS)
+        );
+        // Without lock clients there are no sessions, so no ttl cross-check.
+        let s = parse("[locks]\nwait = \"1h\"\nlease_check = \"1h\"\nreentry_limit = 1000\n");
+        assert_eq!(
+            s.locks,
+            LockConfig {
+                wait_ns: 3_600 * NS_PER_S,
+                lease_check_ns: 3_600 * NS_PER_S,
+                reentry_limit: 1000,
+            }
+        );
+        assert_eq!(s.lock_load, LockWorkload::default());
+        // Nothing lock-related is written for a scenario without locks.
+        let text = scenario_to_toml(&parse(""));
+        assert!(!text.contains("lock"), "{text}");
+    }
+
+    #[test]
+    fn lock_table_errors() {
+        assert_error(
+            "[locks]\nwait = \"1 s\"\n",
+            6,
+            8,
+            "bad duration \"1 s\": expected a number followed by ns, us, ms, s, m or h, like \"150ms\"",
+        );
+        assert_error(
+            "[locks]\nwait = \"2h\"\n",
+            6,
+            8,
+            "locks.wait must be at most 1h, got 2h",
+        );
+        assert_error(
+            "[locks]\nwait = \"0s\"\n",
+            6,
+            8,
+            "locks.wait must be more than 0s",
+        );
+        assert_error(
+            "[locks]\nlease_check = \"0s\"\n",
+            6,
+            15,
+            "locks.lease_check must be more than 0s",
+        );
+        assert_error(
+            "[locks]\nwait = \"1s\"\nlease_check = \"2s\"\n",
+            7,
+            15,
+            "locks.lease_check (2s) must not be more than locks.wait (1s), or timed-out waits are noticed late",
+        );
+        assert_error(
+            "[locks]\nwait = \"10ms\"\n",
+            6,
+            8,
+            "locks.lease_check (20ms) must not be more than locks.wait (10ms), or timed-out waits are noticed late",
+        );
+        assert_error(
+            "[locks]\nreentry_limit = 0\n",
+            6,
+            17,
+            "locks.reentry_limit must be between 1 and 1000, got 0",
+        );
+        assert_error(
+            "[locks]\nreentry_limit = 1001\n",
+            6,
+            17,
+            "locks.reentry_limit must be between 1 and 1000, got 1001",
+        );
+        assert_error(
+            "[locks]\nwiat = \"1s\"\n",
+            6,
+            1,
+            "unknown field `wiat`, expected one of `wait`, `lease_check`, `reentry_limit`",
+        );
+        assert_error(
+            "[lock_clients]\nclients = 1001\n",
+            6,
+            11,
+            "lock_clients.clients must be between 0 and 1000, got 1001",
+        );
+        assert_error(
+            "[lock_clients]\nlocks = 0\n",
+            6,
+            9,
+            "lock_clients.locks must be between 1 and 4294967295, got 0",
+        );
+        assert_error(
+            "[lock_clients]\nlocks = 3\nmax_per_round = 4\n",
+            7,
+            17,
+            "lock_clients.max_per_round must be between 1 and locks (3), got 4",
+        );
+        assert_error(
+            "[lock_clients]\nmax_per_round = 0\n",
+            6,
+            17,
+            "lock_clients.max_per_round must be between 1 and locks (4), got 0",
+        );
+        assert_error(
+            "[lock_clients]\nlocks = 1\n",
+            6,
+            9,
+            "lock_clients.max_per_round (2, the default) must not be more than locks (1); set max_per_round too",
+        );
+        assert_error(
+            "[lock_clients]\nshared_ratio = 1.5\n",
+            6,
+            16,
+            "lock_clients.shared_ratio must be a probability between 0 and 1, got 1.5",
+        );
+        assert_error(
+            "[lock_clients]\ncrash_ratio = -0.1\n",
+            6,
+            15,
+            "lock_clients.crash_ratio must be a probability between 0 and 1, got -0.1",
+        );
+        assert_error(
+            "[lock_clients]\nhold = [\"50ms\", \"10ms\"]\n",
+            6,
+            8,
+            "lock_clients.hold min (50ms) must not be more than max (10ms)",
+        );
+        assert_error(
+            "[lock_clients]\nhold = [\"1ms\", \"5 ms\"]\n",
+            6,
+            16,
+            "bad duration \"5 ms\": expected a number followed by ns, us, ms, s, m or h, like \"150ms\"",
+        );
+        assert_error(
+            "[lock_clients]\ngap = \"0s\"\n",
+            6,
+            7,
+            "lock_clients.gap must be more than 0s",
+        );
+        assert_error(
+            "[lock_clients]\nttl = \"-1s\"\n",
+            6,
+            7,
+            "bad duration \"-1s\": must not be negative here",
+        );
+        assert_error(
+            "[lock_clients]\nttl = \"60ms\"\n",
+            6,
+            7,
+            "lock_clients.ttl (60ms) must be more than 3 × locks.lease_check (20ms), or clients (renewing every ttl/3) could not renew their sessions in time",
+        );
+        assert_error(
+            "[locks]\nlease_check = \"400ms\"\n[lock_clients]\nclients = 1\n",
+            6,
+            15,
+            "lock_clients.ttl (1s) must be more than 3 × locks.lease_check (400ms), or clients (renewing every ttl/3) could not renew their sessions in time",
+        );
+        assert_error(
+            "[lock_clients]\nstop = \"11s\"\n",
+            6,
+            8,
+            "lock_clients.stop (11s) must not be after the end of the run (duration 10s)",
+        );
+        assert_error(
+            "[lock_clients]\nstop = \"never\"\n",
+            6,
+            8,
+            "bad lock_clients.stop \"never\": expected a duration like \"8s\", or \"end\" to keep starting rounds until the run ends",
+        );
+        assert_error(
+            "[lock_clients]\nstart = \"9s\"\n",
+            6,
+            9,
+            "lock_clients.start (9s) must not be after stop (8s, the default: 80% of duration)",
+        );
+        assert_error(
+            "[lock_clients]\nstart = \"3s\"\nstop = \"2s\"\n",
+            7,
+            8,
+            "lock_clients.start (3s) must not be after stop (2s)",
+        );
+        assert_error(
+            "[lock_clients]\nstart = \"11s\"\nstop = \"end\"\n",
+            7,
+            8,
+            "lock_clients.start (11s) must not be after stop (10s, \"end\": the end of the run)",
+        );
+        assert_error(
+            "[lock_clients]\nclient = 4\n",
+            6,
+            1,
+            "unknown field `client`, expected one of `clients`, `locks`, `max_per_round`, `shared_ratio`, `hold`, `gap`, `ttl`, `crash_ratio`, `start`, `stop`",
+        );
+        assert_error(
+            "[lock_clients]\nttl = 5\n",
+            6,
+            7,
+            "invalid type: integer `5`, expected a duration string like \"150ms\"",
+        );
+        assert_error_contains("[lock_clients]\nhold = [\"1ms\"]\n", "invalid length 1");
+        assert_error_contains(
+            "[locks]\nreentry_limit = \"8\"\n",
+            "invalid type: string \"8\"",
+        );
     }
 
     #[test]
@@ -2740,7 +3245,63 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
         rich.description = "Quotes \" and \\ backslashes\nand newlines.".into();
         let text = scenario_to_toml(&rich);
         let back = parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-        assert_eq!(without_lines(back), without_lines(rich));
+        assert_eq!(without_lines(back), without_lines(rich.clone()));
+
+        // Lock tables: odd values, a whole-run stop, and each table alone.
+        rich.locks = LockConfig {
+            wait_ns: 3_600 * NS_PER_S,
+            lease_check_ns: 1,
+            reentry_limit: 1000,
+        };
+        rich.lock_load = LockWorkload {
+            clients: 1000,
+            locks: u32::MAX,
+            max_per_round: u32::MAX,
+            shared_ratio: 1.0 / 3.0,
+            hold_min_ns: 0,
+            hold_max_ns: 1,
+            gap_ns: 1,
+            ttl_ns: 4,
+            crash_ratio: 1.0,
+            start_ns: 10 * NS_PER_S,
+            stop_ns: u64::MAX,
+        };
+        let mut variants = vec![rich.clone()];
+        let mut only_clients = rich.clone();
+        only_clients.locks = LockConfig::default();
+        only_clients.lock_load = LockWorkload {
+            clients: 3,
+            ..LockWorkload::default()
+        };
+        variants.push(only_clients.clone());
+        only_clients.lock_load.stop_ns = 0;
+        variants.push(only_clients);
+        let mut only_locks = rich.clone();
+        only_locks.lock_load = LockWorkload::default();
+        variants.push(only_locks);
+        // Present but with no clients and an explicit stop: still written.
+        let mut idle = rich;
+        idle.lock_load = LockWorkload {
+            stop_ns: 10 * NS_PER_S,
+            ..LockWorkload::default()
+        };
+        variants.push(idle);
+        for s in variants {
+            let text = scenario_to_toml(&s);
+            assert_eq!(
+                text.contains("[locks]"),
+                s.locks != LockConfig::default(),
+                "{text}"
+            );
+            assert_eq!(
+                text.contains("[lock_clients]"),
+                s.lock_load != LockWorkload::default(),
+                "{text}"
+            );
+            let back =
+                parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(without_lines(back), without_lines(s));
+        }
     }
 
     #[test]

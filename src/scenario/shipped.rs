@@ -50,6 +50,30 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/leader-crash.toml"),
     ),
     (
+        "lock-clock-skew",
+        include_str!("../../scenarios/lock-clock-skew.toml"),
+    ),
+    (
+        "lock-contention",
+        include_str!("../../scenarios/lock-contention.toml"),
+    ),
+    (
+        "lock-holder-pauses",
+        include_str!("../../scenarios/lock-holder-pauses.toml"),
+    ),
+    (
+        "lock-leader-crash",
+        include_str!("../../scenarios/lock-leader-crash.toml"),
+    ),
+    (
+        "lock-lossy-network",
+        include_str!("../../scenarios/lock-lossy-network.toml"),
+    ),
+    (
+        "lock-partition",
+        include_str!("../../scenarios/lock-partition.toml"),
+    ),
+    (
         "lossy-network",
         include_str!("../../scenarios/lossy-network.toml"),
     ),

@@ -17,6 +17,7 @@ use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::ClientRequest;
 use crate::kv::client::{Client, ClientTiming, LoadProfile};
 use crate::lock::client::{LockClient, LockLoad};
+use crate::lock::resource::Resource;
 use crate::node::{Msg, Node};
 use crate::scenario::{Action, ClientOp, Scenario, Target};
 use crate::trace::{NodeId, Role, Subject, TraceEvent, Tracer};
@@ -38,6 +39,7 @@ enum Actor {
     Node(Option<Box<Node>>),
     Client(Client),
     LockClient(LockClient),
+    Resource(Resource),
 }
 
 struct Endpoint {
@@ -123,8 +125,19 @@ impl Observers {
                 let verdict = self
                     .checker
                     .observe(n, &ev, last)
-                    .and_then(|_| self.lock_checker.observe(n, &ev));
+                    .and_then(|_| self.lock_checker.observe(n, &ev, t_ns));
                 if let Err(violation) = verdict
+                    && self.violation.is_none()
+                {
+                    self.violation = Some(Found {
+                        violation,
+                        seq,
+                        t_ns,
+                    });
+                }
+            }
+            (TraceEvent::ResourceWrite { .. } | TraceEvent::LockRenewed { .. }, _) => {
+                if let Err(violation) = self.lock_checker.observe_world(&ev, t_ns)
                     && self.violation.is_none()
                 {
                     self.violation = Some(Found {
@@ -143,6 +156,8 @@ impl Observers {
 struct Ctx<'a> {
     id: NodeId,
     nodes: usize,
+    /// The protected resource's endpoint id (usize::MAX if none).
+    resource: usize,
     now_ns: u64,
     clock: &'a Clock,
     rng: &'a mut Rng,
@@ -154,8 +169,10 @@ struct Ctx<'a> {
     obs: &'a mut Observers,
 }
 
-fn subject(nodes: usize, id: NodeId) -> Subject {
-    if id < nodes {
+fn subject(nodes: usize, resource: usize, id: NodeId) -> Subject {
+    if id == resource {
+        Subject::Resource
+    } else if id < nodes {
         Subject::Node(id)
     } else {
         Subject::Client(id - nodes)
@@ -191,7 +208,7 @@ impl Env for Ctx<'_> {
         self.obs.stats.sent += 1;
         self.obs.record(
             self.now_ns,
-            subject(self.nodes, from),
+            subject(self.nodes, self.resource, from),
             TraceEvent::NetSend {
                 from,
                 to,
@@ -205,7 +222,7 @@ impl Env for Ctx<'_> {
                 self.obs.stats.dropped += 1;
                 self.obs.record(
                     self.now_ns,
-                    subject(self.nodes, from),
+                    subject(self.nodes, self.resource, from),
                     TraceEvent::NetDrop {
                         from,
                         to,
@@ -260,8 +277,12 @@ impl Env for Ctx<'_> {
 
     fn trace(&mut self, ev: TraceEvent) {
         let durable = (self.id < self.nodes).then_some(&*self.storage);
-        self.obs
-            .record(self.now_ns, subject(self.nodes, self.id), ev, durable);
+        self.obs.record(
+            self.now_ns,
+            subject(self.nodes, self.resource, self.id),
+            ev,
+            durable,
+        );
     }
 }
 
@@ -275,6 +296,8 @@ pub struct World {
     net_rng: Rng,
     eps: Vec<Endpoint>,
     crash_order: Vec<NodeId>,
+    /// The protected resource's endpoint id (usize::MAX if none).
+    resource_id: usize,
     pause_order: Vec<NodeId>,
     /// Index of the last fault step; a leader must exist soon after it.
     last_fault_step: Option<usize>,
@@ -326,6 +349,8 @@ impl World {
             ));
         }
         let l = &sc.lock_load;
+        // The protected resource comes right after the lock clients.
+        let resource = n + w.clients + scripted + l.clients;
         for i in 0..l.clients {
             let index = w.clients + scripted + i;
             let load = LockLoad {
@@ -341,6 +366,7 @@ impl World {
                 stop_local: Clock::default().local(l.stop_ns.min(sc.duration_ns)),
                 request_timeout_ns: w.request_timeout_ns,
                 service_wait_ns: sc.locks.wait_ns,
+                resource,
             };
             let client = LockClient::new(index, n, load);
             eps.push(Endpoint::new(
@@ -348,6 +374,18 @@ impl World {
                 Clock::default(),
                 Rng::stream(seed, Purpose::Client, index as u64),
             ));
+        }
+        if l.clients > 0 {
+            let r = Resource::new(!sc.bugs.no_fencing);
+            eps.push(Endpoint::new(
+                Actor::Resource(r),
+                Clock::default(),
+                Rng::stream(seed, Purpose::Client, resource as u64),
+            ));
+        }
+        let mut tracer = tracer;
+        if l.clients > 0 {
+            tracer.set_resource(resource);
         }
         let last_fault_step = sc
             .timeline
@@ -375,6 +413,11 @@ impl World {
             net_rng: Rng::stream(seed, Purpose::Network, 0),
             eps,
             crash_order: Vec::new(),
+            resource_id: if sc.lock_load.clients > 0 {
+                n + sc.workload.clients + scripted + sc.lock_load.clients
+            } else {
+                usize::MAX
+            },
             pause_order: Vec::new(),
             last_fault_step,
             leader_present_after_fault: false,
@@ -400,6 +443,7 @@ impl World {
             }
             Actor::Client(c) => c.start(ctx),
             Actor::LockClient(c) => c.start(ctx),
+            Actor::Resource(_) => {}
         });
     }
 
@@ -412,6 +456,7 @@ impl World {
             net_rng,
             eps,
             obs,
+            resource_id,
             ..
         } = self;
         let Endpoint {
@@ -425,6 +470,7 @@ impl World {
         let mut ctx = Ctx {
             id,
             nodes: *n,
+            resource: *resource_id,
             now_ns: *now_ns,
             clock,
             rng,
@@ -470,7 +516,7 @@ impl World {
 
     fn deliver(&mut self, from: NodeId, to: NodeId, msg: Msg) {
         let (name, term) = (msg.name(), msg.term());
-        let who = subject(self.n, to);
+        let who = subject(self.n, self.resource_id, to);
         match self.eps[to].status {
             Status::Crashed => {
                 self.obs.stats.dropped += 1;
@@ -512,6 +558,7 @@ impl World {
             Actor::Node(None) => {}
             Actor::Client(c) => c.on_message(ctx, from, msg),
             Actor::LockClient(c) => c.on_message(ctx, from, msg),
+            Actor::Resource(r) => r.on_message(ctx, from, msg),
         });
     }
 
@@ -532,6 +579,7 @@ impl World {
             Actor::Node(None) => {}
             Actor::Client(c) => c.on_timer(ctx, timer),
             Actor::LockClient(c) => c.on_timer(ctx, timer),
+            Actor::Resource(_) => {}
         });
     }
 
@@ -819,7 +867,7 @@ impl World {
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         match &self.eps[id].actor {
             Actor::Node(n) => n.as_deref(),
-            Actor::Client(_) | Actor::LockClient(_) => None,
+            Actor::Client(_) | Actor::LockClient(_) | Actor::Resource(_) => None,
         }
     }
 
@@ -837,7 +885,7 @@ impl World {
     pub fn client(&self, index: usize) -> Option<&Client> {
         match &self.eps.get(self.n + index)?.actor {
             Actor::Client(c) => Some(c),
-            Actor::Node(_) | Actor::LockClient(_) => None,
+            Actor::Node(_) | Actor::LockClient(_) | Actor::Resource(_) => None,
         }
     }
 
