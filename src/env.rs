@@ -40,6 +40,9 @@ impl Timer {
 pub trait Env {
     /// This endpoint's local clock, in nanoseconds (skewed in simulation).
     fn now(&self) -> u64;
+    /// This endpoint's monotonic clock: drifts with `now` but never steps.
+    /// Durations that must not jump, such as leases, are measured on it.
+    fn monotonic(&self) -> u64;
     /// Sends a message; delivery is up to the network.
     fn send(&mut self, to: NodeId, msg: Msg);
     /// Fires `timer` once local time has advanced by `after_ns`.

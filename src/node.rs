@@ -9,7 +9,7 @@ use crate::env::{Env, Timer};
 use crate::kv::{ClientReply, ClientRequest, KvState};
 use crate::lock::leases::LeaseKeeper;
 use crate::lock::protocol::{LockReply, LockRequest, reply_for, trace_of};
-use crate::lock::{LockCommand, LockError, LockId, LockState};
+use crate::lock::{LockCommand, LockError, LockEvent, LockId, LockState};
 use crate::raft::{Raft, RaftMsg, Refusal};
 use crate::replicated::{Command, Replicated};
 use crate::scenario::{LockConfig, RaftConfig};
@@ -87,6 +87,25 @@ struct Waiter {
     seq: u64,
 }
 
+/// A request answered once a ReadIndex round confirms this node still leads.
+#[derive(Clone, Copy, Debug)]
+enum PendingRead {
+    /// A key-value read.
+    Get(Waiter, u32),
+    /// A lock-session renewal: only a confirmed leader may promise a lease,
+    /// or a deposed one (say, just back from a pause) would renew sessions
+    /// the real leader is about to expire.
+    Renew(Waiter, u64),
+}
+
+impl PendingRead {
+    fn waiter(&self) -> Waiter {
+        match *self {
+            PendingRead::Get(w, _) | PendingRead::Renew(w, _) => w,
+        }
+    }
+}
+
 /// One node of the replicated key-value store.
 pub struct Node {
     raft: Raft,
@@ -99,7 +118,7 @@ pub struct Node {
     /// Writes proposed by this node as leader, by log index.
     writes: BTreeMap<u64, Waiter>,
     /// Reads started by this node as leader, by ReadIndex ctx.
-    reads: BTreeMap<u64, (Waiter, u32)>,
+    reads: BTreeMap<u64, PendingRead>,
     /// Confirmed reads waiting for the state machine to reach their index.
     ready: Vec<(u64, u64)>,
     /// Planted bug `kv.ack_by_index`.
@@ -212,7 +231,7 @@ impl Node {
             ClientRequest::Lock(r) => self.on_lock_request(env, waiter, client_index, r),
             ClientRequest::Get { key } => match self.raft.read_index(env) {
                 Ok(ctx) => {
-                    self.reads.insert(ctx, (waiter, key));
+                    self.reads.insert(ctx, PendingRead::Get(waiter, key));
                 }
                 Err(r) => reply(env, waiter, refusal_reply(r)),
             },
@@ -233,18 +252,15 @@ impl Node {
                 ttl_ns,
             },
             LockRequest::KeepAlive { session } => {
-                if !self.raft.committed_in_term() {
-                    // An expiry proposed by an earlier leader may still be
-                    // committed: renewing before it is applied would promise
-                    // a lease that is already ending.
-                    return reply(env, waiter, ClientReply::Retry);
+                // Renewed once a quorum confirms this node still leads (and
+                // has applied every decision of earlier leaders): see PendingRead::Renew.
+                match self.raft.read_index(env) {
+                    Ok(ctx) => {
+                        self.reads.insert(ctx, PendingRead::Renew(waiter, session));
+                    }
+                    Err(r) => reply(env, waiter, refusal_reply(r)),
                 }
-                let answer = if self.leases.renew(session, env.now()) {
-                    LockReply::Alive
-                } else {
-                    LockReply::Failed(LockError::NoSession { session })
-                };
-                return reply(env, waiter, ClientReply::Lock(answer));
+                return;
             }
             LockRequest::Close { session } => LockCommand::CloseSession {
                 client,
@@ -282,7 +298,7 @@ impl Node {
         if self.raft.role() != Role::Leader {
             return;
         }
-        for cmd in self.leases.due(env.now(), &self.state.locks) {
+        for cmd in self.leases.due(env.monotonic(), &self.state.locks) {
             if self.raft.propose(env, Command::Lock(cmd)).is_err() {
                 break;
             }
@@ -307,7 +323,7 @@ impl Node {
         }
         if is_leader && !was_leader {
             // A new leader restarts every lease and wait with its full length.
-            self.leases.take_office(env.now(), &self.state.locks);
+            self.leases.take_office(env.monotonic(), &self.state.locks);
             env.set_timer(Timer::LeaseCheck, self.lease_check_ns);
         }
         self.serve_ready_reads(env);
@@ -324,8 +340,8 @@ impl Node {
         for (_, w) in std::mem::take(&mut self.writes) {
             reply(env, w, ClientReply::Retry);
         }
-        for (_, (w, _)) in std::mem::take(&mut self.reads) {
-            reply(env, w, ClientReply::Retry);
+        for (_, r) in std::mem::take(&mut self.reads) {
+            reply(env, r.waiter(), ClientReply::Retry);
         }
         self.ready.clear();
     }
@@ -362,24 +378,33 @@ impl Node {
     /// Traces what an applied lock command did; the leader also tracks
     /// leases and waits, and answers the clients concerned (including
     /// waiters granted or failed because of someone else's command).
-    fn lock_applied(
-        &mut self,
-        env: &mut impl Env,
-        cmd: &LockCommand,
-        events: &[crate::lock::LockEvent],
-    ) {
+    fn lock_applied(&mut self, env: &mut impl Env, cmd: &LockCommand, events: &[LockEvent]) {
         let leader = self.raft.role() == Role::Leader;
-        for ev in events {
+        // After a `Duplicate` marker come the cached events of the original
+        // command: they answer the retrying client and change nothing, so
+        // they are neither traced nor tracked.
+        let (fresh, replayed) = match events
+            .iter()
+            .position(|e| matches!(e, LockEvent::Duplicate { .. }))
+        {
+            Some(i) => (&events[..i], &events[i..]),
+            None => (events, &events[events.len()..]),
+        };
+        for ev in fresh {
             if let Some(t) = trace_of(ev) {
                 env.trace(t);
             }
-            if let crate::lock::LockEvent::SessionOpened { session, .. } = ev {
-                self.leases.note_opened(*session, env.now());
+            if let LockEvent::SessionOpened { session, .. } = ev {
+                self.leases.note_opened(*session, env.monotonic());
             }
-            if !leader {
-                continue;
+            if leader {
+                self.leases.observe(ev, env.monotonic());
             }
-            self.leases.observe(ev, env.now());
+        }
+        if !leader {
+            return;
+        }
+        let answer = |env: &mut _, ev: &LockEvent| {
             if let Some((client, seq, answer)) = reply_for(cmd, ev) {
                 let to = Waiter {
                     client: self.cluster_size + client as usize,
@@ -387,6 +412,17 @@ impl Node {
                 };
                 reply(env, to, ClientReply::Lock(answer));
             }
+        };
+        for ev in fresh {
+            answer(env, ev);
+        }
+        // A replay answers only the client that retried.
+        let retrier = cmd.client_seq();
+        for ev in replayed
+            .iter()
+            .filter(|ev| reply_for(cmd, ev).map(|(c, s, _)| (c, s)) == retrier)
+        {
+            answer(env, ev);
         }
     }
 
@@ -399,8 +435,19 @@ impl Node {
             let (ctx, index) = self.ready[i];
             if index <= applied {
                 self.ready.swap_remove(i);
-                if let Some((w, key)) = self.reads.remove(&ctx) {
-                    reply(env, w, ClientReply::Ok(self.state.kv.get(key)));
+                match self.reads.remove(&ctx) {
+                    Some(PendingRead::Get(w, key)) => {
+                        reply(env, w, ClientReply::Ok(self.state.kv.get(key)))
+                    }
+                    Some(PendingRead::Renew(w, session)) => {
+                        let answer = if self.leases.renew(session, env.monotonic()) {
+                            LockReply::Alive
+                        } else {
+                            LockReply::Failed(LockError::NoSession { session })
+                        };
+                        reply(env, w, ClientReply::Lock(answer));
+                    }
+                    None => {}
                 }
             } else {
                 i += 1;

@@ -199,6 +199,8 @@ pub enum TraceEvent {
     LockRenewed {
         session: u64,
         ttl: u64,
+        /// How long before the acknowledgement the renewal was sent.
+        age_ns: u64,
     },
 }
 
@@ -714,9 +716,14 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             key(line, "accepted");
             line.extend_from_slice(if *accepted { b"true" } else { b"false" });
         }
-        LockRenewed { session, ttl } => {
+        LockRenewed {
+            session,
+            ttl,
+            age_ns,
+        } => {
             field_u64(line, "session", *session);
             field_u64(line, "ttl", *ttl);
+            field_u64(line, "age", *age_ns);
         }
     }
 }

@@ -94,8 +94,14 @@ impl LockChecker {
                 begin,
                 accepted,
             } => self.on_write(client, lock, token, begin, accepted),
-            TraceEvent::LockRenewed { session, ttl } => {
-                self.renewed.insert(session, (t_ns, ttl));
+            TraceEvent::LockRenewed {
+                session,
+                ttl,
+                age_ns,
+            } => {
+                // The lease runs from when the acknowledged renewal was sent.
+                self.renewed
+                    .insert(session, (t_ns.saturating_sub(age_ns), ttl));
                 Ok(())
             }
             _ => Ok(()),
@@ -175,7 +181,7 @@ impl LockChecker {
                     "Lease honoured",
                     node,
                     format!(
-                        "session {session} expired {} ms after its client's last acknowledged renewal, with a TTL of {} ms",
+                        "session {session} expired {} ms after its client sent a renewal that was acknowledged, with a TTL of {} ms",
                         (t_ns - renewed) / 1_000_000,
                         ttl / 1_000_000
                     ),
@@ -421,6 +427,7 @@ mod tests {
             &TraceEvent::LockRenewed {
                 session: 7,
                 ttl: 1_000_000_000,
+                age_ns: 0,
             },
             5_000_000_000,
         )
@@ -439,6 +446,7 @@ mod tests {
             &TraceEvent::LockRenewed {
                 session: 7,
                 ttl: 1_000_000_000,
+                age_ns: 0,
             },
             5_000_000_000,
         )

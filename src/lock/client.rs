@@ -101,10 +101,15 @@ pub struct LockClient {
     in_flight: Option<(LockRequest, u64)>,
     /// True while the retry timer is a back-off, not a request timeout.
     backing_off: bool,
+    keepalive_seq: u64,
+    /// Keep-alives awaiting an answer: seq -> local send time.
+    keepalives: std::collections::BTreeMap<u64, u64>,
     stats: LockClientStats,
 }
 
 const BACKOFF_NS: u64 = 10_000_000;
+/// Keep-alives are numbered from here, apart from ordinary requests.
+const KEEPALIVE_SEQ_BASE: u64 = 1 << 62;
 
 impl LockClient {
     /// Lock client number `index` (its client id on the wire) of `nodes` nodes.
@@ -119,6 +124,8 @@ impl LockClient {
             seq: 0,
             in_flight: None,
             backing_off: false,
+            keepalive_seq: 0,
+            keepalives: std::collections::BTreeMap::new(),
             stats: LockClientStats::default(),
         }
     }
@@ -167,15 +174,7 @@ impl LockClient {
             }
             Timer::ClientNext => self.next_step(env),
             Timer::LeaseCheck if !self.silent() => {
-                if let Some(session) = self.session {
-                    env.send(
-                        self.target,
-                        Msg::Request {
-                            seq: 0,
-                            req: ClientRequest::Lock(LockRequest::KeepAlive { session }),
-                        },
-                    );
-                }
+                self.keep_alive(env, self.target);
                 env.set_timer(Timer::LeaseCheck, self.load.ttl_ns / 3);
             }
             _ => {}
@@ -300,30 +299,27 @@ impl LockClient {
         if self.silent() {
             return;
         }
-        if seq == 0 {
+        if seq >= KEEPALIVE_SEQ_BASE {
             // A keep-alive answer: only a lost session matters.
+            let sent = self.keepalives.remove(&seq);
             match reply {
                 ClientReply::Lock(LockReply::Failed(_)) => self.lose_session(env),
                 ClientReply::Lock(LockReply::Alive) => {
-                    if let Some(session) = self.session {
+                    if let (Some(session), Some(sent)) = (self.session, sent) {
+                        // The lease runs from when the renewal was sent: the
+                        // client cannot know how late the leader saw it.
+                        let age_ns = env.now().saturating_sub(sent);
                         env.trace(TraceEvent::LockRenewed {
                             session,
                             ttl: self.load.ttl_ns,
+                            age_ns,
                         });
                     }
                 }
                 // Renewals go to the leader: follow the hint at once.
                 ClientReply::NotLeader(Some(h)) if h != from && h < self.nodes => {
                     self.target = h;
-                    if let Some(session) = self.session {
-                        env.send(
-                            h,
-                            Msg::Request {
-                                seq: 0,
-                                req: ClientRequest::Lock(LockRequest::KeepAlive { session }),
-                            },
-                        );
-                    }
+                    self.keep_alive(env, h);
                 }
                 _ => {}
             }
@@ -450,6 +446,26 @@ impl LockClient {
             }
             _ => {}
         }
+    }
+
+    /// Sends a keep-alive, numbered in its own sequence space so its answer
+    /// can be matched to when it was sent.
+    fn keep_alive(&mut self, env: &mut impl Env, to: NodeId) {
+        let Some(session) = self.session else { return };
+        self.keepalive_seq += 1;
+        let seq = KEEPALIVE_SEQ_BASE + self.keepalive_seq;
+        self.keepalives.insert(seq, env.now());
+        // Answers that never come must not pile up.
+        while self.keepalives.len() > 16 {
+            self.keepalives.pop_first();
+        }
+        env.send(
+            to,
+            Msg::Request {
+                seq,
+                req: ClientRequest::Lock(LockRequest::KeepAlive { session }),
+            },
+        );
     }
 
     fn silent(&self) -> bool {

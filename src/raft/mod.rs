@@ -148,12 +148,6 @@ impl Raft {
     pub fn snapshot_index(&self) -> u64 {
         self.log.snapshot_index()
     }
-    /// True once this node, as leader, has committed an entry of its own
-    /// term: only then has it applied every decision an earlier leader made.
-    pub fn committed_in_term(&self) -> bool {
-        self.role == Role::Leader && self.log.term_at(self.commit) == Some(self.term)
-    }
-
     /// The leader this node last heard from (itself when leading).
     pub fn leader_hint(&self) -> Option<NodeId> {
         self.leader

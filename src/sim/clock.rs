@@ -12,6 +12,8 @@ pub const LOCAL_EPOCH_NS: i128 = 1_000_000 * 1_000_000_000;
 pub struct Clock {
     offset_ns: i128,
     drift_ppm: i64,
+    /// Like `offset_ns` for the monotonic reading, which only drift changes.
+    mono_offset_ns: i128,
 }
 
 impl Clock {
@@ -20,6 +22,7 @@ impl Clock {
         Clock {
             offset_ns: offset_ns as i128,
             drift_ppm,
+            mono_offset_ns: 0,
         }
     }
 
@@ -28,6 +31,16 @@ impl Clock {
     pub fn local(&self, global_ns: u64) -> u64 {
         let g = global_ns as i128;
         let v = LOCAL_EPOCH_NS + self.offset_ns + g + g * self.drift_ppm as i128 / 1_000_000;
+        v.clamp(0, u64::MAX as i128) as u64
+    }
+
+    /// The monotonic clock at global time `global_ns`: it runs at the same
+    /// (drifting) rate as the local clock but never jumps, as
+    /// CLOCK_MONOTONIC does when the wall clock is stepped.
+    #[inline]
+    pub fn monotonic(&self, global_ns: u64) -> u64 {
+        let g = global_ns as i128;
+        let v = LOCAL_EPOCH_NS + self.mono_offset_ns + g + g * self.drift_ppm as i128 / 1_000_000;
         v.clamp(0, u64::MAX as i128) as u64
     }
 
@@ -58,10 +71,10 @@ impl Clock {
 
     /// Changes the drift from `now_ns` on, keeping local time continuous.
     pub fn set_drift(&mut self, drift_ppm: i64, now_ns: u64) {
-        let before = self.local(now_ns) as i128;
+        let (before, mono_before) = (self.local(now_ns) as i128, self.monotonic(now_ns) as i128);
         self.drift_ppm = drift_ppm;
-        let after = self.local(now_ns) as i128;
-        self.offset_ns += before - after;
+        self.offset_ns += before - self.local(now_ns) as i128;
+        self.mono_offset_ns += mono_before - self.monotonic(now_ns) as i128;
     }
 }
 
@@ -88,7 +101,14 @@ mod tests {
         let before = c.local(1_000_000_000);
         c.set_drift(100_000, 1_000_000_000);
         assert_eq!(c.local(1_000_000_000), before);
+        let mono = c.monotonic(1_000_000_000);
         c.step(-200_000_000);
         assert_eq!(c.local(1_000_000_000), before - 200_000_000);
+        c.set_offset(5_000_000_000);
+        assert_eq!(
+            c.monotonic(1_000_000_000),
+            mono,
+            "steps and offsets never move the monotonic clock"
+        );
     }
 }

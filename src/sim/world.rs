@@ -202,6 +202,10 @@ impl Env for Ctx<'_> {
         self.clock.local(self.now_ns)
     }
 
+    fn monotonic(&self) -> u64 {
+        self.clock.monotonic(self.now_ns)
+    }
+
     fn send(&mut self, to: NodeId, msg: Msg) {
         let (name, term) = (msg.name(), msg.term());
         let from = self.id;
