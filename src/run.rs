@@ -1,6 +1,7 @@
 //! One run of a scenario: simulate, check, and summarize.
 
 use crate::check::linearizability::Verdict;
+use crate::check::lock_safety::LockCounts;
 use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
 use crate::sim::world::{Found, Stats, World};
@@ -54,6 +55,22 @@ pub struct RunReport {
     pub checks: Vec<CheckResult>,
     pub digest: u64,
     pub trace_events: u64,
+    /// The lock service's figures (None when the run had no lock clients).
+    pub locks: Option<LockSummary>,
+}
+
+/// The lock service's figures for a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockSummary {
+    pub counts: LockCounts,
+    /// Requests that lost a deadlock (the victims' own count).
+    pub victims: u64,
+    /// Writes the protected resource turned away for a stale token.
+    pub fencing_rejections: u64,
+    /// Simulated time from sending an acquire to its grant (waits included).
+    pub acquire_p50_ns: u64,
+    pub acquire_p99_ns: u64,
+    pub acquire_max_ns: u64,
 }
 
 impl RunReport {
@@ -112,6 +129,35 @@ pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunRepor
         checks,
         digest: world.obs.tracer.digest(),
         trace_events: world.obs.tracer.events(),
+        locks: lock_summary(&world, sc),
+    })
+}
+
+fn lock_summary(world: &World, sc: &Scenario) -> Option<LockSummary> {
+    if sc.lock_load.clients == 0 {
+        return None;
+    }
+    let mut latencies: Vec<u64> = world
+        .lock_clients()
+        .flat_map(|c| c.stats().acquire_latencies_ns.iter().copied())
+        .collect();
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    Some(LockSummary {
+        counts: world.obs.lock_checker.counts(),
+        victims: world.lock_clients().map(|c| c.stats().deadlocks).sum(),
+        fencing_rejections: world
+            .lock_clients()
+            .map(|c| c.stats().fencing_rejections)
+            .sum(),
+        acquire_p50_ns: pick(0.5),
+        acquire_p99_ns: pick(0.99),
+        acquire_max_ns: latencies.last().copied().unwrap_or(0),
     })
 }
 

@@ -25,6 +25,17 @@ struct View {
     /// False once the node loaded state from a snapshot: holders and queues
     /// from before it are unknown, so cycles through them cannot be judged.
     complete: bool,
+    counts: LockCounts,
+}
+
+/// What one node's lock service did (new grants, releases to zero,
+/// expiries, deadlocks broken), for run summaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LockCounts {
+    pub grants: u64,
+    pub releases: u64,
+    pub expiries: u64,
+    pub deadlocks: u64,
 }
 
 impl View {
@@ -82,6 +93,16 @@ impl LockChecker {
     pub fn on_restart(&mut self, node: NodeId, snapshot_index: u64) {
         self.nodes[node] = View::fresh(snapshot_index == 0);
         self.nodes[node].applied = snapshot_index;
+    }
+
+    /// The lock service's activity as seen by the node that applied the most
+    /// (every node applies the same log; a crashed one sees less).
+    pub fn counts(&self) -> LockCounts {
+        self.nodes
+            .iter()
+            .map(|v| v.counts)
+            .max_by_key(|c| (c.grants, c.releases, c.expiries, c.deadlocks))
+            .unwrap_or_default()
     }
 
     /// Checks an event of the protected resource or a lock client, at simulated time `t_ns`.
@@ -222,6 +243,7 @@ impl LockChecker {
                     }
                 }
                 if fresh {
+                    v.counts.grants += 1;
                     // Fencing: a new grant's token beats every earlier grant's.
                     let (last, all_shared) = v.last_token.get(lock).copied().unwrap_or((0, true));
                     let shared = *mode == "shared";
@@ -253,10 +275,11 @@ impl LockChecker {
                 session,
                 holds,
             } => {
-                if *holds == 0
-                    && let Some(h) = v.holders.get_mut(lock)
-                {
-                    h.remove(session);
+                if *holds == 0 {
+                    v.counts.releases += 1;
+                    if let Some(h) = v.holders.get_mut(lock) {
+                        h.remove(session);
+                    }
                 }
             }
             TraceEvent::LockFail {
@@ -269,6 +292,9 @@ impl LockChecker {
                 }
             }
             TraceEvent::LockSession { session, what, .. } if *what != "opened" => {
+                if *what == "expired" {
+                    v.counts.expiries += 1;
+                }
                 for h in v.holders.values_mut() {
                     h.remove(session);
                 }
@@ -276,8 +302,11 @@ impl LockChecker {
                     q.retain(|(s, _)| s != session);
                 }
             }
-            TraceEvent::LockDeadlock { cycle, victim } if v.complete => {
-                return check_cycle(v, node, cycle, *victim);
+            TraceEvent::LockDeadlock { cycle, victim } => {
+                v.counts.deadlocks += 1;
+                if v.complete {
+                    return check_cycle(v, node, cycle, *victim);
+                }
             }
             _ => {}
         }

@@ -174,6 +174,11 @@ impl LockClient {
             }
             Timer::ClientNext => self.next_step(env),
             Timer::LeaseCheck if !self.silent() => {
+                if self.keepalives.len() >= 2 && self.in_flight.is_none() {
+                    // Two renewals unanswered: that node may be down or cut off.
+                    self.target = (self.target + 1) % self.nodes;
+                    self.keepalives.clear();
+                }
                 self.keep_alive(env, self.target);
                 env.set_timer(Timer::LeaseCheck, self.load.ttl_ns / 3);
             }

@@ -74,6 +74,21 @@ pub fn render_text(r: &RunReport) -> String {
             human_duration(*max)
         );
     }
+    if let Some(l) = &r.locks {
+        let c = l.counts;
+        out += &format!(
+            "locks: {} grants, {} releases, {} expiries, {} deadlocks broken ({} victims), {} fencing rejections; acquire latency p50 {}, p99 {}, max {}\n",
+            c.grants,
+            c.releases,
+            c.expiries,
+            c.deadlocks,
+            l.victims,
+            l.fencing_rejections,
+            human_duration(l.acquire_p50_ns),
+            human_duration(l.acquire_p99_ns),
+            human_duration(l.acquire_max_ns)
+        );
+    }
     let checks: Vec<CheckRow> = r
         .checks
         .iter()
@@ -104,6 +119,11 @@ pub fn render_json(r: &RunReport) -> Value {
         "leaders_elected": r.leaders_elected,
         "first_leader_ns": s.first_leader_ns,
         "leader_recoveries_ns": s.leader_recoveries_ns,
+        "locks": r.locks.as_ref().map(|l| json!({
+            "grants": l.counts.grants, "releases": l.counts.releases, "expiries": l.counts.expiries,
+            "deadlocks": l.counts.deadlocks, "victims": l.victims, "fencing_rejections": l.fencing_rejections,
+            "acquire_latency_ns": { "p50": l.acquire_p50_ns, "p99": l.acquire_p99_ns, "max": l.acquire_max_ns },
+        })),
         "ops": { "invoked": r.ops_total, "completed": r.ops_completed },
         "nodes": r.nodes.iter().map(|n| json!({
             "node": n.name, "role": n.status, "term": n.term, "commit": n.commit,
