@@ -273,13 +273,11 @@ impl LockChecker {
             TraceEvent::LockRelease {
                 lock,
                 session,
-                holds,
+                holds: 0,
             } => {
-                if *holds == 0 {
-                    v.counts.releases += 1;
-                    if let Some(h) = v.holders.get_mut(lock) {
-                        h.remove(session);
-                    }
+                v.counts.releases += 1;
+                if let Some(h) = v.holders.get_mut(lock) {
+                    h.remove(session);
                 }
             }
             TraceEvent::LockFail {
