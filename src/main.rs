@@ -310,11 +310,15 @@ fn run_command(
             .map(|n| format!("n{}", n + 1))
             .collect();
         eprintln!(
-            "VIOLATION: {} at event {} (t = {} ns), nodes {}: {}",
+            "VIOLATION: {} at event {} (t = {} ns){}: {}",
             f.violation.invariant,
             f.seq,
             f.t_ns,
-            nodes.join(", "),
+            if nodes.is_empty() {
+                String::new()
+            } else {
+                format!(", nodes {}", nodes.join(", "))
+            },
             f.violation.detail
         );
     }

@@ -197,10 +197,10 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
     let mut out = Vec::new();
     let stopped_early = world.obs.violation.is_some();
     out.push(CheckResult {
-        name: "raft safety (online)".into(),
+        name: "safety (online)".into(),
         ok: !stopped_early,
         detail: match &world.obs.violation {
-            None => "election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit: all held".into(),
+            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit) and locks (exclusion, fencing, leases, deadlocks): all held".into(),
             Some(f) => format!("{}: {}", f.violation.invariant, f.violation.detail),
         },
     });
@@ -245,6 +245,22 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
             name: format!("leader within {} of the last fault", format_duration(d)),
             ok,
             detail,
+        });
+    }
+    if sc.lock_load.clients > 0 {
+        let live: Vec<usize> = (0..sc.nodes)
+            .filter(|&i| !world.is_crashed(i) && !world.is_paused(i))
+            .collect();
+        // A wait ends by its timeout at the latest, counted afresh by each
+        // new leader: allow the timeout plus two seconds to elect one.
+        let bound = sc.locks.wait_ns + 2_000_000_000;
+        let verdict = world.obs.lock_checker.at_end(&live, world.now_ns(), bound);
+        out.push(CheckResult {
+            name: "lock waits end, no deadlock left".into(),
+            ok: verdict.is_ok(),
+            detail: verdict
+                .err()
+                .unwrap_or_else(|| format!("every wait ended within {}", format_duration(bound))),
         });
     }
     if e.acked_writes_applied_everywhere {

@@ -195,7 +195,7 @@ pub enum TraceEvent {
         begin: bool,
         accepted: bool,
     },
-    /// A lock client's keep-alive was acknowledged (its lease runs a full TTL from the leader's receipt).
+    /// A lock client's keep-alive was acknowledged; its lease counts from when it was sent, `age_ns` before.
     LockRenewed {
         session: u64,
         ttl: u64,

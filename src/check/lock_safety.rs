@@ -10,6 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::raft_safety::Violation;
+use crate::lock::Mode;
+use crate::lock::wait_for::{self, WaitForGraph};
 use crate::trace::{NodeId, TraceEvent};
 
 #[derive(Clone, Debug, Default)]
@@ -18,6 +20,8 @@ struct View {
     holders: BTreeMap<u32, BTreeMap<u64, (&'static str, u64)>>,
     /// lock -> queue of (session, requested mode), oldest first
     queues: BTreeMap<u32, Vec<(u64, &'static str)>>,
+    /// (session, lock) -> simulated time its wait began
+    waiting_since: BTreeMap<(u64, u32), u64>,
     /// lock -> (highest token, whether every grant at that token was shared)
     last_token: BTreeMap<u32, (u64, bool)>,
     /// Highest log index applied, to tell a snapshot install from compaction.
@@ -44,6 +48,14 @@ impl View {
             complete,
             ..View::default()
         }
+    }
+}
+
+fn mode_of(m: &str) -> Mode {
+    if m == "shared" {
+        Mode::Shared
+    } else {
+        Mode::Exclusive
     }
 }
 
@@ -103,6 +115,53 @@ impl LockChecker {
             .map(|v| v.counts)
             .max_by_key(|c| (c.grants, c.releases, c.expiries, c.deadlocks))
             .unwrap_or_default()
+    }
+
+    /// Liveness at the end of a run, on the live nodes whose view is
+    /// complete: no request has waited longer than `bound_ns` (the wait
+    /// timeout plus time to elect a leader), and no wait-for cycle is left.
+    pub fn at_end(&self, live: &[NodeId], end_ns: u64, bound_ns: u64) -> Result<(), String> {
+        for &n in live {
+            let v = &self.nodes[n];
+            if !v.complete {
+                continue;
+            }
+            for (lock, q) in &v.queues {
+                for (session, _) in q {
+                    let since = v
+                        .waiting_since
+                        .get(&(*session, *lock))
+                        .copied()
+                        .unwrap_or(end_ns);
+                    if end_ns.saturating_sub(since) > bound_ns {
+                        return Err(format!(
+                            "n{}: session {session} has waited for lock {lock} since {} ms, longer than the {} ms bound",
+                            n + 1,
+                            since / 1_000_000,
+                            bound_ns / 1_000_000
+                        ));
+                    }
+                }
+            }
+            let mut edges = Vec::new();
+            for (lock, q) in &v.queues {
+                let (holders, queue) = modes(v, *lock, q);
+                for pos in 0..queue.len() {
+                    edges.extend(
+                        wait_for::waits_for(&holders, &queue, pos)
+                            .into_iter()
+                            .map(|b| (queue[pos].0, b)),
+                    );
+                }
+            }
+            if let Some(cycle) = WaitForGraph::from_edges(edges).find_cycle() {
+                return Err(format!(
+                    "n{}: the wait-for cycle {cycle:?} was never broken",
+                    n + 1
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks an event of the protected resource or a lock client, at simulated time `t_ns`.
@@ -222,13 +281,19 @@ impl LockChecker {
                 session,
                 mode,
                 token,
-                ..
+                holds,
             } => {
                 if let Some(q) = v.queues.get_mut(lock) {
                     q.retain(|(s, _)| s != session);
                 }
                 let held = v.holders.entry(*lock).or_default();
-                let fresh = held.get(session).is_none_or(|(_, t)| t != token);
+                // A new grant (or an upgrade's new token), not a re-entry.
+                // A hold count above 1 with no record means a view rebuilt
+                // from a snapshot: the earlier grant was never seen here.
+                let fresh = match held.get(session) {
+                    Some((_, t)) => t != token,
+                    None => *holds == 1,
+                };
                 held.insert(*session, (mode, *token));
                 // Mutual exclusion: conflicting modes are never held together.
                 for (other, (m, _)) in held.iter() {
@@ -269,7 +334,20 @@ impl LockChecker {
                 lock,
                 session,
                 mode,
-            } => v.queues.entry(*lock).or_default().push((*session, mode)),
+            } => {
+                // An upgrade (a holder asking for more) queues ahead of
+                // ordinary waiters, behind earlier upgrades, as the service does.
+                let holders = v.holders.get(lock);
+                let is_upgrade = |s: &u64| holders.is_some_and(|h| h.contains_key(s));
+                let q = v.queues.entry(*lock).or_default();
+                let at = if is_upgrade(session) {
+                    q.iter().take_while(|(s, _)| is_upgrade(s)).count()
+                } else {
+                    q.len()
+                };
+                q.insert(at, (*session, mode));
+                v.waiting_since.insert((*session, *lock), t_ns);
+            }
             TraceEvent::LockRelease {
                 lock,
                 session,
@@ -334,20 +412,31 @@ fn check_cycle(v: &View, node: NodeId, cycle: &[u64], victim: u64) -> Check {
     Ok(())
 }
 
-/// True if `a` waits on some lock that `b` holds, or waits for ahead of `a`, in a conflicting mode.
+/// True if `a` waits for `b` by the service's own rule (wait_for.rs):
+/// `b` holds the lock `a` waits for in a conflicting mode, or waits ahead
+/// of `a` for it in a conflicting mode.
 fn waits_for(v: &View, a: u64, b: u64) -> bool {
     v.queues.iter().any(|(lock, q)| {
         let Some(pos) = q.iter().position(|(s, _)| *s == a) else {
             return false;
         };
-        let want = q[pos].1;
-        let held = v.holders.get(lock).is_some_and(|h| {
-            h.get(&b)
-                .is_some_and(|(m, _)| conflicts(want, m) || h.contains_key(&a))
-        });
-        let ahead = q[..pos].iter().any(|(s, m)| *s == b && conflicts(want, m));
-        held || ahead
+        let (holders, queue) = modes(v, *lock, q);
+        wait_for::waits_for(&holders, &queue, pos).contains(&b)
     })
+}
+
+/// The holders and the queue of `lock` as the service's types.
+/// (session, mode) pairs, in the service's own types.
+type Modes = Vec<(u64, Mode)>;
+
+fn modes(v: &View, lock: u32, q: &[(u64, &'static str)]) -> (Modes, Modes) {
+    let holders = v
+        .holders
+        .get(&lock)
+        .map(|h| h.iter().map(|(s, (m, _))| (*s, mode_of(m))).collect())
+        .unwrap_or_default();
+    let queue = q.iter().map(|(s, m)| (*s, mode_of(m))).collect();
+    (holders, queue)
 }
 
 #[cfg(test)]

@@ -108,6 +108,10 @@ pub struct LockClient {
 }
 
 const BACKOFF_NS: u64 = 10_000_000;
+/// Chance that a round takes one of its locks a second time.
+const REENTRY_CHANCE: f64 = 0.15;
+/// Chance that a round with a shared lock upgrades it at the end.
+const UPGRADE_CHANCE: f64 = 0.15;
 /// Keep-alives are numbered from here, apart from ordinary requests.
 const KEEPALIVE_SEQ_BASE: u64 = 1 << 62;
 
@@ -174,7 +178,7 @@ impl LockClient {
             }
             Timer::ClientNext => self.next_step(env),
             Timer::LeaseCheck if !self.silent() => {
-                if self.keepalives.len() >= 2 && self.in_flight.is_none() {
+                if self.keepalives.len() >= 2 {
                     // Two renewals unanswered: that node may be down or cut off.
                     self.target = (self.target + 1) % self.nodes;
                     self.keepalives.clear();
@@ -274,7 +278,7 @@ impl LockClient {
             locks.swap(i, j);
         }
         locks.truncate(count);
-        locks
+        let mut plan: Vec<(LockId, Mode)> = locks
             .into_iter()
             .map(|l| {
                 (
@@ -286,7 +290,19 @@ impl LockClient {
                     },
                 )
             })
-            .collect()
+            .collect();
+        // Sometimes take a held lock again (re-entry: same token, one more
+        // hold), or upgrade a shared one to exclusive at the end of the round.
+        if rng.chance(REENTRY_CHANCE) {
+            let again = plan[rng.below(plan.len() as u64) as usize];
+            plan.push(again);
+        }
+        if rng.chance(UPGRADE_CHANCE)
+            && let Some(&(lock, _)) = plan.iter().find(|(_, m)| *m == Mode::Shared)
+        {
+            plan.push((lock, Mode::Exclusive));
+        }
+        plan
     }
 
     /// Handles a reply from a node.
@@ -485,7 +501,22 @@ impl LockClient {
         tokens: &[u64],
         phase: Phase2,
     ) {
+        // One write per lock held exclusively, under its latest token (an
+        // upgrade or re-entry later in the round supersedes earlier ones).
+        let mut latest: std::collections::BTreeMap<LockId, (Mode, u64)> =
+            std::collections::BTreeMap::new();
         for (&(lock, mode), &token) in plan.iter().zip(tokens) {
+            let e = latest.entry(lock).or_insert((mode, token));
+            *e = (
+                if mode == Mode::Exclusive {
+                    Mode::Exclusive
+                } else {
+                    e.0
+                },
+                token,
+            );
+        }
+        for (lock, (mode, token)) in latest {
             if mode == Mode::Exclusive {
                 env.send(
                     self.load.resource,
