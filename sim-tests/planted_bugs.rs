@@ -113,3 +113,12 @@ fn grant_ignores_holders_is_caught() {
         &["Lock exclusion"],
     );
 }
+
+#[test]
+fn grant_before_commit_is_caught() {
+    hunt(
+        "lock.grant_before_commit",
+        "lock-leader-crash",
+        &["lock history linearizable"],
+    );
+}

@@ -80,6 +80,13 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "lock-contention",
         budget: 500,
     },
+    BugInfo {
+        name: "lock.grant_before_commit",
+        mistake: "The leader answers an acquire of a lock that looks free as soon as it proposes the entry, not when the entry commits. If the leader crashes first, the entry is lost: the client believes it holds a lock nobody granted, and the next leader grants it to someone else.",
+        caught_by: "lock history linearizable",
+        scenario: "lock-leader-crash",
+        budget: 500,
+    },
 ];
 
 /// Which planted bugs are on. Default: none.
@@ -94,6 +101,7 @@ pub struct Bugs {
     pub no_fencing: bool,
     pub expire_by_local_clock: bool,
     pub grant_ignores_holders: bool,
+    pub grant_before_commit: bool,
 }
 
 impl Bugs {
@@ -109,6 +117,7 @@ impl Bugs {
             "lock.no_fencing" => &mut self.no_fencing,
             "lock.expire_by_local_clock" => &mut self.expire_by_local_clock,
             "lock.grant_ignores_holders" => &mut self.grant_ignores_holders,
+            "lock.grant_before_commit" => &mut self.grant_before_commit,
             _ => {
                 let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -133,6 +142,7 @@ impl Bugs {
             self.no_fencing,
             self.expire_by_local_clock,
             self.grant_ignores_holders,
+            self.grant_before_commit,
         ];
         CATALOGUE
             .iter()

@@ -123,6 +123,8 @@ pub struct Node {
     ready: Vec<(u64, u64)>,
     /// Planted bug `kv.ack_by_index`.
     ack_by_index: bool,
+    /// Planted bug `lock.grant_before_commit`.
+    grant_before_commit: bool,
 }
 
 impl Node {
@@ -162,6 +164,7 @@ impl Node {
             reads: BTreeMap::new(),
             ready: Vec::new(),
             ack_by_index: bugs.ack_by_index,
+            grant_before_commit: bugs.grant_before_commit,
         }
     }
 
@@ -288,8 +291,26 @@ impl Node {
             },
         };
         // The answer goes out when the entry is applied (see `apply_committed`).
-        if let Err(r) = self.raft.propose(env, Command::Lock(cmd)) {
-            reply(env, waiter, refusal_reply(r));
+        match self.raft.propose(env, Command::Lock(cmd)) {
+            Err(r) => reply(env, waiter, refusal_reply(r)),
+            Ok(index) => {
+                if let LockCommand::Acquire { lock, .. } = cmd
+                    && self.grant_before_commit
+                    && self.state.locks.holders(lock).is_empty()
+                    && self.state.locks.waiters(lock).is_empty()
+                {
+                    // Planted bug: the lock looks free, so answer now rather
+                    // than when the entry commits; a leader crash can lose it.
+                    reply(
+                        env,
+                        waiter,
+                        ClientReply::Lock(LockReply::Granted {
+                            token: index,
+                            holds: 1,
+                        }),
+                    );
+                }
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! One run of a scenario: simulate, check, and summarize.
 
 use crate::check::linearizability::Verdict;
+use crate::check::lock_history::check_lock_history;
 use crate::check::lock_safety::LockCounts;
 use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
@@ -255,6 +256,30 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         // new leader: allow the timeout plus two seconds to elect one.
         let bound = sc.locks.wait_ns + 2_000_000_000;
         let verdict = world.obs.lock_checker.at_end(&live, world.now_ns(), bound);
+        let ops: Vec<_> = world
+            .lock_clients()
+            .flat_map(|c| c.stats().history.iter().copied())
+            .collect();
+        let (ok, detail) = match check_lock_history(
+            &ops,
+            &world.obs.lock_checker.session_ends(),
+            LINEARIZABILITY_MAX_STEPS,
+        ) {
+            Verdict::Linearizable => (true, format!("{} acquires and releases", ops.len())),
+            Verdict::NotLinearizable(cx) => (false, cx.to_string()),
+            Verdict::Unknown => (
+                false,
+                format!(
+                    "search budget of {LINEARIZABILITY_MAX_STEPS} steps exhausted on {} operations",
+                    ops.len()
+                ),
+            ),
+        };
+        out.push(CheckResult {
+            name: "lock history linearizable".into(),
+            ok,
+            detail,
+        });
         out.push(CheckResult {
             name: "lock waits end, no deadlock left".into(),
             ok: verdict.is_ok(),

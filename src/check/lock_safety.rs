@@ -76,6 +76,8 @@ pub struct LockChecker {
     renewed: BTreeMap<u64, (u64, u64)>,
     /// Sessions whose expiry was already judged (every node applies it).
     expired: BTreeSet<u64>,
+    /// When each ended session (closed or expired) was first seen ended.
+    ends: BTreeMap<u64, u64>,
 }
 
 type Check = Result<(), Violation>;
@@ -97,6 +99,7 @@ impl LockChecker {
             fenced: BTreeSet::new(),
             renewed: BTreeMap::new(),
             expired: BTreeSet::new(),
+            ends: BTreeMap::new(),
         }
     }
 
@@ -115,6 +118,11 @@ impl LockChecker {
             .map(|v| v.counts)
             .max_by_key(|c| (c.grants, c.releases, c.expiries, c.deadlocks))
             .unwrap_or_default()
+    }
+
+    /// Every ended session and when it was first seen ended.
+    pub fn session_ends(&self) -> Vec<(u64, u64)> {
+        self.ends.iter().map(|(&s, &t)| (s, t)).collect()
     }
 
     /// Liveness at the end of a run, on the live nodes whose view is
@@ -245,6 +253,14 @@ impl LockChecker {
 
     /// Checks one applied lock event of `node` at simulated time `t_ns`.
     pub fn observe(&mut self, node: NodeId, ev: &TraceEvent, t_ns: u64) -> Check {
+        if let TraceEvent::LockSession {
+            session,
+            what: "closed" | "expired",
+            ..
+        } = ev
+        {
+            self.ends.entry(*session).or_insert(t_ns);
+        }
         if let TraceEvent::LockSession {
             session,
             what: "expired",

@@ -2,5 +2,6 @@
 pub mod history;
 pub mod history_formats;
 pub mod linearizability;
+pub mod lock_history;
 pub mod lock_safety;
 pub mod raft_safety;

@@ -7,9 +7,11 @@
 use super::protocol::{LockReply, LockRequest};
 use super::resource::Phase as Phase2;
 use super::state::{LockError, LockId, Mode, SessionId};
+use crate::check::lock_history::{LockInput, LockOp, LockOutput};
 use crate::env::{Env, Timer};
 use crate::kv::{ClientReply, ClientRequest};
 use crate::node::Msg;
+use crate::sim::clock::LOCAL_EPOCH_NS;
 use crate::trace::{NodeId, TraceEvent};
 
 /// How a lock client behaves.
@@ -85,6 +87,8 @@ pub struct LockClientStats {
     pub fencing_rejections: u64,
     /// Simulated-time latency of each granted acquire, from first send.
     pub acquire_latencies_ns: Vec<u64>,
+    /// Every answered acquire and release, for the offline history check.
+    pub history: Vec<LockOp>,
 }
 
 /// One lock client.
@@ -375,10 +379,11 @@ impl LockClient {
     }
 
     fn on_answer(&mut self, env: &mut impl Env, answer: LockReply) {
-        let Some((_, sent_at)) = self.in_flight.take() else {
+        let Some((req, sent_at)) = self.in_flight.take() else {
             return;
         };
         env.cancel_timer(Timer::ClientRetry);
+        self.record(req, sent_at, env.now(), &answer);
         match (self.phase.clone(), answer) {
             (Phase::Opening, LockReply::Session(s)) => {
                 self.session = Some(s);
@@ -489,6 +494,36 @@ impl LockClient {
         );
     }
 
+    /// Adds an answered acquire or release to the history, in global time
+    /// (this client's clock is the ideal one, so only the epoch differs).
+    fn record(&mut self, req: LockRequest, sent_local: u64, now_local: u64, answer: &LockReply) {
+        let global = |local: u64| (local as i128 - LOCAL_EPOCH_NS).max(0) as u64;
+        let (lock, input) = match req {
+            LockRequest::Acquire {
+                session,
+                lock,
+                mode,
+                ..
+            } => (lock, LockInput::Acquire { session, mode }),
+            LockRequest::Release { session, lock } => (lock, LockInput::Release { session }),
+            _ => return,
+        };
+        let output = match answer {
+            LockReply::Granted { token, .. } => LockOutput::Granted { token: *token },
+            LockReply::Released { .. } => LockOutput::Released,
+            LockReply::Failed(_) => LockOutput::Failed,
+            _ => return,
+        };
+        self.stats.history.push(LockOp {
+            client: self.index,
+            lock,
+            input,
+            output,
+            call_ns: global(sent_local),
+            ret_ns: Some(global(now_local)),
+        });
+    }
+
     fn silent(&self) -> bool {
         matches!(self.phase, Phase::Silent { .. })
     }
@@ -532,6 +567,18 @@ impl LockClient {
     }
 
     fn lose_session(&mut self, env: &mut impl Env) {
+        if let Some((LockRequest::Release { session, lock }, sent)) = self.in_flight {
+            // Abandoned without an answer: it may have happened.
+            let call_ns = (sent as i128 - LOCAL_EPOCH_NS).max(0) as u64;
+            self.stats.history.push(LockOp {
+                client: self.index,
+                lock,
+                input: LockInput::Release { session },
+                output: LockOutput::Unknown,
+                call_ns,
+                ret_ns: None,
+            });
+        }
         self.stats.lost_sessions += 1;
         self.session = None;
         self.in_flight = None;

@@ -71,7 +71,7 @@ pub const DEFAULT_REENTRY_LIMIT: u32 = 8;
 const ENDED_MEMORY: usize = 1024;
 
 /// How a lock is held or requested.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mode {
     /// Readers: any number of sessions at once.
     Shared,

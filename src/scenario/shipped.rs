@@ -58,6 +58,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/lock-contention.toml"),
     ),
     (
+        "lock-deadlocks",
+        include_str!("../../scenarios/lock-deadlocks.toml"),
+    ),
+    (
         "lock-holder-pauses",
         include_str!("../../scenarios/lock-holder-pauses.toml"),
     ),
@@ -72,6 +76,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "lock-partition",
         include_str!("../../scenarios/lock-partition.toml"),
+    ),
+    (
+        "lock-single-lock",
+        include_str!("../../scenarios/lock-single-lock.toml"),
+    ),
+    (
+        "lock-upgrades",
+        include_str!("../../scenarios/lock-upgrades.toml"),
     ),
     (
         "lossy-network",
