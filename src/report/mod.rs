@@ -88,6 +88,19 @@ pub fn render_text(r: &RunReport) -> String {
             human_duration(l.acquire_p99_ns),
             human_duration(l.acquire_max_ns)
         );
+        let edges: Vec<String> = l
+            .wait_for
+            .iter()
+            .map(|(a, b)| format!("{a} -> {b}"))
+            .collect();
+        out += &format!(
+            "lock wait-for graph at the end: {}\n",
+            if edges.is_empty() {
+                "empty".to_string()
+            } else {
+                edges.join(", ")
+            }
+        );
     }
     let checks: Vec<CheckRow> = r
         .checks
@@ -123,6 +136,7 @@ pub fn render_json(r: &RunReport) -> Value {
             "grants": l.counts.grants, "releases": l.counts.releases, "expiries": l.counts.expiries,
             "deadlocks": l.counts.deadlocks, "victims": l.victims, "fencing_rejections": l.fencing_rejections,
             "acquire_latency_ns": { "p50": l.acquire_p50_ns, "p99": l.acquire_p99_ns, "max": l.acquire_max_ns },
+            "wait_for": l.wait_for.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
         })),
         "ops": { "invoked": r.ops_total, "completed": r.ops_completed },
         "nodes": r.nodes.iter().map(|n| json!({
