@@ -64,6 +64,21 @@ pub struct LockModelState {
     last_token: u64,
 }
 
+impl LockModelState {
+    /// Gives back one hold of `session`; false if it held none.
+    fn release_one(&mut self, session: SessionId) -> bool {
+        let Some((mode, holds, token)) = self.holders.get(&session).copied() else {
+            return false;
+        };
+        if holds > 1 {
+            self.holders.insert(session, (mode, holds - 1, token));
+        } else {
+            self.holders.remove(&session);
+        }
+        true
+    }
+}
+
 impl Model for LockModel {
     type State = LockModelState;
     type Input = LockInput;
@@ -116,23 +131,11 @@ impl Model for LockModel {
                 }
             }
             (LockInput::Release { session }, LockOutput::Released) => {
-                let (mode, holds, token) = s.holders.get(&session).copied()?;
-                if holds > 1 {
-                    next.holders.insert(session, (mode, holds - 1, token));
-                } else {
-                    next.holders.remove(&session);
-                }
-                Some(next)
+                next.release_one(session).then_some(next)
             }
             // An unanswered release took effect if the lock was held.
             (LockInput::Release { session }, LockOutput::Unknown) => {
-                if let Some((mode, holds, token)) = s.holders.get(&session).copied() {
-                    if holds > 1 {
-                        next.holders.insert(session, (mode, holds - 1, token));
-                    } else {
-                        next.holders.remove(&session);
-                    }
-                }
+                next.release_one(session);
                 Some(next)
             }
             // A refused release is one of a lock the session did not hold.
