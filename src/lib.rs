@@ -11,6 +11,7 @@ pub mod explore;
 pub mod kv;
 pub mod lock;
 pub mod node;
+pub mod queue;
 pub mod raft;
 pub mod replicated;
 pub mod report;

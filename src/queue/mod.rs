@@ -1,0 +1,3 @@
+//! The distributed queue: queues split into partitions, placed on Redis
+//! shards by consistent hashing.
+pub mod ring;
