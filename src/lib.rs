@@ -13,6 +13,7 @@ pub mod lock;
 pub mod node;
 pub mod queue;
 pub mod raft;
+pub mod redis;
 pub mod replicated;
 pub mod report;
 pub mod run;
