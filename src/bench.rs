@@ -39,6 +39,8 @@ pub fn message_passing(deliveries: u64, in_flight: u64) -> MessageBench {
     };
     let net = Network::new(
         2,
+        0,
+        0,
         &NetworkConfig {
             link,
             overrides: vec![],
@@ -140,6 +142,9 @@ pub fn raft_load_scenario(seconds: u64, clients: usize, rate_per_s: f64) -> Scen
         key_names: (0..8).map(|k| format!("k{k}")).collect(),
         locks: LockConfig::default(),
         lock_load: LockWorkload::default(),
+        redis: Default::default(),
+        queue: Default::default(),
+        queue_load: Default::default(),
     }
 }
 

@@ -87,6 +87,34 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "lock-leader-crash",
         budget: 500,
     },
+    BugInfo {
+        name: "queue.ack_before_write",
+        mistake: "The queue router acknowledges a produce to the producer as soon as it forwards the write to the Redis shard, not when the shard answers. A write lost on the way, or cut short by the shard crashing, was already reported stored, and the producer never retries it.",
+        caught_by: "acknowledged produce delivered at least once",
+        scenario: "queue-shard-crash-always",
+        budget: 500,
+    },
+    BugInfo {
+        name: "queue.no_visibility_timeout",
+        mistake: "Messages handed to a consumer stay in flight until acknowledged; nothing brings them back when the visibility timeout passes, so whatever a crashed consumer held is never delivered again.",
+        caught_by: "acknowledged produce delivered at least once",
+        scenario: "queue-consumer-crash",
+        budget: 500,
+    },
+    BugInfo {
+        name: "queue.drop_inflight_on_rebalance",
+        mistake: "When a partition moves to another shard, only its waiting messages are copied; messages in flight to consumers are left behind, so any that are not acknowledged (their consumer crashed or gave them back) are never delivered again.",
+        caught_by: "acknowledged produce delivered at least once",
+        scenario: "queue-add-shard",
+        budget: 500,
+    },
+    BugInfo {
+        name: "redis.everysec_loses_too_much",
+        mistake: "The once-a-second fsync of `appendfsync everysec` is re-armed by every write instead of running on a fixed period, so under steady load it never runs and a crash loses far more than the last second or two of writes.",
+        caught_by: "loss within what the persistence mode permits",
+        scenario: "queue-shard-crash-everysec",
+        budget: 500,
+    },
 ];
 
 /// Which planted bugs are on. Default: none.
@@ -102,6 +130,10 @@ pub struct Bugs {
     pub expire_by_local_clock: bool,
     pub grant_ignores_holders: bool,
     pub grant_before_commit: bool,
+    pub ack_before_write: bool,
+    pub no_visibility_timeout: bool,
+    pub drop_inflight_on_rebalance: bool,
+    pub everysec_loses_too_much: bool,
 }
 
 impl Bugs {
@@ -118,6 +150,10 @@ impl Bugs {
             "lock.expire_by_local_clock" => &mut self.expire_by_local_clock,
             "lock.grant_ignores_holders" => &mut self.grant_ignores_holders,
             "lock.grant_before_commit" => &mut self.grant_before_commit,
+            "queue.ack_before_write" => &mut self.ack_before_write,
+            "queue.no_visibility_timeout" => &mut self.no_visibility_timeout,
+            "queue.drop_inflight_on_rebalance" => &mut self.drop_inflight_on_rebalance,
+            "redis.everysec_loses_too_much" => &mut self.everysec_loses_too_much,
             _ => {
                 let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -143,6 +179,10 @@ impl Bugs {
             self.expire_by_local_clock,
             self.grant_ignores_holders,
             self.grant_before_commit,
+            self.ack_before_write,
+            self.no_visibility_timeout,
+            self.drop_inflight_on_rebalance,
+            self.everysec_loses_too_much,
         ];
         CATALOGUE
             .iter()

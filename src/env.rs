@@ -18,10 +18,14 @@ pub enum Timer {
     ClientNext = 3,
     /// The leader's periodic look at leases and wait timeouts.
     LeaseCheck = 4,
+    /// A Redis shard's once-a-second fsync (`appendfsync everysec`).
+    Fsync = 5,
+    /// The leader's look at partitions being moved between shards.
+    Rebalance = 6,
 }
 
 /// Number of timer slots per endpoint.
-pub const TIMER_KINDS: usize = 5;
+pub const TIMER_KINDS: usize = 7;
 
 impl Timer {
     /// The timer for a slot index.
@@ -32,6 +36,8 @@ impl Timer {
             Timer::ClientRetry,
             Timer::ClientNext,
             Timer::LeaseCheck,
+            Timer::Fsync,
+            Timer::Rebalance,
         ][i]
     }
 }

@@ -10,11 +10,15 @@ use crate::kv::{ClientReply, ClientRequest, KvState};
 use crate::lock::leases::LeaseKeeper;
 use crate::lock::protocol::{LockReply, LockRequest, reply_for, trace_of};
 use crate::lock::{LockCommand, LockError, LockEvent, LockId, LockState};
+use crate::queue::placement::{Applied, Placement, RingCommand};
+use crate::queue::protocol::{QueueReply, QueueRequest, ShardAnswer, ShardCall};
+use crate::queue::rebalance::{self, Rebalancer};
+use crate::queue::router::{QueueSetup, Router, request_ids};
 use crate::raft::{Raft, RaftMsg, Refusal};
 use crate::replicated::{Command, Replicated};
 use crate::scenario::{LockConfig, RaftConfig};
 use crate::sim::storage::Persisted;
-use crate::trace::{NodeId, Role};
+use crate::trace::{NodeId, Role, TraceEvent};
 
 /// Everything that travels between endpoints.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +43,24 @@ pub enum Msg {
         lock: LockId,
         token: u64,
         accepted: bool,
+    },
+    /// A producer's or consumer's request to any node.
+    Queue {
+        seq: u64,
+        req: QueueRequest,
+    },
+    QueueReply {
+        seq: u64,
+        reply: QueueReply,
+    },
+    /// A node's call on a Redis shard.
+    Shard {
+        req: u64,
+        call: ShardCall,
+    },
+    ShardAnswer {
+        req: u64,
+        answer: ShardAnswer,
     },
 }
 
@@ -68,6 +90,14 @@ impl Msg {
             Msg::Reply { .. } => "Reply",
             Msg::ResourceWrite { .. } => "ResourceWrite",
             Msg::ResourceAck { .. } => "ResourceAck",
+            Msg::Queue { req, .. } => match req {
+                QueueRequest::Produce { .. } => "Produce",
+                QueueRequest::Consume { .. } => "Consume",
+                QueueRequest::Settle { .. } => "Settle",
+            },
+            Msg::QueueReply { .. } => "QueueReply",
+            Msg::Shard { call, .. } => call.name(),
+            Msg::ShardAnswer { .. } => "ShardAnswer",
         }
     }
 
@@ -125,6 +155,14 @@ pub struct Node {
     ack_by_index: bool,
     /// Planted bug `lock.grant_before_commit`.
     grant_before_commit: bool,
+    /// The queue's router and rebalancer, when the scenario has shards.
+    queue: Option<QueueService>,
+}
+
+/// The queue's parts on a node.
+struct QueueService {
+    router: Router,
+    rebalancer: Rebalancer,
 }
 
 impl Node {
@@ -137,6 +175,7 @@ impl Node {
         locks: &LockConfig,
         bugs: Bugs,
         stable: &Persisted,
+        queue: Option<(QueueSetup, &Placement)>,
         env: &mut impl Env,
     ) -> Node {
         let state = match &stable.snapshot {
@@ -149,10 +188,19 @@ impl Node {
                 Replicated {
                     kv: KvState::default(),
                     locks: lock_state,
+                    queue: queue.map_or_else(Placement::none, |(_, p)| p.clone()),
                 }
             }
         };
         let raft = Raft::recover(id, cluster_size, cfg.clone(), bugs, stable, env);
+        let queue = queue.map(|(setup, _)| {
+            let router = Router::new(setup, env.rng());
+            let first = request_ids(env.rng());
+            QueueService {
+                router,
+                rebalancer: Rebalancer::new(setup, first),
+            }
+        });
         Node {
             raft,
             state,
@@ -165,7 +213,22 @@ impl Node {
             ready: Vec::new(),
             ack_by_index: bugs.ack_by_index,
             grant_before_commit: bugs.grant_before_commit,
+            queue,
         }
+    }
+
+    /// Where the queue's partitions live, as applied on this node.
+    pub fn placement(&self) -> &Placement {
+        &self.state.queue
+    }
+
+    /// Proposes a change of the queue's ring (leader only). Returns whether
+    /// the proposal was accepted for replication.
+    pub fn propose_ring(&mut self, env: &mut impl Env, cmd: RingCommand) -> bool {
+        let was_leader = self.raft.role() == Role::Leader;
+        let ok = self.raft.propose(env, Command::Ring(cmd)).is_ok();
+        self.after_input(env, was_leader);
+        ok
     }
 
     /// The Raft state, for summaries and role resolution.
@@ -189,7 +252,13 @@ impl Node {
         match msg {
             Msg::Raft(m) => self.raft.on_message(env, from, m),
             Msg::Request { seq, req } => self.on_request(env, from, seq, req),
-            Msg::Reply { .. } | Msg::ResourceWrite { .. } | Msg::ResourceAck { .. } => {}
+            Msg::Queue { seq, req } => self.on_queue_request(env, from, seq, req),
+            Msg::ShardAnswer { req, answer } => self.on_shard_answer(env, req, &answer),
+            Msg::Reply { .. }
+            | Msg::ResourceWrite { .. }
+            | Msg::ResourceAck { .. }
+            | Msg::QueueReply { .. }
+            | Msg::Shard { .. } => {}
         }
         self.after_input(env, was_leader);
     }
@@ -199,6 +268,8 @@ impl Node {
         let was_leader = self.raft.role() == Role::Leader;
         if timer == Timer::LeaseCheck {
             self.on_lease_check(env);
+        } else if timer == Timer::Rebalance {
+            self.on_rebalance(env);
         } else {
             self.raft.on_timer(env, timer);
         }
@@ -314,6 +385,49 @@ impl Node {
         }
     }
 
+    fn on_queue_request(&mut self, env: &mut impl Env, from: NodeId, seq: u64, req: QueueRequest) {
+        match self.queue.as_mut() {
+            Some(q) => q.router.on_request(env, &self.state.queue, from, seq, req),
+            None => env.send(
+                from,
+                Msg::QueueReply {
+                    seq,
+                    reply: QueueReply::Retry,
+                },
+            ),
+        }
+    }
+
+    fn on_shard_answer(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) {
+        let Some(q) = self.queue.as_mut() else {
+            return;
+        };
+        if q.router.on_answer(env, req, answer) || self.raft.role() != Role::Leader {
+            return;
+        }
+        if let (_, Some(cmd)) = q.rebalancer.on_answer(env, req, answer) {
+            // A failed proposal is retried by the next rebalance tick.
+            let _ = self.raft.propose(env, Command::Ring(cmd));
+        }
+    }
+
+    /// The leader drives partition moves: resends overdue steps, proposes
+    /// finished ones, and looks again shortly while any remain.
+    fn on_rebalance(&mut self, env: &mut impl Env) {
+        let Some(q) = self.queue.as_mut() else {
+            return;
+        };
+        if self.raft.role() != Role::Leader || !Rebalancer::busy(&self.state.queue) {
+            return;
+        }
+        for cmd in q.rebalancer.tick(env, &self.state.queue) {
+            if self.raft.propose(env, Command::Ring(cmd)).is_err() {
+                break;
+            }
+        }
+        env.set_timer(Timer::Rebalance, rebalance::TICK_NS);
+    }
+
     /// The leader proposes the expiries and wait timeouts its clock says are due.
     fn on_lease_check(&mut self, env: &mut impl Env) {
         if self.raft.role() != Role::Leader {
@@ -333,6 +447,9 @@ impl Node {
         let deposed = was_leader && !is_leader;
         if deposed {
             self.leases.leave_office();
+            if let Some(q) = self.queue.as_mut() {
+                q.rebalancer.leave_office();
+            }
         }
         // The planted bug applies first and answers by index alone.
         if deposed && !self.ack_by_index {
@@ -346,6 +463,10 @@ impl Node {
             // A new leader restarts every lease and wait with its full length.
             self.leases.take_office(env.monotonic(), &self.state.locks);
             env.set_timer(Timer::LeaseCheck, self.lease_check_ns);
+            if let Some(q) = self.queue.as_mut() {
+                q.rebalancer.leave_office();
+                env.set_timer(Timer::Rebalance, rebalance::TICK_NS);
+            }
         }
         self.serve_ready_reads(env);
         if self.raft.applied_index() >= self.raft.snapshot_index() + self.snapshot_threshold {
@@ -373,6 +494,10 @@ impl Node {
             self.state = (*s.data).clone();
         }
         while let Some((index, entry)) = self.raft.next_committed(env) {
+            if let Command::Ring(r) = entry.cmd {
+                self.ring_applied(env, r);
+                continue;
+            }
             let events = self.state.apply(index, &entry.cmd);
             if let Command::Lock(cmd) = &entry.cmd {
                 self.lock_applied(env, cmd, &events);
@@ -393,6 +518,34 @@ impl Node {
                     ClientReply::Retry
                 },
             );
+        }
+    }
+
+    /// Applies a ring command: traces ring changes, and on the leader
+    /// records finished moves and starts driving new ones.
+    fn ring_applied(&mut self, env: &mut impl Env, cmd: RingCommand) {
+        let leader = self.raft.role() == Role::Leader;
+        let epoch = self.state.queue.epoch();
+        for a in self.state.queue.apply(cmd) {
+            match a {
+                Applied::Ring { epoch, shards } => {
+                    env.trace(TraceEvent::QueueRing { epoch, shards })
+                }
+                Applied::Moved {
+                    partition,
+                    from,
+                    to,
+                } if leader => {
+                    if let Some(q) = self.queue.as_mut() {
+                        let mv = crate::queue::placement::Move { from, to };
+                        q.rebalancer.on_moved(env, partition, mv, epoch);
+                    }
+                }
+                Applied::Moved { .. } | Applied::Nothing => {}
+            }
+        }
+        if leader && Rebalancer::busy(&self.state.queue) {
+            env.set_timer(Timer::Rebalance, 1);
         }
     }
 

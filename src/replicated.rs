@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use crate::kv::KvState;
 use crate::lock::{LockCommand, LockEvent, LockState, Mode};
+use crate::queue::placement::{Placement, RingCommand};
 
 /// A replicated command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub enum Command {
     },
     /// A lock-service command.
     Lock(LockCommand),
+    /// A change to the queue's placement of partitions on shards.
+    Ring(RingCommand),
 }
 
 /// One Raft log entry.
@@ -44,10 +47,11 @@ impl Entry {
                 value,
             } => [t, 1 + client as u64, seq, key as u64, value, 0],
             Command::Lock(l) => lock_words(t, &l),
+            Command::Ring(r) => ring_words(t, &r),
         };
         // Noop and Put hash five words, as they always have, so their digests
         // (and the traces of key-value runs) stay stable.
-        let n = if matches!(self.cmd, Command::Lock(_)) {
+        let n = if matches!(self.cmd, Command::Lock(_) | Command::Ring(_)) {
             6
         } else {
             5
@@ -100,6 +104,15 @@ fn lock_words(t: u64, l: &LockCommand) -> [u64; 6] {
     }
 }
 
+fn ring_words(t: u64, r: &RingCommand) -> [u64; 6] {
+    const TAG: u64 = 2 << 40;
+    match *r {
+        RingCommand::Add(s) => [t, TAG, s as u64, 0, 0, 0],
+        RingCommand::Remove(s) => [t, TAG + 1, s as u64, 0, 0, 0],
+        RingCommand::Moved { partition, epoch } => [t, TAG + 2, partition as u64, epoch, 0, 0],
+    }
+}
+
 /// SplitMix64 finalizer: a cheap, well-spread mixing step.
 #[inline]
 pub fn mix64(mut z: u64) -> u64 {
@@ -114,12 +127,18 @@ pub fn mix64(mut z: u64) -> u64 {
 pub struct Replicated {
     pub kv: KvState,
     pub locks: LockState,
+    /// Where the queue's partitions live.
+    pub queue: Placement,
 }
 
 impl Replicated {
     /// Applies the entry committed at `index`; returns what the lock service did.
     pub fn apply(&mut self, index: u64, cmd: &Command) -> Vec<LockEvent> {
         match cmd {
+            Command::Ring(r) => {
+                self.queue.apply(*r);
+                Vec::new()
+            }
             Command::Noop => Vec::new(),
             Command::Put {
                 client,

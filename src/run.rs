@@ -3,6 +3,7 @@
 use crate::check::linearizability::Verdict;
 use crate::check::lock_history::check_lock_history;
 use crate::check::lock_safety::LockCounts;
+use crate::check::queue_delivery::QueueSummary;
 use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
 use crate::sim::world::{Found, Stats, World};
@@ -58,6 +59,21 @@ pub struct RunReport {
     pub trace_events: u64,
     /// The lock service's figures (None when the run had no lock clients).
     pub locks: Option<LockSummary>,
+    /// The queue's figures (None when the run had no Redis shards).
+    pub queue: Option<QueueReport>,
+}
+
+/// The queue's figures for a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueReport {
+    pub summary: QueueSummary,
+    /// Partitions in all, and how many changed shard over the run.
+    pub partitions: u32,
+    pub partitions_moved: u64,
+    /// Where the ring ended: epoch and shards (as applied by the most
+    /// advanced live node).
+    pub ring_epoch: u64,
+    pub ring: Vec<u32>,
 }
 
 /// The lock service's figures for a run.
@@ -118,7 +134,10 @@ pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunRepor
         return Err(e);
     }
     world.obs.tracer.finish()?;
-    let checks = evaluate(sc, &world);
+    let mut checks = evaluate(sc, &world);
+    if world.obs.violation.is_none() {
+        checks.extend(queue_checks(&mut world));
+    }
     let nodes = (0..sc.nodes).map(|i| summarize(&world, i)).collect();
     Ok(RunReport {
         scenario: sc.name.clone(),
@@ -134,6 +153,50 @@ pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunRepor
         digest: world.obs.tracer.digest(),
         trace_events: world.obs.tracer.events(),
         locks: lock_summary(&world, sc),
+        queue: queue_report(&world, sc),
+    })
+}
+
+/// The queue's end-of-run delivery checks, against where every message is.
+fn queue_checks(world: &mut World) -> Option<CheckResult> {
+    world.obs.queue_checker.as_ref()?;
+    let final_state = world.queue_final_state();
+    let checker = world.obs.queue_checker.as_ref()?;
+    let s = checker.summary();
+    let (ok, detail) = match checker.at_end(&final_state) {
+        Ok(()) => (
+            true,
+            format!(
+                "{} acknowledged produces, {} delivered, {} dead-lettered, {} lost as the persistence mode permits",
+                s.produced,
+                s.delivered,
+                s.dead,
+                s.lost.len()
+            ),
+        ),
+        Err(v) => (false, format!("{}: {}", v.invariant, v.detail)),
+    };
+    Some(CheckResult {
+        name: "queue delivery (at least once, DLQ exact)".into(),
+        ok,
+        detail,
+    })
+}
+
+fn queue_report(world: &World, sc: &Scenario) -> Option<QueueReport> {
+    let checker = world.obs.queue_checker.as_ref()?;
+    let summary = checker.summary();
+    let placement = (0..sc.nodes)
+        .filter_map(|i| world.node(i).filter(|_| !world.is_crashed(i)))
+        .max_by_key(|n| n.raft().applied_index())
+        .map(|n| n.placement().clone());
+    let (ring_epoch, ring) = placement.map_or((0, Vec::new()), |p| (p.epoch(), p.shards()));
+    Some(QueueReport {
+        partitions: sc.queue.partitions * sc.queue.queues.len() as u32,
+        partitions_moved: summary.migrations,
+        ring_epoch,
+        ring,
+        summary,
     })
 }
 
@@ -209,7 +272,7 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         name: "safety (online)".into(),
         ok: !stopped_early,
         detail: match &world.obs.violation {
-            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit) and locks (exclusion, fencing, leases, deadlocks): all held".into(),
+            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit) , locks (exclusion, fencing, leases, deadlocks) and queue (no delivery after ack, produce order, attempts, loss within the persistence mode): all held".into(),
             Some(f) => format!("{}: {}", f.violation.invariant, f.violation.detail),
         },
     });

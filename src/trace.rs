@@ -202,6 +202,101 @@ pub enum TraceEvent {
         /// How long before the acknowledgement the renewal was sent.
         age_ns: u64,
     },
+    /// A node applied a change of the queue's shard ring.
+    QueueRing {
+        epoch: u64,
+        shards: Vec<u32>,
+    },
+    /// A producer sends a batch for the first time: seqs first_seq.. (count).
+    QueueSend {
+        producer: u32,
+        partition: u32,
+        first_seq: u64,
+        count: u32,
+    },
+    /// A producer's batch was acknowledged: the shard stored it.
+    QueueProduced {
+        producer: u32,
+        partition: u32,
+        first_seq: u64,
+        count: u32,
+    },
+    /// A shard stored a batch: `stored` new messages, `duplicate` retries skipped.
+    QueueStored {
+        partition: u32,
+        producer: u32,
+        first_seq: u64,
+        stored: u32,
+        duplicate: u32,
+    },
+    /// A shard handed a message to a consumer (attempt 1 = first delivery).
+    QueuePop {
+        partition: u32,
+        consumer: u32,
+        producer: u32,
+        seq: u64,
+        attempt: u32,
+    },
+    /// A consumer received a message.
+    QueueReceived {
+        consumer: u32,
+        partition: u32,
+        producer: u32,
+        seq: u64,
+        attempt: u32,
+    },
+    /// A shard accepted an ack: the message is gone for good.
+    QueueAcked {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+    },
+    /// A shard accepted a nack: the message is requeued (or dead-lettered).
+    QueueNacked {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+    },
+    /// A shard put a message back after its visibility timeout passed.
+    QueueRequeued {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+        attempt: u32,
+    },
+    /// A shard moved a message to the dead-letter queue.
+    QueueDead {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+        attempts: u32,
+    },
+    /// After a crash a shard no longer has this message (its write was not synced).
+    QueueLost {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+    },
+    /// After a crash a shard has this message back (its ack or dead-lettering
+    /// was not synced).
+    QueueRevived {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+    },
+    /// The leader finished moving a partition between shards.
+    QueueMigrated {
+        partition: u32,
+        from: u32,
+        to: u32,
+        epoch: u64,
+        messages: u64,
+    },
+    /// A consumer crashed while holding `holding` messages.
+    QueueConsumerCrash {
+        consumer: u32,
+        holding: u32,
+    },
 }
 
 impl TraceEvent {
@@ -240,6 +335,20 @@ impl TraceEvent {
             LockDeadlock { .. } => "lock.deadlock",
             ResourceWrite { .. } => "resource.write",
             LockRenewed { .. } => "lock.renewed",
+            QueueRing { .. } => "queue.ring",
+            QueueSend { .. } => "queue.send",
+            QueueProduced { .. } => "queue.produced",
+            QueueStored { .. } => "queue.stored",
+            QueuePop { .. } => "queue.pop",
+            QueueReceived { .. } => "queue.received",
+            QueueAcked { .. } => "queue.acked",
+            QueueNacked { .. } => "queue.nacked",
+            QueueRequeued { .. } => "queue.requeued",
+            QueueDead { .. } => "queue.dead",
+            QueueLost { .. } => "queue.lost",
+            QueueRevived { .. } => "queue.revived",
+            QueueMigrated { .. } => "queue.migrated",
+            QueueConsumerCrash { .. } => "queue.consumer_crash",
         }
     }
 }
@@ -255,6 +364,38 @@ pub enum Subject {
     Net,
     /// The protected resource lock holders write to.
     Resource,
+    /// A Redis shard, `s1`..
+    Shard(usize),
+    /// A queue producer, `p1`..
+    Producer(usize),
+    /// A queue consumer (worker), `w1`..
+    Consumer(usize),
+}
+
+/// Where the queue's endpoints sit among endpoint ids: shards, then
+/// producers, then consumers, each a contiguous range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueLayout {
+    pub shard_base: usize,
+    pub shards: usize,
+    pub producer_base: usize,
+    pub producers: usize,
+    pub consumer_base: usize,
+    pub consumers: usize,
+}
+
+impl QueueLayout {
+    /// The subject an endpoint id names, if it is one of the queue's.
+    pub fn subject(&self, id: NodeId) -> Option<Subject> {
+        let within = |base: usize, len: usize| (id >= base && id < base + len).then(|| id - base);
+        if let Some(i) = within(self.shard_base, self.shards) {
+            Some(Subject::Shard(i))
+        } else if let Some(i) = within(self.producer_base, self.producers) {
+            Some(Subject::Producer(i))
+        } else {
+            within(self.consumer_base, self.consumers).map(Subject::Consumer)
+        }
+    }
 }
 
 /// Receives every trace line; computes the digest and optionally writes lines out.
@@ -266,6 +407,7 @@ pub struct Tracer {
     nodes: usize,
     /// The protected resource's endpoint id (usize::MAX when there is none).
     resource: usize,
+    queue: QueueLayout,
     /// When false only `seq` advances: used by benchmarks that measure the
     /// simulator without the trace.
     enabled: bool,
@@ -293,6 +435,7 @@ impl Tracer {
             sink,
             nodes,
             resource: usize::MAX,
+            queue: QueueLayout::default(),
             enabled: true,
         }
     }
@@ -307,6 +450,11 @@ impl Tracer {
     /// Names endpoint `id` "resource" in traces.
     pub fn set_resource(&mut self, id: usize) {
         self.resource = id;
+    }
+
+    /// Names the queue's endpoints `s1`.., `p1`.., `w1`.. in traces.
+    pub fn set_queue_layout(&mut self, layout: QueueLayout) {
+        self.queue = layout;
     }
 
     /// Number of events recorded so far.
@@ -346,6 +494,9 @@ impl Tracer {
             Subject::Client(c) => put_name(line, b'c', c),
             Subject::Net => line.extend_from_slice(b"net"),
             Subject::Resource => line.extend_from_slice(b"resource"),
+            Subject::Shard(i) => put_name(line, b's', i),
+            Subject::Producer(i) => put_name(line, b'p', i),
+            Subject::Consumer(i) => put_name(line, b'w', i),
         }
         line.extend_from_slice(b"\",\"kind\":\"");
         line.extend_from_slice(ev.kind().as_bytes());
@@ -356,6 +507,7 @@ impl Tracer {
             Names {
                 nodes: self.nodes,
                 resource: self.resource,
+                queue: self.queue,
             },
         );
         line.extend_from_slice(b"}\n");
@@ -372,6 +524,7 @@ impl Tracer {
 struct Names {
     nodes: usize,
     resource: usize,
+    queue: QueueLayout,
 }
 
 /// The display name of an endpoint: `n3` for node 2, `c1` for the first client.
@@ -392,6 +545,12 @@ fn put_endpoint(line: &mut Vec<u8>, names: Names, id: NodeId) {
     line.push(b'"');
     if id == names.resource {
         line.extend_from_slice(b"resource");
+    } else if let Some(subject) = names.queue.subject(id) {
+        match subject {
+            Subject::Shard(i) => put_name(line, b's', i),
+            Subject::Producer(i) => put_name(line, b'p', i),
+            _ => put_name(line, b'w', id - names.queue.consumer_base),
+        }
     } else if id < names.nodes {
         put_name(line, b'n', id)
     } else {
@@ -459,13 +618,20 @@ fn field_nodes(line: &mut Vec<u8>, name: &str, names: Names, ids: &[NodeId]) {
     put_node_list(line, names, ids);
 }
 
+/// A list of places: nodes `0..n`, then Redis shards (`s1`..) from `n` on.
 fn put_node_list(line: &mut Vec<u8>, names: Names, ids: &[NodeId]) {
     line.push(b'[');
-    for (i, id) in ids.iter().enumerate() {
+    for (i, &id) in ids.iter().enumerate() {
         if i > 0 {
             line.push(b',');
         }
-        put_endpoint(line, names, *id);
+        line.push(b'"');
+        if id < names.nodes {
+            put_name(line, b'n', id);
+        } else {
+            put_name(line, b's', id - names.nodes);
+        }
+        line.push(b'"');
     }
     line.push(b']');
 }
@@ -724,6 +890,133 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             field_u64(line, "session", *session);
             field_u64(line, "ttl", *ttl);
             field_u64(line, "age", *age_ns);
+        }
+        QueueRing { epoch, shards } => {
+            field_u64(line, "epoch", *epoch);
+            key(line, "shards");
+            line.push(b'[');
+            for (i, &sh) in shards.iter().enumerate() {
+                if i > 0 {
+                    line.push(b',');
+                }
+                line.push(b'"');
+                put_name(line, b's', sh as usize);
+                line.push(b'"');
+            }
+            line.push(b']');
+        }
+        QueueSend {
+            producer,
+            partition,
+            first_seq,
+            count,
+        }
+        | QueueProduced {
+            producer,
+            partition,
+            first_seq,
+            count,
+        } => {
+            field_u64(line, "producer", *producer as u64 + 1);
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "first_seq", *first_seq);
+            field_u64(line, "count", *count as u64);
+        }
+        QueueStored {
+            partition,
+            producer,
+            first_seq,
+            stored,
+            duplicate,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "producer", *producer as u64 + 1);
+            field_u64(line, "first_seq", *first_seq);
+            field_u64(line, "stored", *stored as u64);
+            field_u64(line, "duplicate", *duplicate as u64);
+        }
+        QueuePop {
+            partition,
+            consumer,
+            producer,
+            seq,
+            attempt,
+        }
+        | QueueReceived {
+            consumer,
+            partition,
+            producer,
+            seq,
+            attempt,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "consumer", *consumer as u64 + 1);
+            field_u64(line, "producer", *producer as u64 + 1);
+            field_u64(line, "seq", *seq);
+            field_u64(line, "attempt", *attempt as u64);
+        }
+        QueueAcked {
+            partition,
+            producer,
+            seq,
+        }
+        | QueueNacked {
+            partition,
+            producer,
+            seq,
+        }
+        | QueueLost {
+            partition,
+            producer,
+            seq,
+        }
+        | QueueRevived {
+            partition,
+            producer,
+            seq,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "producer", *producer as u64 + 1);
+            field_u64(line, "seq", *seq);
+        }
+        QueueRequeued {
+            partition,
+            producer,
+            seq,
+            attempt: n,
+        }
+        | QueueDead {
+            partition,
+            producer,
+            seq,
+            attempts: n,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "producer", *producer as u64 + 1);
+            field_u64(line, "seq", *seq);
+            let name = if matches!(ev, QueueDead { .. }) {
+                "attempts"
+            } else {
+                "attempt"
+            };
+            field_u64(line, name, *n as u64);
+        }
+        QueueMigrated {
+            partition,
+            from,
+            to,
+            epoch,
+            messages,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_str(line, "from", &format!("s{}", from + 1));
+            field_str(line, "to", &format!("s{}", to + 1));
+            field_u64(line, "epoch", *epoch);
+            field_u64(line, "messages", *messages);
+        }
+        QueueConsumerCrash { consumer, holding } => {
+            field_u64(line, "consumer", *consumer as u64 + 1);
+            field_u64(line, "holding", *holding as u64);
         }
     }
 }

@@ -4,4 +4,5 @@ pub mod history_formats;
 pub mod linearizability;
 pub mod lock_history;
 pub mod lock_safety;
+pub mod queue_delivery;
 pub mod raft_safety;

@@ -125,7 +125,11 @@ impl Client {
         match timer {
             Timer::ClientNext => self.generate(env),
             Timer::ClientRetry => self.on_retry_timer(env),
-            Timer::Election | Timer::Heartbeat | Timer::LeaseCheck => {}
+            Timer::Election
+            | Timer::Heartbeat
+            | Timer::LeaseCheck
+            | Timer::Fsync
+            | Timer::Rebalance => {}
         }
     }
 

@@ -179,7 +179,11 @@ impl Raft {
         match timer {
             Timer::Election => self.on_election_timeout(env),
             Timer::Heartbeat => self.on_heartbeat(env),
-            Timer::ClientRetry | Timer::ClientNext | Timer::LeaseCheck => {}
+            Timer::ClientRetry
+            | Timer::ClientNext
+            | Timer::LeaseCheck
+            | Timer::Fsync
+            | Timer::Rebalance => {}
         }
         self.flush(env);
     }

@@ -39,6 +39,115 @@ pub struct Scenario {
     pub locks: LockConfig,
     /// Generated lock clients (none by default).
     pub lock_load: LockWorkload,
+    /// The Redis shards behind the queue (none by default).
+    pub redis: RedisConfig,
+    /// The queues and how they deliver.
+    pub queue: QueueConfig,
+    /// Generated producers and consumers (none by default).
+    pub queue_load: QueueWorkload,
+}
+
+/// Redis's persistence setting for every shard (redis.conf `appendonly` and
+/// `appendfsync`).
+pub use crate::redis::Fsync;
+
+/// The Redis shards: endpoints `s1`..`sN`, numbered right after the nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RedisConfig {
+    /// Number of shard endpoints (0 = no queue in this scenario).
+    pub shards: usize,
+    /// Shards in the ring at the start, as indexes 0..shards (file: `s1`..);
+    /// the others wait for an `add_shard` step.
+    pub initial_ring: Vec<u32>,
+    /// What a crashed shard keeps.
+    pub persistence: Fsync,
+    /// Virtual nodes per shard on the consistent-hash ring.
+    pub vnodes: u32,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            shards: 0,
+            initial_ring: Vec::new(),
+            persistence: Fsync::Always,
+            vnodes: 64,
+        }
+    }
+}
+
+/// The queues: names, partitions and delivery rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueConfig {
+    /// Queue names; each is split into `partitions` partitions.
+    pub queues: Vec<String>,
+    pub partitions: u32,
+    /// How long a delivered message stays invisible before it is redelivered.
+    pub visibility_ns: Nanos,
+    /// Deliveries a message gets before it goes to the dead-letter queue.
+    pub max_attempts: u32,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            queues: vec!["jobs".to_string()],
+            partitions: 8,
+            visibility_ns: 500_000_000,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// Generated producers and consumers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueWorkload {
+    pub producers: usize,
+    pub consumers: usize,
+    /// Messages per second per producer (mean; gaps are exponential).
+    pub rate_per_s: f64,
+    /// Most messages in one produce request (1 = no batching).
+    pub batch: u32,
+    /// Ordering keys `0..keys`; 0 = unkeyed messages, spread over partitions.
+    pub keys: u32,
+    /// Fraction of messages sent with key 0 (a hot partition).
+    pub hot_ratio: f64,
+    /// Fraction of messages every consumer rejects (nack) until they are
+    /// dead-lettered.
+    pub poison_ratio: f64,
+    /// Most messages one consume request takes.
+    pub consume_batch: u32,
+    /// Processing time per message, uniform in [min, max].
+    pub process_min_ns: Nanos,
+    pub process_max_ns: Nanos,
+    /// Probability a consumer crashes while processing a message (it loses
+    /// what it holds, stays down for `consumer_down_ns`, then starts over).
+    pub crash_ratio: f64,
+    pub consumer_down_ns: Nanos,
+    /// Producers send in [start, stop); consumers run the whole scenario.
+    pub start_ns: Nanos,
+    pub stop_ns: Nanos,
+}
+
+impl Default for QueueWorkload {
+    fn default() -> Self {
+        QueueWorkload {
+            producers: 0,
+            consumers: 0,
+            rate_per_s: 100.0,
+            batch: 1,
+            keys: 0,
+            hot_ratio: 0.0,
+            poison_ratio: 0.0,
+            consume_batch: 4,
+            process_min_ns: 1_000_000,
+            process_max_ns: 5_000_000,
+            crash_ratio: 0.0,
+            consumer_down_ns: 1_000_000_000,
+            start_ns: 0,
+            stop_ns: u64::MAX,
+        }
+    }
 }
 
 /// Generated lock clients.
@@ -186,6 +295,8 @@ pub enum Target {
     LastCrashed,
     /// The node paused most recently and still paused (for `resume`).
     LastPaused,
+    /// Redis shard `index` (0-based; `s1` in files).
+    Shard(usize),
 }
 
 /// A fault or operation at an exact simulated time.
@@ -204,11 +315,13 @@ pub enum Action {
     Restart(Target),
     Pause(Target),
     Resume(Target),
-    /// Nodes in different groups cannot talk, both ways. Nodes in no group
-    /// form one more group of their own. Adds to any partition in force;
-    /// only `Heal` restores links.
+    /// Places in different groups cannot talk, both ways. Places are nodes
+    /// `0..n` and then Redis shards `n..n+shards`. Places in no group form one
+    /// more group of their own. Adds to any partition in force; only `Heal`
+    /// restores links.
     Partition(Vec<Vec<usize>>),
-    /// Messages from any of `from` to any of `to` are dropped (one way).
+    /// Messages from any of `from` to any of `to` (places, as in
+    /// `Partition`) are dropped (one way).
     PartitionOneWay {
         from: Vec<usize>,
         to: Vec<usize>,
@@ -229,6 +342,10 @@ pub enum Action {
         drift_ppm: Option<i64>,
         step_ns: Option<i64>,
     },
+    /// Ask the cluster to add shard `index` to the queue's ring.
+    AddShard(u32),
+    /// Ask the cluster to take shard `index` out of the queue's ring.
+    RemoveShard(u32),
     /// One scripted client operation sent to `node` (or the current leader).
     Client {
         client: usize,

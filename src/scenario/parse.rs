@@ -16,8 +16,9 @@ use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 use toml::Spanned;
 
 use super::model::{
-    Action, ClientOp, ClockConfig, Expectations, LinkConfig, LockConfig, LockWorkload, Nanos,
-    NetworkConfig, RaftConfig, Scenario, Step, Target, Workload,
+    Action, ClientOp, ClockConfig, Expectations, Fsync, LinkConfig, LockConfig, LockWorkload,
+    Nanos, NetworkConfig, QueueConfig, QueueWorkload, RaftConfig, RedisConfig, Scenario, Step,
+    Target, Workload,
 };
 use crate::bugs::Bugs;
 
@@ -33,11 +34,23 @@ const MAX_CLIENTS: i64 = 1_000;
 const MAX_KEYS: i64 = 100_000;
 const MAX_CLIENT_ID: i64 = 1_000;
 const MAX_REENTRY_LIMIT: i64 = 1_000;
-/// `lock_clients.stop` word for "no stop": rounds keep starting until the run
-/// ends (`LockWorkload::stop_ns == u64::MAX`).
+const MAX_SHARDS: i64 = 16;
+const MAX_VNODES: i64 = 1_024;
+const MAX_QUEUES: usize = 8;
+const MAX_PARTITIONS: i64 = 256;
+const MAX_ATTEMPTS: i64 = 100;
+/// Most messages in one produce or consume request.
+const MAX_BATCH: i64 = 1_000;
+const MAX_ORDERING_KEYS: i64 = 1_000_000;
+/// `lock_clients.stop` and `queue_clients.stop` word for "no stop": rounds (or
+/// messages) keep starting until the run ends (`stop_ns == u64::MAX`).
 const STOP_AT_END: &str = "end";
-const ACTIONS: &str =
-    "crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client";
+const ACTIONS: &str = "crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard";
+/// Where a shard name is allowed, for the error when one is used elsewhere.
+const SHARD_STEPS: &str =
+    "crash, restart, pause, resume, partition, partition_oneway, add_shard and remove_shard";
+/// `redis.persistence` values, in the order error messages list them.
+const PERSISTENCE: [Fsync; 3] = [Fsync::Always, Fsync::EverySec, Fsync::Off];
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -229,14 +242,63 @@ fn write_scenario(out: &mut String, s: &Scenario) -> fmt::Result {
         writeln!(out, "ttl = {}", dur(l.ttl_ns))?;
         writeln!(out, "crash_ratio = {}", float(l.crash_ratio))?;
         writeln!(out, "start = {}", dur(l.start_ns))?;
-        // Stop is always explicit: an absent stop would read back as 80% of
-        // the duration, so "no stop" (u64::MAX) is written as "end".
-        let stop = if l.stop_ns == u64::MAX {
-            quote(STOP_AT_END)
-        } else {
-            dur(l.stop_ns)
-        };
-        writeln!(out, "stop = {stop}")?;
+        writeln!(out, "stop = {}", stop_text(l.stop_ns))?;
+    }
+
+    // The queue tables follow the lock tables' rule: each is written only
+    // when it differs from the model's default, so scenarios without a queue
+    // save as before, and an absent `[redis]`, `[queue]` or `[queue_clients]`
+    // parses back to exactly the default.
+    let r = &s.redis;
+    if *r != RedisConfig::default() {
+        writeln!(out, "\n[redis]")?;
+        writeln!(out, "shards = {}", r.shards)?;
+        // The ring is always explicit, in the model's order, since the
+        // default (every shard) depends on `shards`.
+        let ring = r
+            .initial_ring
+            .iter()
+            .map(|&i| quote(&shard_name(i as usize)));
+        writeln!(out, "ring = [{}]", join(ring))?;
+        writeln!(
+            out,
+            "persistence = {}",
+            quote(persistence_word(r.persistence))
+        )?;
+        writeln!(out, "vnodes = {}", r.vnodes)?;
+    }
+    let q = &s.queue;
+    if *q != QueueConfig::default() {
+        writeln!(out, "\n[queue]")?;
+        writeln!(
+            out,
+            "queues = [{}]",
+            join(q.queues.iter().map(|n| quote(n)))
+        )?;
+        writeln!(out, "partitions = {}", q.partitions)?;
+        writeln!(out, "visibility = {}", dur(q.visibility_ns))?;
+        writeln!(out, "max_attempts = {}", q.max_attempts)?;
+    }
+    let w = &s.queue_load;
+    if *w != QueueWorkload::default() {
+        writeln!(out, "\n[queue_clients]")?;
+        writeln!(out, "producers = {}", w.producers)?;
+        writeln!(out, "consumers = {}", w.consumers)?;
+        writeln!(out, "rate = {}", float(w.rate_per_s))?;
+        writeln!(out, "batch = {}", w.batch)?;
+        writeln!(out, "keys = {}", w.keys)?;
+        writeln!(out, "hot_ratio = {}", float(w.hot_ratio))?;
+        writeln!(out, "poison_ratio = {}", float(w.poison_ratio))?;
+        writeln!(out, "consume_batch = {}", w.consume_batch)?;
+        writeln!(
+            out,
+            "process = {}",
+            dur_pair(w.process_min_ns, w.process_max_ns)
+        )?;
+        writeln!(out, "crash_ratio = {}", float(w.crash_ratio))?;
+        writeln!(out, "down = {}", dur(w.consumer_down_ns))?;
+        writeln!(out, "start = {}", dur(w.start_ns))?;
+        writeln!(out, "stop = {}", stop_text(w.stop_ns))?;
     }
 
     let e = &s.expect;
@@ -367,6 +429,11 @@ struct RawScenario {
     workload: Option<RawWorkload>,
     locks: Option<RawLocks>,
     lock_clients: Option<RawLockClients>,
+    // Spanned so that "needs [redis]" and "needs shards" errors can point at
+    // the table itself.
+    redis: Option<Spanned<RawRedis>>,
+    queue: Option<Spanned<RawQueue>>,
+    queue_clients: Option<Spanned<RawQueueClients>>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     expect: Option<RawExpect>,
@@ -454,6 +521,42 @@ struct RawLockClients {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawRedis {
+    shards: Option<Spanned<i64>>,
+    ring: Option<NameList>,
+    persistence: Option<Spanned<String>>,
+    vnodes: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    queues: Option<NameList>,
+    partitions: Option<Spanned<i64>>,
+    visibility: Option<Spanned<DurText>>,
+    max_attempts: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueueClients {
+    producers: Option<Spanned<i64>>,
+    consumers: Option<Spanned<i64>>,
+    rate: Option<Spanned<f64>>,
+    batch: Option<Spanned<i64>>,
+    keys: Option<Spanned<i64>>,
+    hot_ratio: Option<Spanned<f64>>,
+    poison_ratio: Option<Spanned<f64>>,
+    consume_batch: Option<Spanned<i64>>,
+    process: Option<Spanned<RawRange>>,
+    crash_ratio: Option<Spanned<f64>>,
+    down: Option<Spanned<DurText>>,
+    start: Option<Spanned<DurText>>,
+    stop: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawExpect {
     leader_within: Option<Spanned<DurText>>,
     leader_after_last_fault: Option<Spanned<DurText>>,
@@ -462,7 +565,8 @@ struct RawExpect {
     linearizable: Option<bool>,
 }
 
-type NodeList = Spanned<Vec<Spanned<String>>>;
+/// A list of names (nodes, shards, places or queues), each located.
+type NameList = Spanned<Vec<Spanned<String>>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -472,19 +576,21 @@ struct RawStep {
     restart: Option<Spanned<String>>,
     pause: Option<Spanned<String>>,
     resume: Option<Spanned<String>>,
-    partition: Option<Spanned<Vec<NodeList>>>,
+    partition: Option<Spanned<Vec<NameList>>>,
     partition_oneway: Option<Spanned<RawOneWay>>,
     heal: Option<Spanned<bool>>,
     network: Option<Spanned<RawNetworkChange>>,
     clock: Option<Spanned<RawClockChange>>,
     client: Option<Spanned<RawClient>>,
+    add_shard: Option<Spanned<String>>,
+    remove_shard: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOneWay {
-    from: NodeList,
-    to: NodeList,
+    from: NameList,
+    to: NameList,
 }
 
 #[derive(Deserialize)]
@@ -495,7 +601,7 @@ struct RawNetworkChange {
     duplicate: Option<Spanned<f64>>,
     reorder: Option<Spanned<f64>>,
     reorder_delay_max: Option<Spanned<DurText>>,
-    link: Option<NodeList>,
+    link: Option<NameList>,
     both_ways: Option<Spanned<bool>>,
 }
 
@@ -786,14 +892,35 @@ impl<'a> Source<'a> {
     }
 }
 
-/// The node names of a scenario with this many nodes: `n1`..`nN`.
-struct Nodes(usize);
+/// The names of a scenario's places: nodes `n1`..`nN`, then Redis shards
+/// `s1`..`sS`. Partitions number places the same way: node `i` is place `i`
+/// and shard `i` is place `nodes + i`.
+struct Nodes {
+    nodes: usize,
+    shards: usize,
+}
 
 impl Nodes {
-    fn node(&self, src: &Source<'_>, s: &Spanned<String>) -> Res<usize> {
+    /// A node name where only nodes make sense; `what` names the place in the
+    /// file, for the error when a shard is named there.
+    fn node(&self, src: &Source<'_>, s: &Spanned<String>, what: &str) -> Res<usize> {
+        let name = s.get_ref();
+        if shard_index(name).is_some() {
+            return Err(src.err(
+                s.span(),
+                format!(
+                    "{what} must name a node ({}), not shard `{name}`: shards only take {SHARD_STEPS} steps",
+                    self.node_list()
+                ),
+            ));
+        }
+        self.known_node(src, s)
+    }
+
+    fn known_node(&self, src: &Source<'_>, s: &Spanned<String>) -> Res<usize> {
         let name = s.get_ref();
         match node_index(name) {
-            Some(i) if i < self.0 => Ok(i),
+            Some(i) if i < self.nodes => Ok(i),
             _ => Err(src.err(
                 s.span(),
                 format!(
@@ -804,33 +931,104 @@ impl Nodes {
         }
     }
 
-    fn node_range(&self) -> String {
-        if self.0 == 1 {
-            "only node n1".to_owned()
-        } else {
-            format!("nodes n1..n{}", self.0)
+    /// A shard name, as the shard's index (`s1` -> 0).
+    fn shard(&self, src: &Source<'_>, s: &Spanned<String>) -> Res<usize> {
+        let name = s.get_ref();
+        match shard_index(name) {
+            Some(i) if i < self.shards => Ok(i),
+            _ => Err(src.err(
+                s.span(),
+                format!(
+                    "unknown shard `{name}`: this scenario has {}",
+                    self.shard_range()
+                ),
+            )),
         }
     }
 
-    /// A node name or one of the role words allowed for this action.
+    /// A node or shard name, as a place number.
+    fn place(&self, src: &Source<'_>, s: &Spanned<String>) -> Res<usize> {
+        let name = s.get_ref();
+        if shard_index(name).is_some() {
+            return self.shard(src, s).map(|i| self.nodes + i);
+        }
+        if node_index(name).is_none() && self.shards > 0 {
+            // Neither kind of name: say both kinds exist here.
+            return Err(src.err(
+                s.span(),
+                format!(
+                    "unknown name `{name}`: this scenario has {} and {}",
+                    self.node_range(),
+                    self.shard_range()
+                ),
+            ));
+        }
+        self.known_node(src, s)
+    }
+
+    fn place_name(&self, place: usize) -> String {
+        place_name(self.nodes, place)
+    }
+
+    /// "node" in scenarios without shards, so their messages read as before.
+    fn place_noun(&self) -> &'static str {
+        if self.shards == 0 {
+            "node"
+        } else {
+            "node or shard"
+        }
+    }
+
+    fn node_range(&self) -> String {
+        if self.nodes == 1 {
+            "only node n1".to_owned()
+        } else {
+            format!("nodes n1..n{}", self.nodes)
+        }
+    }
+
+    fn shard_range(&self) -> String {
+        match self.shards {
+            0 => format!("no Redis shards ([redis] shards = N adds s1..sN, up to {MAX_SHARDS})"),
+            1 => "only shard s1".to_owned(),
+            n => format!("shards s1..s{n}"),
+        }
+    }
+
+    /// A node name, a shard name when `shards_ok` (as `Target::Shard`), or
+    /// one of the role words allowed for this action.
     fn target(
         &self,
         src: &Source<'_>,
         s: &Spanned<String>,
         action: &str,
         roles: &[(&str, Target)],
+        shards_ok: bool,
     ) -> Res<Target> {
         if let Some((_, t)) = roles.iter().find(|(word, _)| *word == s.get_ref()) {
             return Ok(*t);
         }
         if node_index(s.get_ref()).is_some() {
-            return self.node(src, s).map(Target::Node);
+            return self.known_node(src, s).map(Target::Node);
+        }
+        if shard_index(s.get_ref()).is_some() {
+            return if shards_ok {
+                self.shard(src, s).map(Target::Shard)
+            } else {
+                self.node(src, s, action).map(Target::Node)
+            };
         }
         let words: Vec<String> = roles.iter().map(|(w, _)| format!("\"{w}\"")).collect();
+        // Shard names are offered only where a shard could be named.
+        let shards = if shards_ok && self.shards > 0 {
+            format!(", a shard name ({})", self.shard_list())
+        } else {
+            String::new()
+        };
         Err(src.err(
             s.span(),
             format!(
-                "bad target `{}` for {action}: expected a node name ({}) or {}",
+                "bad target `{}` for {action}: expected a node name ({}){shards} or {}",
                 s.get_ref(),
                 self.node_list(),
                 words.join(" or ")
@@ -839,35 +1037,59 @@ impl Nodes {
     }
 
     fn node_list(&self) -> String {
-        if self.0 == 1 {
+        if self.nodes == 1 {
             "n1".to_owned()
         } else {
-            format!("n1..n{}", self.0)
+            format!("n1..n{}", self.nodes)
         }
     }
 
-    /// Distinct node names; `context` words the duplicate error.
-    fn node_set(&self, src: &Source<'_>, names: &NodeList, what: &str) -> Res<Vec<usize>> {
-        if names.get_ref().is_empty() {
-            return Err(src.err(names.span(), format!("{what} must name at least one node")));
+    fn shard_list(&self) -> String {
+        if self.shards == 1 {
+            "s1".to_owned()
+        } else {
+            format!("s1..s{}", self.shards)
         }
-        let mut seen: Vec<(usize, Range<usize>)> = Vec::new();
-        for name in names.get_ref() {
-            let n = self.node(src, name)?;
-            if let Some((_, first)) = seen.iter().find(|(m, _)| *m == n) {
-                let (line, col) = src.line_col(first.start);
-                return Err(src.err(
-                    name.span(),
-                    format!(
-                        "{} is named twice in {what} (first at line {line}, column {col})",
-                        name.get_ref()
-                    ),
-                ));
-            }
-            seen.push((n, name.span()));
-        }
-        Ok(seen.into_iter().map(|(n, _)| n).collect())
     }
+
+    /// Distinct places (node or shard names); `what` words the errors.
+    fn place_set(&self, src: &Source<'_>, names: &NameList, what: &str) -> Res<Vec<usize>> {
+        let noun = self.place_noun();
+        distinct(src, names, what, noun, |name| self.place(src, name))
+    }
+}
+
+/// The non-empty list `names`, each looked up by `index`, none named twice;
+/// `what` names the list and `noun` its items in errors.
+fn distinct<T: PartialEq>(
+    src: &Source<'_>,
+    names: &NameList,
+    what: &str,
+    noun: &str,
+    index: impl Fn(&Spanned<String>) -> Res<T>,
+) -> Res<Vec<T>> {
+    if names.get_ref().is_empty() {
+        return Err(src.err(
+            names.span(),
+            format!("{what} must name at least one {noun}"),
+        ));
+    }
+    let mut seen: Vec<(T, Range<usize>)> = Vec::new();
+    for name in names.get_ref() {
+        let n = index(name)?;
+        if let Some((_, first)) = seen.iter().find(|(m, _)| *m == n) {
+            let (line, col) = src.line_col(first.start);
+            return Err(src.err(
+                name.span(),
+                format!(
+                    "{} is named twice in {what} (first at line {line}, column {col})",
+                    name.get_ref()
+                ),
+            ));
+        }
+        seen.push((n, name.span()));
+    }
+    Ok(seen.into_iter().map(|(n, _)| n).collect())
 }
 
 /// Key names by index: workload keys `k0`.. first, then scripted keys as
@@ -914,6 +1136,11 @@ fn node_index(name: &str) -> Option<usize> {
     n.checked_sub(1)
 }
 
+/// `s1` -> 0, for Redis shard names; strict like `node_index`.
+fn shard_index(name: &str) -> Option<usize> {
+    strict_number(name.strip_prefix('s')?)?.checked_sub(1)
+}
+
 /// `k3` -> 3, for workload key names.
 fn key_index(name: &str) -> Option<usize> {
     strict_number(name.strip_prefix('k')?)
@@ -928,6 +1155,28 @@ fn strict_number(digits: &str) -> Option<usize> {
 
 fn node_name(i: usize) -> String {
     format!("n{}", i + 1)
+}
+
+fn shard_name(i: usize) -> String {
+    format!("s{}", i + 1)
+}
+
+/// Place `p` of a scenario with `nodes` nodes: a node, or a shard after them.
+fn place_name(nodes: usize, p: usize) -> String {
+    match p.checked_sub(nodes) {
+        Some(shard) => shard_name(shard),
+        None => node_name(p),
+    }
+}
+
+/// `redis.persistence` word for each setting, named as in redis.conf's
+/// `appendfsync` (with "off" for `appendonly no`).
+fn persistence_word(f: Fsync) -> &'static str {
+    match f {
+        Fsync::Always => "always",
+        Fsync::EverySec => "everysec",
+        Fsync::Off => "off",
+    }
 }
 
 fn default_link() -> LinkConfig {
@@ -965,13 +1214,18 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
         bugs.enable(b.get_ref()).map_err(|m| src.err(b.span(), m))?;
     }
 
-    let network = resolve_network(src, raw.network, nodes)?;
+    // First, so every later table and step knows the shard names.
+    let redis = resolve_redis(src, raw.redis.as_ref(), nodes)?;
+    let node_names = Nodes {
+        nodes,
+        shards: redis.shards,
+    };
+    let network = resolve_network(src, raw.network, &node_names)?;
     let raft = resolve_raft(src, raw.raft)?;
 
-    let node_names = Nodes(nodes);
     let mut clocks = vec![ClockConfig::default(); nodes];
     for (node, c) in &raw.clock {
-        let i = node_names.node(src, node)?;
+        let i = node_names.node(src, node, "a [clock] table")?;
         if let Some(d) = &c.offset {
             clocks[i].offset_ns = src.signed_duration(d, "offset")?;
         }
@@ -994,6 +1248,8 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
         &locks,
         lease_check_span,
     )?;
+    let queue = resolve_queue(src, raw.queue.as_ref(), &redis)?;
+    let queue_load = resolve_queue_clients(src, raw.queue_clients.as_ref(), duration_ns, &redis)?;
     let mut keys = Keys::new(workload.keys);
 
     let mut steps = Vec::with_capacity(raw.step.len());
@@ -1009,7 +1265,7 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
     }
     // Stable, so steps at the same time keep file order.
     steps.sort_by_key(|(step, _)| step.at_ns);
-    check_timeline(src, &steps, nodes)?;
+    check_timeline(src, &steps, &node_names)?;
 
     let expect = resolve_expect(src, raw.expect)?;
     Ok(Scenario {
@@ -1028,10 +1284,13 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
         key_names: keys.names,
         locks,
         lock_load,
+        redis,
+        queue,
+        queue_load,
     })
 }
 
-fn resolve_network(src: &Source<'_>, raw: Option<RawNetwork>, nodes: usize) -> Res<NetworkConfig> {
+fn resolve_network(src: &Source<'_>, raw: Option<RawNetwork>, names: &Nodes) -> Res<NetworkConfig> {
     let Some(raw) = raw else {
         return Ok(NetworkConfig {
             link: default_link(),
@@ -1039,13 +1298,15 @@ fn resolve_network(src: &Source<'_>, raw: Option<RawNetwork>, nodes: usize) -> R
         });
     };
     let link = src.link_config(default_link(), &link_fields!(raw))?;
-    let names = Nodes(nodes);
     let mut overrides: Vec<(usize, usize, LinkConfig)> = Vec::new();
     // Where each directed link was first overridden, to reject ambiguous repeats.
     let mut first_line: BTreeMap<(usize, usize), usize> = BTreeMap::new();
     for l in &raw.link {
         let r = l.get_ref();
-        let (from, to) = (names.node(src, &r.from)?, names.node(src, &r.to)?);
+        let (from, to) = (
+            names.node(src, &r.from, "[[network.link]]")?,
+            names.node(src, &r.to, "[[network.link]]")?,
+        );
         if from == to {
             return Err(src.err(r.to.span(), "a link must join two different nodes"));
         }
@@ -1289,8 +1550,6 @@ fn resolve_lock_clients(
 ) -> Res<LockWorkload> {
     let mut w = LockWorkload::default();
     let Some(raw) = raw else { return Ok(w) };
-    let default_stop = duration_ns - duration_ns / 5;
-    w.stop_ns = default_stop;
     if let Some(v) = &raw.clients {
         w.clients = src.int(v, "lock_clients.clients", 0, MAX_CLIENTS)? as usize;
     }
@@ -1352,28 +1611,53 @@ fn resolve_lock_clients(
     if let Some(p) = &raw.crash_ratio {
         w.crash_ratio = src.probability(p, "lock_clients.crash_ratio")?;
     }
-    if let Some(d) = &raw.start {
-        w.start_ns = src.duration(d, "lock_clients.start")?;
+    (w.start_ns, w.stop_ns) = client_window(
+        src,
+        "lock_clients",
+        raw.start.as_ref(),
+        raw.stop.as_ref(),
+        duration_ns,
+        "keep starting rounds",
+    )?;
+    Ok(w)
+}
+
+/// `start` and `stop` of a generated-client table (`table` names it in
+/// messages): `start` defaults to 0s and `stop`, like `[workload]`'s, to 80%
+/// of the duration; `stop = "end"` asks for no stop (`u64::MAX`).
+/// `until_end` says what "end" keeps doing, for the bad-stop message.
+fn client_window(
+    src: &Source<'_>,
+    table: &str,
+    start: Option<&Spanned<DurText>>,
+    stop: Option<&Spanned<DurText>>,
+    duration_ns: Nanos,
+    until_end: &str,
+) -> Res<(Nanos, Nanos)> {
+    let mut start_ns = 0;
+    let mut stop_ns = duration_ns - duration_ns / 5;
+    if let Some(d) = start {
+        start_ns = src.duration(d, &format!("{table}.start"))?;
     }
-    if let Some(d) = &raw.stop {
+    if let Some(d) = stop {
         let text = &d.get_ref().0;
         if text == STOP_AT_END {
-            w.stop_ns = u64::MAX;
+            stop_ns = u64::MAX;
         } else {
-            w.stop_ns = src.duration(d, "lock_clients.stop").map_err(|mut e| {
+            stop_ns = src.duration(d, &format!("{table}.stop")).map_err(|mut e| {
                 if e.message == bad_duration(text) {
                     e.message = format!(
-                        "bad lock_clients.stop \"{text}\": expected a duration like \"8s\", or \"{STOP_AT_END}\" to keep starting rounds until the run ends"
+                        "bad {table}.stop \"{text}\": expected a duration like \"8s\", or \"{STOP_AT_END}\" to {until_end} until the run ends"
                     );
                 }
                 e
             })?;
-            if w.stop_ns > duration_ns {
+            if stop_ns > duration_ns {
                 return Err(src.err(
                     d.span(),
                     format!(
-                        "lock_clients.stop ({}) must not be after the end of the run (duration {})",
-                        format_duration(w.stop_ns),
+                        "{table}.stop ({}) must not be after the end of the run (duration {})",
+                        format_duration(stop_ns),
                         format_duration(duration_ns)
                     ),
                 ));
@@ -1381,10 +1665,10 @@ fn resolve_lock_clients(
         }
     }
     // "end" stops at the end of the run.
-    let stop = w.stop_ns.min(duration_ns);
-    if w.start_ns > stop {
-        let (span, which) = match (&raw.stop, &raw.start) {
-            (Some(d), _) if w.stop_ns == u64::MAX => {
+    let effective_stop = stop_ns.min(duration_ns);
+    if start_ns > effective_stop {
+        let (span, which) = match (stop, start) {
+            (Some(d), _) if stop_ns == u64::MAX => {
                 (d.span(), format!(", \"{STOP_AT_END}\": the end of the run"))
             }
             (Some(d), _) => (d.span(), String::new()),
@@ -1394,12 +1678,221 @@ fn resolve_lock_clients(
         return Err(src.err(
             span,
             format!(
-                "lock_clients.start ({}) must not be after stop ({}{which})",
-                format_duration(w.start_ns),
-                format_duration(stop)
+                "{table}.start ({}) must not be after stop ({}{which})",
+                format_duration(start_ns),
+                format_duration(effective_stop)
             ),
         ));
     }
+    Ok((start_ns, stop_ns))
+}
+
+/// `[redis]`. Absent, there are no shards (`RedisConfig::default()`).
+/// Present, `shards` is required, since a Redis table without shards would
+/// mean nothing; `ring` defaults to every shard and the rest as in
+/// `RedisConfig::default()`.
+fn resolve_redis(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawRedis>>,
+    nodes: usize,
+) -> Res<RedisConfig> {
+    let mut c = RedisConfig::default();
+    let Some(table) = raw else { return Ok(c) };
+    let raw = table.get_ref();
+    let Some(v) = &raw.shards else {
+        return Err(src.err(
+            table.span(),
+            format!("[redis] needs shards, the number of Redis shards (1..={MAX_SHARDS}), like shards = 3"),
+        ));
+    };
+    c.shards = src.int(v, "redis.shards", 1, MAX_SHARDS)? as usize;
+    let names = Nodes {
+        nodes,
+        shards: c.shards,
+    };
+    // Shard indexes are below MAX_SHARDS, so they fit in u32.
+    c.initial_ring = match &raw.ring {
+        None => (0..c.shards as u32).collect(),
+        Some(list) => distinct(src, list, "redis.ring", "shard", |s| {
+            names.shard(src, s).map(|i| i as u32)
+        })?,
+    };
+    if let Some(p) = &raw.persistence {
+        let word = p.get_ref();
+        c.persistence = PERSISTENCE
+            .into_iter()
+            .find(|&f| persistence_word(f) == word)
+            .ok_or_else(|| {
+                let words: Vec<String> = PERSISTENCE
+                    .iter()
+                    .map(|&f| format!("\"{}\"", persistence_word(f)))
+                    .collect();
+                src.err(
+                    p.span(),
+                    format!(
+                        "unknown redis.persistence `{word}`: expected {}",
+                        or_list(&words)
+                    ),
+                )
+            })?;
+    }
+    if let Some(v) = &raw.vnodes {
+        c.vnodes = src.int(v, "redis.vnodes", 1, MAX_VNODES)? as u32;
+    }
+    Ok(c)
+}
+
+/// `"a", "b" or "c"`.
+fn or_list(words: &[String]) -> String {
+    match words.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => words.join(""),
+    }
+}
+
+/// The error for a queue table (or key) given without `[redis]`.
+fn needs_redis(what: &str) -> String {
+    format!("{what} needs [redis] with at least one shard: the queues live on Redis shards")
+}
+
+/// `[queue]`. Absent, `QueueConfig::default()`; present, it needs `[redis]`
+/// and each field defaults as in `QueueConfig::default()`.
+fn resolve_queue(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawQueue>>,
+    redis: &RedisConfig,
+) -> Res<QueueConfig> {
+    let mut c = QueueConfig::default();
+    let Some(table) = raw else { return Ok(c) };
+    if redis.shards == 0 {
+        return Err(src.err(table.span(), needs_redis("[queue]")));
+    }
+    let raw = table.get_ref();
+    if let Some(list) = &raw.queues {
+        c.queues = queue_names(src, list)?;
+    }
+    if let Some(v) = &raw.partitions {
+        c.partitions = src.int(v, "queue.partitions", 1, MAX_PARTITIONS)? as u32;
+    }
+    if let Some(d) = &raw.visibility {
+        c.visibility_ns = src.positive_duration(d, "queue.visibility")?;
+    }
+    if let Some(v) = &raw.max_attempts {
+        c.max_attempts = src.int(v, "queue.max_attempts", 1, MAX_ATTEMPTS)? as u32;
+    }
+    Ok(c)
+}
+
+/// `queue.queues`: 1..=MAX_QUEUES distinct names. The names become parts of
+/// Redis keys and trace lines, so they are kept to a plain alphabet.
+fn queue_names(src: &Source<'_>, list: &NameList) -> Res<Vec<String>> {
+    if list.get_ref().len() > MAX_QUEUES {
+        return Err(src.err(
+            list.span(),
+            format!(
+                "queue.queues must name at most {MAX_QUEUES} queues, got {}",
+                list.get_ref().len()
+            ),
+        ));
+    }
+    distinct(src, list, "queue.queues", "queue", |s| {
+        let name = s.get_ref();
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if valid {
+            Ok(name.clone())
+        } else {
+            Err(src.err(
+                s.span(),
+                format!(
+                    "queue.queues names must be letters, digits, '_' and '-' (like \"jobs\"), got {name:?}"
+                ),
+            ))
+        }
+    })
+}
+
+/// `[queue_clients]`. Absent, it is exactly `QueueWorkload::default()` (no
+/// producers or consumers, no stop). Present, it needs `[redis]`, and every
+/// field defaults as in `QueueWorkload::default()` except `stop`, which
+/// defaults like `[lock_clients]`'s (80% of the duration); `stop = "end"` is
+/// no stop, which is how `scenario_to_toml` writes one, so both round-trip.
+fn resolve_queue_clients(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawQueueClients>>,
+    duration_ns: Nanos,
+    redis: &RedisConfig,
+) -> Res<QueueWorkload> {
+    let mut w = QueueWorkload::default();
+    let Some(table) = raw else { return Ok(w) };
+    let raw = table.get_ref();
+    if redis.shards == 0 {
+        // Point at the clients that would talk to the missing shards, if any.
+        let busy = [
+            (&raw.producers, "queue_clients.producers"),
+            (&raw.consumers, "queue_clients.consumers"),
+        ]
+        .into_iter()
+        .find_map(|(v, what)| {
+            v.as_ref()
+                .filter(|v| *v.get_ref() > 0)
+                .map(|v| (v.span(), what))
+        });
+        let (span, what) = busy.unwrap_or((table.span(), "[queue_clients]"));
+        return Err(src.err(span, needs_redis(what)));
+    }
+    if let Some(v) = &raw.producers {
+        w.producers = src.int(v, "queue_clients.producers", 0, MAX_CLIENTS)? as usize;
+    }
+    if let Some(v) = &raw.consumers {
+        w.consumers = src.int(v, "queue_clients.consumers", 0, MAX_CLIENTS)? as usize;
+    }
+    if let Some(v) = &raw.rate {
+        let rate = *v.get_ref();
+        // Written as a negated range check so NaN fails too; the cap, as for
+        // [workload], keeps a producer from flooding one instant.
+        if !(rate > 0.0 && rate <= MAX_RATE) {
+            return Err(src.err(
+                v.span(),
+                format!("queue_clients.rate must be more than 0 and at most {MAX_RATE} messages per second per producer, got {rate}"),
+            ));
+        }
+        w.rate_per_s = rate;
+    }
+    if let Some(v) = &raw.batch {
+        w.batch = src.int(v, "queue_clients.batch", 1, MAX_BATCH)? as u32;
+    }
+    if let Some(v) = &raw.keys {
+        w.keys = src.int(v, "queue_clients.keys", 0, MAX_ORDERING_KEYS)? as u32;
+    }
+    if let Some(p) = &raw.hot_ratio {
+        w.hot_ratio = src.probability(p, "queue_clients.hot_ratio")?;
+    }
+    if let Some(p) = &raw.poison_ratio {
+        w.poison_ratio = src.probability(p, "queue_clients.poison_ratio")?;
+    }
+    if let Some(v) = &raw.consume_batch {
+        w.consume_batch = src.int(v, "queue_clients.consume_batch", 1, MAX_BATCH)? as u32;
+    }
+    if let Some(r) = &raw.process {
+        (w.process_min_ns, w.process_max_ns) = src.range(r, "queue_clients.process")?;
+    }
+    if let Some(p) = &raw.crash_ratio {
+        w.crash_ratio = src.probability(p, "queue_clients.crash_ratio")?;
+    }
+    if let Some(d) = &raw.down {
+        w.consumer_down_ns = src.positive_duration(d, "queue_clients.down")?;
+    }
+    (w.start_ns, w.stop_ns) = client_window(
+        src,
+        "queue_clients",
+        raw.start.as_ref(),
+        raw.stop.as_ref(),
+        duration_ns,
+        "keep producing",
+    )?;
     Ok(w)
 }
 
@@ -1459,6 +1952,8 @@ fn resolve_step(
         ("network", s.network.as_ref().map(Spanned::span)),
         ("clock", s.clock.as_ref().map(Spanned::span)),
         ("client", s.client.as_ref().map(Spanned::span)),
+        ("add_shard", s.add_shard.as_ref().map(Spanned::span)),
+        ("remove_shard", s.remove_shard.as_ref().map(Spanned::span)),
     ]
     .into_iter()
     .filter_map(|(name, span)| span.map(|sp| (name, sp)))
@@ -1485,28 +1980,36 @@ fn resolve_step(
     };
 
     let action = if let Some(t) = &s.crash {
-        Action::Crash(names.target(src, t, "crash", CRASH_ROLES)?)
+        Action::Crash(names.target(src, t, "crash", CRASH_ROLES, true)?)
     } else if let Some(t) = &s.restart {
         Action::Restart(names.target(
             src,
             t,
             "restart",
             &[("last_crashed", Target::LastCrashed)],
+            true,
         )?)
     } else if let Some(t) = &s.pause {
-        Action::Pause(names.target(src, t, "pause", CRASH_ROLES)?)
+        Action::Pause(names.target(src, t, "pause", CRASH_ROLES, true)?)
     } else if let Some(t) = &s.resume {
-        Action::Resume(names.target(src, t, "resume", &[("last_paused", Target::LastPaused)])?)
+        Action::Resume(names.target(
+            src,
+            t,
+            "resume",
+            &[("last_paused", Target::LastPaused)],
+            true,
+        )?)
     } else if let Some(p) = &s.partition {
         Action::Partition(resolve_partition(src, p, names)?)
     } else if let Some(o) = &s.partition_oneway {
         let o = o.get_ref();
-        let from = names.node_set(src, &o.from, "from")?;
-        let to = names.node_set(src, &o.to, "to")?;
-        if let Some(name) =
+        let from = names.place_set(src, &o.from, "from")?;
+        let to = names.place_set(src, &o.to, "to")?;
+        if let Some((name, _)) =
             o.to.get_ref()
                 .iter()
-                .find(|n| node_index(n.get_ref()).is_some_and(|i| from.contains(&i)))
+                .zip(&to)
+                .find(|(_, p)| from.contains(p))
         {
             return Err(src.err(
                 name.span(),
@@ -1536,7 +2039,7 @@ fn resolve_step(
             ));
         }
         Action::Clock {
-            node: names.node(src, &c_ref.node)?,
+            node: names.node(src, &c_ref.node, "clock")?,
             offset_ns: c_ref
                 .offset
                 .as_ref()
@@ -1555,6 +2058,11 @@ fn resolve_step(
         }
     } else if let Some(c) = &s.client {
         resolve_client(src, c.get_ref(), names, keys)?
+    } else if let Some(t) = &s.add_shard {
+        // Shard indexes are below MAX_SHARDS, so they fit in u32.
+        Action::AddShard(names.shard(src, t)? as u32)
+    } else if let Some(t) = &s.remove_shard {
+        Action::RemoveShard(names.shard(src, t)? as u32)
     } else {
         unreachable!("exactly one action is present")
     };
@@ -1570,7 +2078,7 @@ fn resolve_step(
 
 fn resolve_partition(
     src: &Source<'_>,
-    p: &Spanned<Vec<NodeList>>,
+    p: &Spanned<Vec<NameList>>,
     names: &Nodes,
 ) -> Res<Vec<Vec<usize>>> {
     if p.get_ref().is_empty() {
@@ -1585,12 +2093,15 @@ fn resolve_partition(
         if group.get_ref().is_empty() {
             return Err(src.err(
                 group.span(),
-                "a partition group must name at least one node",
+                format!(
+                    "a partition group must name at least one {}",
+                    names.place_noun()
+                ),
             ));
         }
         let mut g = Vec::new();
         for name in group.get_ref() {
-            let n = names.node(src, name)?;
+            let n = names.place(src, name)?;
             if let Some((_, first)) = seen.iter().find(|(m, _)| *m == n) {
                 let (line, col) = src.line_col(first.start);
                 return Err(src.err(
@@ -1637,7 +2148,10 @@ fn resolve_network_change(
                     "link must be a pair of node names like [\"n1\", \"n2\"]",
                 ));
             };
-            let (a, b) = (names.node(src, from)?, names.node(src, to)?);
+            let (a, b) = (
+                names.node(src, from, "network link")?,
+                names.node(src, to, "network link")?,
+            );
             if a == b {
                 return Err(src.err(to.span(), "a link must join two different nodes"));
             }
@@ -1663,7 +2177,7 @@ fn resolve_network_change(
 
 fn resolve_client(src: &Source<'_>, c: &RawClient, names: &Nodes, keys: &mut Keys) -> Res<Action> {
     let client = src.int(&c.id, "client id", 0, MAX_CLIENT_ID)? as usize;
-    let node = names.target(src, &c.node, "client", CRASH_ROLES)?;
+    let node = names.target(src, &c.node, "client", CRASH_ROLES, false)?;
     let key = keys.index(src, &c.key)?;
     let op = match (c.op.get_ref().as_str(), &c.value) {
         ("get", None) => ClientOp::Get { key },
@@ -1708,19 +2222,39 @@ enum Paused {
 /// Rejects timelines that cannot do what they say, walking steps in time order.
 /// Role targets ("leader", "follower") make the affected state unknown, and
 /// checks on unknown state are skipped rather than guessed.
-fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize) -> Res<()> {
-    let mut life = vec![Life::Up { restarted_by: None }; nodes];
-    let mut paused = vec![Paused::No { resumed_by: None }; nodes];
+///
+/// Shards named in steps are checked like nodes, at their place numbers.
+/// Every role word ("leader", "follower", "last_crashed", "last_paused")
+/// picks only nodes, as in the simulator, so role steps read and change only
+/// the nodes' state.
+fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Nodes) -> Res<()> {
+    let nodes = names.nodes;
+    let places = nodes + names.shards;
+    let mut life = vec![Life::Up { restarted_by: None }; places];
+    let mut paused = vec![Paused::No { resumed_by: None }; places];
     let (mut crashed_before, mut paused_before) = (false, false);
+    // A shard target becomes the node target of its place, so the named-node
+    // arms below check both.
+    let as_place = |t: Target| match t {
+        Target::Shard(i) => Target::Node(nodes + i),
+        t => t,
+    };
     for (seq, (step, span)) in steps.iter().enumerate() {
         let at = format_duration(step.at_ns);
         let fail = |msg: String| Err(src.err(span.clone(), msg));
-        match step.action {
+        let action = match step.action {
+            Action::Crash(t) => Action::Crash(as_place(t)),
+            Action::Restart(t) => Action::Restart(as_place(t)),
+            Action::Pause(t) => Action::Pause(as_place(t)),
+            Action::Resume(t) => Action::Resume(as_place(t)),
+            _ => continue,
+        };
+        match action {
             Action::Crash(Target::Node(n)) => {
                 if let Life::Down { line, .. } = life[n] {
                     return fail(format!(
                         "{} is already crashed at {at} (crashed by the step at line {line})",
-                        node_name(n)
+                        names.place_name(n)
                     ));
                 }
                 life[n] = Life::Down {
@@ -1730,7 +2264,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                 if let Paused::Yes { .. } = paused[n] {
                     paused[n] = Paused::Unknown;
                 }
-                crashed_before = true;
+                crashed_before |= n < nodes;
             }
             Action::Crash(_) => {
                 for n in 0..nodes {
@@ -1748,7 +2282,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                     Life::Up { restarted_by: None } => {
                         return fail(format!(
                             "{} is not crashed at {at}: no earlier step crashes it",
-                            node_name(n)
+                            names.place_name(n)
                         ));
                     }
                     Life::Up {
@@ -1756,7 +2290,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                     } => {
                         return fail(format!(
                             "{} is already up at {at} (restarted by the step at line {line})",
-                            node_name(n)
+                            names.place_name(n)
                         ));
                     }
                     Life::Down { .. } | Life::Unknown => {}
@@ -1771,6 +2305,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                         "restart = \"last_crashed\" at {at}, but no earlier step crashes a node"
                     ));
                 }
+                let life = &mut life[..nodes];
                 if life.iter().all(|l| matches!(l, Life::Up { .. })) {
                     return fail(format!(
                         "restart = \"last_crashed\" at {at}, but every crashed node is up again by then"
@@ -1791,7 +2326,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                         };
                     }
                     _ => {
-                        for l in &mut life {
+                        for l in life {
                             if let Life::Down { .. } = l {
                                 *l = Life::Unknown;
                             }
@@ -1803,23 +2338,23 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                 if let Life::Down { line, .. } = life[n] {
                     return fail(format!(
                         "{} is crashed at {at} (crashed by the step at line {line}), so it cannot be paused",
-                        node_name(n)
+                        names.place_name(n)
                     ));
                 }
                 if let Paused::Yes { line, .. } = paused[n] {
                     return fail(format!(
                         "{} is already paused at {at} (paused by the step at line {line})",
-                        node_name(n)
+                        names.place_name(n)
                     ));
                 }
                 paused[n] = Paused::Yes {
                     line: step.line,
                     seq,
                 };
-                paused_before = true;
+                paused_before |= n < nodes;
             }
             Action::Pause(_) => {
-                for p in &mut paused {
+                for p in &mut paused[..nodes] {
                     if let Paused::No { .. } = p {
                         *p = Paused::Unknown;
                     }
@@ -1831,7 +2366,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                     Paused::No { resumed_by: None } => {
                         return fail(format!(
                             "{} is not paused at {at}: no earlier step pauses it",
-                            node_name(n)
+                            names.place_name(n)
                         ));
                     }
                     Paused::No {
@@ -1839,7 +2374,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                     } => {
                         return fail(format!(
                             "{} is not paused at {at} (already resumed by the step at line {line})",
-                            node_name(n)
+                            names.place_name(n)
                         ));
                     }
                     Paused::Yes { .. } | Paused::Unknown => {}
@@ -1854,6 +2389,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                         "resume = \"last_paused\" at {at}, but no earlier step pauses a node"
                     ));
                 }
+                let paused = &mut paused[..nodes];
                 if paused.iter().all(|p| matches!(p, Paused::No { .. })) {
                     return fail(format!(
                         "resume = \"last_paused\" at {at}, but every paused node is resumed by then"
@@ -1874,7 +2410,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], nodes: usize
                         };
                     }
                     _ => {
-                        for p in &mut paused {
+                        for p in paused {
                             if let Paused::Yes { .. } = p {
                                 *p = Paused::Unknown;
                             }
@@ -1897,6 +2433,16 @@ fn quote(s: &str) -> String {
 
 fn dur(ns: Nanos) -> String {
     quote(&format_duration(ns))
+}
+
+/// A generated-client stop. Always explicit: an absent stop would read back
+/// as 80% of the duration, so "no stop" (u64::MAX) is written as "end".
+fn stop_text(ns: Nanos) -> String {
+    if ns == u64::MAX {
+        quote(STOP_AT_END)
+    } else {
+        dur(ns)
+    }
 }
 
 fn dur_pair(min: Nanos, max: Nanos) -> String {
@@ -1924,6 +2470,12 @@ fn node_list(nodes: &[usize]) -> String {
     format!("[{}]", join(nodes.iter().map(|&n| quote(&node_name(n)))))
 }
 
+/// Places (nodes, then shards) of scenario `s` by name, as partitions take them.
+fn place_list(s: &Scenario, places: &[usize]) -> String {
+    let names = places.iter().map(|&p| quote(&place_name(s.nodes, p)));
+    format!("[{}]", join(names))
+}
+
 /// Every link field as `key = value`, for table lines or an inline table.
 fn link_fields_text(c: &LinkConfig) -> Vec<String> {
     vec![
@@ -1949,6 +2501,7 @@ fn target_text(t: Target) -> String {
         Target::Follower => "follower",
         Target::LastCrashed => "last_crashed",
         Target::LastPaused => "last_paused",
+        Target::Shard(i) => return quote(&shard_name(i)),
     };
     quote(word)
 }
@@ -1962,15 +2515,17 @@ fn action_toml(s: &Scenario, action: &Action) -> String {
         Action::Partition(groups) => {
             format!(
                 "partition = [{}]",
-                join(groups.iter().map(|g| node_list(g)))
+                join(groups.iter().map(|g| place_list(s, g)))
             )
         }
         Action::PartitionOneWay { from, to } => format!(
             "partition_oneway = {{ from = {}, to = {} }}",
-            node_list(from),
-            node_list(to)
+            place_list(s, from),
+            place_list(s, to)
         ),
         Action::Heal => "heal = true".to_owned(),
+        Action::AddShard(i) => format!("add_shard = {}", quote(&shard_name(*i as usize))),
+        Action::RemoveShard(i) => format!("remove_shard = {}", quote(&shard_name(*i as usize))),
         Action::Network {
             link,
             both_ways,
@@ -2372,6 +2927,9 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
                 // Absent: 80% of the duration, like [workload].
                 stop_ns: 8 * NS_PER_S,
             },
+            redis: RedisConfig::default(),
+            queue: QueueConfig::default(),
+            queue_load: QueueWorkload::default(),
         }
     }
 
@@ -2416,6 +2974,9 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
         assert!(s.timeline.is_empty());
         assert_eq!(s.locks, LockConfig::default());
         assert_eq!(s.lock_load, LockWorkload::default());
+        assert_eq!(s.redis, RedisConfig::default());
+        assert_eq!(s.queue, QueueConfig::default());
+        assert_eq!(s.queue_load, QueueWorkload::default());
     }
 
     #[test]
@@ -2655,6 +3216,882 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
         );
     }
 
+    const QUEUE_FULL: &str = r#"name = "queue-full"
+description = "Every queue table set, and shard faults."
+nodes = 3
+duration = "20s"
+
+[redis]
+shards = 4
+ring = ["s1", "s3", "s2"]
+persistence = "everysec"
+vnodes = 32
+
+[queue]
+queues = ["jobs", "mail_out", "Audit-2"]
+partitions = 16
+visibility = "750ms"
+max_attempts = 5
+
+[queue_clients]
+producers = 3
+consumers = 2
+rate = 250.5
+batch = 10
+keys = 100
+hot_ratio = 0.25
+poison_ratio = 0.01
+consume_batch = 8
+process = ["2ms", "9ms"]
+crash_ratio = 0.05
+down = "1.5s"
+start = "500ms"
+stop = "15s"
+
+[[step]]
+at = "2s"
+crash = "s2"
+
+[[step]]
+at = "3s"
+restart = "s2"
+
+[[step]]
+at = "4s"
+pause = "s1"
+
+[[step]]
+at = "5s"
+resume = "s1"
+
+[[step]]
+at = "6s"
+partition = [["n1", "s1"], ["n2", "n3", "s3"]]
+
+[[step]]
+at = "7s"
+partition_oneway = { from = ["s4"], to = ["n1", "s2"] }
+
+[[step]]
+at = "8s"
+heal = true
+
+[[step]]
+at = "9s"
+add_shard = "s4"
+
+[[step]]
+at = "12s"
+remove_shard = "s2"
+
+[[step]]
+at = "13s"
+crash = "leader"
+"#;
+
+    #[test]
+    fn queue_tables_and_shard_steps_parse_every_field() {
+        let s = parse_scenario(QUEUE_FULL, "q.toml").unwrap();
+        assert_eq!(
+            s.redis,
+            RedisConfig {
+                shards: 4,
+                initial_ring: vec![0, 2, 1],
+                persistence: Fsync::EverySec,
+                vnodes: 32,
+            }
+        );
+        assert_eq!(
+            s.queue,
+            QueueConfig {
+                queues: vec!["jobs".into(), "mail_out".into(), "Audit-2".into()],
+                partitions: 16,
+                visibility_ns: 750 * NS_PER_MS,
+                max_attempts: 5,
+            }
+        );
+        assert_eq!(
+            s.queue_load,
+            QueueWorkload {
+                producers: 3,
+                consumers: 2,
+                rate_per_s: 250.5,
+                batch: 10,
+                keys: 100,
+                hot_ratio: 0.25,
+                poison_ratio: 0.01,
+                consume_batch: 8,
+                process_min_ns: 2 * NS_PER_MS,
+                process_max_ns: 9 * NS_PER_MS,
+                crash_ratio: 0.05,
+                consumer_down_ns: 1500 * NS_PER_MS,
+                start_ns: 500 * NS_PER_MS,
+                stop_ns: 15 * NS_PER_S,
+            }
+        );
+        // Places: n1..n3 are 0..=2, then s1..s4 are 3..=6.
+        let lines = step_header_lines(QUEUE_FULL);
+        let expected: Vec<Step> = [
+            (2, Action::Crash(Target::Shard(1))),
+            (3, Action::Restart(Target::Shard(1))),
+            (4, Action::Pause(Target::Shard(0))),
+            (5, Action::Resume(Target::Shard(0))),
+            (6, Action::Partition(vec![vec![0, 3], vec![1, 2, 5]])),
+            (
+                7,
+                Action::PartitionOneWay {
+                    from: vec![6],
+                    to: vec![0, 4],
+                },
+            ),
+            (8, Action::Heal),
+            (9, Action::AddShard(3)),
+            (12, Action::RemoveShard(1)),
+            (13, Action::Crash(Target::Leader)),
+        ]
+        .into_iter()
+        .zip(lines)
+        .map(|((at, action), line)| Step {
+            at_ns: at * NS_PER_S,
+            action,
+            line,
+        })
+        .collect();
+        assert_eq!(s.timeline, expected);
+    }
+
+    #[test]
+    fn queue_tables_default_when_absent_or_empty() {
+        let parse = |body: &str| parse_scenario(&format!("{HEAD}{body}"), "t.toml").unwrap();
+        let s = parse("");
+        assert_eq!(s.redis, RedisConfig::default());
+        assert_eq!(s.queue, QueueConfig::default());
+        assert_eq!(s.queue_load, QueueWorkload::default());
+        // Nothing queue-related is written for a scenario without a queue.
+        let text = scenario_to_toml(&s);
+        assert!(
+            !text.contains("[redis]") && !text.contains("[queue"),
+            "{text}"
+        );
+
+        // Only shards is required; the ring defaults to every shard.
+        let s = parse("[redis]\nshards = 3\n");
+        assert_eq!(
+            s.redis,
+            RedisConfig {
+                shards: 3,
+                initial_ring: vec![0, 1, 2],
+                ..RedisConfig::default()
+            }
+        );
+        assert_eq!(s.queue, QueueConfig::default());
+        assert_eq!(s.queue_load, QueueWorkload::default());
+
+        // Empty tables: the model's defaults, except that a present
+        // [queue_clients] without `stop` stops at 80% of the duration.
+        let s = parse("[redis]\nshards = 1\n[queue]\n[queue_clients]\n");
+        assert_eq!(s.queue, QueueConfig::default());
+        assert_eq!(
+            s.queue_load,
+            QueueWorkload {
+                stop_ns: 8 * NS_PER_S,
+                ..QueueWorkload::default()
+            }
+        );
+        // "end" is no stop; a single process duration is min = max; the
+        // other persistence words; boundary values.
+        let s = parse(
+            "[redis]\nshards = 16\nring = [\"s16\"]\npersistence = \"off\"\nvnodes = 1024\n\
+             [queue]\nqueues = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\"]\npartitions = 256\nmax_attempts = 100\n\
+             [queue_clients]\nproducers = 1000\nconsumers = 0\nrate = 100000\nbatch = 1000\nkeys = 1000000\n\
+             hot_ratio = 1\nconsume_batch = 1\nprocess = \"3ms\"\nstart = \"10s\"\nstop = \"end\"\n",
+        );
+        assert_eq!(
+            s.redis,
+            RedisConfig {
+                shards: 16,
+                initial_ring: vec![15],
+                persistence: Fsync::Off,
+                vnodes: 1024,
+            }
+        );
+        assert_eq!((s.queue.queues.len(), s.queue.partitions), (8, 256));
+        assert_eq!(s.queue.max_attempts, 100);
+        assert_eq!(
+            s.queue_load,
+            QueueWorkload {
+                producers: 1000,
+                rate_per_s: 100_000.0,
+                batch: 1000,
+                keys: 1_000_000,
+                hot_ratio: 1.0,
+                consume_batch: 1,
+                process_min_ns: 3 * NS_PER_MS,
+                process_max_ns: 3 * NS_PER_MS,
+                start_ns: 10 * NS_PER_S,
+                ..QueueWorkload::default()
+            }
+        );
+        assert_eq!(
+            parse("[redis]\nshards = 1\npersistence = \"always\"\n")
+                .redis
+                .persistence,
+            Fsync::Always
+        );
+        // An idle [queue_clients] still needs [redis], but without clients
+        // there is nothing to point at but the table.
+        assert_error(
+            "[queue_clients]\nproducers = 0\n",
+            5,
+            1,
+            "[queue_clients] needs [redis] with at least one shard: the queues live on Redis shards",
+        );
+    }
+
+    /// `[redis]` with shards s1..s3, on lines 5 and 6.
+    const REDIS: &str = "[redis]\nshards = 3\n";
+
+    #[test]
+    fn queue_table_errors() {
+        let cases: &[(String, usize, usize, &str)] = &[
+            // [redis]
+            (
+                "[redis]\nvnodes = 8\n".into(),
+                5,
+                1,
+                "[redis] needs shards, the number of Redis shards (1..=16), like shards = 3",
+            ),
+            (
+                "[redis]\nshards = 17\n".into(),
+                6,
+                10,
+                "redis.shards must be between 1 and 16, got 17",
+            ),
+            (
+                "[redis]\nshards = 0\n".into(),
+                6,
+                10,
+                "redis.shards must be between 1 and 16, got 0",
+            ),
+            (
+                format!("{REDIS}ring = [\"s1\", \"s4\"]\n"),
+                7,
+                15,
+                "unknown shard `s4`: this scenario has shards s1..s3",
+            ),
+            (
+                format!("{REDIS}ring = [\"n1\"]\n"),
+                7,
+                9,
+                "unknown shard `n1`: this scenario has shards s1..s3",
+            ),
+            (
+                format!("{REDIS}ring = [\"s1\", \"s2\", \"s1\"]\n"),
+                7,
+                21,
+                "s1 is named twice in redis.ring (first at line 7, column 9)",
+            ),
+            (
+                format!("{REDIS}ring = []\n"),
+                7,
+                8,
+                "redis.ring must name at least one shard",
+            ),
+            (
+                format!("{REDIS}persistence = \"sometimes\"\n"),
+                7,
+                15,
+                "unknown redis.persistence `sometimes`: expected \"always\", \"everysec\" or \"off\"",
+            ),
+            (
+                format!("{REDIS}vnodes = 0\n"),
+                7,
+                10,
+                "redis.vnodes must be between 1 and 1024, got 0",
+            ),
+            (
+                format!("{REDIS}vnodes = 1025\n"),
+                7,
+                10,
+                "redis.vnodes must be between 1 and 1024, got 1025",
+            ),
+            (
+                "[redis]\nshards = 1\nrings = [\"s1\"]\n".into(),
+                7,
+                1,
+                "unknown field `rings`, expected one of `shards`, `ring`, `persistence`, `vnodes`",
+            ),
+            // [queue]
+            (
+                "[queue]\npartitions = 2\n".into(),
+                5,
+                1,
+                "[queue] needs [redis] with at least one shard: the queues live on Redis shards",
+            ),
+            (
+                format!("{REDIS}[queue]\npartitions = 0\n"),
+                8,
+                14,
+                "queue.partitions must be between 1 and 256, got 0",
+            ),
+            (
+                format!("{REDIS}[queue]\npartitions = 257\n"),
+                8,
+                14,
+                "queue.partitions must be between 1 and 256, got 257",
+            ),
+            (
+                format!("{REDIS}[queue]\nqueues = [\"a\", \"b c\"]\n"),
+                8,
+                16,
+                "queue.queues names must be letters, digits, '_' and '-' (like \"jobs\"), got \"b c\"",
+            ),
+            (
+                format!("{REDIS}[queue]\nqueues = [\"\"]\n"),
+                8,
+                11,
+                "queue.queues names must be letters, digits, '_' and '-' (like \"jobs\"), got \"\"",
+            ),
+            (
+                format!("{REDIS}[queue]\nqueues = [\"a\", \"b\", \"a\"]\n"),
+                8,
+                21,
+                "a is named twice in queue.queues (first at line 8, column 11)",
+            ),
+            (
+                format!("{REDIS}[queue]\nqueues = []\n"),
+                8,
+                10,
+                "queue.queues must name at least one queue",
+            ),
+            (
+                format!(
+                    "{REDIS}[queue]\nqueues = [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\", \"g\", \"h\", \"i\"]\n"
+                ),
+                8,
+                10,
+                "queue.queues must name at most 8 queues, got 9",
+            ),
+            (
+                format!("{REDIS}[queue]\nvisibility = \"0s\"\n"),
+                8,
+                14,
+                "queue.visibility must be more than 0s",
+            ),
+            (
+                format!("{REDIS}[queue]\nmax_attempts = 101\n"),
+                8,
+                16,
+                "queue.max_attempts must be between 1 and 100, got 101",
+            ),
+            (
+                format!("{REDIS}[queue]\nmax_attempts = 0\n"),
+                8,
+                16,
+                "queue.max_attempts must be between 1 and 100, got 0",
+            ),
+            // [queue_clients]
+            (
+                "[queue_clients]\nproducers = 2\n".into(),
+                6,
+                13,
+                "queue_clients.producers needs [redis] with at least one shard: the queues live on Redis shards",
+            ),
+            (
+                "[queue_clients]\nproducers = 0\nconsumers = 1\n".into(),
+                7,
+                13,
+                "queue_clients.consumers needs [redis] with at least one shard: the queues live on Redis shards",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nproducers = 1001\n"),
+                8,
+                13,
+                "queue_clients.producers must be between 0 and 1000, got 1001",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nconsumers = -1\n"),
+                8,
+                13,
+                "queue_clients.consumers must be between 0 and 1000, got -1",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nrate = 0\n"),
+                8,
+                8,
+                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got 0",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nrate = nan\n"),
+                8,
+                8,
+                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got NaN",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nrate = inf\n"),
+                8,
+                8,
+                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got inf",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nbatch = 0\n"),
+                8,
+                9,
+                "queue_clients.batch must be between 1 and 1000, got 0",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nkeys = 1000001\n"),
+                8,
+                8,
+                "queue_clients.keys must be between 0 and 1000000, got 1000001",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nhot_ratio = 1.5\n"),
+                8,
+                13,
+                "queue_clients.hot_ratio must be a probability between 0 and 1, got 1.5",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\npoison_ratio = -0.5\n"),
+                8,
+                16,
+                "queue_clients.poison_ratio must be a probability between 0 and 1, got -0.5",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nconsume_batch = 1001\n"),
+                8,
+                17,
+                "queue_clients.consume_batch must be between 1 and 1000, got 1001",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nprocess = [\"5ms\", \"1ms\"]\n"),
+                8,
+                11,
+                "queue_clients.process min (5ms) must not be more than max (1ms)",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nprocess = \"2h\"\n"),
+                8,
+                11,
+                "queue_clients.process must be at most 1h, got 2h",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\ncrash_ratio = 2\n"),
+                8,
+                15,
+                "queue_clients.crash_ratio must be a probability between 0 and 1, got 2",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\ndown = \"0s\"\n"),
+                8,
+                8,
+                "queue_clients.down must be more than 0s",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nstart = \"9s\"\n"),
+                8,
+                9,
+                "queue_clients.start (9s) must not be after stop (8s, the default: 80% of duration)",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nstart = \"3s\"\nstop = \"2s\"\n"),
+                9,
+                8,
+                "queue_clients.start (3s) must not be after stop (2s)",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nstop = \"11s\"\n"),
+                8,
+                8,
+                "queue_clients.stop (11s) must not be after the end of the run (duration 10s)",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nstop = \"never\"\n"),
+                8,
+                8,
+                "bad queue_clients.stop \"never\": expected a duration like \"8s\", or \"end\" to keep producing until the run ends",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nstart = \"11s\"\nstop = \"end\"\n"),
+                9,
+                8,
+                "queue_clients.start (11s) must not be after stop (10s, \"end\": the end of the run)",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nproducer = 1\n"),
+                8,
+                1,
+                "unknown field `producer`, expected one of `producers`, `consumers`, `rate`, `batch`, `keys`, `hot_ratio`, `poison_ratio`, `consume_batch`, `process`, `crash_ratio`, `down`, `start`, `stop`",
+            ),
+        ];
+        for (body, line, col, message) in cases {
+            assert_error(body, *line, *col, message);
+        }
+        assert_error_contains(
+            &format!("{REDIS}persistence = 1\n"),
+            "invalid type: integer `1`, expected a string",
+        );
+        assert_error_contains(
+            &format!("{REDIS}[queue_clients]\nprocess = [\"1ms\"]\n"),
+            "invalid length 1",
+        );
+    }
+
+    #[test]
+    fn shard_step_errors() {
+        let step = |action: &str| format!("{REDIS}[[step]]\nat = \"1s\"\n{action}\n");
+        let only_nodes = "shards only take crash, restart, pause, resume, partition, partition_oneway, add_shard and remove_shard steps";
+        let cases: Vec<(String, usize, usize, String)> = vec![
+            (
+                step("add_shard = \"s4\""),
+                9,
+                13,
+                "unknown shard `s4`: this scenario has shards s1..s3".into(),
+            ),
+            (
+                step("remove_shard = \"n1\""),
+                9,
+                16,
+                "unknown shard `n1`: this scenario has shards s1..s3".into(),
+            ),
+            (
+                step("crash = \"s4\""),
+                9,
+                9,
+                "unknown shard `s4`: this scenario has shards s1..s3".into(),
+            ),
+            (
+                step("crash = \"x\""),
+                9,
+                9,
+                "bad target `x` for crash: expected a node name (n1..n5), a shard name (s1..s3) or \"leader\" or \"follower\"".into(),
+            ),
+            (
+                step("clock = { node = \"s1\", step = \"1s\" }"),
+                9,
+                18,
+                format!("clock must name a node (n1..n5), not shard `s1`: {only_nodes}"),
+            ),
+            (
+                step("network = { loss = 0.1, link = [\"n1\", \"s2\"] }"),
+                9,
+                39,
+                format!("network link must name a node (n1..n5), not shard `s2`: {only_nodes}"),
+            ),
+            (
+                step("client = { id = 0, node = \"s1\", op = \"get\", key = \"x\" }"),
+                9,
+                27,
+                format!("client must name a node (n1..n5), not shard `s1`: {only_nodes}"),
+            ),
+            (
+                format!("{REDIS}[[network.link]]\nfrom = \"s1\"\nto = \"n2\"\n"),
+                8,
+                8,
+                format!("[[network.link]] must name a node (n1..n5), not shard `s1`: {only_nodes}"),
+            ),
+            (
+                format!("{REDIS}[clock.s1]\noffset = \"1ms\"\n"),
+                7,
+                8,
+                format!("a [clock] table must name a node (n1..n5), not shard `s1`: {only_nodes}"),
+            ),
+            (
+                step("partition = [[\"n1\", \"s2\"], [\"x\"]]"),
+                9,
+                29,
+                "unknown name `x`: this scenario has nodes n1..n5 and shards s1..s3".into(),
+            ),
+            (
+                step("partition = [[\"n1\", \"s2\"], [\"s2\"]]"),
+                9,
+                29,
+                "s2 is named twice in this partition (first at line 9, column 21); groups must be disjoint".into(),
+            ),
+            (
+                step("partition = [[\"s1\"], []]"),
+                9,
+                22,
+                "a partition group must name at least one node or shard".into(),
+            ),
+            (
+                step("partition_oneway = { from = [\"s1\", \"n2\"], to = [\"n3\", \"s1\"] }"),
+                9,
+                55,
+                "s1 is in both from and to; a one-way partition needs disjoint sides".into(),
+            ),
+            (
+                step("partition_oneway = { from = [\"s1\", \"s1\"], to = [\"n3\"] }"),
+                9,
+                36,
+                "s1 is named twice in from (first at line 9, column 30)".into(),
+            ),
+            (
+                step("partition_oneway = { from = [], to = [\"n3\"] }"),
+                9,
+                29,
+                "from must name at least one node or shard".into(),
+            ),
+            (
+                step("add_shard = \"s1\"\nheal = true"),
+                9,
+                13,
+                "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard); this one has 2: heal, add_shard".into(),
+            ),
+            // Any shard step needs [redis]: without it there are no shard names.
+            (
+                "[[step]]\nat = \"1s\"\ncrash = \"s1\"\n".into(),
+                7,
+                9,
+                "unknown shard `s1`: this scenario has no Redis shards ([redis] shards = N adds s1..sN, up to 16)".into(),
+            ),
+            (
+                "[[step]]\nat = \"1s\"\nadd_shard = \"s1\"\n".into(),
+                7,
+                13,
+                "unknown shard `s1`: this scenario has no Redis shards ([redis] shards = N adds s1..sN, up to 16)".into(),
+            ),
+            (
+                "[[step]]\nat = \"1s\"\npartition = [[\"n1\"], [\"s1\"]]\n".into(),
+                7,
+                23,
+                "unknown shard `s1`: this scenario has no Redis shards ([redis] shards = N adds s1..sN, up to 16)".into(),
+            ),
+        ];
+        for (body, line, col, message) in &cases {
+            assert_error(body, *line, *col, message);
+        }
+        // Strict names: these are neither shards nor nodes.
+        for name in ["s0", "s01", "s+1", "S1", "s"] {
+            assert_error_contains(
+                &step(&format!("crash = \"{name}\"")),
+                &format!("bad target `{name}` for crash"),
+            );
+        }
+        // Without shards the old wording is kept.
+        assert_error(
+            "[[step]]\nat = \"1s\"\ncrash = \"x\"\n",
+            7,
+            9,
+            "bad target `x` for crash: expected a node name (n1..n5) or \"leader\" or \"follower\"",
+        );
+    }
+
+    #[test]
+    fn shard_timelines_are_checked_like_nodes() {
+        // With REDIS first, step k (0-based) has its header at line 7 + 4k
+        // and its action at line 9 + 4k.
+        let with_redis = |steps: &[(&str, &str)]| format!("{REDIS}{}", timeline(steps));
+        assert_error(
+            &with_redis(&[("1s", "crash = \"s1\""), ("2s", "crash = \"s1\"")]),
+            13,
+            9,
+            "s1 is already crashed at 2s (crashed by the step at line 7)",
+        );
+        assert_error(
+            &with_redis(&[("1s", "restart = \"s3\"")]),
+            9,
+            11,
+            "s3 is not crashed at 1s: no earlier step crashes it",
+        );
+        assert_error(
+            &with_redis(&[("1s", "crash = \"s2\""), ("2s", "pause = \"s2\"")]),
+            13,
+            9,
+            "s2 is crashed at 2s (crashed by the step at line 7), so it cannot be paused",
+        );
+        assert_error(
+            &with_redis(&[
+                ("1s", "pause = \"s2\""),
+                ("2s", "resume = \"s2\""),
+                ("3s", "resume = \"s2\""),
+            ]),
+            17,
+            10,
+            "s2 is not paused at 3s (already resumed by the step at line 11)",
+        );
+        // A node crashed after a shard is certainly the most recent crash.
+        assert_error(
+            &with_redis(&[
+                ("1s", "crash = \"s1\""),
+                ("2s", "crash = \"n1\""),
+                ("3s", "restart = \"last_crashed\""),
+                ("4s", "restart = \"n1\""),
+            ]),
+            21,
+            11,
+            "n1 is already up at 4s (restarted by the step at line 15)",
+        );
+        // Roles never pick shards: s1 is still known to be paused.
+        assert_error(
+            &with_redis(&[
+                ("1s", "pause = \"s1\""),
+                ("2s", "pause = \"leader\""),
+                ("3s", "pause = \"s1\""),
+            ]),
+            17,
+            9,
+            "s1 is already paused at 3s (paused by the step at line 7)",
+        );
+        // last_crashed and last_paused pick only nodes, as in the simulator.
+        assert_error(
+            &with_redis(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "crash = \"s1\""),
+                ("3s", "restart = \"last_crashed\""),
+                ("4s", "restart = \"n1\""),
+            ]),
+            21,
+            11,
+            "n1 is already up at 4s (restarted by the step at line 15)",
+        );
+        assert_error(
+            &with_redis(&[
+                ("1s", "crash = \"s1\""),
+                ("2s", "restart = \"last_crashed\""),
+            ]),
+            13,
+            11,
+            "restart = \"last_crashed\" at 2s, but no earlier step crashes a node",
+        );
+        assert_error(
+            &with_redis(&[
+                ("1s", "crash = \"n2\""),
+                ("2s", "crash = \"s1\""),
+                ("3s", "restart = \"n2\""),
+                ("4s", "restart = \"last_crashed\""),
+            ]),
+            21,
+            11,
+            "restart = \"last_crashed\" at 4s, but every crashed node is up again by then",
+        );
+        assert_error(
+            &with_redis(&[("1s", "pause = \"s3\""), ("2s", "resume = \"last_paused\"")]),
+            13,
+            10,
+            "resume = \"last_paused\" at 2s, but no earlier step pauses a node",
+        );
+        let ok = [
+            with_redis(&[
+                ("1s", "crash = \"n1\""),
+                ("2s", "crash = \"s1\""),
+                ("3s", "restart = \"last_crashed\""),
+                ("4s", "restart = \"s1\""),
+            ]),
+            with_redis(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "pause = \"s2\""),
+                ("3s", "resume = \"last_paused\""),
+                ("4s", "resume = \"s2\""),
+            ]),
+            with_redis(&[("1s", "crash = \"leader\""), ("2s", "crash = \"s1\"")]),
+            with_redis(&[("1s", "crash = \"s1\""), ("2s", "restart = \"s1\"")]),
+            with_redis(&[("1s", "crash = \"s1\""), ("1s", "crash = \"n1\"")]),
+        ];
+        for body in ok {
+            parse_scenario(&format!("{HEAD}{body}"), "t.toml")
+                .unwrap_or_else(|e| panic!("{e}\n{body}"));
+        }
+    }
+
+    #[test]
+    fn queue_scenario_round_trips_through_toml() {
+        let rich = parse_scenario(QUEUE_FULL, "q.toml").unwrap();
+        let text = scenario_to_toml(&rich);
+        // Places past the nodes are written as shard names.
+        for line in [
+            "ring = [\"s1\", \"s3\", \"s2\"]",
+            "crash = \"s2\"",
+            "resume = \"s1\"",
+            "partition = [[\"n1\", \"s1\"], [\"n2\", \"n3\", \"s3\"]]",
+            "partition_oneway = { from = [\"s4\"], to = [\"n1\", \"s2\"] }",
+            "add_shard = \"s4\"",
+            "remove_shard = \"s2\"",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        let back = parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(without_lines(back), without_lines(rich.clone()));
+
+        // Odd values, a whole-run stop, and each table alone.
+        let mut odd = rich.clone();
+        odd.redis = RedisConfig {
+            shards: 16,
+            initial_ring: vec![15, 0],
+            persistence: Fsync::Off,
+            vnodes: 1024,
+        };
+        odd.queue = QueueConfig {
+            queues: (0..8).map(|i| format!("Q_{i}-x")).collect(),
+            partitions: 1,
+            visibility_ns: 1,
+            max_attempts: 100,
+        };
+        odd.queue_load = QueueWorkload {
+            producers: 1000,
+            consumers: 1000,
+            rate_per_s: 1.0 / 3.0,
+            batch: 1000,
+            keys: 1_000_000,
+            hot_ratio: 0.1 + 0.2,
+            poison_ratio: 1.0,
+            consume_batch: 1000,
+            process_min_ns: 0,
+            process_max_ns: 1,
+            crash_ratio: 1.0,
+            consumer_down_ns: 3_600 * NS_PER_S,
+            start_ns: 20 * NS_PER_S,
+            stop_ns: u64::MAX,
+        };
+        odd.timeline.push(Step {
+            at_ns: 20 * NS_PER_S,
+            action: Action::Partition(vec![vec![18], vec![2, 3]]),
+            line: 0,
+        });
+        let mut variants = vec![odd];
+        let mut only_redis = rich.clone();
+        only_redis.queue = QueueConfig::default();
+        only_redis.queue_load = QueueWorkload::default();
+        variants.push(only_redis.clone());
+        let mut redis_and_queue = only_redis.clone();
+        redis_and_queue.queue = rich.queue.clone();
+        variants.push(redis_and_queue);
+        let mut redis_and_clients = only_redis;
+        redis_and_clients.queue_load = QueueWorkload {
+            consumers: 1,
+            ..QueueWorkload::default()
+        };
+        variants.push(redis_and_clients.clone());
+        // Present but idle, with an explicit stop: still written.
+        redis_and_clients.queue_load = QueueWorkload {
+            stop_ns: 0,
+            ..QueueWorkload::default()
+        };
+        variants.push(redis_and_clients);
+        variants.push(rich);
+        for s in variants {
+            let text = scenario_to_toml(&s);
+            assert_eq!(
+                text.contains("[redis]"),
+                s.redis != RedisConfig::default(),
+                "{text}"
+            );
+            assert_eq!(
+                text.contains("[queue]"),
+                s.queue != QueueConfig::default(),
+                "{text}"
+            );
+            assert_eq!(
+                text.contains("[queue_clients]"),
+                s.queue_load != QueueWorkload::default(),
+                "{text}"
+            );
+            let back =
+                parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(without_lines(back), without_lines(s));
+        }
+    }
+
     #[test]
     fn single_latency_and_step_network_inherit_the_default_link() {
         let s = parse_scenario(
@@ -2745,13 +4182,13 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
             "[[step]]\nat = \"1s\"\n",
             5,
             1,
-            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client); this one has none",
+            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard); this one has none",
         );
         assert_error(
             "[[step]]\nat = \"1s\"\ncrash = \"n1\"\nheal = true\n",
             8,
             8,
-            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client); this one has 2: crash, heal",
+            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard); this one has 2: crash, heal",
         );
         assert_error(
             "[[step]]\nat = \"1s\"\ncrash = \"n2\"\n\n[[step]]\nat = \"3s\"\ncrash = \"n2\"\n",
@@ -3432,19 +4869,21 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
         .collect();
         inputs.push("[".repeat(100_000));
         inputs.push(format!("a = {}", "{ b = ".repeat(10_000)));
-        // Every prefix and every single-byte corruption of a rich valid file.
-        let bytes = FULL.as_bytes();
-        for cut in 0..=bytes.len() {
-            inputs.push(String::from_utf8_lossy(&bytes[..cut]).into_owned());
-        }
-        for (i, junk) in (0..bytes.len()).step_by(3).zip(
-            [b'"', b'[', b'=', b'-', b'9', b'\n', b'x', b'.']
-                .into_iter()
-                .cycle(),
-        ) {
-            let mut b = bytes.to_vec();
-            b[i] = junk;
-            inputs.push(String::from_utf8_lossy(&b).into_owned());
+        // Every prefix and every single-byte corruption of rich valid files.
+        for file in [FULL, QUEUE_FULL] {
+            let bytes = file.as_bytes();
+            for cut in 0..=bytes.len() {
+                inputs.push(String::from_utf8_lossy(&bytes[..cut]).into_owned());
+            }
+            for (i, junk) in (0..bytes.len()).step_by(3).zip(
+                [b'"', b'[', b'=', b'-', b'9', b'\n', b'x', b'.', b's']
+                    .into_iter()
+                    .cycle(),
+            ) {
+                let mut b = bytes.to_vec();
+                b[i] = junk;
+                inputs.push(String::from_utf8_lossy(&b).into_owned());
+            }
         }
         for input in &inputs {
             if let Err(e) = parse_scenario(input, "g.toml") {

@@ -102,6 +102,42 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/one-way-partition.toml"),
     ),
     (
+        "queue-add-shard",
+        include_str!("../../scenarios/queue-add-shard.toml"),
+    ),
+    (
+        "queue-consumer-crash",
+        include_str!("../../scenarios/queue-consumer-crash.toml"),
+    ),
+    (
+        "queue-hot-partition",
+        include_str!("../../scenarios/queue-hot-partition.toml"),
+    ),
+    (
+        "queue-poison",
+        include_str!("../../scenarios/queue-poison.toml"),
+    ),
+    (
+        "queue-remove-shard",
+        include_str!("../../scenarios/queue-remove-shard.toml"),
+    ),
+    (
+        "queue-shard-crash-always",
+        include_str!("../../scenarios/queue-shard-crash-always.toml"),
+    ),
+    (
+        "queue-shard-crash-everysec",
+        include_str!("../../scenarios/queue-shard-crash-everysec.toml"),
+    ),
+    (
+        "queue-shard-partition",
+        include_str!("../../scenarios/queue-shard-partition.toml"),
+    ),
+    (
+        "queue-steady",
+        include_str!("../../scenarios/queue-steady.toml"),
+    ),
+    (
         "scripted-ops",
         include_str!("../../scenarios/scripted-ops.toml"),
     ),

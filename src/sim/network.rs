@@ -12,40 +12,62 @@ pub enum Fate {
     Drop(&'static str),
 }
 
-/// Links between `nodes` nodes; endpoints numbered past the nodes are
-/// clients, which see the default latency and never loss or partitions (a
-/// client's link is not what the scenarios test).
+/// Links between places: the nodes, then the Redis shards. Every other
+/// endpoint is a client, which sees the default latency and never loss or
+/// partitions (a client's link is not what the scenarios test).
 pub struct Network {
     nodes: usize,
+    /// Endpoint id of the first shard, and how many there are.
+    shard_base: usize,
+    shards: usize,
+    /// Places: nodes + shards; the matrices are places × places.
+    places: usize,
     default: LinkConfig,
     links: Vec<LinkConfig>,
     blocked: Vec<bool>,
 }
 
 impl Network {
-    /// A network with the scenario's defaults and overrides.
-    pub fn new(nodes: usize, config: &NetworkConfig) -> Self {
+    /// A network with the scenario's defaults and overrides; `shards`
+    /// shard endpoints start at endpoint id `shard_base`.
+    pub fn new(nodes: usize, shards: usize, shard_base: usize, config: &NetworkConfig) -> Self {
+        let places = nodes + shards;
         let mut net = Network {
             nodes,
+            shard_base,
+            shards,
+            places,
             default: config.link,
-            links: vec![config.link; nodes * nodes],
-            blocked: vec![false; nodes * nodes],
+            links: vec![config.link; places * places],
+            blocked: vec![false; places * places],
         };
         for &(from, to, link) in &config.overrides {
-            net.links[from * nodes + to] = link;
+            net.links[from * places + to] = link;
         }
         net
+    }
+
+    /// The place of an endpoint, if it is a node or a shard.
+    #[inline]
+    fn place(&self, id: usize) -> Option<usize> {
+        if id < self.nodes {
+            Some(id)
+        } else if id >= self.shard_base && id < self.shard_base + self.shards {
+            Some(self.nodes + id - self.shard_base)
+        } else {
+            None
+        }
     }
 
     /// Decides the fate of a message from `from` to `to`, drawing from `rng`.
     #[inline]
     pub fn route(&self, from: usize, to: usize, rng: &mut Rng) -> Fate {
-        let n = self.nodes;
-        let link = if from < n && to < n {
-            if self.blocked[from * n + to] {
+        let m = self.places;
+        let link = if let (Some(a), Some(b)) = (self.place(from), self.place(to)) {
+            if self.blocked[a * m + b] {
                 return Fate::Drop("partition");
             }
-            &self.links[from * n + to]
+            &self.links[a * m + b]
         } else {
             let d = rng.between(self.default.latency_min_ns, self.default.latency_max_ns);
             return Fate::Deliver {
@@ -67,9 +89,10 @@ impl Network {
         Fate::Deliver { delays_ns, copies }
     }
 
-    /// Blocks traffic between different groups; nodes in no group form one more group.
+    /// Blocks traffic between different groups of places; places in no
+    /// group form one more group.
     pub fn partition(&mut self, groups: &[Vec<usize>]) {
-        let n = self.nodes;
+        let n = self.places;
         let mut group_of = vec![usize::MAX; n];
         for (g, members) in groups.iter().enumerate() {
             for &m in members {
@@ -89,7 +112,7 @@ impl Network {
     pub fn partition_one_way(&mut self, from: &[usize], to: &[usize]) {
         for &a in from {
             for &b in to {
-                self.blocked[a * self.nodes + b] = true;
+                self.blocked[a * self.places + b] = true;
             }
         }
     }
@@ -99,15 +122,15 @@ impl Network {
         self.blocked.iter_mut().for_each(|b| *b = false);
     }
 
-    /// True if `from` can currently send to `to`.
+    /// True if place `from` can currently send to place `to`.
     pub fn connected(&self, from: usize, to: usize) -> bool {
-        !self.blocked[from * self.nodes + to]
+        !self.blocked[from * self.places + to]
     }
 
     /// Changes one directed link, or every link (and the default) when `link` is None.
     pub fn set_link(&mut self, link: Option<(usize, usize)>, config: LinkConfig) {
         match link {
-            Some((a, b)) => self.links[a * self.nodes + b] = config,
+            Some((a, b)) => self.links[a * self.places + b] = config,
             None => {
                 self.default = config;
                 self.links.iter_mut().for_each(|l| *l = config);

@@ -12,6 +12,7 @@ use super::storage::Durable;
 use super::timers::{Fired, Schedule, TimerSlots};
 use crate::check::history::History;
 use crate::check::lock_safety::LockChecker;
+use crate::check::queue_delivery::QueueChecker;
 use crate::check::raft_safety::{RaftChecker, Violation};
 use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::ClientRequest;
@@ -19,8 +20,14 @@ use crate::kv::client::{Client, ClientTiming, LoadProfile};
 use crate::lock::client::{LockClient, LockLoad};
 use crate::lock::resource::Resource;
 use crate::node::{Msg, Node};
+use crate::queue::client::{Consumer, ConsumerLoad, Producer, ProducerLoad};
+use crate::queue::functions::{MessageId, Partition, Place};
+use crate::queue::placement::{Placement, RingCommand};
+use crate::queue::router::QueueSetup;
+use crate::queue::shard::Shard;
 use crate::scenario::{Action, ClientOp, Scenario, Target};
-use crate::trace::{NodeId, Role, Subject, TraceEvent, Tracer};
+use crate::trace::{NodeId, QueueLayout, Role, Subject, TraceEvent, Tracer};
+use std::collections::BTreeMap;
 
 enum Event {
     Deliver { from: u32, to: u32, msg: Msg },
@@ -40,6 +47,9 @@ enum Actor {
     Client(Client),
     LockClient(LockClient),
     Resource(Resource),
+    Shard(Shard),
+    Producer(Producer),
+    Consumer(Consumer),
 }
 
 struct Endpoint {
@@ -87,6 +97,8 @@ pub struct Observers {
     pub tracer: Tracer,
     pub checker: RaftChecker,
     pub lock_checker: LockChecker,
+    /// The queue's delivery checker, when the scenario has shards.
+    pub queue_checker: Option<QueueChecker>,
     pub history: History,
     pub stats: Stats,
     pub violation: Option<Found>,
@@ -102,6 +114,20 @@ impl Observers {
                 self.tracer.events()
             }
         };
+        if let Some(q) = self.queue_checker.as_mut()
+            && ev.kind().starts_with("queue.")
+        {
+            if let Err(violation) = q.observe(t_ns, subject, &ev)
+                && self.violation.is_none()
+            {
+                self.violation = Some(Found {
+                    violation,
+                    seq,
+                    t_ns,
+                });
+            }
+            return;
+        }
         match (&ev, subject) {
             (TraceEvent::ClientInvoke { .. } | TraceEvent::ClientReturn { .. }, _) => {
                 self.history.observe(t_ns, &ev)
@@ -158,6 +184,7 @@ struct Ctx<'a> {
     nodes: usize,
     /// The protected resource's endpoint id (usize::MAX if none).
     resource: usize,
+    queue_layout: QueueLayout,
     now_ns: u64,
     clock: &'a Clock,
     rng: &'a mut Rng,
@@ -169,8 +196,10 @@ struct Ctx<'a> {
     obs: &'a mut Observers,
 }
 
-fn subject(nodes: usize, resource: usize, id: NodeId) -> Subject {
-    if id == resource {
+fn subject(nodes: usize, resource: usize, queue: &QueueLayout, id: NodeId) -> Subject {
+    if let Some(s) = queue.subject(id) {
+        s
+    } else if id == resource {
         Subject::Resource
     } else if id < nodes {
         Subject::Node(id)
@@ -212,7 +241,7 @@ impl Env for Ctx<'_> {
         self.obs.stats.sent += 1;
         self.obs.record(
             self.now_ns,
-            subject(self.nodes, self.resource, from),
+            subject(self.nodes, self.resource, &self.queue_layout, from),
             TraceEvent::NetSend {
                 from,
                 to,
@@ -226,7 +255,7 @@ impl Env for Ctx<'_> {
                 self.obs.stats.dropped += 1;
                 self.obs.record(
                     self.now_ns,
-                    subject(self.nodes, self.resource, from),
+                    subject(self.nodes, self.resource, &self.queue_layout, from),
                     TraceEvent::NetDrop {
                         from,
                         to,
@@ -283,7 +312,7 @@ impl Env for Ctx<'_> {
         let durable = (self.id < self.nodes).then_some(&*self.storage);
         self.obs.record(
             self.now_ns,
-            subject(self.nodes, self.resource, self.id),
+            subject(self.nodes, self.resource, &self.queue_layout, self.id),
             ev,
             durable,
         );
@@ -302,6 +331,10 @@ pub struct World {
     crash_order: Vec<NodeId>,
     /// The protected resource's endpoint id (usize::MAX if none).
     resource_id: usize,
+    /// Where shards, producers and consumers sit among the endpoints.
+    queue_layout: QueueLayout,
+    /// How nodes run the queue, and the placement they start from.
+    queue_setup: Option<(QueueSetup, Placement)>,
     pause_order: Vec<NodeId>,
     /// Index of the last fault step; a leader must exist soon after it.
     last_fault_step: Option<usize>,
@@ -387,10 +420,13 @@ impl World {
                 Rng::stream(seed, Purpose::Client, resource as u64),
             ));
         }
+        let queue_layout = push_queue_endpoints(&mut eps, sc, seed);
+        let queue_setup = (queue_layout.shards > 0).then(|| queue_setup(sc, &queue_layout));
         let mut tracer = tracer;
         if l.clients > 0 {
             tracer.set_resource(resource);
         }
+        tracer.set_queue_layout(queue_layout);
         let last_fault_step = sc
             .timeline
             .iter()
@@ -400,6 +436,8 @@ impl World {
             tracer,
             checker: RaftChecker::new(n),
             lock_checker: LockChecker::new(n),
+            queue_checker: (queue_layout.shards > 0)
+                .then(|| QueueChecker::new(sc.redis.persistence, sc.queue.max_attempts)),
             history: History::default(),
             stats: Stats {
                 watch_from_ns,
@@ -413,7 +451,7 @@ impl World {
             n,
             now_ns: 0,
             queue: EventQueue::default(),
-            net: Network::new(n, &sc.network),
+            net: Network::new(n, queue_layout.shards, queue_layout.shard_base, &sc.network),
             net_rng: Rng::stream(seed, Purpose::Network, 0),
             eps,
             crash_order: Vec::new(),
@@ -422,6 +460,8 @@ impl World {
             } else {
                 usize::MAX
             },
+            queue_layout,
+            queue_setup,
             pause_order: Vec::new(),
             last_fault_step,
             leader_present_after_fault: false,
@@ -438,17 +478,23 @@ impl World {
 
     fn start_endpoint(&mut self, id: NodeId) {
         let (n, cfg, locks, bugs) = (self.n, self.sc.raft.clone(), self.sc.locks, self.sc.bugs);
+        let queue = self.queue_setup.take();
         self.with_ctx(id, |actor, ctx| match actor {
             Actor::Node(slot) => {
                 let stable = ctx.storage.stable().clone();
+                let q = queue.as_ref().map(|(s, p)| (*s, p));
                 *slot = Some(Box::new(Node::start(
-                    id, n, &cfg, &locks, bugs, &stable, ctx,
+                    id, n, &cfg, &locks, bugs, &stable, q, ctx,
                 )));
             }
             Actor::Client(c) => c.start(ctx),
             Actor::LockClient(c) => c.start(ctx),
             Actor::Resource(_) => {}
+            Actor::Shard(s) => s.start(ctx),
+            Actor::Producer(p) => p.start(ctx),
+            Actor::Consumer(c) => c.start(ctx),
         });
+        self.queue_setup = queue;
     }
 
     fn with_ctx<R>(&mut self, id: NodeId, f: impl FnOnce(&mut Actor, &mut Ctx) -> R) -> R {
@@ -461,6 +507,7 @@ impl World {
             eps,
             obs,
             resource_id,
+            queue_layout,
             ..
         } = self;
         let Endpoint {
@@ -475,6 +522,7 @@ impl World {
             id,
             nodes: *n,
             resource: *resource_id,
+            queue_layout: *queue_layout,
             now_ns: *now_ns,
             clock,
             rng,
@@ -520,7 +568,7 @@ impl World {
 
     fn deliver(&mut self, from: NodeId, to: NodeId, msg: Msg) {
         let (name, term) = (msg.name(), msg.term());
-        let who = subject(self.n, self.resource_id, to);
+        let who = subject(self.n, self.resource_id, &self.queue_layout, to);
         match self.eps[to].status {
             Status::Crashed => {
                 self.obs.stats.dropped += 1;
@@ -563,6 +611,9 @@ impl World {
             Actor::Client(c) => c.on_message(ctx, from, msg),
             Actor::LockClient(c) => c.on_message(ctx, from, msg),
             Actor::Resource(r) => r.on_message(ctx, from, msg),
+            Actor::Shard(s) => s.on_message(ctx, from, msg),
+            Actor::Producer(p) => p.on_message(ctx, msg),
+            Actor::Consumer(c) => c.on_message(ctx, msg),
         });
     }
 
@@ -584,6 +635,9 @@ impl World {
             Actor::Client(c) => c.on_timer(ctx, timer),
             Actor::LockClient(c) => c.on_timer(ctx, timer),
             Actor::Resource(_) => {}
+            Actor::Shard(s) => s.on_timer(ctx, timer),
+            Actor::Producer(p) => p.on_timer(ctx, timer),
+            Actor::Consumer(c) => c.on_timer(ctx, timer),
         });
     }
 
@@ -639,7 +693,12 @@ impl World {
                 .rev()
                 .copied()
                 .find(|&i| self.eps[i].status == Status::Paused),
+            Target::Shard(j) => Some(self.queue_layout.shard_base + j),
         }
+    }
+
+    fn subject_of(&self, id: NodeId) -> Subject {
+        subject(self.n, self.resource_id, &self.queue_layout, id)
     }
 
     fn run_step(&mut self, i: usize) {
@@ -658,8 +717,10 @@ impl World {
             Action::Pause(t) => match self.resolve(t, false) {
                 Some(id) if self.eps[id].status == Status::Up => {
                     self.eps[id].status = Status::Paused;
-                    self.pause_order.push(id);
-                    self.fault(Subject::Node(id), TraceEvent::FaultPause);
+                    if id < self.n {
+                        self.pause_order.push(id);
+                    }
+                    self.fault(self.subject_of(id), TraceEvent::FaultPause);
                 }
                 Some(_) => self.skip("pause", "not running"),
                 None => self.skip("pause", "no node has that role"),
@@ -677,6 +738,8 @@ impl World {
                 self.net.partition_one_way(&from, &to);
                 self.fault(Subject::Net, TraceEvent::FaultPartitionOneWay { from, to });
             }
+            Action::AddShard(s) => self.change_ring(RingCommand::Add(s), "add_shard"),
+            Action::RemoveShard(s) => self.change_ring(RingCommand::Remove(s), "remove_shard"),
             Action::Heal => {
                 self.net.heal();
                 self.fault(Subject::Net, TraceEvent::FaultHeal);
@@ -731,7 +794,24 @@ impl World {
         reachable > self.n / 2
     }
 
+    /// Asks the current leader to change the queue's ring.
+    fn change_ring(&mut self, cmd: RingCommand, action: &'static str) {
+        let Some(leader) = self.current_leader(false) else {
+            return self.skip(action, "no leader");
+        };
+        let accepted = self.with_ctx(leader, |actor, ctx| match actor {
+            Actor::Node(Some(node)) => node.propose_ring(ctx, cmd),
+            _ => false,
+        });
+        if !accepted {
+            self.skip(action, "leader refused");
+        }
+    }
+
     fn crash(&mut self, id: NodeId) {
+        if id >= self.n {
+            return self.crash_shard(id);
+        }
         if self.role_of(id).is_some_and(|(r, _)| r == Role::Leader) {
             self.obs.stats.leader_lost_at_ns.get_or_insert(self.now_ns);
         }
@@ -758,7 +838,39 @@ impl World {
         self.fault(Subject::Node(id), TraceEvent::FaultCrash);
     }
 
+    /// A shard crash: it loses what its persistence mode allows (traced by
+    /// the shard itself), and everything in transit to it.
+    fn crash_shard(&mut self, id: NodeId) {
+        let who = self.subject_of(id);
+        for (from, msg) in std::mem::take(&mut self.eps[id].inbox) {
+            self.obs.stats.dropped += 1;
+            let ev = TraceEvent::NetDrop {
+                from,
+                to: id,
+                msg: msg.name(),
+                term: msg.term(),
+                reason: "crashed",
+            };
+            self.obs.record(self.now_ns, who, ev, None);
+        }
+        self.fault(who, TraceEvent::FaultCrash);
+        self.with_ctx(id, |actor, ctx| {
+            if let Actor::Shard(s) = actor {
+                s.crash(ctx);
+            }
+        });
+        let e = &mut self.eps[id];
+        e.status = Status::Crashed;
+        e.timers.clear();
+        e.missed_timers = 0;
+    }
+
     fn restart(&mut self, id: NodeId) {
+        if id >= self.n {
+            self.eps[id].status = Status::Up;
+            self.fault(self.subject_of(id), TraceEvent::FaultRestart);
+            return self.start_endpoint(id);
+        }
         self.eps[id].status = Status::Up;
         self.fault(Subject::Node(id), TraceEvent::FaultRestart);
         let snapshot_index = self.eps[id].storage.stable().snapshot_index();
@@ -780,15 +892,16 @@ impl World {
 
     fn resume(&mut self, id: NodeId) {
         self.eps[id].status = Status::Up;
-        self.fault(Subject::Node(id), TraceEvent::FaultResume);
+        self.fault(self.subject_of(id), TraceEvent::FaultResume);
         for (from, msg) in std::mem::take(&mut self.eps[id].inbox) {
             if self.eps[id].status != Status::Up {
                 break;
             }
             self.obs.stats.delivered += 1;
+            let who = self.subject_of(id);
             self.obs.record(
                 self.now_ns,
-                Subject::Node(id),
+                who,
                 TraceEvent::NetDeliver {
                     from,
                     to: id,
@@ -871,7 +984,7 @@ impl World {
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         match &self.eps[id].actor {
             Actor::Node(n) => n.as_deref(),
-            Actor::Client(_) | Actor::LockClient(_) | Actor::Resource(_) => None,
+            _ => None,
         }
     }
 
@@ -889,7 +1002,7 @@ impl World {
     pub fn client(&self, index: usize) -> Option<&Client> {
         match &self.eps.get(self.n + index)?.actor {
             Actor::Client(c) => Some(c),
-            Actor::Node(_) | Actor::LockClient(_) | Actor::Resource(_) => None,
+            _ => None,
         }
     }
 
@@ -908,6 +1021,110 @@ impl World {
             _ => None,
         })
     }
+}
+
+impl World {
+    /// Where the queue's endpoints are.
+    pub fn queue_layout(&self) -> QueueLayout {
+        self.queue_layout
+    }
+
+    /// Where every message finally is, over all shards (a crashed shard
+    /// counts with what it will have when it restarts).
+    pub fn queue_final_state(&mut self) -> BTreeMap<(Partition, MessageId), Place> {
+        let now = self.now_ns;
+        let l = self.queue_layout;
+        let mut all = BTreeMap::new();
+        for e in &mut self.eps[l.shard_base..l.shard_base + l.shards] {
+            if let Actor::Shard(s) = &mut e.actor {
+                all.append(&mut s.messages(e.clock.local(now)));
+            }
+        }
+        all
+    }
+
+    /// True if shard `j` is crashed.
+    pub fn shard_crashed(&self, j: usize) -> bool {
+        self.eps[self.queue_layout.shard_base + j].status == Status::Crashed
+    }
+}
+
+/// Adds the shards, producers and consumers after every other endpoint.
+fn push_queue_endpoints(eps: &mut Vec<Endpoint>, sc: &Scenario, seed: u64) -> QueueLayout {
+    let (r, q, w) = (&sc.redis, &sc.queue, &sc.queue_load);
+    let partitions = q.partitions * q.queues.len() as u32;
+    let mut layout = QueueLayout {
+        shard_base: eps.len(),
+        shards: r.shards,
+        ..QueueLayout::default()
+    };
+    let push = |eps: &mut Vec<Endpoint>, actor: Actor| {
+        let id = eps.len() as u64;
+        let rng = Rng::stream(seed, Purpose::Client, id);
+        eps.push(Endpoint::new(actor, Clock::default(), rng));
+    };
+    for _ in 0..r.shards {
+        let shard = Shard::new(r.persistence, partitions, sc.bugs.everysec_loses_too_much);
+        push(eps, Actor::Shard(shard));
+    }
+    if r.shards == 0 {
+        return layout;
+    }
+    let timeout = sc.workload.request_timeout_ns;
+    layout.producer_base = eps.len();
+    layout.producers = w.producers;
+    for i in 0..w.producers {
+        let load = ProducerLoad {
+            nodes: sc.nodes,
+            queues: q.queues.len() as u32,
+            partitions_per_queue: q.partitions,
+            rate_per_s: w.rate_per_s,
+            batch: w.batch.max(1),
+            keys: w.keys,
+            hot_ratio: w.hot_ratio,
+            poison_ratio: w.poison_ratio,
+            start_local: Clock::default().local(w.start_ns),
+            stop_local: Clock::default().local(w.stop_ns.min(sc.duration_ns)),
+            request_timeout_ns: timeout,
+        };
+        push(eps, Actor::Producer(Producer::new(i as u32, load)));
+    }
+    layout.consumer_base = eps.len();
+    layout.consumers = w.consumers;
+    for i in 0..w.consumers {
+        let load = ConsumerLoad {
+            nodes: sc.nodes,
+            partitions,
+            consume_batch: w.consume_batch.max(1),
+            process_min_ns: w.process_min_ns,
+            process_max_ns: w.process_max_ns,
+            crash_ratio: w.crash_ratio,
+            down_ns: w.consumer_down_ns,
+            request_timeout_ns: timeout,
+        };
+        push(eps, Actor::Consumer(Consumer::new(i as u32, load)));
+    }
+    layout
+}
+
+/// How every node runs the queue, and the placement at epoch 0.
+fn queue_setup(sc: &Scenario, layout: &QueueLayout) -> (QueueSetup, Placement) {
+    let setup = QueueSetup {
+        shard_base: layout.shard_base,
+        visibility_ns: sc.queue.visibility_ns,
+        max_attempts: sc.queue.max_attempts,
+        ack_before_write: sc.bugs.ack_before_write,
+        no_visibility_timeout: sc.bugs.no_visibility_timeout,
+        drop_inflight_on_rebalance: sc.bugs.drop_inflight_on_rebalance,
+    };
+    let initial: Vec<u32> = if sc.redis.initial_ring.is_empty() {
+        (0..sc.redis.shards as u32).collect()
+    } else {
+        sc.redis.initial_ring.clone()
+    };
+    let partitions = sc.queue.partitions * sc.queue.queues.len() as u32;
+    let placement = Placement::new(&initial, sc.redis.vnodes, partitions);
+    (setup, placement)
 }
 
 impl Endpoint {

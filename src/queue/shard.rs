@@ -1,0 +1,285 @@
+//! A Redis shard as a network endpoint: the stand-in server with the queue's
+//! functions loaded, its append-only file, and what a crash does to it.
+//!
+//! Each call runs one queue function atomically on the keyspace; its writes
+//! go to the append-only file together, then the answer goes back. The
+//! shard traces what each call did to messages (stored, handed out, acked,
+//! requeued, dead-lettered) so the delivery checker sees the shard's own
+//! view, and at a crash it traces exactly which messages the crash takes
+//! away and which acks it undoes.
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use super::functions::{self, Consumed, MessageId, Nacked, Partition, Place, Tx};
+use super::protocol::{ShardAnswer, ShardCall};
+use crate::env::{Env, Timer};
+use crate::node::Msg;
+use crate::redis::{Aof, Fsync, Resp, Store};
+use crate::trace::{NodeId, TraceEvent};
+
+const SECOND_NS: u64 = 1_000_000_000;
+
+/// One Redis shard.
+pub struct Shard {
+    store: Store,
+    aof: Aof,
+    mode: Fsync,
+    partitions: u32,
+    /// Planted bug `redis.everysec_loses_too_much`: every write pushes the
+    /// fsync a second further out.
+    fsync_debounced: bool,
+}
+
+impl Shard {
+    /// A shard with an empty keyspace, persisting under `mode`.
+    pub fn new(mode: Fsync, partitions: u32, fsync_debounced: bool) -> Self {
+        Shard {
+            store: Store::default(),
+            aof: Aof::new(mode),
+            mode,
+            partitions,
+            fsync_debounced,
+        }
+    }
+
+    /// Starts serving (at the beginning, or after a restart).
+    pub fn start(&mut self, env: &mut impl Env) {
+        if self.mode == Fsync::EverySec {
+            env.set_timer(Timer::Fsync, SECOND_NS);
+        }
+    }
+
+    /// The once-a-second fsync of `everysec`.
+    pub fn on_timer(&mut self, env: &mut impl Env, timer: Timer) {
+        if timer == Timer::Fsync {
+            self.aof.tick(env.now());
+            env.set_timer(Timer::Fsync, SECOND_NS);
+        }
+    }
+
+    /// Runs one call and answers it.
+    pub fn on_message(&mut self, env: &mut impl Env, from: NodeId, msg: Msg) {
+        let Msg::Shard { req, call } = msg else {
+            return;
+        };
+        let now = env.now();
+        let mut tx = Tx::new(&mut self.store, now);
+        let answer = run(&mut tx, &call, env);
+        let log = tx.into_log();
+        let wrote = log
+            .iter()
+            .any(|(_, reply)| !matches!(reply, Resp::Error(_)));
+        for (args, reply) in &log {
+            self.aof.record(now, args, reply);
+        }
+        if wrote && self.fsync_debounced && self.mode == Fsync::EverySec {
+            env.set_timer(Timer::Fsync, SECOND_NS);
+        }
+        env.send(from, Msg::ShardAnswer { req, answer });
+    }
+
+    /// A crash: the keyspace is gone and the file keeps its synced prefix.
+    /// Traces, at the moment of the crash, every message that will not come
+    /// back and every ack or dead-lettering that will be undone.
+    pub fn crash(&mut self, env: &mut impl Env) {
+        let now = env.now();
+        let before = functions::messages(&mut self.store, now, self.partitions);
+        self.aof.crash();
+        self.store = self.aof.recover();
+        let after = functions::messages(&mut self.store, now, self.partitions);
+        for (&(partition, id), _) in before.iter().filter(|(k, _)| !after.contains_key(*k)) {
+            env.trace(TraceEvent::QueueLost {
+                partition,
+                producer: id.producer,
+                seq: id.seq,
+            });
+        }
+        for (&(partition, id), &place) in &after {
+            let undone = match before.get(&(partition, id)) {
+                // Acked before the crash, or dead-lettered and now back in line.
+                None => true,
+                Some(&was) => was == Place::Dead && place != Place::Dead,
+            };
+            if undone {
+                env.trace(TraceEvent::QueueRevived {
+                    partition,
+                    producer: id.producer,
+                    seq: id.seq,
+                });
+            }
+        }
+    }
+
+    /// Where every message is now, for the end-of-run check.
+    pub fn messages(&mut self, now_ns: u64) -> BTreeMap<(Partition, MessageId), Place> {
+        functions::messages(&mut self.store, now_ns, self.partitions)
+    }
+}
+
+/// Runs one queue function and traces what it did to messages.
+fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
+    let refused = ShardAnswer::Refused;
+    match call {
+        ShardCall::Produce {
+            partition,
+            producer,
+            first_seq,
+            bodies,
+        } => match functions::produce(tx, *partition, *producer, *first_seq, bodies) {
+            Ok(s) => {
+                env.trace(TraceEvent::QueueStored {
+                    partition: *partition,
+                    producer: *producer,
+                    first_seq: *first_seq,
+                    stored: s.stored,
+                    duplicate: s.duplicate,
+                });
+                ShardAnswer::Stored(s)
+            }
+            Err(r) => refused(r),
+        },
+        ShardCall::Consume {
+            partition,
+            consumer,
+            max,
+            visibility_ns,
+            max_attempts,
+            honour_visibility,
+        } => match functions::consume(
+            tx,
+            *partition,
+            *max,
+            *visibility_ns,
+            *max_attempts,
+            *honour_visibility,
+        ) {
+            Ok(c) => {
+                trace_consumed(env, *partition, *consumer, &c);
+                ShardAnswer::Delivered(c.deliveries)
+            }
+            Err(r) => refused(r),
+        },
+        ShardCall::Settle {
+            partition,
+            acks,
+            nacks,
+            max_attempts,
+        } => match settle(tx, *partition, acks, nacks, *max_attempts, env) {
+            Ok(n) => ShardAnswer::Settled(n),
+            Err(r) => refused(r),
+        },
+        ShardCall::Freeze {
+            partition,
+            epoch,
+            include_inflight,
+        } => ShardAnswer::Frozen(Rc::new(functions::freeze(
+            tx,
+            *partition,
+            *epoch,
+            *include_inflight,
+        ))),
+        ShardCall::Import {
+            partition,
+            epoch,
+            dump,
+        } => {
+            import_once(tx, *partition, *epoch, dump);
+            ShardAnswer::Done
+        }
+        ShardCall::Drop { partition, epoch } => {
+            functions::drop_partition(tx, *partition, *epoch);
+            ShardAnswer::Done
+        }
+    }
+}
+
+/// Imports a partition unless this epoch's import already happened: a new
+/// leader redoing a move may freeze the old shard after its data was
+/// dropped, and its empty dump must not wipe what the first import wrote.
+fn import_once(tx: &mut Tx, partition: Partition, epoch: u64, dump: &functions::Dump) {
+    let key = format!("{{q{partition}}}:imported");
+    let epoch_text = epoch.to_string();
+    if let Resp::Bulk(Some(v)) = tx.call(&[b"GET", key.as_bytes()])
+        && v == epoch_text.as_bytes()
+    {
+        return;
+    }
+    functions::import(tx, partition, dump);
+    tx.call(&[b"SET", key.as_bytes(), epoch_text.as_bytes()]);
+}
+
+fn trace_consumed(env: &mut impl Env, partition: Partition, consumer: u32, c: &Consumed) {
+    for &(id, attempt) in &c.requeued {
+        env.trace(TraceEvent::QueueRequeued {
+            partition,
+            producer: id.producer,
+            seq: id.seq,
+            attempt,
+        });
+    }
+    for &(id, attempts) in &c.dead {
+        env.trace(TraceEvent::QueueDead {
+            partition,
+            producer: id.producer,
+            seq: id.seq,
+            attempts,
+        });
+    }
+    for d in &c.deliveries {
+        env.trace(TraceEvent::QueuePop {
+            partition,
+            consumer,
+            producer: d.id.producer,
+            seq: d.id.seq,
+            attempt: d.attempt,
+        });
+    }
+}
+
+/// Acks then nacks, one function call: a refusal can only come first,
+/// before anything changed, since the partition cannot move mid-call.
+fn settle(
+    tx: &mut Tx,
+    partition: Partition,
+    acks: &[MessageId],
+    nacks: &[MessageId],
+    max_attempts: u32,
+    env: &mut impl Env,
+) -> Result<u32, functions::Refused> {
+    let mut done = 0;
+    for &id in acks {
+        if functions::ack(tx, partition, id)? {
+            done += 1;
+            env.trace(TraceEvent::QueueAcked {
+                partition,
+                producer: id.producer,
+                seq: id.seq,
+            });
+        }
+    }
+    for &id in nacks {
+        let n = functions::nack(tx, partition, id, max_attempts)?;
+        trace_nacked(env, partition, id, n);
+    }
+    Ok(done)
+}
+
+fn trace_nacked(env: &mut impl Env, partition: Partition, id: MessageId, n: Nacked) {
+    if n == Nacked::NotInFlight {
+        return;
+    }
+    env.trace(TraceEvent::QueueNacked {
+        partition,
+        producer: id.producer,
+        seq: id.seq,
+    });
+    if let Nacked::Dead(attempts) = n {
+        env.trace(TraceEvent::QueueDead {
+            partition,
+            producer: id.producer,
+            seq: id.seq,
+            attempts,
+        });
+    }
+}
