@@ -122,3 +122,39 @@ fn grant_before_commit_is_caught() {
         &["lock history linearizable"],
     );
 }
+
+#[test]
+fn queue_ack_before_write_is_caught() {
+    hunt(
+        "queue.ack_before_write",
+        "queue-shard-crash-always",
+        &["Acknowledged produce delivered"],
+    );
+}
+
+#[test]
+fn queue_no_visibility_timeout_is_caught() {
+    hunt(
+        "queue.no_visibility_timeout",
+        "queue-consumer-crash",
+        &["Acknowledged produce delivered"],
+    );
+}
+
+#[test]
+fn queue_drop_inflight_on_rebalance_is_caught() {
+    hunt(
+        "queue.drop_inflight_on_rebalance",
+        "queue-add-shard",
+        &["Acknowledged produce delivered"],
+    );
+}
+
+#[test]
+fn redis_everysec_loses_too_much_is_caught() {
+    hunt(
+        "redis.everysec_loses_too_much",
+        "queue-shard-crash-everysec",
+        &["Loss within persistence mode"],
+    );
+}

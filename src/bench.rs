@@ -246,5 +246,61 @@ pub fn report(quick: bool) -> String {
     out += &format!(
         "(c) fuzz: {seeds} swarm seeds of a 10s 5-node scenario (5 clients x 50 ops/s), {jobs} jobs, checkers + digest on:\n    {per_minute:.0} seeds/minute; {failed} failed\n"
     );
+    for rate in [400.0, 1000.0, 2000.0] {
+        let q = queue_throughput(rate);
+        let s = &q.summary;
+        let p = |x| s.latency_percentile(x).map_or(0.0, |ns| ns as f64 / 1e6);
+        out += &format!(
+            "(d) queue, 3 nodes, 3 shards (appendfsync always), 8 partitions, 3 producers x {rate} msg/s in batches of 4, 3 consumers taking up to 64, 0.2-1ms links:\n    produced {:.0} msg/s, delivered {:.0} msg/s (simulated); end-to-end latency p50 {:.2}ms, p99 {:.2}ms; {:.3}s wall; checks {}\n",
+            s.produce_rate_per_s(),
+            s.consume_rate_per_s(),
+            p(0.5),
+            p(0.99),
+            q.wall.as_secs_f64(),
+            if q.passed { "passed" } else { "FAILED" }
+        );
+    }
     out
+}
+
+/// Result of the queue benchmark.
+pub struct QueueBench {
+    pub summary: crate::check::queue_delivery::QueueSummary,
+    pub wall: Duration,
+    pub passed: bool,
+}
+
+/// The shipped steady-load queue scenario with each producer sending
+/// `rate_per_s` messages a second: simulated throughput and latency with
+/// every checker on.
+pub fn queue_throughput(rate_per_s: f64) -> QueueBench {
+    let text = crate::scenario::shipped::SHIPPED
+        .iter()
+        .find(|(name, _)| *name == "queue-steady")
+        .map(|(_, text)| *text)
+        .expect("queue-steady is shipped");
+    let mut sc = crate::scenario::parse_scenario(text, "queue-steady.toml")
+        .expect("shipped scenarios parse");
+    sc.queue_load.rate_per_s = rate_per_s;
+    // Consumers take bigger batches so that they, not polling, set the pace.
+    sc.queue_load.consume_batch = 64;
+    let start = Instant::now(); // determinism-ok: benchmark timing only
+    let report = run_scenario(
+        &sc,
+        RunOptions {
+            seed: 1,
+            trace: None,
+            tracing: true,
+        },
+    )
+    .expect("no trace file, so no I/O error");
+    QueueBench {
+        summary: report
+            .queue
+            .as_ref()
+            .map(|q| q.summary.clone())
+            .unwrap_or_default(),
+        wall: start.elapsed(),
+        passed: report.passed(),
+    }
 }

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use crate::run::RunReport;
+use crate::run::{QueueReport, RunReport};
 
 #[derive(Tabled)]
 struct NodeRow<'a> {
@@ -102,6 +102,9 @@ pub fn render_text(r: &RunReport) -> String {
             }
         );
     }
+    if let Some(q) = &r.queue {
+        out += &queue_text(q);
+    }
     let checks: Vec<CheckRow> = r
         .checks
         .iter()
@@ -138,6 +141,7 @@ pub fn render_json(r: &RunReport) -> Value {
             "acquire_latency_ns": { "p50": l.acquire_p50_ns, "p99": l.acquire_p99_ns, "max": l.acquire_max_ns },
             "wait_for": l.wait_for.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
         })),
+        "queue": r.queue.as_ref().map(queue_json),
         "ops": { "invoked": r.ops_total, "completed": r.ops_completed },
         "nodes": r.nodes.iter().map(|n| json!({
             "node": n.name, "role": n.status, "term": n.term, "commit": n.commit,
@@ -151,6 +155,81 @@ pub fn render_json(r: &RunReport) -> Value {
             "t_ns": f.t_ns,
             "nodes": f.violation.nodes.iter().map(|n| format!("n{}", n + 1)).collect::<Vec<_>>(),
         })),
+    })
+}
+
+/// The queue's figures as summary lines, lost messages listed one by one.
+fn queue_text(q: &QueueReport) -> String {
+    let s = &q.summary;
+    let p = |x| s.latency_percentile(x).map_or("-".into(), human_duration);
+    let mut out = format!(
+        "queue: {} produced at {:.0} msg/s, {} delivered at {:.0} msg/s (simulated); end-to-end latency p50 {}, p99 {}
+",
+        s.produced,
+        s.produce_rate_per_s(),
+        s.delivered,
+        s.consume_rate_per_s(),
+        p(0.5),
+        p(0.99),
+    );
+    out += &format!(
+        "queue: {} redeliveries, {} duplicate deliveries, {} duplicate produces skipped, {} dead-lettered, {} consumer crashes, {} revived by a shard crash
+",
+        s.redeliveries,
+        s.duplicate_deliveries,
+        s.duplicate_stores,
+        s.dead,
+        s.consumer_crashes,
+        s.revived,
+    );
+    let ring: Vec<String> = q.ring.iter().map(|x| format!("s{}", x + 1)).collect();
+    out += &format!(
+        "queue: ring epoch {} [{}]; {} of {} partitions moved, carrying {} messages
+",
+        q.ring_epoch,
+        ring.join(", "),
+        q.partitions_moved,
+        q.partitions,
+        s.migrated_messages,
+    );
+    out += &format!(
+        "queue: {} messages lost as the persistence mode permits
+",
+        s.lost.len()
+    );
+    for l in &s.lost {
+        out += &format!(
+            "  lost p{} seq {} of partition {}{}: {}\n",
+            l.id.producer + 1,
+            l.id.seq,
+            l.partition,
+            if l.acked_to_producer {
+                " (acknowledged)"
+            } else {
+                ""
+            },
+            l.reason
+        );
+    }
+    out
+}
+
+fn queue_json(q: &QueueReport) -> Value {
+    let s = &q.summary;
+    json!({
+        "produced": s.produced, "produce_rate_per_s": s.produce_rate_per_s(),
+        "delivered": s.delivered, "consume_rate_per_s": s.consume_rate_per_s(),
+        "latency_ns": { "p50": s.latency_percentile(0.5), "p99": s.latency_percentile(0.99) },
+        "messages_sent": s.messages_sent, "stored": s.stored, "duplicate_stores": s.duplicate_stores,
+        "receipts": s.receipts, "redeliveries": s.redeliveries, "duplicate_deliveries": s.duplicate_deliveries,
+        "acked": s.acked, "dead_lettered": s.dead, "consumer_crashes": s.consumer_crashes, "revived": s.revived,
+        "ring": { "epoch": q.ring_epoch, "shards": q.ring.iter().map(|x| format!("s{}", x + 1)).collect::<Vec<_>>() },
+        "partitions": q.partitions, "partitions_moved": q.partitions_moved, "migrated_messages": s.migrated_messages,
+        "lost": s.lost.iter().map(|l| json!({
+            "partition": l.partition, "producer": format!("p{}", l.id.producer + 1), "seq": l.id.seq,
+            "shard": format!("s{}", l.shard.wrapping_add(1)), "crash_ns": l.crash_ns, "stored_ns": l.stored_ns,
+            "acknowledged": l.acked_to_producer, "reason": l.reason,
+        })).collect::<Vec<_>>(),
     })
 }
 
