@@ -952,7 +952,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             field_u64(line, "partition", *partition as u64);
             field_u64(line, "consumer", *consumer as u64 + 1);
             field_u64(line, "producer", *producer as u64 + 1);
-            field_u64(line, "seq", *seq);
+            field_u64(line, "message_seq", *seq);
             field_u64(line, "attempt", *attempt as u64);
         }
         QueueAcked {
@@ -977,7 +977,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
         } => {
             field_u64(line, "partition", *partition as u64);
             field_u64(line, "producer", *producer as u64 + 1);
-            field_u64(line, "seq", *seq);
+            field_u64(line, "message_seq", *seq);
         }
         QueueRequeued {
             partition,
@@ -993,7 +993,7 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
         } => {
             field_u64(line, "partition", *partition as u64);
             field_u64(line, "producer", *producer as u64 + 1);
-            field_u64(line, "seq", *seq);
+            field_u64(line, "message_seq", *seq);
             let name = if matches!(ev, QueueDead { .. }) {
                 "attempts"
             } else {

@@ -129,6 +129,11 @@ pub fn draw(template: &Scenario, seed: u64) -> Scenario {
             }
         }
     }
+    // Drawn after the node faults, so that templates without shards keep
+    // drawing exactly the faults they always did.
+    if sc.redis.shards > 0 {
+        draw_shard_faults(&mut rng, &sc, start, recover_at, &mut drawn);
+    }
     if drawn.is_empty() {
         return sc;
     }
@@ -162,6 +167,39 @@ pub fn draw(template: &Scenario, seed: u64) -> Scenario {
     // rare case they are not, the seed runs the template unchanged rather
     // than a scenario its own saved file could not reproduce.
     if loads_back(&sc) { sc } else { plain }
+}
+
+/// Shard crashes (each restarted before the recovery point) and shards cut
+/// off from every node, each kind switched on by the seed.
+fn draw_shard_faults(
+    rng: &mut Rng,
+    sc: &Scenario,
+    start: u64,
+    recover_at: u64,
+    drawn: &mut Vec<Step>,
+) {
+    let shards = sc.redis.shards as u64;
+    for crash in [true, false] {
+        if !rng.chance(0.5) {
+            continue;
+        }
+        for _ in 0..rng.between(1, 2) {
+            let at = round_ms(rng.between(start, recover_at - 50 * MS));
+            let until = round_ms(at + rng.between(50 * MS, 1500 * MS)).min(recover_at - MS);
+            let j = rng.below(shards) as usize;
+            if crash {
+                drawn.push(step(at, Action::Crash(Target::Shard(j))));
+                drawn.push(step(until.max(at + MS), Action::Restart(Target::Shard(j))));
+            } else {
+                let place = sc.nodes + j;
+                let rest: Vec<usize> = (0..sc.nodes + sc.redis.shards)
+                    .filter(|&p| p != place)
+                    .collect();
+                drawn.push(step(at, Action::Partition(vec![rest, vec![place]])));
+                drawn.push(step(until.max(at + MS), Action::Heal));
+            }
+        }
+    }
 }
 
 /// True if the scenario's saved form loads back to the same scenario.
