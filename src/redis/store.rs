@@ -3,8 +3,9 @@
 //! Sans-IO and clock-free: each command gets the current time in
 //! nanoseconds. Expiry follows Redis: a key is gone once `now > deadline`,
 //! it is removed lazily when a command touches it, and `expire_due` is the
-//! active sweep. TTLs are given in seconds or milliseconds as in Redis and
-//! kept as nanosecond deadlines (saturating far in the future).
+//! active sweep. As in Redis, deadlines are unix times in whole
+//! milliseconds and the clock they are compared with is `now_ns / 1e6`
+//! truncated: a key set with `PX 5` at 0.4 ms lives through millisecond 5.
 //!
 //! Deliberate differences from redis-server (the queue code built on this
 //! must not rely on them): HGETALL returns fields sorted by bytes (Redis
@@ -22,7 +23,7 @@ const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
 const NOT_FLOAT: &str = "ERR value is not a valid float";
 const SYNTAX: &str = "ERR syntax error";
 const OVERFLOW: &str = "ERR increment or decrement would overflow";
-const NS_PER_MS: i128 = 1_000_000;
+const NS_PER_MS: u64 = 1_000_000;
 
 /// A reply that aborts the command early.
 type Reply = Result<Resp, Resp>;
@@ -120,8 +121,9 @@ impl Value {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     value: Value,
-    /// Deadline in ns; the key is gone once `now > deadline`.
-    expires_at: Option<u64>,
+    /// Deadline in unix ms, as Redis keeps it; the key is gone once
+    /// `now_ms(now) > deadline`.
+    expires_at: Option<i64>,
 }
 
 /// The keyspace of one Redis database.
@@ -208,11 +210,19 @@ fn int_arg(b: &[u8]) -> Result<i64, Resp> {
     parse_i64(b).ok_or_else(|| err(NOT_INTEGER))
 }
 
-/// Parses a double as Redis's `string2d`: `strtod` syntax, NaN rejected.
+/// Parses a double as Redis's `string2d`: `strtod` syntax, NaN rejected,
+/// and so is what `strtod` flags `ERANGE`: a finite spelling that
+/// overflows to infinity (`1e400`) or underflows to zero (`1e-400`).
+/// (Hexadecimal floats, which glibc's `strtod` also reads, are refused.)
 fn parse_f64(b: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(b).ok()?;
     let x: f64 = s.parse().ok()?;
-    (!x.is_nan()).then_some(x)
+    let unsigned = s.trim_start_matches(['+', '-']);
+    let spelled_inf =
+        unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity");
+    let mantissa = unsigned.split(['e', 'E']).next().unwrap_or("");
+    let underflow = x == 0.0 && mantissa.bytes().any(|c| matches!(c, b'1'..=b'9'));
+    (!x.is_nan() && (x.is_finite() || spelled_inf) && !underflow).then_some(x)
 }
 
 /// Formats a double as Redis 7.2+ replies it (`fpconv_dtoa`): shortest
@@ -255,33 +265,42 @@ pub(super) fn format_double(x: f64) -> String {
 }
 
 /// A ZRANGEBYSCORE bound: the score and whether it is excluded.
+///
+/// Redis's `zslParseRange` calls bare `strtod` on the C string and only
+/// checks that it stopped at the terminating NUL and did not read NaN, so
+/// unlike `string2d` it takes leading whitespace, out-of-range values
+/// (`1e400` is inf), stops at an embedded NUL, and reads an empty string
+/// (`""`, or `(` alone) as 0.
 fn parse_bound(b: &[u8]) -> Option<(f64, bool)> {
-    match b.strip_prefix(b"(") {
-        Some(rest) => parse_f64(rest).map(|x| (x, true)),
-        None => parse_f64(b).map(|x| (x, false)),
+    let (text, excluded) = match b.strip_prefix(b"(") {
+        Some(rest) => (rest, true),
+        None => (b, false),
+    };
+    let text = text.split(|&c| c == 0).next().unwrap_or(&[]);
+    if text.is_empty() {
+        return Some((0.0, excluded));
     }
+    // C's isspace: \t \n \v \f \r and space.
+    let start = text
+        .iter()
+        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))?;
+    let x: f64 = std::str::from_utf8(&text[start..]).ok()?.parse().ok()?;
+    (!x.is_nan()).then_some((x, excluded))
 }
 
-/// Turns a relative TTL or absolute unix time into a ns deadline, with
-/// Redis's overflow checks (done in milliseconds, as Redis counts).
-fn deadline(now_ns: u64, amount: i64, unit_ms: i64, absolute: bool) -> Option<u64> {
+/// Redis's clock (`commandTimeSnapshot()`): whole milliseconds.
+fn now_ms(now_ns: u64) -> i64 {
+    (now_ns / NS_PER_MS) as i64
+}
+
+/// Turns a relative TTL or absolute unix time into a deadline in unix ms,
+/// with Redis's overflow checks. As in Redis, a relative TTL counts from
+/// `now` truncated to the millisecond, so deadlines, PTTL and the NX/XX/GT/LT
+/// comparisons all agree with Redis to the millisecond.
+fn deadline(now_ns: u64, amount: i64, unit_ms: i64, absolute: bool) -> Option<i64> {
     let ms = i128::from(amount) * i128::from(unit_ms);
-    let base = if absolute {
-        0
-    } else {
-        i128::from(now_ns) / NS_PER_MS
-    };
-    let when = ms + base;
-    if ms > i128::from(i64::MAX) || ms < i128::from(i64::MIN) || when > i128::from(i64::MAX) {
-        return None;
-    }
-    // Keep the sub-millisecond part of `now` so a relative TTL is exact.
-    let ns = if absolute {
-        when * NS_PER_MS
-    } else {
-        i128::from(now_ns) + ms * NS_PER_MS
-    };
-    Some(ns.clamp(0, i128::from(u64::MAX)) as u64)
+    let base = if absolute { 0 } else { now_ms(now_ns) };
+    i64::try_from(ms).ok().and_then(|ms| ms.checked_add(base))
 }
 
 fn side(b: &[u8]) -> Result<bool, Resp> {
@@ -319,7 +338,7 @@ impl Store {
     /// Removes every key whose deadline has passed (Redis's active expiry).
     pub fn expire_due(&mut self, now_ns: u64) {
         self.keys
-            .retain(|_, e| e.expires_at.is_none_or(|d| now_ns <= d));
+            .retain(|_, e| e.expires_at.is_none_or(|d| now_ms(now_ns) <= d));
     }
 
     fn dispatch(&mut self, now: u64, name: &str, a: &[Vec<u8>]) -> Reply {
@@ -390,7 +409,7 @@ impl Store {
         if self
             .keys
             .get(key)
-            .is_some_and(|e| e.expires_at.is_some_and(|d| now > d))
+            .is_some_and(|e| e.expires_at.is_some_and(|d| now_ms(now) > d))
         {
             self.keys.remove(key);
         }
@@ -461,9 +480,16 @@ impl Store {
                 (b"XX", _) if !nx => xx = true,
                 (b"GET", _) => get = true,
                 (b"KEEPTTL", _) if expire.is_none() => keep_ttl = true,
-                (b"EX" | b"PX" | b"EXAT" | b"PXAT", Some(v)) if expire.is_none() && !keep_ttl => {
+                (b"EX" | b"PX" | b"EXAT" | b"PXAT", Some(v)) if !keep_ttl => {
                     let unit = if opt.starts_with(b"E") { 1000 } else { 1 };
-                    expire = Some((v, unit, opt.ends_with(b"AT")));
+                    let absolute = opt.ends_with(b"AT");
+                    // Redis refuses mixing EX/PX/EXAT/PXAT, but the same one
+                    // again is accepted and the last one wins (the earlier
+                    // value is never even parsed).
+                    if expire.is_some_and(|(_, u, abs)| (u, abs) != (unit, absolute)) {
+                        return Err(err(SYNTAX));
+                    }
+                    expire = Some((v, unit, absolute));
                     i += 1;
                 }
                 _ => return Err(err(SYNTAX)),
@@ -530,13 +556,12 @@ impl Store {
         }
         let count = match a.get(2) {
             None => None,
-            Some(c) => {
-                let c = int_arg(c)?;
-                if c < 0 {
-                    return Err(err("ERR value is out of range, must be positive"));
-                }
-                Some(c as usize)
-            }
+            // Redis's getPositiveLongFromObjectOrReply gives this one message
+            // for a negative count and for one that is not an integer at all.
+            Some(c) => match parse_i64(c) {
+                Some(c) if c >= 0 => Some(c as usize),
+                _ => return Err(err("ERR value is out of range, must be positive")),
+            },
         };
         let Some(l) = self.list(now, &a[1])? else {
             return Ok(match count {
@@ -841,7 +866,8 @@ impl Store {
         if refused {
             return Ok(Resp::Integer(0));
         }
-        if when <= now {
+        // Redis's checkAlreadyExpired: a deadline not after now deletes the key.
+        if when <= now_ms(now) {
             self.keys.remove(&a[1]);
         } else {
             entry.expires_at = Some(when);
@@ -856,7 +882,8 @@ impl Store {
         let Some(d) = entry.expires_at else {
             return -1;
         };
-        let ms = ((d - now) / 1_000_000) as i64;
+        // `live` removed the key if `d < now_ms`, so this is never negative.
+        let ms = d - now_ms(now);
         if millis { ms } else { (ms + 500) / 1000 }
     }
 }
@@ -1055,13 +1082,16 @@ mod tests {
             "TTL rounds to nearest second"
         );
         assert_eq!(s.execute(1000 * MS, &cmd("TTL a")), i(1));
+        // Redis's clock is whole milliseconds: the key lives through ms 1500.
+        let last_ns = 1501 * MS - 1;
+        assert_eq!(s.execute(last_ns, &cmd("PTTL a")), i(0));
         assert_eq!(
-            s.execute(1500 * MS, &cmd("GET a")),
+            s.execute(last_ns, &cmd("GET a")),
             b("v"),
-            "alive at its deadline"
+            "alive through its deadline's millisecond"
         );
-        assert_eq!(s.execute(1500 * MS + 1, &cmd("GET a")), nil());
-        assert_eq!(s.execute(1500 * MS + 1, &cmd("TTL a")), i(-2));
+        assert_eq!(s.execute(1501 * MS, &cmd("GET a")), nil());
+        assert_eq!(s.execute(1501 * MS, &cmd("TTL a")), i(-2));
         assert_eq!(
             s.execute(0, &cmd("EXISTS a")),
             i(0),
@@ -1436,5 +1466,618 @@ mod tests {
         );
         assert_eq!(h(&mut s, "MULTI"), ok(), "the connection is usable again");
         assert_eq!(h(&mut s, "EXEC"), Resp::Array(Some(Vec::new())));
+    }
+
+    fn raw(args: &[&[u8]]) -> Vec<Vec<u8>> {
+        args.iter().map(|a| a.to_vec()).collect()
+    }
+
+    fn arity(name: &str) -> Resp {
+        e(&format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    }
+
+    #[test]
+    fn arity_errors_name_the_command_in_lowercase() {
+        let mut s = Store::default();
+        let cases = [
+            ("get", "GET"),
+            ("get", "gEt a b"),
+            ("set", "SET k"),
+            ("del", "DEL"),
+            ("exists", "EXISTS"),
+            ("incr", "INCR"),
+            ("incr", "INCR a b"),
+            ("incrby", "INCRBY k"),
+            ("incrby", "INCRBY k 1 2"),
+            ("lpush", "LPUSH l"),
+            ("rpush", "RPUSH l"),
+            ("lpop", "LPOP"),
+            ("rpop", "RPOP"),
+            // Past the table's "at least 2", LPOP/RPOP check "at most 3" themselves.
+            ("lpop", "LPOP l 1 2"),
+            ("rpop", "rpop l 1 2"),
+            ("lmove", "LMOVE a b LEFT"),
+            ("lmove", "LMOVE a b LEFT LEFT x"),
+            ("lrange", "LRANGE l 0"),
+            ("llen", "LLEN"),
+            ("lrem", "LREM l 0"),
+            // HSET takes field-value pairs: an odd count is an arity error too.
+            ("hset", "HSET h f"),
+            ("hset", "HSET h f v g"),
+            ("hget", "HGET h"),
+            ("hdel", "HDEL h"),
+            ("hgetall", "HGETALL"),
+            ("hincrby", "HINCRBY h f"),
+            ("zadd", "ZADD z 1"),
+            ("zrem", "ZREM z"),
+            ("zrangebyscore", "ZRANGEBYSCORE z 0"),
+            ("zscore", "ZSCORE z"),
+            ("expire", "EXPIRE k"),
+            ("pexpire", "PEXPIRE k"),
+            ("ttl", "TTL"),
+            ("pttl", "PTTL k x"),
+            ("multi", "MULTI x"),
+            ("exec", "EXEC x"),
+            ("discard", "DISCARD x"),
+        ];
+        for (name, line) in cases {
+            assert_eq!(run(&mut s, line), arity(name), "{line}");
+        }
+        assert_eq!(s, Store::default(), "no arity error touches the keyspace");
+        // Past the arity check, a malformed tail is the command's own error.
+        assert_eq!(run(&mut s, "ZADD z NX 1"), e(SYNTAX));
+    }
+
+    #[test]
+    fn set_options_parse_as_redis_does() {
+        let mut s = Store::default();
+        // The same expiry option again replaces the first; Redis does not
+        // even parse the value it replaces.
+        assert_eq!(run(&mut s, "SET k v EX 1 EX 2"), ok());
+        assert_eq!(run(&mut s, "TTL k"), i(2));
+        assert_eq!(run(&mut s, "SET k v PX 100 PX 200"), ok());
+        assert_eq!(run(&mut s, "PTTL k"), i(200));
+        assert_eq!(run(&mut s, "SET k v EX x EX 5"), ok());
+        assert_eq!(run(&mut s, "TTL k"), i(5));
+        assert_eq!(run(&mut s, "SET k v NX NX"), nil(), "exists: refused");
+        assert_eq!(run(&mut s, "SET k w xx xx"), ok());
+        // Two different expiry options, KEEPTTL with one, NX with XX, or an
+        // option missing its value are syntax errors.
+        for c in [
+            "SET k v EX 5 PX 100",
+            "SET k v PX 100 EX 5",
+            "SET k v EXAT 10 PXAT 100",
+            "SET k v EX 1 EXAT 10",
+            "SET k v KEEPTTL EX 1",
+            "SET k v EX 1 KEEPTTL",
+            "SET k v XX NX",
+            "SET k v PX",
+            "SET k v GET EX",
+        ] {
+            assert_eq!(run(&mut s, c), e(SYNTAX), "{c}");
+        }
+        let bad_time = e("ERR invalid expire time in 'set' command");
+        for c in [
+            "SET k v PX 0",
+            "SET k v PX -5",
+            "SET k v EX -1",
+            "SET k v EXAT 0",
+            "SET k v EX 9223372036854776",
+        ] {
+            assert_eq!(run(&mut s, c), bad_time, "{c}");
+        }
+        assert_eq!(
+            run(&mut s, "GET k"),
+            b("w"),
+            "a refused SET changes nothing"
+        );
+        assert_eq!(run(&mut s, "TTL k"), i(-1));
+        // The largest TTLs that fit: EX up to LLONG_MAX / 1000, and any PX
+        // whose sum with now still fits in a long long. Kept exactly.
+        assert_eq!(run(&mut s, "SET big v EX 9223372036854775"), ok());
+        assert_eq!(run(&mut s, "PTTL big"), i(9_223_372_036_854_775_000));
+        assert_eq!(run(&mut s, "SET big v PX 9223372036854775807"), ok());
+        assert_eq!(run(&mut s, "PTTL big"), i(i64::MAX));
+        assert_eq!(
+            s.execute(SEC, &cmd("SET big v PX 9223372036854775807")),
+            bad_time,
+            "now + PX overflows"
+        );
+        // The expiry is parsed before GET looks at the old value.
+        run(&mut s, "RPUSH l a");
+        assert_eq!(run(&mut s, "SET l v EX x GET"), e(NOT_INTEGER));
+        assert_eq!(run(&mut s, "SET l v EX 0 GET"), bad_time);
+        assert_eq!(run(&mut s, "SET l v GET"), wrongtype());
+        assert_eq!(
+            run(&mut s, "LLEN l"),
+            i(1),
+            "a failed SET GET changes nothing"
+        );
+    }
+
+    #[test]
+    fn incr_parses_strictly_and_detects_overflow() {
+        let mut s = Store::default();
+        assert_eq!(run(&mut s, "INCR n"), i(1), "a missing key counts from 0");
+        assert_eq!(run(&mut s, "GET n"), b("1"), "and is stored as a string");
+        assert_eq!(
+            run(&mut s, "INCRBY n -9223372036854775808"),
+            i(-9_223_372_036_854_775_807)
+        );
+        assert_eq!(run(&mut s, "INCRBY n -1"), i(i64::MIN));
+        assert_eq!(run(&mut s, "INCRBY n -1"), e(OVERFLOW));
+        assert_eq!(run(&mut s, "INCRBY n 9223372036854775807"), i(-1));
+        run(&mut s, "SET m 1");
+        assert_eq!(run(&mut s, "INCRBY m 9223372036854775807"), e(OVERFLOW));
+        assert_eq!(run(&mut s, "GET m"), b("1"), "an overflow changes nothing");
+        for by in ["9223372036854775808", "-9223372036854775809", "1.0", "-0"] {
+            assert_eq!(
+                run(&mut s, &format!("INCRBY m {by}")),
+                e(NOT_INTEGER),
+                "{by}"
+            );
+        }
+        for v in [&b""[..], b"1 ", b"1\0", b"9223372036854775808"] {
+            s.execute(0, &raw(&[b"SET", b"v", v]));
+            assert_eq!(run(&mut s, "INCR v"), e(NOT_INTEGER), "{v:?}");
+        }
+        run(&mut s, "RPUSH l a");
+        assert_eq!(
+            run(&mut s, "INCRBY l x"),
+            e(NOT_INTEGER),
+            "the increment is parsed before the key's type is checked"
+        );
+        assert_eq!(run(&mut s, "INCRBY l 1"), wrongtype());
+    }
+
+    #[test]
+    fn expire_options_and_edge_cases() {
+        let mut s = Store::default();
+        // Options are parsed first, then the amount, then the key looked up.
+        assert_eq!(
+            run(&mut s, "EXPIRE missing x YY"),
+            e("ERR Unsupported option YY")
+        );
+        assert_eq!(run(&mut s, "EXPIRE missing x"), e(NOT_INTEGER));
+        assert_eq!(run(&mut s, "EXPIRE missing -1"), i(0));
+        assert_eq!(run(&mut s, "PEXPIRE missing 0"), i(0));
+
+        run(&mut s, "SET k v");
+        assert_eq!(run(&mut s, "EXPIRE k 10 XX"), i(0), "XX: no TTL yet");
+        assert_eq!(
+            run(&mut s, "EXPIRE k 10 GT"),
+            i(0),
+            "no TTL counts as infinite"
+        );
+        assert_eq!(run(&mut s, "TTL k"), i(-1));
+        assert_eq!(run(&mut s, "EXPIRE k 10 LT"), i(1), "anything is less");
+        assert_eq!(run(&mut s, "TTL k"), i(10));
+        assert_eq!(run(&mut s, "EXPIRE k 20 NX"), i(0));
+        assert_eq!(run(&mut s, "EXPIRE k 20 xx"), i(1));
+        assert_eq!(run(&mut s, "EXPIRE k 20 GT"), i(0), "not greater");
+        assert_eq!(run(&mut s, "EXPIRE k 20 LT"), i(0), "not less");
+        assert_eq!(run(&mut s, "EXPIRE k 30 XX GT"), i(1), "XX goes with GT");
+        assert_eq!(run(&mut s, "PTTL k"), i(30_000));
+
+        let nx_with = "ERR NX and XX, GT or LT options at the same time are not compatible";
+        let cases = [
+            (
+                "EXPIRE k 1 GT LT",
+                "ERR GT and LT options at the same time are not compatible",
+            ),
+            ("EXPIRE k 1 NX GT", nx_with),
+            ("PEXPIRE k 1 nx lt", nx_with),
+            ("EXPIRE k 1 XX NX", nx_with),
+            ("EXPIRE k x NX XX", nx_with),
+            ("EXPIRE k 1 NX NOPE", "ERR Unsupported option NOPE"),
+            (
+                "EXPIRE k 9223372036854776",
+                "ERR invalid expire time in 'expire' command",
+            ),
+            (
+                "EXPIRE k -9223372036854776",
+                "ERR invalid expire time in 'expire' command",
+            ),
+        ];
+        for (c, msg) in cases {
+            assert_eq!(run(&mut s, c), e(msg), "{c}");
+        }
+        // Within range on its own, but not once added to now.
+        assert_eq!(
+            s.execute(SEC, &cmd("PEXPIRE k 9223372036854775807")),
+            e("ERR invalid expire time in 'pexpire' command")
+        );
+        assert_eq!(
+            s.execute(SEC, &cmd("EXPIRE k 9223372036854775")),
+            e("ERR invalid expire time in 'expire' command")
+        );
+        assert_eq!(run(&mut s, "TTL k"), i(30), "errors change nothing");
+
+        // A deadline not after now deletes the key, and still replies 1.
+        assert_eq!(run(&mut s, "EXPIRE k -1"), i(1));
+        assert_eq!(run(&mut s, "EXISTS k"), i(0));
+        assert_eq!(run(&mut s, "TTL k"), i(-2));
+        run(&mut s, "SET k v");
+        assert_eq!(run(&mut s, "PEXPIRE k 0"), i(1));
+        assert_eq!(run(&mut s, "GET k"), nil());
+        run(&mut s, "SET k v");
+        assert_eq!(run(&mut s, "EXPIRE k -5 GT"), i(0), "GT refuses first");
+        assert_eq!(run(&mut s, "EXISTS k"), i(1));
+        assert_eq!(run(&mut s, "EXPIRE k -5 LT"), i(1));
+        assert_eq!(run(&mut s, "EXISTS k"), i(0));
+
+        // Aggregates: writes keep the TTL; emptying the key drops it.
+        run(&mut s, "RPUSH l a");
+        assert_eq!(run(&mut s, "EXPIRE l 10"), i(1));
+        assert_eq!(run(&mut s, "RPUSH l b"), i(2));
+        assert_eq!(run(&mut s, "TTL l"), i(10), "a push keeps the TTL");
+        assert_eq!(run(&mut s, "LPOP l 2"), arr(&["a", "b"]));
+        assert_eq!(run(&mut s, "TTL l"), i(-2), "the emptied list is gone");
+        run(&mut s, "RPUSH l c");
+        assert_eq!(run(&mut s, "TTL l"), i(-1), "and its TTL with it");
+        assert_eq!(run(&mut s, "EXPIRE l 10"), i(1));
+        assert_eq!(run(&mut s, "SET l v"), ok());
+        assert_eq!(run(&mut s, "TTL l"), i(-1), "SET replaces it, TTL and all");
+        run(&mut s, "HSET h f v");
+        assert_eq!(run(&mut s, "PEXPIRE h 5000"), i(1));
+        assert_eq!(run(&mut s, "HINCRBY h n 1"), i(1));
+        assert_eq!(run(&mut s, "PTTL h"), i(5000), "HINCRBY keeps the TTL");
+    }
+
+    #[test]
+    fn expiry_counts_whole_milliseconds_as_redis_does() {
+        let mut s = Store::default();
+        // At 0.4 ms Redis's clock reads 0: PX 5 ends at 5 ms, and the key
+        // lives through millisecond 5.
+        s.execute(400_000, &cmd("SET k v PX 5"));
+        assert_eq!(s.execute(400_000, &cmd("PTTL k")), i(5));
+        assert_eq!(s.execute(3 * MS + 900_000, &cmd("PTTL k")), i(2));
+        assert_eq!(s.execute(6 * MS - 1, &cmd("GET k")), b("v"));
+        s.expire_due(6 * MS - 1);
+        assert_eq!(
+            s.execute(6 * MS - 1, &cmd("EXISTS k")),
+            i(1),
+            "the sweep agrees"
+        );
+        s.expire_due(6 * MS);
+        assert_eq!(s, Store::default());
+        // Two PEXPIREs within one millisecond set the same deadline, so GT
+        // refuses the second; a millisecond later it is greater.
+        s.execute(MS + 200_000, &cmd("SET g v"));
+        assert_eq!(s.execute(MS + 200_000, &cmd("PEXPIRE g 100")), i(1));
+        assert_eq!(s.execute(MS + 700_000, &cmd("PEXPIRE g 100 GT")), i(0));
+        assert_eq!(s.execute(2 * MS, &cmd("PEXPIRE g 100 GT")), i(1));
+        assert_eq!(s.execute(2 * MS, &cmd("PTTL g")), i(100));
+        // A zero TTL deletes at once, whatever the sub-millisecond time.
+        assert_eq!(s.execute(2 * MS + 999_999, &cmd("PEXPIRE g 0")), i(1));
+        assert_eq!(s.execute(2 * MS + 999_999, &cmd("EXISTS g")), i(0));
+        // TTL in seconds rounds half up.
+        s.execute(0, &cmd("SET t v PX 1499"));
+        assert_eq!(s.execute(0, &cmd("TTL t")), i(1));
+        s.execute(0, &cmd("SET t v PX 1500"));
+        assert_eq!(s.execute(0, &cmd("TTL t")), i(2));
+    }
+
+    #[test]
+    fn list_argument_errors_come_before_type_and_existence() {
+        let mut s = Store::default();
+        let not_positive = e("ERR value is out of range, must be positive");
+        // LPOP/RPOP parse the count first, with one message for a negative
+        // count and for one that is not an integer.
+        for c in [
+            "LPOP none x",
+            "RPOP none -1",
+            "LPOP none -0",
+            "LPOP none 1.5",
+        ] {
+            assert_eq!(run(&mut s, c), not_positive, "{c}");
+        }
+        assert_eq!(
+            run(&mut s, "LPOP none 0"),
+            Resp::Array(None),
+            "missing key with a count: null array, even for 0"
+        );
+        assert_eq!(run(&mut s, "RPOP none"), nil());
+        run(&mut s, "SET str v");
+        assert_eq!(run(&mut s, "LPOP str x"), not_positive);
+        assert_eq!(run(&mut s, "RPOP str 1"), wrongtype());
+        assert_eq!(run(&mut s, "LRANGE str x 1"), e(NOT_INTEGER));
+        assert_eq!(run(&mut s, "LRANGE str 0 y"), e(NOT_INTEGER));
+        assert_eq!(run(&mut s, "LREM str x a"), e(NOT_INTEGER));
+        assert_eq!(run(&mut s, "LMOVE str none UP LEFT"), e(SYNTAX));
+        assert_eq!(
+            run(&mut s, "LMOVE none str LEFT DOWN"),
+            e(SYNTAX),
+            "directions are checked before the keys"
+        );
+        assert_eq!(run(&mut s, "LMOVE str none LEFT LEFT"), wrongtype());
+        assert_eq!(
+            run(&mut s, "LMOVE none str LEFT LEFT"),
+            nil(),
+            "a missing source moves nothing, whatever the destination"
+        );
+        assert_eq!(run(&mut s, "EXISTS none"), i(0));
+
+        // LPUSH pushes each value at the head in turn and replies the
+        // length; RPOP with a count pops tail first.
+        assert_eq!(run(&mut s, "LPUSH l a b c"), i(3));
+        assert_eq!(run(&mut s, "LRANGE l 0 -1"), arr(&["c", "b", "a"]));
+        assert_eq!(run(&mut s, "RPOP l 2"), arr(&["a", "b"]));
+        assert_eq!(run(&mut s, "LPOP l 0"), arr(&[]), "existing key, count 0");
+        assert_eq!(
+            run(&mut s, "LRANGE l -9223372036854775808 9223372036854775807"),
+            arr(&["c"])
+        );
+        assert_eq!(run(&mut s, "LPOP l 1"), arr(&["c"]));
+        assert_eq!(run(&mut s, "EXISTS l"), i(0), "emptied by a counted pop");
+    }
+
+    #[test]
+    fn hash_increments_and_replies() {
+        let mut s = Store::default();
+        assert_eq!(run(&mut s, "HINCRBY h n 3"), i(3), "creates key and field");
+        assert_eq!(run(&mut s, "HGET h n"), b("3"));
+        assert_eq!(run(&mut s, "HSET h n 5"), i(0), "an update adds no field");
+        assert_eq!(run(&mut s, "HGETALL h"), arr(&["n", "5"]));
+        run(
+            &mut s,
+            "HSET h max 9223372036854775807 min -9223372036854775808",
+        );
+        assert_eq!(run(&mut s, "HINCRBY h max 1"), e(OVERFLOW));
+        assert_eq!(run(&mut s, "HINCRBY h min -1"), e(OVERFLOW));
+        assert_eq!(run(&mut s, "HINCRBY h max -1"), i(i64::MAX - 1));
+        assert_eq!(
+            run(&mut s, "HINCRBY h n 9223372036854775808"),
+            e(NOT_INTEGER)
+        );
+        let not_int = e("ERR hash value is not an integer");
+        for v in [&b"-0"[..], b"01", b"1.5", b"+1", b"x", b"", b" 1"] {
+            s.execute(0, &raw(&[b"HSET", b"h", b"f", v]));
+            assert_eq!(run(&mut s, "HINCRBY h f 1"), not_int, "{v:?}");
+        }
+        run(&mut s, "SET str v");
+        assert_eq!(
+            run(&mut s, "HINCRBY str f x"),
+            e(NOT_INTEGER),
+            "the increment is parsed before the key's type is checked"
+        );
+        assert_eq!(run(&mut s, "HSET str f"), arity("hset"), "arity first too");
+        run(&mut s, "HSET h2 a 1");
+        assert_eq!(run(&mut s, "HDEL h2 a a"), i(1), "a field is deleted once");
+        assert_eq!(run(&mut s, "EXISTS h2"), i(0));
+    }
+
+    #[test]
+    fn zadd_scores_and_flags_as_redis() {
+        let mut s = Store::default();
+        // Scores parse as string2d: strtod's syntax, but no NaN, no overflow
+        // to infinity or underflow to zero, no blanks.
+        for bad in [
+            &b"1e400"[..],
+            b"-1e400",
+            b"1e-400",
+            b"nan",
+            b"1,5",
+            b"",
+            b" 1",
+            b"1 ",
+        ] {
+            assert_eq!(
+                s.execute(0, &raw(&[b"ZADD", b"z", bad, b"m"])),
+                e(NOT_FLOAT),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(run(&mut s, "EXISTS z"), i(0), "a bad score adds nothing");
+        assert_eq!(run(&mut s, "ZADD z inf a -Infinity b +inf c 1 d"), i(4));
+        assert_eq!(run(&mut s, "ZSCORE z b"), b("-inf"));
+        assert_eq!(run(&mut s, "ZSCORE z c"), b("inf"));
+        assert_eq!(
+            run(&mut s, "ZADD z INCR -inf a"),
+            e("ERR resulting score is not a number (NaN)")
+        );
+        assert_eq!(run(&mut s, "ZSCORE z a"), b("inf"), "unchanged");
+
+        // With INCR, a member left alone replies nil.
+        assert_eq!(run(&mut s, "ZADD z NX INCR 1 d"), nil());
+        assert_eq!(run(&mut s, "ZADD z XX INCR 1 nope"), nil());
+        assert_eq!(run(&mut s, "ZADD z GT INCR -1 d"), nil());
+        assert_eq!(run(&mut s, "ZADD z LT INCR -1 d"), b("0"));
+        assert_eq!(run(&mut s, "ZADD none XX INCR 1 a"), nil());
+        assert_eq!(run(&mut s, "EXISTS none"), i(0));
+
+        // Check order: pairs, NX+XX, GT/LT/NX, INCR with several pairs.
+        let cases = [
+            ("ZADD z NX XX 1 a 2", SYNTAX),
+            (
+                "ZADD z NX XX INCR 1 a 2 b",
+                "ERR XX and NX options at the same time are not compatible",
+            ),
+            (
+                "ZADD z gt lt INCR 1 a 2 b",
+                "ERR GT, LT, and/or NX options at the same time are not compatible",
+            ),
+            (
+                "ZADD z nx gt 1 a",
+                "ERR GT, LT, and/or NX options at the same time are not compatible",
+            ),
+            (
+                "ZADD z INCR 1 a 2 b",
+                "ERR INCR option supports a single increment-element pair",
+            ),
+        ];
+        for (c, msg) in cases {
+            assert_eq!(run(&mut s, c), e(msg), "{c}");
+        }
+        // All of it before the key's type is looked at.
+        run(&mut s, "SET str v");
+        assert_eq!(run(&mut s, "ZADD str abc a"), e(NOT_FLOAT));
+        assert_eq!(
+            run(&mut s, "ZADD str NX XX 1 a"),
+            e("ERR XX and NX options at the same time are not compatible")
+        );
+        assert_eq!(run(&mut s, "ZADD str 1 a"), wrongtype());
+
+        // GT and LT still add new members; they only gate updates.
+        assert_eq!(run(&mut s, "ZADD g GT 5 m"), i(1));
+        assert_eq!(run(&mut s, "ZADD g LT CH 6 m"), i(0));
+        assert_eq!(run(&mut s, "ZADD g GT CH 6 m"), i(1));
+        assert_eq!(run(&mut s, "ZREM g m m"), i(1), "a member is removed once");
+        assert_eq!(run(&mut s, "EXISTS g"), i(0));
+    }
+
+    #[test]
+    fn zrangebyscore_bounds_parse_as_strtod() {
+        let mut s = Store::default();
+        run(&mut s, "ZADD r 0 zero 1 one 2 two");
+        let q = |s: &mut Store, min: &[u8], max: &[u8]| {
+            s.execute(0, &raw(&[b"ZRANGEBYSCORE", b"r", min, max]))
+        };
+        assert_eq!(
+            q(&mut s, b"(", b"1"),
+            arr(&["one"]),
+            "'(' alone is an open 0"
+        );
+        assert_eq!(q(&mut s, b"", b"0"), arr(&["zero"]), "an empty bound is 0");
+        assert_eq!(
+            q(&mut s, b" \t1", b"+2"),
+            arr(&["one", "two"]),
+            "strtod skips leading blanks"
+        );
+        assert_eq!(
+            q(&mut s, b"1\0junk", b"1"),
+            arr(&["one"]),
+            "and stops at a NUL, the end of the C string"
+        );
+        assert_eq!(
+            q(&mut s, b"-1e400", b"(1e400"),
+            arr(&["zero", "one", "two"]),
+            "no range check: overflow reads as infinity"
+        );
+        let not_float = e("ERR min or max is not a float");
+        let bad: [(&[u8], &[u8]); 6] = [
+            (b"1 ", b"2"),
+            (b" ", b"2"),
+            (b"nan", b"2"),
+            (b"0", b"(nan"),
+            (b"((1", b"2"),
+            (b"1", b"2x"),
+        ];
+        for (min, max) in bad {
+            assert_eq!(q(&mut s, min, max), not_float, "{min:?} {max:?}");
+        }
+
+        assert_eq!(
+            run(&mut s, "ZRANGEBYSCORE r -inf +inf withscores limit 1 1"),
+            arr(&["one", "1"])
+        );
+        assert_eq!(run(&mut s, "ZRANGEBYSCORE r -inf +inf LIMIT 0 0"), arr(&[]));
+        assert_eq!(run(&mut s, "ZRANGEBYSCORE r -inf +inf LIMIT 3 1"), arr(&[]));
+        assert_eq!(
+            run(&mut s, "ZRANGEBYSCORE r -inf +inf LIMIT 1 -5"),
+            arr(&["one", "two"]),
+            "a negative count takes the rest"
+        );
+        assert_eq!(
+            run(&mut s, "ZRANGEBYSCORE r -inf +inf LIMIT x 1"),
+            e(NOT_INTEGER)
+        );
+        assert_eq!(
+            run(&mut s, "ZRANGEBYSCORE r -inf +inf LIMIT 0 1.5"),
+            e(NOT_INTEGER)
+        );
+        // ZRANGE's REV/BYSCORE/BYLEX are not ZRANGEBYSCORE options.
+        for opt in ["REV", "BYSCORE", "BYLEX", "LIMIT 0", "WITHSCORE"] {
+            let c = format!("ZRANGEBYSCORE r -inf +inf {opt}");
+            assert_eq!(run(&mut s, &c), e(SYNTAX), "{c}");
+        }
+        // Every argument error comes before the key is looked at.
+        run(&mut s, "SET str v");
+        assert_eq!(run(&mut s, "ZRANGEBYSCORE str x 1"), not_float);
+        assert_eq!(run(&mut s, "ZRANGEBYSCORE none x 1"), not_float);
+        assert_eq!(
+            run(&mut s, "ZRANGEBYSCORE str 0 1 LIMIT 0 x"),
+            e(NOT_INTEGER)
+        );
+        assert_eq!(run(&mut s, "ZRANGEBYSCORE str 0 1 FOO"), e(SYNTAX));
+        assert_eq!(run(&mut s, "ZRANGEBYSCORE str 0 1"), wrongtype());
+    }
+
+    #[test]
+    fn del_and_exists_count_as_redis() {
+        let mut s = Store::default();
+        run(&mut s, "SET a 1");
+        run(&mut s, "HSET h f v");
+        run(&mut s, "ZADD z 1 m");
+        assert_eq!(run(&mut s, "EXISTS a a a missing"), i(3));
+        assert_eq!(run(&mut s, "DEL a a"), i(1), "a key is deleted once");
+        assert_eq!(run(&mut s, "DEL h z missing"), i(2), "keys of any type");
+        s.execute(0, &cmd("SET t v PX 10"));
+        assert_eq!(s.execute(11 * MS, &cmd("EXISTS t")), i(0));
+        s.execute(0, &cmd("SET t v PX 10"));
+        assert_eq!(
+            s.execute(11 * MS, &cmd("DEL t")),
+            i(0),
+            "an expired key does not count as deleted"
+        );
+        assert_eq!(s, Store::default());
+    }
+
+    #[test]
+    fn transaction_errors_at_queue_time_and_at_exec() {
+        let mut s = Store::default();
+        let mut c = Connection::default();
+        let mut h = |s: &mut Store, line: &str| c.handle(s, 0, cmd(line));
+        let queued = Resp::Simple("QUEUED".into());
+        // Errors only running the command finds are replies in EXEC's
+        // array, and the commands around them still run.
+        assert_eq!(h(&mut s, "MULTI"), ok());
+        for line in [
+            "HSET h f v g",
+            "LPOP l 1 2",
+            "ZADD z NX XX 1 m",
+            "INCRBY n x",
+            "GET missing",
+            "LRANGE missing 0 -1",
+            "SET k v",
+        ] {
+            assert_eq!(h(&mut s, line), queued, "{line}");
+        }
+        assert_eq!(
+            h(&mut s, "EXEC"),
+            Resp::Array(Some(vec![
+                arity("hset"),
+                arity("lpop"),
+                e("ERR XX and NX options at the same time are not compatible"),
+                e(NOT_INTEGER),
+                nil(),
+                arr(&[]),
+                ok(),
+            ]))
+        );
+        assert_eq!(s.execute(0, &cmd("GET k")), b("v"));
+
+        // An error while queueing, even EXEC's own arity, dooms the EXEC.
+        assert_eq!(h(&mut s, "MULTI"), ok());
+        assert_eq!(h(&mut s, "EXEC x"), arity("exec"));
+        assert_eq!(h(&mut s, "SET k w"), queued, "still in the transaction");
+        assert_eq!(
+            h(&mut s, "EXEC"),
+            e("EXECABORT Transaction discarded because of previous errors.")
+        );
+        assert_eq!(s.execute(0, &cmd("GET k")), b("v"));
+        // DISCARD forgets the error with the queue.
+        assert_eq!(h(&mut s, "MULTI"), ok());
+        assert_eq!(h(&mut s, "GET"), arity("get"));
+        assert_eq!(h(&mut s, "DISCARD"), ok());
+        assert_eq!(h(&mut s, "MULTI"), ok());
+        assert_eq!(h(&mut s, "SET k w"), queued);
+        assert_eq!(h(&mut s, "EXEC"), Resp::Array(Some(vec![ok()])));
+        assert_eq!(s.execute(0, &cmd("GET k")), b("w"));
+        // MULTI with an argument is an arity error and starts nothing.
+        assert_eq!(h(&mut s, "MULTI x"), arity("multi"));
+        assert_eq!(h(&mut s, "EXEC"), e("ERR EXEC without MULTI"));
     }
 }
