@@ -420,6 +420,12 @@ impl Node {
         if self.raft.role() != Role::Leader || !Rebalancer::busy(&self.state.queue) {
             return;
         }
+        // A new leader's placement may lack moves its predecessor committed:
+        // it drives nothing until it has committed (and applied) its own entry.
+        if !self.raft.committed_in_term() || self.raft.applied_index() < self.raft.commit_index() {
+            env.set_timer(Timer::Rebalance, rebalance::TICK_NS);
+            return;
+        }
         for cmd in q.rebalancer.tick(env, &self.state.queue) {
             if self.raft.propose(env, Command::Ring(cmd)).is_err() {
                 break;

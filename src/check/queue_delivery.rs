@@ -142,6 +142,8 @@ pub struct QueueChecker {
     first_pops: BTreeMap<(u32, Partition), u64>,
     /// (partition, shard) -> when the partition last finished moving there.
     migrated_in: BTreeMap<(Partition, usize), u64>,
+    /// Finished moves by (partition, epoch), with the messages carried.
+    moves: BTreeMap<(Partition, u64), u64>,
     /// consumer -> how many times it crashed.
     crashes: BTreeMap<u32, u32>,
     sum: QueueSummary,
@@ -204,6 +206,7 @@ impl QueueChecker {
             msgs: BTreeMap::new(),
             first_pops: BTreeMap::new(),
             migrated_in: BTreeMap::new(),
+            moves: BTreeMap::new(),
             crashes: BTreeMap::new(),
             sum: QueueSummary::default(),
         }
@@ -296,11 +299,20 @@ impl QueueChecker {
             QueueMigrated {
                 partition,
                 to,
+                epoch,
                 messages,
                 ..
             } => {
-                self.sum.migrations += 1;
-                self.sum.migrated_messages += messages;
+                // Every leader that applies the end of a move traces it (a
+                // deposed one too); count each (partition, epoch) once, with
+                // the largest message count any of them carried.
+                let before = self.moves.insert((partition, epoch), messages);
+                let carried = before.map_or(messages, |b| b.max(messages));
+                self.moves.insert((partition, epoch), carried);
+                if before.is_none() {
+                    self.sum.migrations += 1;
+                }
+                self.sum.migrated_messages += carried - before.unwrap_or(0).min(carried);
                 self.migrated_in.insert((partition, to as usize), t_ns);
             }
             QueueConsumerCrash { consumer, .. } => {

@@ -305,6 +305,13 @@ impl Consumer {
                     self.target = (self.target + 1) % self.load.nodes;
                 }
                 self.backing_off = false;
+                // A poll that failed moves on to the next partition, so one
+                // unavailable partition does not stall the others; a
+                // settle is retried as it is.
+                if matches!(self.awaiting, Some((_, QueueRequest::Consume { .. }))) {
+                    self.awaiting = None;
+                    return self.poll(env);
+                }
                 self.resend(env);
             }
             _ => {}

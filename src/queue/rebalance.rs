@@ -153,7 +153,8 @@ impl Rebalancer {
         (true, None)
     }
 
-    /// Traces a finished move this leader drove (with how many messages it carried).
+    /// Traces a finished move (with how many messages this leader's own
+    /// freeze carried, 0 if its predecessor did the copying).
     pub fn on_moved(&mut self, env: &mut impl Env, partition: Partition, mv: Move, epoch: u64) {
         let messages = self.jobs.remove(&partition).map_or(0, |j| j.messages);
         env.trace(TraceEvent::QueueMigrated {

@@ -67,11 +67,22 @@ impl Shard {
         let mut tx = Tx::new(&mut self.store, now);
         let answer = run(&mut tx, &call, env);
         let log = tx.into_log();
+        // A move's steps are made durable before they are answered (as with
+        // WAITAOF): the leader commits a move only on the strength of them,
+        // so a crash must not bring back a dropped copy or lose a fence or
+        // an import.
+        let durable = matches!(
+            call,
+            ShardCall::Freeze { .. } | ShardCall::Import { .. } | ShardCall::Drop { .. }
+        );
         let wrote = log
             .iter()
             .any(|(_, reply)| !matches!(reply, Resp::Error(_)));
         for (args, reply) in &log {
             self.aof.record(now, args, reply);
+        }
+        if durable {
+            self.aof.sync_now(now);
         }
         if wrote && self.fsync_debounced && self.mode == Fsync::EverySec {
             env.set_timer(Timer::Fsync, SECOND_NS);
@@ -169,6 +180,21 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
             Ok(n) => ShardAnswer::Settled(n),
             Err(r) => refused(r),
         },
+        // A step of an older move than the one that brought the partition
+        // here (a deposed leader's, or a delayed copy) must not touch it.
+        ShardCall::Freeze {
+            partition, epoch, ..
+        }
+        | ShardCall::Drop { partition, epoch }
+            if imported_epoch(tx, *partition) >= *epoch =>
+        {
+            match call {
+                ShardCall::Drop { .. } => ShardAnswer::Done,
+                _ => refused(functions::Refused::Moved {
+                    epoch: imported_epoch(tx, *partition),
+                }),
+            }
+        }
         ShardCall::Freeze {
             partition,
             epoch,
@@ -194,19 +220,30 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
     }
 }
 
-/// Imports a partition unless this epoch's import already happened: a new
-/// leader redoing a move may freeze the old shard after its data was
-/// dropped, and its empty dump must not wipe what the first import wrote.
-fn import_once(tx: &mut Tx, partition: Partition, epoch: u64, dump: &functions::Dump) {
+/// The ring epoch of the move that last brought `partition` to this shard
+/// (0: it started here, or never came).
+fn imported_epoch(tx: &mut Tx, partition: Partition) -> u64 {
     let key = format!("{{q{partition}}}:imported");
-    let epoch_text = epoch.to_string();
-    if let Resp::Bulk(Some(v)) = tx.call(&[b"GET", key.as_bytes()])
-        && v == epoch_text.as_bytes()
-    {
+    match tx.call(&[b"GET", key.as_bytes()]) {
+        Resp::Bulk(Some(v)) => std::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Imports a partition unless this epoch's import (or a later one) already
+/// happened: a new leader redoing a move may freeze the old shard after its
+/// data was dropped, and its empty dump must not wipe what the first import
+/// wrote; nor may a delayed import of an older move.
+fn import_once(tx: &mut Tx, partition: Partition, epoch: u64, dump: &functions::Dump) {
+    if imported_epoch(tx, partition) >= epoch {
         return;
     }
     functions::import(tx, partition, dump);
-    tx.call(&[b"SET", key.as_bytes(), epoch_text.as_bytes()]);
+    let key = format!("{{q{partition}}}:imported");
+    tx.call(&[b"SET", key.as_bytes(), epoch.to_string().as_bytes()]);
 }
 
 fn trace_consumed(env: &mut impl Env, partition: Partition, consumer: u32, c: &Consumed) {

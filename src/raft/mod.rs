@@ -148,6 +148,12 @@ impl Raft {
     pub fn snapshot_index(&self) -> u64 {
         self.log.snapshot_index()
     }
+    /// True once a leader has committed an entry of its own term, and so
+    /// knows every entry committed before it took office (Raft 5.4.2).
+    pub fn committed_in_term(&self) -> bool {
+        self.role == Role::Leader && self.log.term_at(self.commit) == Some(self.term)
+    }
+
     /// The leader this node last heard from (itself when leading).
     pub fn leader_hint(&self) -> Option<NodeId> {
         self.leader

@@ -84,6 +84,14 @@ impl Aof {
         }
     }
 
+    /// Fsyncs now, whatever the schedule: what `WAITAOF 1 0 0` waits for
+    /// (Redis 7.2). Nothing to sync with persistence off.
+    pub fn sync_now(&mut self, now_ns: u64) {
+        if self.mode != Fsync::Off {
+            self.sync(now_ns);
+        }
+    }
+
     fn sync(&mut self, now_ns: u64) {
         self.synced.append(&mut self.pending);
         self.last_sync_ns = now_ns;

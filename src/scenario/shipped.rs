@@ -114,6 +114,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/queue-hot-partition.toml"),
     ),
     (
+        "queue-move-back",
+        include_str!("../../scenarios/queue-move-back.toml"),
+    ),
+    (
         "queue-poison",
         include_str!("../../scenarios/queue-poison.toml"),
     ),
