@@ -4,6 +4,8 @@ use crate::check::linearizability::Verdict;
 use crate::check::lock_history::check_lock_history;
 use crate::check::lock_safety::LockCounts;
 use crate::check::queue_delivery::QueueSummary;
+use crate::queue::placement::Placement;
+use crate::queue::ring::{Ring, moved_fraction};
 use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
 use crate::sim::world::{Found, Stats, World};
@@ -74,6 +76,8 @@ pub struct QueueReport {
     /// advanced live node).
     pub ring_epoch: u64,
     pub ring: Vec<u32>,
+    /// Per ring change, the fraction of the key space that changed shard.
+    pub key_space_moved: Vec<f64>,
 }
 
 /// The lock service's figures for a run.
@@ -190,14 +194,34 @@ fn queue_report(world: &World, sc: &Scenario) -> Option<QueueReport> {
         .filter_map(|i| world.node(i).filter(|_| !world.is_crashed(i)))
         .max_by_key(|n| n.raft().applied_index())
         .map(|n| n.placement().clone());
+    let key_space_moved = placement.as_ref().map_or(Vec::new(), key_space_moved);
     let (ring_epoch, ring) = placement.map_or((0, Vec::new()), |p| (p.epoch(), p.shards()));
     Some(QueueReport {
         partitions: sc.queue.partitions * sc.queue.queues.len() as u32,
         partitions_moved: summary.migrations,
         ring_epoch,
         ring,
+        key_space_moved,
         summary,
     })
+}
+
+/// For each ring change, the fraction of a fixed sample of 10,000 keys whose
+/// shard changed: how much of the key space the change moved (about 1/N
+/// when an N-th shard joins).
+fn key_space_moved(p: &Placement) -> Vec<f64> {
+    let keys: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| format!("key-{i}").into_bytes())
+        .collect();
+    let ring = |members: &[u32]| {
+        let mut r = Ring::new(p.vnodes());
+        members.iter().for_each(|&s| r.add(s));
+        r
+    };
+    p.history()
+        .windows(2)
+        .map(|w| moved_fraction(&ring(&w[0]), &ring(&w[1]), &keys))
+        .collect()
 }
 
 fn lock_summary(world: &World, sc: &Scenario) -> Option<LockSummary> {

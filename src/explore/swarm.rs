@@ -169,8 +169,9 @@ pub fn draw(template: &Scenario, seed: u64) -> Scenario {
     if loads_back(&sc) { sc } else { plain }
 }
 
-/// Shard crashes (each restarted before the recovery point) and shards cut
-/// off from every node, each kind switched on by the seed.
+/// Shard crashes (each restarted before the recovery point), shards cut off
+/// from every node, and a shard taken off the ring and put back (moving its
+/// partitions away and home again), each kind switched on by the seed.
 fn draw_shard_faults(
     rng: &mut Rng,
     sc: &Scenario,
@@ -199,6 +200,13 @@ fn draw_shard_faults(
                 drawn.push(step(until.max(at + MS), Action::Heal));
             }
         }
+    }
+    if rng.chance(0.5) {
+        let at = round_ms(rng.between(start, recover_at - 50 * MS));
+        let until = round_ms(at + rng.between(20 * MS, 1500 * MS)).min(recover_at - MS);
+        let j = rng.below(shards) as u32;
+        drawn.push(step(at, Action::RemoveShard(j)));
+        drawn.push(step(until.max(at + MS), Action::AddShard(j)));
     }
 }
 

@@ -46,6 +46,8 @@ pub struct Placement {
     owner: Vec<ShardId>,
     moving: BTreeMap<Partition, Move>,
     deferred: VecDeque<RingCommand>,
+    /// The ring's shards at each epoch, epoch 0 first.
+    history: Vec<Vec<ShardId>>,
 }
 
 impl Default for Placement {
@@ -89,6 +91,7 @@ impl Placement {
             .collect();
         Placement {
             epoch: 0,
+            history: vec![ring.shards()],
             ring,
             owner,
             moving: BTreeMap::new(),
@@ -114,6 +117,16 @@ impl Placement {
     /// Shards on the ring, ascending.
     pub fn shards(&self) -> Vec<ShardId> {
         self.ring.shards()
+    }
+
+    /// The ring's shards at every epoch so far, epoch 0 first.
+    pub fn history(&self) -> &[Vec<ShardId>] {
+        &self.history
+    }
+
+    /// Virtual nodes per shard.
+    pub fn vnodes(&self) -> u32 {
+        self.ring.vnodes()
     }
 
     /// Where requests for `p` go now (None for an unknown partition).
@@ -173,6 +186,7 @@ impl Placement {
         }
         self.ring = ring;
         self.epoch += 1;
+        self.history.push(self.ring.shards());
         for p in 0..self.owner.len() {
             let to = self.ring.shard_for(&partition_key(p as Partition));
             let from = self.owner[p];

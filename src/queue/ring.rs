@@ -43,6 +43,11 @@ impl Ring {
         }
     }
 
+    /// Points per shard.
+    pub fn vnodes(&self) -> u32 {
+        self.vnodes
+    }
+
     /// The shards on the ring, ascending.
     pub fn shards(&self) -> Vec<ShardId> {
         let mut s: Vec<ShardId> = self.points.iter().map(|&(_, s)| s).collect();

@@ -163,8 +163,7 @@ fn queue_text(q: &QueueReport) -> String {
     let s = &q.summary;
     let p = |x| s.latency_percentile(x).map_or("-".into(), human_duration);
     let mut out = format!(
-        "queue: {} produced at {:.0} msg/s, {} delivered at {:.0} msg/s (simulated); end-to-end latency p50 {}, p99 {}
-",
+        "queue: {} produced at {:.0} msg/s, {} delivered at {:.0} msg/s (simulated); end-to-end latency p50 {}, p99 {}\n",
         s.produced,
         s.produce_rate_per_s(),
         s.delivered,
@@ -173,8 +172,7 @@ fn queue_text(q: &QueueReport) -> String {
         p(0.99),
     );
     out += &format!(
-        "queue: {} redeliveries, {} duplicate deliveries, {} duplicate produces skipped, {} dead-lettered, {} consumer crashes, {} revived by a shard crash
-",
+        "queue: {} redeliveries, {} duplicate deliveries, {} duplicate produces skipped, {} dead-lettered, {} consumer crashes, {} revived by a shard crash\n",
         s.redeliveries,
         s.duplicate_deliveries,
         s.duplicate_stores,
@@ -183,18 +181,26 @@ fn queue_text(q: &QueueReport) -> String {
         s.revived,
     );
     let ring: Vec<String> = q.ring.iter().map(|x| format!("s{}", x + 1)).collect();
+    let moved: Vec<String> = q
+        .key_space_moved
+        .iter()
+        .map(|f| format!("{:.1}%", f * 100.0))
+        .collect();
     out += &format!(
-        "queue: ring epoch {} [{}]; {} of {} partitions moved, carrying {} messages
-",
+        "queue: ring epoch {} [{}]; key space moved per ring change: {}; {} of {} partitions moved, carrying {} messages\n",
         q.ring_epoch,
         ring.join(", "),
+        if moved.is_empty() {
+            "none".to_string()
+        } else {
+            moved.join(", ")
+        },
         q.partitions_moved,
         q.partitions,
         s.migrated_messages,
     );
     out += &format!(
-        "queue: {} messages lost as the persistence mode permits
-",
+        "queue: {} messages lost as the persistence mode permits\n",
         s.lost.len()
     );
     for l in &s.lost {
@@ -224,6 +230,7 @@ fn queue_json(q: &QueueReport) -> Value {
         "receipts": s.receipts, "redeliveries": s.redeliveries, "duplicate_deliveries": s.duplicate_deliveries,
         "acked": s.acked, "dead_lettered": s.dead, "consumer_crashes": s.consumer_crashes, "revived": s.revived,
         "ring": { "epoch": q.ring_epoch, "shards": q.ring.iter().map(|x| format!("s{}", x + 1)).collect::<Vec<_>>() },
+        "key_space_moved": q.key_space_moved,
         "partitions": q.partitions, "partitions_moved": q.partitions_moved, "migrated_messages": s.migrated_messages,
         "lost": s.lost.iter().map(|l| json!({
             "partition": l.partition, "producer": format!("p{}", l.id.producer + 1), "seq": l.id.seq,
