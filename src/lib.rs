@@ -5,6 +5,7 @@
 //! their safety after every event, and records a replayable trace.
 pub mod bench;
 pub mod bugs;
+pub mod cache;
 pub mod check;
 pub mod env;
 pub mod explore;

@@ -1,0 +1,6 @@
+//! Cache coherence for the per-node caches: the MESI protocol's transition
+//! table (`mesi`), the pure core that the cache controllers (a snooping-bus
+//! protocol and a directory protocol) call to decide every state change,
+//! and the pieces those controllers build on it.
+pub mod lines;
+pub mod mesi;
