@@ -1,5 +1,6 @@
 //! Integration tests: scenario sweeps, determinism, planted bugs, bad input, checkers.
 mod bad_input;
+mod cache;
 mod common;
 mod determinism;
 mod explore;

@@ -145,6 +145,8 @@ pub fn raft_load_scenario(seconds: u64, clients: usize, rate_per_s: f64) -> Scen
         redis: Default::default(),
         queue: Default::default(),
         queue_load: Default::default(),
+        cache: Default::default(),
+        cache_load: Default::default(),
     }
 }
 

@@ -22,10 +22,14 @@ pub enum Timer {
     Fsync = 5,
     /// The leader's look at partitions being moved between shards.
     Rebalance = 6,
+    /// A cache operation's deadline.
+    CacheOp = 7,
+    /// The bus arbiter's deadline for the transaction on the bus.
+    BusTxn = 8,
 }
 
 /// Number of timer slots per endpoint.
-pub const TIMER_KINDS: usize = 7;
+pub const TIMER_KINDS: usize = 9;
 
 impl Timer {
     /// The timer for a slot index.
@@ -38,6 +42,8 @@ impl Timer {
             Timer::LeaseCheck,
             Timer::Fsync,
             Timer::Rebalance,
+            Timer::CacheOp,
+            Timer::BusTxn,
         ][i]
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use crate::bugs::Bugs;
+use crate::cache::bus::{BusCache, BusMsg, BusSetup};
 use crate::env::{Env, Timer};
 use crate::kv::{ClientReply, ClientRequest, KvState};
 use crate::lock::leases::LeaseKeeper;
@@ -62,6 +63,8 @@ pub enum Msg {
         req: u64,
         answer: ShardAnswer,
     },
+    /// The cache bus: requests, snoops, grants.
+    Bus(BusMsg),
 }
 
 impl Msg {
@@ -98,6 +101,7 @@ impl Msg {
             Msg::QueueReply { .. } => "QueueReply",
             Msg::Shard { call, .. } => call.name(),
             Msg::ShardAnswer { .. } => "ShardAnswer",
+            Msg::Bus(m) => m.name(),
         }
     }
 
@@ -157,7 +161,13 @@ pub struct Node {
     grant_before_commit: bool,
     /// The queue's router and rebalancer, when the scenario has shards.
     queue: Option<QueueService>,
+    /// This node's MESI cache, when the scenario has caches.
+    cache: Option<BusCache>,
 }
+
+/// Generated cache operations: the generator, and its start and stop in
+/// local time.
+pub type GeneratedOps = (crate::cache::load::CacheLoad, u64, u64);
 
 /// The queue's parts on a node.
 struct QueueService {
@@ -176,6 +186,7 @@ impl Node {
         bugs: Bugs,
         stable: &Persisted,
         queue: Option<(QueueSetup, &Placement)>,
+        cache: Option<(BusSetup, Option<GeneratedOps>)>,
         env: &mut impl Env,
     ) -> Node {
         let state = match &stable.snapshot {
@@ -214,7 +225,34 @@ impl Node {
             ack_by_index: bugs.ack_by_index,
             grant_before_commit: bugs.grant_before_commit,
             queue,
+            cache: cache.map(|(setup, load)| {
+                let first = crate::queue::router::request_ids(env.rng());
+                let mut c = BusCache::new(id, setup, first);
+                if let Some((load, start, stop)) = load {
+                    c.start_load(env, load, start, stop);
+                }
+                c
+            }),
         }
+    }
+
+    /// A processor operation on this node's cache.
+    pub fn cache_op(&mut self, env: &mut impl Env, op: crate::scenario::CacheOp) {
+        if let Some(c) = self.cache.as_mut() {
+            c.on_op(env, op);
+        }
+    }
+
+    /// The node is crashing: its cache reports what it loses.
+    pub fn on_crash(&mut self, env: &mut impl Env) {
+        if let Some(c) = self.cache.as_mut() {
+            c.crash(env);
+        }
+    }
+
+    /// This node's cache, if the scenario has caches.
+    pub fn cache(&self) -> Option<&BusCache> {
+        self.cache.as_ref()
     }
 
     /// Where the queue's partitions live, as applied on this node.
@@ -254,6 +292,11 @@ impl Node {
             Msg::Request { seq, req } => self.on_request(env, from, seq, req),
             Msg::Queue { seq, req } => self.on_queue_request(env, from, seq, req),
             Msg::ShardAnswer { req, answer } => self.on_shard_answer(env, req, &answer),
+            Msg::Bus(m) => {
+                if let Some(c) = self.cache.as_mut() {
+                    c.on_message(env, from, m);
+                }
+            }
             Msg::Reply { .. }
             | Msg::ResourceWrite { .. }
             | Msg::ResourceAck { .. }
@@ -270,6 +313,10 @@ impl Node {
             self.on_lease_check(env);
         } else if timer == Timer::Rebalance {
             self.on_rebalance(env);
+        } else if matches!(timer, Timer::CacheOp | Timer::BusTxn | Timer::ClientNext) {
+            if let Some(c) = self.cache.as_mut() {
+                c.on_timer(env, timer);
+            }
         } else {
             self.raft.on_timer(env, timer);
         }
@@ -399,6 +446,13 @@ impl Node {
     }
 
     fn on_shard_answer(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) {
+        if self
+            .cache
+            .as_mut()
+            .is_some_and(|c| c.on_shard_answer(env, req, answer))
+        {
+            return;
+        }
         let Some(q) = self.queue.as_mut() else {
             return;
         };

@@ -1,5 +1,6 @@
 //! One run of a scenario: simulate, check, and summarize.
 
+use crate::check::cache_coherence::CacheSummary;
 use crate::check::linearizability::Verdict;
 use crate::check::lock_history::check_lock_history;
 use crate::check::lock_safety::LockCounts;
@@ -63,6 +64,28 @@ pub struct RunReport {
     pub locks: Option<LockSummary>,
     /// The queue's figures (None when the run had no Redis shards).
     pub queue: Option<QueueReport>,
+    /// The caches' figures (None when the run had no caches).
+    pub cache: Option<CacheReport>,
+}
+
+/// The caches' figures for a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CacheReport {
+    pub summary: CacheSummary,
+    /// Bus messages (requests, snoops and their answers, grants, acks).
+    pub bus_messages: u64,
+}
+
+impl CacheReport {
+    /// Bus messages per completed operation.
+    pub fn messages_per_op(&self) -> f64 {
+        let ops = self.summary.reads + self.summary.writes;
+        if ops == 0 {
+            0.0
+        } else {
+            self.bus_messages as f64 / ops as f64
+        }
+    }
 }
 
 /// The queue's figures for a run.
@@ -158,6 +181,10 @@ pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunRepor
         trace_events: world.obs.tracer.events(),
         locks: lock_summary(&world, sc),
         queue: queue_report(&world, sc),
+        cache: world.obs.cache_checker.as_ref().map(|c| CacheReport {
+            summary: c.summary(),
+            bus_messages: world.obs.stats.bus_messages,
+        }),
     })
 }
 
@@ -296,7 +323,7 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         name: "safety (online)".into(),
         ok: !stopped_early,
         detail: match &world.obs.violation {
-            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit), locks (exclusion, fencing, leases, deadlocks) and queue (no delivery after ack, produce order, attempts, loss within the persistence mode): all held".into(),
+            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit), locks (exclusion, fencing, leases, deadlocks) , queue (no delivery after ack, produce order, attempts, loss within the persistence mode) and caches (single writer, data value): all held".into(),
             Some(f) => format!("{}: {}", f.violation.invariant, f.violation.detail),
         },
     });

@@ -297,6 +297,46 @@ pub enum TraceEvent {
         consumer: u32,
         holding: u32,
     },
+    /// A node's cache line changed MESI state ("M", "E", "S", "I").
+    CacheTransition {
+        key: u32,
+        from: &'static str,
+        to: &'static str,
+        /// PrRd, PrWr, BusRd, BusRdX, BusUpgr, Fetch, evict, invalidate, crash, ...
+        cause: &'static str,
+    },
+    /// A read through a node's cache completed (None: never written).
+    CacheRead {
+        key: u32,
+        value: Option<u64>,
+        hit: bool,
+    },
+    /// A write through a node's cache completed.
+    CacheWrite {
+        key: u32,
+        value: u64,
+        hit: bool,
+    },
+    /// A cache operation gave up (the bus or home unreachable in time).
+    CacheFailed {
+        op: &'static str,
+        key: u32,
+        reason: &'static str,
+    },
+    /// A node crashed holding a dirty (M) line: this write never reached memory.
+    CacheLost {
+        key: u32,
+        value: u64,
+    },
+    /// A line written back to memory (Redis).
+    CacheWriteBack {
+        key: u32,
+        value: u64,
+    },
+    /// A state dump: every valid line at the node, as (key, state).
+    CacheDump {
+        lines: Vec<(u32, &'static str)>,
+    },
 }
 
 impl TraceEvent {
@@ -349,6 +389,13 @@ impl TraceEvent {
             QueueRevived { .. } => "queue.revived",
             QueueMigrated { .. } => "queue.migrated",
             QueueConsumerCrash { .. } => "queue.consumer_crash",
+            CacheTransition { .. } => "cache.transition",
+            CacheRead { .. } => "cache.read",
+            CacheWrite { .. } => "cache.write",
+            CacheFailed { .. } => "cache.failed",
+            CacheLost { .. } => "cache.lost",
+            CacheWriteBack { .. } => "cache.writeback",
+            CacheDump { .. } => "cache.dump",
         }
     }
 }
@@ -1017,6 +1064,57 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
         QueueConsumerCrash { consumer, holding } => {
             field_u64(line, "consumer", *consumer as u64 + 1);
             field_u64(line, "holding", *holding as u64);
+        }
+        CacheTransition {
+            key: k,
+            from,
+            to,
+            cause,
+        } => {
+            field_u64(line, "key", *k as u64);
+            field_str(line, "from", from);
+            field_str(line, "to", to);
+            field_str(line, "cause", cause);
+        }
+        CacheRead { key: k, value, hit } => {
+            field_u64(line, "key", *k as u64);
+            key(line, "value");
+            match value {
+                Some(v) => put_u64(line, *v),
+                None => line.extend_from_slice(b"null"),
+            }
+            key(line, "hit");
+            line.extend_from_slice(if *hit { b"true" } else { b"false" });
+        }
+        CacheWrite { key: k, value, hit } => {
+            field_u64(line, "key", *k as u64);
+            field_u64(line, "value", *value);
+            key(line, "hit");
+            line.extend_from_slice(if *hit { b"true" } else { b"false" });
+        }
+        CacheFailed { op, key: k, reason } => {
+            field_str(line, "op", op);
+            field_u64(line, "key", *k as u64);
+            field_str(line, "reason", reason);
+        }
+        CacheLost { key: k, value } | CacheWriteBack { key: k, value } => {
+            field_u64(line, "key", *k as u64);
+            field_u64(line, "value", *value);
+        }
+        CacheDump { lines } => {
+            key(line, "lines");
+            line.push(b'[');
+            for (i, (k, st)) in lines.iter().enumerate() {
+                if i > 0 {
+                    line.push(b',');
+                }
+                line.push(b'[');
+                put_u64(line, *k as u64);
+                line.extend_from_slice(b",\"");
+                line.extend_from_slice(st.as_bytes());
+                line.extend_from_slice(b"\"]");
+            }
+            line.push(b']');
         }
     }
 }

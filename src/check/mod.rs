@@ -1,4 +1,5 @@
 //! Correctness checkers: online invariants and offline history checkers.
+pub mod cache_coherence;
 pub mod history;
 pub mod history_formats;
 pub mod linearizability;

@@ -256,6 +256,9 @@ fn without_last_node(sc: &Scenario) -> Scenario {
     let gone = c.nodes - 1;
     c.nodes = gone;
     c.clocks.truncate(gone);
+    if c.cache.arbiter >= gone {
+        c.cache.arbiter = 0;
+    }
     c.network
         .overrides
         .retain(|&(a, b, _)| a < gone && b < gone);
@@ -269,7 +272,11 @@ fn without_last_node(sc: &Scenario) -> Scenario {
 
 fn drop_node(mut st: Step, gone: usize) -> Option<Step> {
     let keep = |t: &Target| !matches!(t, Target::Node(n) if *n >= gone);
-    let trim = |g: &mut Vec<usize>| g.retain(|&n| n < gone);
+    // Places: nodes, then shards, which move down one as the node goes.
+    let trim = |g: &mut Vec<usize>| {
+        g.retain(|&p| p != gone);
+        g.iter_mut().filter(|p| **p > gone).for_each(|p| *p -= 1);
+    };
     match &mut st.action {
         Action::Crash(t) | Action::Restart(t) | Action::Pause(t) | Action::Resume(t)
             if !keep(t) =>
@@ -277,6 +284,7 @@ fn drop_node(mut st: Step, gone: usize) -> Option<Step> {
             return None;
         }
         Action::Client { node, .. } if !keep(node) => return None,
+        Action::Cache { node, .. } if *node >= gone => return None,
         Action::Clock { node, .. } if *node >= gone => return None,
         Action::Network {
             link: Some((a, b)), ..

@@ -129,7 +129,9 @@ impl Client {
             | Timer::Heartbeat
             | Timer::LeaseCheck
             | Timer::Fsync
-            | Timer::Rebalance => {}
+            | Timer::Rebalance
+            | Timer::CacheOp
+            | Timer::BusTxn => {}
         }
     }
 

@@ -93,6 +93,10 @@ pub enum ShardCall {
     },
     /// Delete a partition that now lives elsewhere.
     Drop { partition: Partition, epoch: u64 },
+    /// Read a cache key's value and version from memory.
+    MemGet { key: u32 },
+    /// Write a cache key's value to memory unless memory holds a newer version.
+    MemSet { key: u32, value: u64, version: u64 },
 }
 
 impl ShardCall {
@@ -105,6 +109,8 @@ impl ShardCall {
             ShardCall::Freeze { .. } => "Freeze",
             ShardCall::Import { .. } => "Import",
             ShardCall::Drop { .. } => "Drop",
+            ShardCall::MemGet { .. } => "MemGet",
+            ShardCall::MemSet { .. } => "MemSet",
         }
     }
 }
@@ -117,7 +123,9 @@ pub enum ShardAnswer {
     /// How many acks found their message in flight.
     Settled(u32),
     Frozen(Rc<Dump>),
-    /// Import or drop done.
+    /// Import, drop or memory write done.
     Done,
+    /// A cache key in memory: (value, version), None if never written.
+    Memory(Option<(u64, u64)>),
     Refused(Refused),
 }

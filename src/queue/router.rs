@@ -135,9 +135,10 @@ impl Router {
             ShardAnswer::Stored(s) => QueueReply::Produced(*s),
             ShardAnswer::Delivered(d) => QueueReply::Delivered(d.clone()),
             ShardAnswer::Settled(n) => QueueReply::Settled(*n),
-            ShardAnswer::Refused(_) | ShardAnswer::Frozen(_) | ShardAnswer::Done => {
-                QueueReply::Retry
-            }
+            ShardAnswer::Refused(_)
+            | ShardAnswer::Frozen(_)
+            | ShardAnswer::Done
+            | ShardAnswer::Memory(_) => QueueReply::Retry,
         };
         env.send(p.client, reply(p.seq, r));
         true

@@ -217,7 +217,39 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
             functions::drop_partition(tx, *partition, *epoch);
             ShardAnswer::Done
         }
+        ShardCall::MemGet { key } => ShardAnswer::Memory(memory_get(tx, *key)),
+        ShardCall::MemSet {
+            key,
+            value,
+            version,
+        } => {
+            // Versions only go forward: a delayed write-back never rolls back.
+            if memory_get(tx, *key).is_none_or(|(_, v)| *version >= v) {
+                let k = format!("cache:{key}");
+                tx.call(&[
+                    b"SET",
+                    k.as_bytes(),
+                    format!("{version}:{value}").as_bytes(),
+                ]);
+                env.trace(TraceEvent::CacheWriteBack {
+                    key: *key,
+                    value: *value,
+                });
+            }
+            ShardAnswer::Done
+        }
     }
+}
+
+/// A cache key's (value, version) in memory, stored as "version:value".
+fn memory_get(tx: &mut Tx, key: u32) -> Option<(u64, u64)> {
+    let k = format!("cache:{key}");
+    let Resp::Bulk(Some(v)) = tx.call(&[b"GET", k.as_bytes()]) else {
+        return None;
+    };
+    let text = std::str::from_utf8(&v).ok()?;
+    let (version, value) = text.split_once(':')?;
+    Some((value.parse().ok()?, version.parse().ok()?))
 }
 
 /// The ring epoch of the move that last brought `partition` to this shard

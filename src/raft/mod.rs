@@ -189,7 +189,9 @@ impl Raft {
             | Timer::ClientNext
             | Timer::LeaseCheck
             | Timer::Fsync
-            | Timer::Rebalance => {}
+            | Timer::Rebalance
+            | Timer::CacheOp
+            | Timer::BusTxn => {}
         }
         self.flush(env);
     }

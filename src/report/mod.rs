@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use crate::run::{QueueReport, RunReport};
+use crate::run::{CacheReport, QueueReport, RunReport};
 
 #[derive(Tabled)]
 struct NodeRow<'a> {
@@ -105,6 +105,9 @@ pub fn render_text(r: &RunReport) -> String {
     if let Some(q) = &r.queue {
         out += &queue_text(q);
     }
+    if let Some(c) = &r.cache {
+        out += &cache_text(c);
+    }
     let checks: Vec<CheckRow> = r
         .checks
         .iter()
@@ -142,6 +145,7 @@ pub fn render_json(r: &RunReport) -> Value {
             "wait_for": l.wait_for.iter().map(|(a, b)| json!([a, b])).collect::<Vec<_>>(),
         })),
         "queue": r.queue.as_ref().map(queue_json),
+        "cache": r.cache.as_ref().map(cache_json),
         "ops": { "invoked": r.ops_total, "completed": r.ops_completed },
         "nodes": r.nodes.iter().map(|n| json!({
             "node": n.name, "role": n.status, "term": n.term, "commit": n.commit,
@@ -218,6 +222,48 @@ fn queue_text(q: &QueueReport) -> String {
         );
     }
     out
+}
+
+/// The caches' figures as summary lines.
+fn cache_text(c: &CacheReport) -> String {
+    let s = &c.summary;
+    let mut out = format!(
+        "cache: {} reads ({} hits), {} writes ({} hits): hit ratio {:.1}%; {} failed; {} bus messages, {:.2} per operation; {} write-backs\n",
+        s.reads,
+        s.read_hits,
+        s.writes,
+        s.write_hits,
+        s.hit_ratio() * 100.0,
+        s.failed,
+        c.bus_messages,
+        c.messages_per_op(),
+        s.writebacks,
+    );
+    let transitions: Vec<String> = s
+        .transitions
+        .iter()
+        .map(|((from, to, cause), n)| format!("{from}->{to} {cause} {n}"))
+        .collect();
+    out += &format!("cache transitions: {}\n", transitions.join(", "));
+    for (key, value, node, t) in &s.lost_writes {
+        out += &format!(
+            "  lost write: n{} crashed at {} holding key {key} = {value} in M, never written back\n",
+            node + 1,
+            human_duration(*t)
+        );
+    }
+    out
+}
+
+fn cache_json(c: &CacheReport) -> Value {
+    let s = &c.summary;
+    json!({
+        "reads": s.reads, "read_hits": s.read_hits, "writes": s.writes, "write_hits": s.write_hits,
+        "hit_ratio": s.hit_ratio(), "failed": s.failed, "writebacks": s.writebacks,
+        "bus_messages": c.bus_messages, "messages_per_op": c.messages_per_op(),
+        "transitions": s.transitions.iter().map(|((f, t, cause), n)| json!({"from": f, "to": t, "cause": cause, "count": n})).collect::<Vec<_>>(),
+        "lost_writes": s.lost_writes.iter().map(|(k, v, node, t)| json!({"key": k, "value": v, "node": format!("n{}", node + 1), "t_ns": t})).collect::<Vec<_>>(),
+    })
 }
 
 fn queue_json(q: &QueueReport) -> Value {

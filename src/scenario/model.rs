@@ -45,6 +45,89 @@ pub struct Scenario {
     pub queue: QueueConfig,
     /// Generated producers and consumers (none by default).
     pub queue_load: QueueWorkload,
+    /// The MESI caches on the nodes (off by default).
+    pub cache: CacheConfig,
+    /// Generated cache reads and writes (none by default).
+    pub cache_load: CacheWorkload,
+}
+
+/// How the nodes' caches keep coherent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheProtocol {
+    /// Snooping over one bus whose arbiter (a node) orders every transaction.
+    Bus,
+    /// A home node per key keeps a directory entry; no broadcast.
+    Directory,
+}
+
+/// The MESI caches: one per node, backed by Redis shard `s1` as memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CacheConfig {
+    /// Caches exist (a `[cache]` table is present).
+    pub enabled: bool,
+    pub protocol: CacheProtocol,
+    /// Lines per node cache (CACHE_CAPACITY).
+    pub capacity: usize,
+    /// The bus arbiter's node (bus protocol).
+    pub arbiter: usize,
+    /// A coherence operation not finished in this long fails with an error.
+    pub op_timeout_ns: Nanos,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            protocol: CacheProtocol::Bus,
+            capacity: 100,
+            arbiter: 0,
+            op_timeout_ns: 500_000_000,
+        }
+    }
+}
+
+/// Generated cache operations, issued at every node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CacheWorkload {
+    /// Operations per second per node (0 = none).
+    pub rate_per_s: f64,
+    /// Keys 0..keys.
+    pub keys: u32,
+    /// Zipf exponent of key popularity (0 = uniform).
+    pub zipf: f64,
+    /// Fraction of operations that are writes.
+    pub write_ratio: f64,
+    /// Operations are issued in [start, stop).
+    pub start_ns: Nanos,
+    pub stop_ns: Nanos,
+}
+
+impl Default for CacheWorkload {
+    fn default() -> Self {
+        CacheWorkload {
+            rate_per_s: 0.0,
+            keys: 1000,
+            zipf: 0.99,
+            write_ratio: 0.1,
+            start_ns: 0,
+            stop_ns: u64::MAX,
+        }
+    }
+}
+
+/// One scripted cache operation at a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheOp {
+    /// Read a key through the node's cache (PrRd).
+    Get { key: u32 },
+    /// Write a key through the node's cache (PrWr).
+    Put { key: u32, value: u64 },
+    /// Drop the node's copy (evicting it: an M line is written back).
+    Invalidate { key: u32 },
+    /// Read a key, taking the data from a peer that holds it when one does.
+    Fetch { key: u32 },
+    /// Trace every line's state at the node.
+    Dump,
 }
 
 /// Redis's persistence setting for every shard (redis.conf `appendonly` and
@@ -346,6 +429,11 @@ pub enum Action {
     AddShard(u32),
     /// Ask the cluster to take shard `index` out of the queue's ring.
     RemoveShard(u32),
+    /// One scripted cache operation at a node.
+    Cache {
+        node: usize,
+        op: CacheOp,
+    },
     /// One scripted client operation sent to `node` (or the current leader).
     Client {
         client: usize,

@@ -16,9 +16,9 @@ use serde::de::{self, Deserializer, SeqAccess, Unexpected, Visitor};
 use toml::Spanned;
 
 use super::model::{
-    Action, ClientOp, ClockConfig, Expectations, Fsync, LinkConfig, LockConfig, LockWorkload,
-    Nanos, NetworkConfig, QueueConfig, QueueWorkload, RaftConfig, RedisConfig, Scenario, Step,
-    Target, Workload,
+    Action, CacheConfig, CacheOp, CacheProtocol, CacheWorkload, ClientOp, ClockConfig,
+    Expectations, Fsync, LinkConfig, LockConfig, LockWorkload, Nanos, NetworkConfig, QueueConfig,
+    QueueWorkload, RaftConfig, RedisConfig, Scenario, Step, Target, Workload,
 };
 use crate::bugs::Bugs;
 
@@ -42,15 +42,26 @@ const MAX_ATTEMPTS: i64 = 100;
 /// Most messages in one produce or consume request.
 const MAX_BATCH: i64 = 1_000;
 const MAX_ORDERING_KEYS: i64 = 1_000_000;
-/// `lock_clients.stop` and `queue_clients.stop` word for "no stop": rounds (or
-/// messages) keep starting until the run ends (`stop_ns == u64::MAX`).
+/// Most lines in one node's cache.
+const MAX_CACHE_CAPACITY: i64 = 100_000;
+/// Most keys the generated cache ops spread over.
+const MAX_CACHE_KEYS: i64 = 1_000_000;
+/// Largest Zipf exponent for the cache ops' key popularity.
+const MAX_ZIPF: f64 = 10.0;
+/// `lock_clients.stop`, `queue_clients.stop` and `cache_clients.stop` word
+/// for "no stop": rounds (or messages, or cache ops) keep starting until the
+/// run ends (`stop_ns == u64::MAX`).
 const STOP_AT_END: &str = "end";
-const ACTIONS: &str = "crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard";
+const ACTIONS: &str = "crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard, cache";
 /// Where a shard name is allowed, for the error when one is used elsewhere.
 const SHARD_STEPS: &str =
     "crash, restart, pause, resume, partition, partition_oneway, add_shard and remove_shard";
 /// `redis.persistence` values, in the order error messages list them.
 const PERSISTENCE: [Fsync; 3] = [Fsync::Always, Fsync::EverySec, Fsync::Off];
+/// `cache.protocol` values, in the order error messages list them.
+const CACHE_PROTOCOLS: [CacheProtocol; 2] = [CacheProtocol::Bus, CacheProtocol::Directory];
+/// The `op` words of a `cache` step, in the order error messages list them.
+const CACHE_OPS: [&str; 5] = ["get", "put", "invalidate", "fetch", "dump"];
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -301,6 +312,33 @@ fn write_scenario(out: &mut String, s: &Scenario) -> fmt::Result {
         writeln!(out, "stop = {}", stop_text(w.stop_ns))?;
     }
 
+    // The cache tables follow the same rule. `[cache]` is written when the
+    // caches are on (its other fields mean nothing otherwise, and the table's
+    // presence is what turns them on), and `[cache_clients]` when it differs
+    // from the model's default.
+    let c = &s.cache;
+    if c.enabled {
+        writeln!(out, "\n[cache]")?;
+        writeln!(out, "protocol = {}", quote(protocol_word(c.protocol)))?;
+        writeln!(out, "capacity = {}", c.capacity)?;
+        writeln!(out, "arbiter = {}", quote(&node_name(c.arbiter)))?;
+        writeln!(out, "timeout = {}", dur(c.op_timeout_ns))?;
+    }
+    let w = &s.cache_load;
+    if *w != CacheWorkload::default() {
+        writeln!(out, "\n[cache_clients]")?;
+        // A file's rate must be more than 0, and an absent one is 0 (no
+        // ops), so a workload without ops is written without `rate`.
+        if w.rate_per_s != 0.0 {
+            writeln!(out, "rate = {}", float(w.rate_per_s))?;
+        }
+        writeln!(out, "keys = {}", w.keys)?;
+        writeln!(out, "zipf = {}", float(w.zipf))?;
+        writeln!(out, "write_ratio = {}", float(w.write_ratio))?;
+        writeln!(out, "start = {}", dur(w.start_ns))?;
+        writeln!(out, "stop = {}", stop_text(w.stop_ns))?;
+    }
+
     let e = &s.expect;
     writeln!(out, "\n[expect]")?;
     if let Some(ns) = e.leader_within_ns {
@@ -434,6 +472,9 @@ struct RawScenario {
     redis: Option<Spanned<RawRedis>>,
     queue: Option<Spanned<RawQueue>>,
     queue_clients: Option<Spanned<RawQueueClients>>,
+    // Spanned, like the queue tables, for the "needs" errors.
+    cache: Option<Spanned<RawCache>>,
+    cache_clients: Option<Spanned<RawCacheClients>>,
     #[serde(default)]
     step: Vec<Spanned<RawStep>>,
     expect: Option<RawExpect>,
@@ -557,6 +598,26 @@ struct RawQueueClients {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawCache {
+    protocol: Option<Spanned<String>>,
+    capacity: Option<Spanned<i64>>,
+    arbiter: Option<Spanned<String>>,
+    timeout: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCacheClients {
+    rate: Option<Spanned<f64>>,
+    keys: Option<Spanned<i64>>,
+    zipf: Option<Spanned<f64>>,
+    write_ratio: Option<Spanned<f64>>,
+    start: Option<Spanned<DurText>>,
+    stop: Option<Spanned<DurText>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawExpect {
     leader_within: Option<Spanned<DurText>>,
     leader_after_last_fault: Option<Spanned<DurText>>,
@@ -584,6 +645,7 @@ struct RawStep {
     client: Option<Spanned<RawClient>>,
     add_shard: Option<Spanned<String>>,
     remove_shard: Option<Spanned<String>>,
+    cache: Option<Spanned<RawCacheStep>>,
 }
 
 #[derive(Deserialize)]
@@ -612,6 +674,16 @@ struct RawClockChange {
     offset: Option<Spanned<DurText>>,
     drift_ppm: Option<Spanned<i64>>,
     step: Option<Spanned<DurText>>,
+}
+
+/// A `cache` step; which of `key` and `value` are required depends on `op`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCacheStep {
+    node: Spanned<String>,
+    op: Spanned<String>,
+    key: Option<Spanned<i64>>,
+    value: Option<Spanned<U64>>,
 }
 
 #[derive(Deserialize)]
@@ -1179,6 +1251,14 @@ fn persistence_word(f: Fsync) -> &'static str {
     }
 }
 
+/// `cache.protocol` word for each protocol.
+fn protocol_word(p: CacheProtocol) -> &'static str {
+    match p {
+        CacheProtocol::Bus => "bus",
+        CacheProtocol::Directory => "directory",
+    }
+}
+
 fn default_link() -> LinkConfig {
     LinkConfig {
         latency_min_ns: NS_PER_MS,
@@ -1250,6 +1330,8 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
     )?;
     let queue = resolve_queue(src, raw.queue.as_ref(), &redis)?;
     let queue_load = resolve_queue_clients(src, raw.queue_clients.as_ref(), duration_ns, &redis)?;
+    let cache = resolve_cache(src, raw.cache.as_ref(), &redis, &node_names)?;
+    let cache_load = resolve_cache_clients(src, raw.cache_clients.as_ref(), duration_ns, &cache)?;
     let mut keys = Keys::new(workload.keys);
 
     let mut steps = Vec::with_capacity(raw.step.len());
@@ -1261,6 +1343,7 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
             &mut keys,
             &network.link,
             duration_ns,
+            cache.enabled,
         )?);
     }
     // Stable, so steps at the same time keep file order.
@@ -1287,6 +1370,8 @@ fn resolve(src: &Source<'_>, raw: RawScenario) -> Res<Scenario> {
         redis,
         queue,
         queue_load,
+        cache,
+        cache_load,
     })
 }
 
@@ -1896,6 +1981,120 @@ fn resolve_queue_clients(
     Ok(w)
 }
 
+/// The error for a cache table or step given without `[cache]`.
+fn needs_cache(what: &str) -> String {
+    format!("{what} needs [cache]: without it the nodes have no caches")
+}
+
+/// `[cache]`. Absent, `CacheConfig::default()` (no caches); present, the
+/// caches are on (`enabled`), it needs `[redis]` (shard `s1` is the caches'
+/// memory), and each field defaults as in `CacheConfig::default()`.
+fn resolve_cache(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawCache>>,
+    redis: &RedisConfig,
+    names: &Nodes,
+) -> Res<CacheConfig> {
+    let mut c = CacheConfig::default();
+    let Some(table) = raw else { return Ok(c) };
+    if redis.shards == 0 {
+        return Err(src.err(
+            table.span(),
+            "[cache] needs [redis] with at least one shard: shard s1 is the caches' memory",
+        ));
+    }
+    c.enabled = true;
+    let raw = table.get_ref();
+    if let Some(p) = &raw.protocol {
+        let word = p.get_ref();
+        c.protocol = CACHE_PROTOCOLS
+            .into_iter()
+            .find(|&p| protocol_word(p) == word)
+            .ok_or_else(|| {
+                let words: Vec<String> = CACHE_PROTOCOLS
+                    .iter()
+                    .map(|&p| format!("\"{}\"", protocol_word(p)))
+                    .collect();
+                src.err(
+                    p.span(),
+                    format!(
+                        "unknown cache.protocol `{word}`: expected {}",
+                        or_list(&words)
+                    ),
+                )
+            })?;
+    }
+    if let Some(v) = &raw.capacity {
+        c.capacity = src.int(v, "cache.capacity", 1, MAX_CACHE_CAPACITY)? as usize;
+    }
+    if let Some(a) = &raw.arbiter {
+        c.arbiter = names.node(src, a, "cache.arbiter")?;
+    }
+    if let Some(d) = &raw.timeout {
+        c.op_timeout_ns = src.positive_duration(d, "cache.timeout")?;
+    }
+    Ok(c)
+}
+
+/// `[cache_clients]`. Absent, it is exactly `CacheWorkload::default()` (no
+/// ops, no stop). Present, it needs `[cache]`, and every field defaults as in
+/// `CacheWorkload::default()` (so without `rate` there are still no ops)
+/// except `stop`, which defaults like `[lock_clients]`'s (80% of the
+/// duration); `stop = "end"` is no stop, which is how `scenario_to_toml`
+/// writes one, so both round-trip.
+fn resolve_cache_clients(
+    src: &Source<'_>,
+    raw: Option<&Spanned<RawCacheClients>>,
+    duration_ns: Nanos,
+    cache: &CacheConfig,
+) -> Res<CacheWorkload> {
+    let mut w = CacheWorkload::default();
+    let Some(table) = raw else { return Ok(w) };
+    if !cache.enabled {
+        return Err(src.err(table.span(), needs_cache("[cache_clients]")));
+    }
+    let raw = table.get_ref();
+    if let Some(v) = &raw.rate {
+        let rate = *v.get_ref();
+        // Written as a negated range check so NaN fails too.
+        if !(rate > 0.0 && rate <= MAX_RATE) {
+            return Err(src.err(
+                v.span(),
+                format!("cache_clients.rate must be more than 0 and at most {MAX_RATE} ops per second per node, got {rate}"),
+            ));
+        }
+        w.rate_per_s = rate;
+    }
+    if let Some(v) = &raw.keys {
+        w.keys = src.int(v, "cache_clients.keys", 1, MAX_CACHE_KEYS)? as u32;
+    }
+    if let Some(v) = &raw.zipf {
+        let zipf = *v.get_ref();
+        // `contains` is false for NaN, so NaN is rejected here too.
+        if !(0.0..=MAX_ZIPF).contains(&zipf) {
+            return Err(src.err(
+                v.span(),
+                format!(
+                    "cache_clients.zipf must be between 0 (uniform) and {MAX_ZIPF}, got {zipf}"
+                ),
+            ));
+        }
+        w.zipf = zipf;
+    }
+    if let Some(p) = &raw.write_ratio {
+        w.write_ratio = src.probability(p, "cache_clients.write_ratio")?;
+    }
+    (w.start_ns, w.stop_ns) = client_window(
+        src,
+        "cache_clients",
+        raw.start.as_ref(),
+        raw.stop.as_ref(),
+        duration_ns,
+        "keep issuing ops",
+    )?;
+    Ok(w)
+}
+
 fn resolve_expect(src: &Source<'_>, raw: Option<RawExpect>) -> Res<Expectations> {
     let mut e = Expectations {
         linearizable: true,
@@ -1925,6 +2124,7 @@ fn resolve_step(
     keys: &mut Keys,
     base_link: &LinkConfig,
     duration_ns: Nanos,
+    caches: bool,
 ) -> Res<(Step, Range<usize>)> {
     let s = step.get_ref();
     let at_ns = src.duration(&s.at, "at")?;
@@ -1954,6 +2154,7 @@ fn resolve_step(
         ("client", s.client.as_ref().map(Spanned::span)),
         ("add_shard", s.add_shard.as_ref().map(Spanned::span)),
         ("remove_shard", s.remove_shard.as_ref().map(Spanned::span)),
+        ("cache", s.cache.as_ref().map(Spanned::span)),
     ]
     .into_iter()
     .filter_map(|(name, span)| span.map(|sp| (name, sp)))
@@ -2063,6 +2264,11 @@ fn resolve_step(
         Action::AddShard(names.shard(src, t)? as u32)
     } else if let Some(t) = &s.remove_shard {
         Action::RemoveShard(names.shard(src, t)? as u32)
+    } else if let Some(c) = &s.cache {
+        if !caches {
+            return Err(src.err(c.span(), needs_cache("a cache step")));
+        }
+        resolve_cache_step(src, c.get_ref(), names)?
     } else {
         unreachable!("exactly one action is present")
     };
@@ -2195,6 +2401,55 @@ fn resolve_client(src: &Source<'_>, c: &RawClient, names: &Nodes, keys: &mut Key
         }
     };
     Ok(Action::Client { client, node, op })
+}
+
+/// A `cache` step's node and op; `[cache]` is checked by the caller.
+fn resolve_cache_step(src: &Source<'_>, c: &RawCacheStep, names: &Nodes) -> Res<Action> {
+    let node = names.node(src, &c.node, "cache")?;
+    let word = c.op.get_ref().as_str();
+    let Some(&name) = CACHE_OPS.iter().find(|&&op| op == word) else {
+        let words: Vec<String> = CACHE_OPS.iter().map(|op| format!("\"{op}\"")).collect();
+        return Err(src.err(
+            c.op.span(),
+            format!("unknown cache op `{word}`: expected {}", or_list(&words)),
+        ));
+    };
+    let key = match (name, &c.key) {
+        ("dump", None) => 0,
+        ("dump", Some(k)) => return Err(src.err(k.span(), "a dump takes no key")),
+        (_, Some(k)) => src.int(k, "cache key", 0, i64::from(u32::MAX))? as u32,
+        (_, None) => {
+            return Err(src.err(
+                c.op.span(),
+                format!("{} {name} needs a key, like key = 3", article(name)),
+            ));
+        }
+    };
+    let value = match (name, &c.value) {
+        ("put", Some(v)) => v.get_ref().0,
+        ("put", None) => return Err(src.err(c.op.span(), "a put needs a value, like value = 7")),
+        (_, Some(v)) => {
+            return Err(src.err(v.span(), format!("{} {name} takes no value", article(name))));
+        }
+        (_, None) => 0,
+    };
+    let op = match name {
+        "get" => CacheOp::Get { key },
+        "put" => CacheOp::Put { key, value },
+        "invalidate" => CacheOp::Invalidate { key },
+        "fetch" => CacheOp::Fetch { key },
+        _ => CacheOp::Dump,
+    };
+    Ok(Action::Cache { node, op })
+}
+
+/// "a" or "an" before `word`, for messages that name a cache op.
+fn article(word: &str) -> &'static str {
+    if word.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    }
 }
 
 /// What the static timeline check knows about one node being up.
@@ -2494,6 +2749,25 @@ fn write_link_fields(out: &mut String, c: &LinkConfig) {
     }
 }
 
+fn cache_step_toml(node: usize, op: &CacheOp) -> String {
+    let node = quote(&node_name(node));
+    match *op {
+        CacheOp::Get { key } => format!("cache = {{ node = {node}, op = \"get\", key = {key} }}"),
+        CacheOp::Put { key, value } => {
+            // Values above i64::MAX go out as decimal strings (see `U64`).
+            let value = u64_value(value);
+            format!("cache = {{ node = {node}, op = \"put\", key = {key}, value = {value} }}")
+        }
+        CacheOp::Invalidate { key } => {
+            format!("cache = {{ node = {node}, op = \"invalidate\", key = {key} }}")
+        }
+        CacheOp::Fetch { key } => {
+            format!("cache = {{ node = {node}, op = \"fetch\", key = {key} }}")
+        }
+        CacheOp::Dump => format!("cache = {{ node = {node}, op = \"dump\" }}"),
+    }
+}
+
 fn target_text(t: Target) -> String {
     let word = match t {
         Target::Node(n) => return quote(&node_name(n)),
@@ -2524,6 +2798,7 @@ fn action_toml(s: &Scenario, action: &Action) -> String {
             place_list(s, to)
         ),
         Action::Heal => "heal = true".to_owned(),
+        Action::Cache { node, op } => cache_step_toml(*node, op),
         Action::AddShard(i) => format!("add_shard = {}", quote(&shard_name(*i as usize))),
         Action::RemoveShard(i) => format!("remove_shard = {}", quote(&shard_name(*i as usize))),
         Action::Network {
@@ -2930,6 +3205,8 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
             redis: RedisConfig::default(),
             queue: QueueConfig::default(),
             queue_load: QueueWorkload::default(),
+            cache: CacheConfig::default(),
+            cache_load: CacheWorkload::default(),
         }
     }
 
@@ -2977,6 +3254,8 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
         assert_eq!(s.redis, RedisConfig::default());
         assert_eq!(s.queue, QueueConfig::default());
         assert_eq!(s.queue_load, QueueWorkload::default());
+        assert_eq!(s.cache, CacheConfig::default());
+        assert_eq!(s.cache_load, CacheWorkload::default());
     }
 
     #[test]
@@ -3836,7 +4115,7 @@ crash = "leader"
                 step("add_shard = \"s1\"\nheal = true"),
                 9,
                 13,
-                "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard); this one has 2: heal, add_shard".into(),
+                "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard, cache); this one has 2: heal, add_shard".into(),
             ),
             // Any shard step needs [redis]: without it there are no shard names.
             (
@@ -4092,6 +4371,766 @@ crash = "leader"
         }
     }
 
+    const CACHE_FULL: &str = r#"name = "cache-full"
+description = "Every cache table set, and every cache op."
+nodes = 3
+duration = "10s"
+
+[redis]
+shards = 2
+
+[cache]
+protocol = "directory"
+capacity = 64
+arbiter = "n2"
+timeout = "250ms"
+
+[cache_clients]
+rate = 200
+keys = 5000
+zipf = 1.2
+write_ratio = 0.25
+start = "500ms"
+stop = "9s"
+
+[[step]]
+at = "6s"
+cache = { node = "n3", op = "put", key = 7, value = "18446744073709551615" }
+
+[[step]]
+at = "1s"
+cache = { node = "n1", op = "put", key = 3, value = 42 }
+
+[[step]]
+at = "2s"
+cache = { node = "n2", op = "get", key = 3 }
+
+[[step]]
+at = "3s"
+cache = { node = "n3", op = "fetch", key = 4294967295 }
+
+[[step]]
+at = "4s"
+cache = { node = "n2", op = "invalidate", key = 0 }
+
+[[step]]
+at = "5s"
+cache = { node = "n1", op = "dump" }
+
+[[step]]
+at = "5s"
+crash = "n2"
+"#;
+
+    #[test]
+    fn cache_tables_and_steps_parse_every_field() {
+        let s = parse_scenario(CACHE_FULL, "c.toml").unwrap();
+        assert_eq!(
+            s.cache,
+            CacheConfig {
+                enabled: true,
+                protocol: CacheProtocol::Directory,
+                capacity: 64,
+                arbiter: 1,
+                op_timeout_ns: 250 * NS_PER_MS,
+            }
+        );
+        assert_eq!(
+            s.cache_load,
+            CacheWorkload {
+                rate_per_s: 200.0,
+                keys: 5000,
+                zipf: 1.2,
+                write_ratio: 0.25,
+                start_ns: 500 * NS_PER_MS,
+                stop_ns: 9 * NS_PER_S,
+            }
+        );
+        // Cache steps name nodes by index, like every other step.
+        let lines = step_header_lines(CACHE_FULL);
+        let cache = |node: usize, op: CacheOp| Action::Cache { node, op };
+        let expected: Vec<Step> = [
+            (1, cache(0, CacheOp::Put { key: 3, value: 42 }), 1),
+            (2, cache(1, CacheOp::Get { key: 3 }), 2),
+            (3, cache(2, CacheOp::Fetch { key: u32::MAX }), 3),
+            (4, cache(1, CacheOp::Invalidate { key: 0 }), 4),
+            (5, cache(0, CacheOp::Dump), 5),
+            (5, Action::Crash(Target::Node(1)), 6),
+            (
+                6,
+                cache(
+                    2,
+                    CacheOp::Put {
+                        key: 7,
+                        value: u64::MAX,
+                    },
+                ),
+                0,
+            ),
+        ]
+        .into_iter()
+        .map(|(at, action, nth)| Step {
+            at_ns: at * NS_PER_S,
+            action,
+            line: lines[nth],
+        })
+        .collect();
+        assert_eq!(s.timeline, expected);
+        // The other protocol word, and the bus arbiter on another node.
+        let s = parse_scenario(
+            &format!("{HEAD}{REDIS}[cache]\nprotocol = \"bus\"\narbiter = \"n5\"\n"),
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!((s.cache.protocol, s.cache.arbiter), (CacheProtocol::Bus, 4));
+    }
+
+    #[test]
+    fn cache_tables_default_when_absent_or_empty() {
+        let parse = |body: &str| parse_scenario(&format!("{HEAD}{body}"), "t.toml").unwrap();
+        let s = parse(REDIS);
+        assert_eq!(s.cache, CacheConfig::default());
+        assert!(!s.cache.enabled);
+        assert_eq!(s.cache_load, CacheWorkload::default());
+        // Nothing cache-related is written for a scenario without caches.
+        let text = scenario_to_toml(&s);
+        assert!(!text.contains("[cache"), "{text}");
+
+        // An empty [cache] turns the caches on with the model's defaults: the
+        // bus, 100 lines, arbiter n1, 500ms.
+        let s = parse(&format!("{REDIS}[cache]\n"));
+        assert_eq!(
+            s.cache,
+            CacheConfig {
+                enabled: true,
+                ..CacheConfig::default()
+            }
+        );
+        assert_eq!(
+            (
+                s.cache.protocol,
+                s.cache.capacity,
+                s.cache.arbiter,
+                s.cache.op_timeout_ns
+            ),
+            (CacheProtocol::Bus, 100, 0, 500 * NS_PER_MS)
+        );
+        assert_eq!(s.cache_load, CacheWorkload::default());
+
+        // Empty [cache_clients]: the model's defaults (so no ops without a
+        // rate), except that `stop` defaults to 80% of the duration.
+        let s = parse(&format!("{REDIS}[cache]\n[cache_clients]\n"));
+        assert_eq!(
+            s.cache_load,
+            CacheWorkload {
+                stop_ns: 8 * NS_PER_S,
+                ..CacheWorkload::default()
+            }
+        );
+        assert_eq!(
+            (
+                s.cache_load.rate_per_s,
+                s.cache_load.keys,
+                s.cache_load.zipf,
+                s.cache_load.write_ratio,
+                s.cache_load.start_ns
+            ),
+            (0.0, 1000, 0.99, 0.1, 0)
+        );
+        // Boundary values; "end" is no stop; integers where floats go.
+        let s = parse(&format!(
+            "{REDIS}[cache]\ncapacity = 100000\ntimeout = \"1h\"\n\
+             [cache_clients]\nrate = 100000\nkeys = 1000000\nzipf = 10\nwrite_ratio = 1\n\
+             start = \"10s\"\nstop = \"end\"\n"
+        ));
+        assert_eq!(
+            s.cache,
+            CacheConfig {
+                enabled: true,
+                capacity: 100_000,
+                op_timeout_ns: 3_600 * NS_PER_S,
+                ..CacheConfig::default()
+            }
+        );
+        assert_eq!(
+            s.cache_load,
+            CacheWorkload {
+                rate_per_s: 100_000.0,
+                keys: 1_000_000,
+                zipf: 10.0,
+                write_ratio: 1.0,
+                start_ns: 10 * NS_PER_S,
+                stop_ns: u64::MAX,
+            }
+        );
+        let s = parse(&format!(
+            "{REDIS}[cache]\ncapacity = 1\ntimeout = \"1ns\"\n\
+             [cache_clients]\nrate = 0.001\nkeys = 1\nzipf = 0\nwrite_ratio = 0\nstop = \"0s\"\n"
+        ));
+        assert_eq!((s.cache.capacity, s.cache.op_timeout_ns), (1, 1));
+        assert_eq!(
+            s.cache_load,
+            CacheWorkload {
+                rate_per_s: 0.001,
+                keys: 1,
+                zipf: 0.0,
+                write_ratio: 0.0,
+                start_ns: 0,
+                stop_ns: 0,
+            }
+        );
+    }
+
+    /// `[redis]` with shards s1..s3 and an empty `[cache]`, on lines 5 to 7.
+    const CACHE: &str = "[redis]\nshards = 3\n[cache]\n";
+
+    #[test]
+    fn cache_table_errors() {
+        let cases: &[(String, usize, usize, &str)] = &[
+            (
+                "[cache]\ncapacity = 10\n".into(),
+                5,
+                1,
+                "[cache] needs [redis] with at least one shard: shard s1 is the caches' memory",
+            ),
+            (
+                "[cache]\n".into(),
+                5,
+                1,
+                "[cache] needs [redis] with at least one shard: shard s1 is the caches' memory",
+            ),
+            (
+                format!("{CACHE}protocol = \"snoopy\"\n"),
+                8,
+                12,
+                "unknown cache.protocol `snoopy`: expected \"bus\" or \"directory\"",
+            ),
+            (
+                format!("{CACHE}protocol = \"Bus\"\n"),
+                8,
+                12,
+                "unknown cache.protocol `Bus`: expected \"bus\" or \"directory\"",
+            ),
+            (
+                format!("{CACHE}capacity = 0\n"),
+                8,
+                12,
+                "cache.capacity must be between 1 and 100000, got 0",
+            ),
+            (
+                format!("{CACHE}capacity = 100001\n"),
+                8,
+                12,
+                "cache.capacity must be between 1 and 100000, got 100001",
+            ),
+            (
+                format!("{CACHE}arbiter = \"n6\"\n"),
+                8,
+                11,
+                "unknown node `n6`: this scenario has nodes n1..n5",
+            ),
+            (
+                format!("{CACHE}arbiter = \"leader\"\n"),
+                8,
+                11,
+                "unknown node `leader`: this scenario has nodes n1..n5",
+            ),
+            (
+                format!("{CACHE}arbiter = \"s1\"\n"),
+                8,
+                11,
+                "cache.arbiter must name a node (n1..n5), not shard `s1`: shards only take crash, restart, pause, resume, partition, partition_oneway, add_shard and remove_shard steps",
+            ),
+            (
+                format!("{CACHE}timeout = \"0s\"\n"),
+                8,
+                11,
+                "cache.timeout must be more than 0s",
+            ),
+            (
+                format!("{CACHE}timeout = \"2h\"\n"),
+                8,
+                11,
+                "cache.timeout must be at most 1h, got 2h",
+            ),
+            (
+                format!("{CACHE}timeout = \"-1s\"\n"),
+                8,
+                11,
+                "bad duration \"-1s\": must not be negative here",
+            ),
+            (
+                format!("{CACHE}timeout = 5\n"),
+                8,
+                11,
+                "invalid type: integer `5`, expected a duration string like \"150ms\"",
+            ),
+            (
+                format!("{CACHE}timout = \"1s\"\n"),
+                8,
+                1,
+                "unknown field `timout`, expected one of `protocol`, `capacity`, `arbiter`, `timeout`",
+            ),
+            (
+                format!("{REDIS}[cache_clients]\nrate = 10\n"),
+                7,
+                1,
+                "[cache_clients] needs [cache]: without it the nodes have no caches",
+            ),
+            (
+                "[cache_clients]\n".into(),
+                5,
+                1,
+                "[cache_clients] needs [cache]: without it the nodes have no caches",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = 0\n"),
+                9,
+                8,
+                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got 0",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = -5\n"),
+                9,
+                8,
+                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got -5",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = 100000.5\n"),
+                9,
+                8,
+                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got 100000.5",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = nan\n"),
+                9,
+                8,
+                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got NaN",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = inf\n"),
+                9,
+                8,
+                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got inf",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nkeys = 0\n"),
+                9,
+                8,
+                "cache_clients.keys must be between 1 and 1000000, got 0",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nkeys = 1000001\n"),
+                9,
+                8,
+                "cache_clients.keys must be between 1 and 1000000, got 1000001",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nzipf = -0.5\n"),
+                9,
+                8,
+                "cache_clients.zipf must be between 0 (uniform) and 10, got -0.5",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nzipf = 10.01\n"),
+                9,
+                8,
+                "cache_clients.zipf must be between 0 (uniform) and 10, got 10.01",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nzipf = nan\n"),
+                9,
+                8,
+                "cache_clients.zipf must be between 0 (uniform) and 10, got NaN",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nzipf = inf\n"),
+                9,
+                8,
+                "cache_clients.zipf must be between 0 (uniform) and 10, got inf",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nwrite_ratio = 1.5\n"),
+                9,
+                15,
+                "cache_clients.write_ratio must be a probability between 0 and 1, got 1.5",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nwrite_ratio = -0.1\n"),
+                9,
+                15,
+                "cache_clients.write_ratio must be a probability between 0 and 1, got -0.1",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nstart = \"9s\"\n"),
+                9,
+                9,
+                "cache_clients.start (9s) must not be after stop (8s, the default: 80% of duration)",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nstart = \"3s\"\nstop = \"2s\"\n"),
+                10,
+                8,
+                "cache_clients.start (3s) must not be after stop (2s)",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nstop = \"11s\"\n"),
+                9,
+                8,
+                "cache_clients.stop (11s) must not be after the end of the run (duration 10s)",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nstop = \"never\"\n"),
+                9,
+                8,
+                "bad cache_clients.stop \"never\": expected a duration like \"8s\", or \"end\" to keep issuing ops until the run ends",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nstart = \"11s\"\nstop = \"end\"\n"),
+                10,
+                8,
+                "cache_clients.start (11s) must not be after stop (10s, \"end\": the end of the run)",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nwrites = 0.5\n"),
+                9,
+                1,
+                "unknown field `writes`, expected one of `rate`, `keys`, `zipf`, `write_ratio`, `start`, `stop`",
+            ),
+        ];
+        for (body, line, col, message) in cases {
+            assert_error(body, *line, *col, message);
+        }
+        assert_error_contains(
+            &format!("{CACHE}protocol = 1\n"),
+            "invalid type: integer `1`, expected a string",
+        );
+        assert_error_contains(
+            &format!("{CACHE}capacity = \"8\"\n"),
+            "invalid type: string \"8\"",
+        );
+        assert_error_contains(
+            &format!("{CACHE}[cache_clients]\nkeys = 1.5\n"),
+            "invalid type: floating point `1.5`",
+        );
+    }
+
+    #[test]
+    fn cache_step_errors() {
+        let cases: &[(String, usize, usize, &str)] = &[
+            (
+                "[[step]]\nat = \"1s\"\ncache = { node = \"n1\", op = \"get\", key = 1 }\n".into(),
+                7,
+                9,
+                "a cache step needs [cache]: without it the nodes have no caches",
+            ),
+            (
+                format!(
+                    "{REDIS}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"dump\" }}\n"
+                ),
+                9,
+                9,
+                "a cache step needs [cache]: without it the nodes have no caches",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"read\", key = 1 }}\n"
+                ),
+                10,
+                29,
+                "unknown cache op `read`: expected \"get\", \"put\", \"invalidate\", \"fetch\" or \"dump\"",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"GET\", key = 1 }}\n"
+                ),
+                10,
+                29,
+                "unknown cache op `GET`: expected \"get\", \"put\", \"invalidate\", \"fetch\" or \"dump\"",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"get\" }}\n"
+                ),
+                10,
+                29,
+                "a get needs a key, like key = 3",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"invalidate\" }}\n"
+                ),
+                10,
+                29,
+                "an invalidate needs a key, like key = 3",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"fetch\", value = 1 }}\n"
+                ),
+                10,
+                29,
+                "a fetch needs a key, like key = 3",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"put\", value = 1 }}\n"
+                ),
+                10,
+                29,
+                "a put needs a key, like key = 3",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"put\", key = 1 }}\n"
+                ),
+                10,
+                29,
+                "a put needs a value, like value = 7",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"get\", key = 1, value = 2 }}\n"
+                ),
+                10,
+                53,
+                "a get takes no value",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"invalidate\", key = 1, value = 2 }}\n"
+                ),
+                10,
+                60,
+                "an invalidate takes no value",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"fetch\", key = 1, value = 2 }}\n"
+                ),
+                10,
+                55,
+                "a fetch takes no value",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"dump\", key = 1 }}\n"
+                ),
+                10,
+                43,
+                "a dump takes no key",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"dump\", value = 1 }}\n"
+                ),
+                10,
+                45,
+                "a dump takes no value",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"get\", key = -1 }}\n"
+                ),
+                10,
+                42,
+                "cache key must be between 0 and 4294967295, got -1",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"fetch\", key = 4294967296 }}\n"
+                ),
+                10,
+                44,
+                "cache key must be between 0 and 4294967295, got 4294967296",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"s1\", op = \"get\", key = 1 }}\n"
+                ),
+                10,
+                18,
+                "cache must name a node (n1..n5), not shard `s1`: shards only take crash, restart, pause, resume, partition, partition_oneway, add_shard and remove_shard steps",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n6\", op = \"get\", key = 1 }}\n"
+                ),
+                10,
+                18,
+                "unknown node `n6`: this scenario has nodes n1..n5",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"leader\", op = \"get\", key = 1 }}\n"
+                ),
+                10,
+                18,
+                "unknown node `leader`: this scenario has nodes n1..n5",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"put\", key = 1, value = -1 }}\n"
+                ),
+                10,
+                53,
+                "invalid value: integer `-1`, expected a non-negative integer (or a decimal string above 2^63-1)",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"get\", key = 1, keys = 2 }}\n"
+                ),
+                10,
+                45,
+                "unknown field `keys`, expected one of `node`, `op`, `key`, `value`",
+            ),
+            (
+                format!(
+                    "{CACHE}[[step]]\nat = \"1s\"\nheal = true\ncache = {{ node = \"n1\", op = \"dump\" }}\n"
+                ),
+                11,
+                9,
+                "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard, cache); this one has 2: heal, cache",
+            ),
+        ];
+        for (body, line, col, message) in cases {
+            assert_error(body, *line, *col, message);
+        }
+        assert_error_contains(
+            &format!("{CACHE}[[step]]\nat = \"1s\"\ncache = {{ op = \"dump\" }}\n"),
+            "missing field `node`",
+        );
+        assert_error_contains(
+            &format!("{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\" }}\n"),
+            "missing field `op`",
+        );
+        assert_error_contains(
+            &format!(
+                "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"get\", key = \"3\" }}\n"
+            ),
+            "invalid type: string \"3\"",
+        );
+        assert_error_contains(
+            &format!(
+                "{CACHE}[[step]]\nat = \"1s\"\ncache = {{ node = \"n1\", op = \"put\", key = 1, value = \"+5\" }}\n"
+            ),
+            "expected a non-negative integer (or a decimal string above 2^63-1)",
+        );
+        // Every op at every boundary key parses.
+        for op in [
+            "op = \"get\", key = 0",
+            "op = \"put\", key = 4294967295, value = 0",
+            "op = \"put\", key = 1, value = 9223372036854775807",
+            "op = \"invalidate\", key = 4294967295",
+            "op = \"fetch\", key = 0",
+            "op = \"dump\"",
+        ] {
+            let body =
+                format!("{CACHE}[[step]]\nat = \"10s\"\ncache = {{ node = \"n5\", {op} }}\n");
+            parse_scenario(&format!("{HEAD}{body}"), "t.toml")
+                .unwrap_or_else(|e| panic!("{e}\n{body}"));
+        }
+    }
+
+    #[test]
+    fn cache_scenario_round_trips_through_toml() {
+        let rich = parse_scenario(CACHE_FULL, "c.toml").unwrap();
+        let text = scenario_to_toml(&rich);
+        // The step syntax is the file's; values above i64::MAX as strings.
+        for line in [
+            "[cache]",
+            "protocol = \"directory\"",
+            "arbiter = \"n2\"",
+            "timeout = \"250ms\"",
+            "[cache_clients]",
+            "zipf = 1.2",
+            "cache = { node = \"n1\", op = \"put\", key = 3, value = 42 }",
+            "cache = { node = \"n2\", op = \"get\", key = 3 }",
+            "cache = { node = \"n3\", op = \"fetch\", key = 4294967295 }",
+            "cache = { node = \"n2\", op = \"invalidate\", key = 0 }",
+            "cache = { node = \"n1\", op = \"dump\" }",
+            "cache = { node = \"n3\", op = \"put\", key = 7, value = \"18446744073709551615\" }",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+        }
+        let back = parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(without_lines(back), without_lines(rich.clone()));
+
+        // Odd values, a whole-run stop, and each table alone.
+        let mut odd = rich.clone();
+        odd.cache = CacheConfig {
+            enabled: true,
+            protocol: CacheProtocol::Bus,
+            capacity: 100_000,
+            arbiter: 2,
+            op_timeout_ns: 1,
+        };
+        odd.cache_load = CacheWorkload {
+            rate_per_s: 1.0 / 3.0,
+            keys: 1_000_000,
+            zipf: 0.1 + 0.2,
+            write_ratio: 1.0,
+            start_ns: 10 * NS_PER_S,
+            stop_ns: u64::MAX,
+        };
+        odd.timeline.push(Step {
+            at_ns: 10 * NS_PER_S,
+            action: Action::Cache {
+                node: 0,
+                op: CacheOp::Put {
+                    key: 0,
+                    value: i64::MAX as u64 + 1,
+                },
+            },
+            line: 0,
+        });
+        let mut variants = vec![odd];
+        let mut only_cache = rich.clone();
+        only_cache.cache_load = CacheWorkload::default();
+        variants.push(only_cache.clone());
+        // The default [cache] is still written: its presence turns caches on.
+        only_cache.cache = CacheConfig {
+            enabled: true,
+            ..CacheConfig::default()
+        };
+        variants.push(only_cache.clone());
+        let mut with_clients = only_cache.clone();
+        with_clients.cache_load = CacheWorkload {
+            rate_per_s: 50.0,
+            ..CacheWorkload::default()
+        };
+        variants.push(with_clients.clone());
+        // Present but idle (no rate), with an explicit stop: still written,
+        // without `rate`, which a file cannot set to 0.
+        with_clients.cache_load = CacheWorkload {
+            stop_ns: 0,
+            ..CacheWorkload::default()
+        };
+        variants.push(with_clients);
+        // Caches and queues side by side.
+        let mut with_queue = rich.clone();
+        with_queue.queue = QueueConfig::default();
+        with_queue.queue_load = QueueWorkload {
+            producers: 2,
+            ..QueueWorkload::default()
+        };
+        variants.push(with_queue);
+        variants.push(rich);
+        for s in variants {
+            let text = scenario_to_toml(&s);
+            assert_eq!(text.contains("[cache]"), s.cache.enabled, "{text}");
+            assert_eq!(
+                text.contains("[cache_clients]"),
+                s.cache_load != CacheWorkload::default(),
+                "{text}"
+            );
+            assert!(!text.contains("\nrate = 0.0\n"), "{text}");
+            let back =
+                parse_scenario(&text, "saved.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+            assert_eq!(without_lines(back), without_lines(s));
+        }
+    }
+
     #[test]
     fn single_latency_and_step_network_inherit_the_default_link() {
         let s = parse_scenario(
@@ -4182,13 +5221,13 @@ crash = "leader"
             "[[step]]\nat = \"1s\"\n",
             5,
             1,
-            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard); this one has none",
+            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard, cache); this one has none",
         );
         assert_error(
             "[[step]]\nat = \"1s\"\ncrash = \"n1\"\nheal = true\n",
             8,
             8,
-            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard); this one has 2: crash, heal",
+            "a step needs exactly one action (crash, restart, pause, resume, partition, partition_oneway, heal, network, clock, client, add_shard, remove_shard, cache); this one has 2: crash, heal",
         );
         assert_error(
             "[[step]]\nat = \"1s\"\ncrash = \"n2\"\n\n[[step]]\nat = \"3s\"\ncrash = \"n2\"\n",
@@ -4870,7 +5909,7 @@ crash = "leader"
         inputs.push("[".repeat(100_000));
         inputs.push(format!("a = {}", "{ b = ".repeat(10_000)));
         // Every prefix and every single-byte corruption of rich valid files.
-        for file in [FULL, QUEUE_FULL] {
+        for file in [FULL, QUEUE_FULL, CACHE_FULL] {
             let bytes = file.as_bytes();
             for cut in 0..=bytes.len() {
                 inputs.push(String::from_utf8_lossy(&bytes[..cut]).into_owned());

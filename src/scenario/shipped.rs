@@ -5,6 +5,14 @@
 /// (name, file text) of every scenario in scenarios/, sorted by name.
 pub const SHIPPED: &[(&str, &str)] = &[
     (
+        "cache-bus-crash",
+        include_str!("../../scenarios/cache-bus-crash.toml"),
+    ),
+    (
+        "cache-bus-walkthrough",
+        include_str!("../../scenarios/cache-bus-walkthrough.toml"),
+    ),
+    (
         "clock-skew",
         include_str!("../../scenarios/clock-skew.toml"),
     ),

@@ -10,6 +10,9 @@ use super::queue::EventQueue;
 use super::rng::{Purpose, Rng};
 use super::storage::Durable;
 use super::timers::{Fired, Schedule, TimerSlots};
+use crate::cache::bus::BusSetup;
+use crate::cache::load::{CacheLoad, zipf_cdf};
+use crate::check::cache_coherence::CacheChecker;
 use crate::check::history::History;
 use crate::check::lock_safety::LockChecker;
 use crate::check::queue_delivery::QueueChecker;
@@ -28,6 +31,7 @@ use crate::queue::shard::Shard;
 use crate::scenario::{Action, ClientOp, Scenario, Target};
 use crate::trace::{NodeId, QueueLayout, Role, Subject, TraceEvent, Tracer};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 enum Event {
     Deliver { from: u32, to: u32, msg: Msg },
@@ -61,7 +65,7 @@ struct Endpoint {
     /// Messages that reached a paused node, delivered on resume.
     inbox: Vec<(NodeId, Msg)>,
     /// Timers that came due while paused, as a bit set of slots.
-    missed_timers: u8,
+    missed_timers: u16,
     storage: Durable,
 }
 
@@ -90,6 +94,8 @@ pub struct Stats {
     pub leader_lost_at_ns: Option<u64>,
     /// Time from each leader crash to the next election win.
     pub leader_recoveries_ns: Vec<u64>,
+    /// Messages of the cache bus (requests, snoops, answers, grants).
+    pub bus_messages: u64,
 }
 
 /// Everything that watches a run: trace, online checker, history, counters.
@@ -99,6 +105,8 @@ pub struct Observers {
     pub lock_checker: LockChecker,
     /// The queue's delivery checker, when the scenario has shards.
     pub queue_checker: Option<QueueChecker>,
+    /// The caches' coherence checker, when the scenario has caches.
+    pub cache_checker: Option<CacheChecker>,
     pub history: History,
     pub stats: Stats,
     pub violation: Option<Found>,
@@ -114,6 +122,20 @@ impl Observers {
                 self.tracer.events()
             }
         };
+        if let Some(c) = self.cache_checker.as_mut()
+            && ev.kind().starts_with("cache.")
+        {
+            if let Err(violation) = c.observe(t_ns, subject, &ev)
+                && self.violation.is_none()
+            {
+                self.violation = Some(Found {
+                    violation,
+                    seq,
+                    t_ns,
+                });
+            }
+            return;
+        }
         if let Some(q) = self.queue_checker.as_mut()
             && ev.kind().starts_with("queue.")
         {
@@ -239,6 +261,9 @@ impl Env for Ctx<'_> {
         let (name, term) = (msg.name(), msg.term());
         let from = self.id;
         self.obs.stats.sent += 1;
+        if matches!(msg, Msg::Bus(_)) {
+            self.obs.stats.bus_messages += 1;
+        }
         self.obs.record(
             self.now_ns,
             subject(self.nodes, self.resource, &self.queue_layout, from),
@@ -335,6 +360,8 @@ pub struct World {
     queue_layout: QueueLayout,
     /// How nodes run the queue, and the placement they start from.
     queue_setup: Option<(QueueSetup, Placement)>,
+    /// Key popularity for generated cache operations, shared by the nodes.
+    cache_cdf: Option<Rc<Vec<f64>>>,
     pause_order: Vec<NodeId>,
     /// Index of the last fault step; a leader must exist soon after it.
     last_fault_step: Option<usize>,
@@ -430,13 +457,14 @@ impl World {
         let last_fault_step = sc
             .timeline
             .iter()
-            .rposition(|s| !matches!(s.action, Action::Client { .. }));
+            .rposition(|s| !matches!(s.action, Action::Client { .. } | Action::Cache { .. }));
         let watch_from_ns = last_fault_step.map_or(0, |i| sc.timeline[i].at_ns);
         let obs = Observers {
             tracer,
             checker: RaftChecker::new(n),
             lock_checker: LockChecker::new(n),
-            queue_checker: (queue_layout.shards > 0)
+            cache_checker: sc.cache.enabled.then(|| CacheChecker::new(n)),
+            queue_checker: (queue_layout.producers + queue_layout.consumers > 0)
                 .then(|| QueueChecker::new(sc.redis.persistence, sc.queue.max_attempts)),
             history: History::default(),
             stats: Stats {
@@ -462,6 +490,7 @@ impl World {
             },
             queue_layout,
             queue_setup,
+            cache_cdf: None,
             pause_order: Vec::new(),
             last_fault_step,
             leader_present_after_fault: false,
@@ -479,12 +508,35 @@ impl World {
     fn start_endpoint(&mut self, id: NodeId) {
         let (n, cfg, locks, bugs) = (self.n, self.sc.raft.clone(), self.sc.locks, self.sc.bugs);
         let queue = self.queue_setup.take();
+        let cache = self.sc.cache.enabled.then(|| {
+            let setup = BusSetup {
+                nodes: n,
+                arbiter: self.sc.cache.arbiter,
+                memory: self.queue_layout.shard_base,
+                capacity: self.sc.cache.capacity,
+                timeout_ns: self.sc.cache.op_timeout_ns,
+            };
+            let w = self.sc.cache_load;
+            let load = (w.rate_per_s > 0.0 && id < n).then(|| {
+                let cdf = self
+                    .cache_cdf
+                    .get_or_insert_with(|| Rc::new(zipf_cdf(w.keys, w.zipf)))
+                    .clone();
+                let local = |t: u64| self.eps[id].clock.local(t.min(self.sc.duration_ns));
+                (
+                    CacheLoad::new(id, w, cdf),
+                    local(w.start_ns),
+                    local(w.stop_ns),
+                )
+            });
+            (setup, load)
+        });
         self.with_ctx(id, |actor, ctx| match actor {
             Actor::Node(slot) => {
                 let stable = ctx.storage.stable().clone();
                 let q = queue.as_ref().map(|(s, p)| (*s, p));
                 *slot = Some(Box::new(Node::start(
-                    id, n, &cfg, &locks, bugs, &stable, q, ctx,
+                    id, n, &cfg, &locks, bugs, &stable, q, cache, ctx,
                 )));
             }
             Actor::Client(c) => c.start(ctx),
@@ -738,6 +790,7 @@ impl World {
                 self.net.partition_one_way(&from, &to);
                 self.fault(Subject::Net, TraceEvent::FaultPartitionOneWay { from, to });
             }
+            Action::Cache { node, op } => self.cache_op(node, op),
             Action::AddShard(s) => self.change_ring(RingCommand::Add(s), "add_shard"),
             Action::RemoveShard(s) => self.change_ring(RingCommand::Remove(s), "remove_shard"),
             Action::Heal => {
@@ -794,6 +847,21 @@ impl World {
         reachable > self.n / 2
     }
 
+    /// A scripted cache operation at a node's cache.
+    fn cache_op(&mut self, node: NodeId, op: crate::scenario::CacheOp) {
+        if !self.sc.cache.enabled {
+            return self.skip("cache", "no caches in this scenario");
+        }
+        if self.eps[node].status != Status::Up {
+            return self.skip("cache", "node not running");
+        }
+        self.with_ctx(node, |actor, ctx| {
+            if let Actor::Node(Some(n)) = actor {
+                n.cache_op(ctx, op);
+            }
+        });
+    }
+
     /// Asks the current leader to change the queue's ring.
     fn change_ring(&mut self, cmd: RingCommand, action: &'static str) {
         let Some(leader) = self.current_leader(false) else {
@@ -827,6 +895,11 @@ impl World {
             };
             self.obs.record(self.now_ns, Subject::Node(id), ev, None);
         }
+        self.with_ctx(id, |actor, ctx| {
+            if let Actor::Node(Some(node)) = actor {
+                node.on_crash(ctx);
+            }
+        });
         let e = &mut self.eps[id];
         e.status = Status::Crashed;
         e.actor = Actor::Node(None);

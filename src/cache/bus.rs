@@ -1,0 +1,861 @@
+//! The bus protocol: every node's cache snoops one bus, and an arbiter node
+//! puts one transaction on it at a time, in a single total order.
+//!
+//! A transaction is a request from one cache. The arbiter sends it to every
+//! other cache as a snoop, waits for all their answers (the shared signal,
+//! and the dirty data of an M holder), makes any flushed data durable in
+//! memory (Redis shard `s1`), fetches the data from memory when no cache
+//! supplied it, grants the request, and waits for the requester's `Done`
+//! before starting the next transaction. So the distributed bus behaves as
+//! the atomic bus of the textbook: no snoop of a later transaction can
+//! overtake an earlier one, and the MESI table in `mesi.rs` applies as is.
+//!
+//! A cache that does not answer in time (crashed, paused, cut off) fails
+//! the transaction: the requester reports an error and nothing is granted.
+//! Coherence stalls rather than breaks.
+//!
+//! Memory keeps each key's value with a version: the bus time of the
+//! transaction that made the value's writer the owner. A write-back only
+//! lands if it is newer than what memory has, so a delayed flush can never
+//! roll memory back.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::lines::{Key, Line, Lines};
+use super::load::CacheLoad;
+use super::mesi::{self, BusOp, Next, ProcessorOp, State};
+use crate::env::{Env, Timer};
+use crate::node::Msg;
+use crate::queue::protocol::{ShardAnswer, ShardCall};
+use crate::scenario::CacheOp;
+use crate::trace::{NodeId, TraceEvent};
+
+/// The bus's messages between caches and the arbiter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BusMsg {
+    /// A cache asks for a transaction; `txn` is the cache's own number.
+    Request {
+        txn: u64,
+        key: Key,
+        op: BusOp,
+        /// For `Flush` (a write-back): the value and its version.
+        value: u64,
+        version: u64,
+    },
+    /// The arbiter shows another cache's transaction.
+    Snoop { bus_txn: u64, key: Key, op: BusOp },
+    SnoopReply {
+        bus_txn: u64,
+        key: Key,
+        shared: bool,
+        /// Dirty data supplied by the M holder: (value, version).
+        flush: Option<(u64, u64)>,
+    },
+    /// The transaction is done on the bus: go ahead (or `ok == false`: it
+    /// failed and nothing changed for the requester).
+    Grant {
+        txn: u64,
+        bus_txn: u64,
+        ok: bool,
+        shared: bool,
+        /// The line's data (None: never written), and its version.
+        data: Option<u64>,
+        version: u64,
+    },
+    /// The requester has installed the result; the bus is free.
+    Done { bus_txn: u64 },
+}
+
+impl BusMsg {
+    /// Short name for traces.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BusMsg::Request { op, .. } => op.name(),
+            BusMsg::Snoop { .. } => "Snoop",
+            BusMsg::SnoopReply { .. } => "SnoopReply",
+            BusMsg::Grant { .. } => "Grant",
+            BusMsg::Done { .. } => "Done",
+        }
+    }
+}
+
+/// The cache's settings on every node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BusSetup {
+    pub nodes: usize,
+    pub arbiter: NodeId,
+    /// The memory shard's endpoint id.
+    pub memory: NodeId,
+    pub capacity: usize,
+    pub timeout_ns: u64,
+}
+
+/// Most operations a cache keeps waiting behind the one in progress.
+const MAX_QUEUED: usize = 256;
+
+/// An operation in progress at a cache.
+#[derive(Clone, Copy, Debug)]
+struct InProgress {
+    op: CacheOp,
+    txn: u64,
+    /// The bus transaction asked for, and for which key.
+    bus: BusOp,
+    key: Key,
+    /// True while writing back the victim before the operation proper.
+    evicting: bool,
+}
+
+/// One node's cache controller (and, on the arbiter node, the arbiter).
+pub struct BusCache {
+    setup: BusSetup,
+    lines: Lines,
+    /// Version of each line held in M or E (when its owner got it).
+    versions: BTreeMap<Key, u64>,
+    /// Valid lines whose key was never written: reads return None.
+    unwritten: BTreeSet<Key>,
+    /// The answer to the last snoop, sent again if the arbiter asks again
+    /// (its copy of dirty data must survive a lost message).
+    last_reply: Option<(u64, BusMsg)>,
+    current: Option<InProgress>,
+    queued: VecDeque<CacheOp>,
+    next_txn: u64,
+    arbiter: Option<Arbiter>,
+    /// Generated operations: the generator and its [start, stop) in local time.
+    load: Option<(CacheLoad, u64, u64)>,
+}
+
+impl BusCache {
+    /// An empty cache (a restarted node rejoins with nothing).
+    pub fn new(id: NodeId, setup: BusSetup, first_req: u64) -> Self {
+        BusCache {
+            setup,
+            lines: Lines::new(setup.capacity),
+            versions: BTreeMap::new(),
+            unwritten: BTreeSet::new(),
+            last_reply: None,
+            current: None,
+            queued: VecDeque::new(),
+            next_txn: 1,
+            arbiter: (id == setup.arbiter).then(|| Arbiter::new(first_req)),
+            load: None,
+        }
+    }
+
+    /// Adds generated operations in [start, stop) of local time, and
+    /// schedules the first.
+    pub fn start_load(&mut self, env: &mut impl Env, load: CacheLoad, start: u64, stop: u64) {
+        let gap = load.first_gap_ns(env.now(), start, env.rng());
+        env.set_timer(Timer::ClientNext, gap);
+        self.load = Some((load, start, stop));
+    }
+
+    fn on_load_timer(&mut self, env: &mut impl Env) {
+        let Some((load, _, stop)) = self.load.as_mut() else {
+            return;
+        };
+        if env.now() >= *stop {
+            return;
+        }
+        let op = load.next_op(env.rng());
+        let gap = load.gap_ns(env.rng());
+        env.set_timer(Timer::ClientNext, gap);
+        self.on_op(env, op);
+    }
+
+    /// Every valid line, for dumps and summaries.
+    pub fn lines(&self) -> impl Iterator<Item = (Key, Line)> + '_ {
+        self.lines.iter()
+    }
+
+    /// A processor operation at this node.
+    pub fn on_op(&mut self, env: &mut impl Env, op: CacheOp) {
+        if self.current.is_some() {
+            if self.queued.len() >= MAX_QUEUED {
+                return fail(env, op, "too many operations waiting");
+            }
+            return self.queued.push_back(op);
+        }
+        self.start(env, op);
+    }
+
+    /// A bus message.
+    pub fn on_message(&mut self, env: &mut impl Env, from: NodeId, msg: BusMsg) {
+        match msg {
+            BusMsg::Snoop { bus_txn, key, op } => self.on_snoop(env, from, bus_txn, key, op),
+            BusMsg::Grant {
+                txn,
+                bus_txn,
+                ok,
+                shared,
+                data,
+                version,
+            } => self.on_grant(env, from, txn, bus_txn, ok, shared, data, version),
+            BusMsg::Request { .. } | BusMsg::SnoopReply { .. } | BusMsg::Done { .. } => {
+                let setup = self.setup;
+                if let Some(a) = self.arbiter.as_mut() {
+                    a.on_message(env, &setup, from, msg);
+                }
+            }
+        }
+    }
+
+    /// Memory's answer to the arbiter; false if not the arbiter's.
+    pub fn on_shard_answer(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) -> bool {
+        let setup = self.setup;
+        self.arbiter
+            .as_mut()
+            .is_some_and(|a| a.on_memory(env, &setup, req, answer))
+    }
+
+    /// The operation timer and the arbiter's transaction timer.
+    pub fn on_timer(&mut self, env: &mut impl Env, timer: Timer) {
+        match timer {
+            Timer::CacheOp => {
+                if let Some(c) = self.current.take() {
+                    fail(env, c.op, "bus unreachable: no grant in time");
+                    self.next(env);
+                }
+            }
+            Timer::ClientNext => self.on_load_timer(env),
+            Timer::BusTxn => {
+                let setup = self.setup;
+                if let Some(a) = self.arbiter.as_mut() {
+                    a.on_timeout(env, &setup);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A crash: every line is gone; dirty ones were never written back, and
+    /// neither was dirty data the arbiter held on its way to memory.
+    pub fn crash(&mut self, env: &mut impl Env) {
+        if let Some(a) = self.arbiter.as_ref() {
+            for (key, value) in a.unwritten_dirty() {
+                env.trace(TraceEvent::CacheLost { key, value });
+            }
+        }
+        let lines: Vec<(Key, Line)> = self.lines.iter().collect();
+        for (key, line) in lines {
+            if line.state == State::Modified {
+                env.trace(TraceEvent::CacheLost {
+                    key,
+                    value: line.value,
+                });
+            }
+            transition(env, key, line.state, State::Invalid, "crash");
+        }
+        self.lines.clear();
+        self.versions.clear();
+        self.unwritten.clear();
+    }
+
+    fn start(&mut self, env: &mut impl Env, op: CacheOp) {
+        let (key, pop) = match op {
+            CacheOp::Dump => {
+                let lines = self
+                    .lines
+                    .iter()
+                    .map(|(k, l)| (k, l.state.name()))
+                    .collect();
+                env.trace(TraceEvent::CacheDump { lines });
+                return self.next(env);
+            }
+            CacheOp::Get { key } | CacheOp::Fetch { key } => (key, ProcessorOp::Read),
+            CacheOp::Put { key, .. } => (key, ProcessorOp::Write),
+            CacheOp::Invalidate { key } => (key, ProcessorOp::Evict),
+        };
+        let state = self.lines.peek(key).map_or(State::Invalid, |l| l.state);
+        let step = mesi::on_processor(state, pop);
+        let Some(bus) = step.bus else {
+            self.complete_locally(env, op, key, state, step.next);
+            return self.next(env);
+        };
+        // Room first: a full cache writes back (or silently drops) its LRU line.
+        if state == State::Invalid
+            && let Some((victim, line)) = self.lines.victim_for(key)
+        {
+            if line.state == State::Modified {
+                return self.request(env, op, victim, BusOp::Flush, true);
+            }
+            self.drop_line(victim);
+            transition(env, victim, line.state, State::Invalid, "evict");
+        }
+        self.request(env, op, key, bus, false);
+    }
+
+    /// A processor operation that needs no bus: a hit, a silent E->M
+    /// upgrade, or dropping a clean line.
+    fn complete_locally(
+        &mut self,
+        env: &mut impl Env,
+        op: CacheOp,
+        key: Key,
+        state: State,
+        next: Next,
+    ) {
+        let next = next.resolve(false);
+        match op {
+            CacheOp::Get { .. } | CacheOp::Fetch { .. } => {
+                let line = self.lines.touch(key);
+                let value = line
+                    .filter(|_| !self.unwritten.contains(&key))
+                    .map(|l| l.value);
+                env.trace(TraceEvent::CacheRead {
+                    key,
+                    value,
+                    hit: true,
+                });
+            }
+            CacheOp::Put { value, .. } => {
+                self.lines.touch(key);
+                self.lines.set(key, next, value);
+                self.unwritten.remove(&key);
+                if state != next {
+                    transition(env, key, state, next, "PrWr");
+                }
+                env.trace(TraceEvent::CacheWrite {
+                    key,
+                    value,
+                    hit: true,
+                });
+            }
+            CacheOp::Invalidate { .. } => {
+                if state != State::Invalid {
+                    self.drop_line(key);
+                    transition(env, key, state, State::Invalid, "invalidate");
+                }
+            }
+            CacheOp::Dump => {}
+        }
+    }
+
+    fn request(&mut self, env: &mut impl Env, op: CacheOp, key: Key, bus: BusOp, evicting: bool) {
+        let txn = self.next_txn;
+        self.next_txn += 1;
+        let line = self.lines.peek(key);
+        let (value, version) = match (bus, line) {
+            (BusOp::Flush, Some(l)) => (l.value, self.versions.get(&key).copied().unwrap_or(0)),
+            _ => (0, 0),
+        };
+        self.current = Some(InProgress {
+            op,
+            txn,
+            bus,
+            key,
+            evicting,
+        });
+        env.send(
+            self.setup.arbiter,
+            Msg::Bus(BusMsg::Request {
+                txn,
+                key,
+                op: bus,
+                value,
+                version,
+            }),
+        );
+        env.set_timer(Timer::CacheOp, self.setup.timeout_ns);
+    }
+
+    /// Another cache's transaction, shown by the arbiter.
+    fn on_snoop(&mut self, env: &mut impl Env, from: NodeId, bus_txn: u64, key: Key, op: BusOp) {
+        if let Some((_, reply)) = self.last_reply.as_ref().filter(|(t, _)| *t == bus_txn) {
+            return env.send(from, Msg::Bus(reply.clone()));
+        }
+        let line = self.lines.peek(key);
+        let state = line.map_or(State::Invalid, |l| l.state);
+        // An upgrade that lost a race (its S copy was invalidated and someone
+        // else became the owner) reaches the owner as a BusUpgr: serve it
+        // as the BusRdX it now is, so the owner's data is not dropped.
+        let op = if op == BusOp::BusUpgr && !mesi::is_possible(state, op) {
+            BusOp::BusRdX
+        } else {
+            op
+        };
+        let step = mesi::on_snoop(state, op);
+        let flush = (step.flush && state == State::Modified).then(|| {
+            let v = line.map_or(0, |l| l.value);
+            (v, self.versions.get(&key).copied().unwrap_or(0))
+        });
+        if step.next != state {
+            match step.next {
+                State::Invalid => {
+                    self.drop_line(key);
+                }
+                next => {
+                    self.lines.set(key, next, line.map_or(0, |l| l.value));
+                }
+            }
+            transition(env, key, state, step.next, op.name());
+        }
+        let reply = BusMsg::SnoopReply {
+            bus_txn,
+            key,
+            shared: step.shared,
+            flush,
+        };
+        self.last_reply = Some((bus_txn, reply.clone()));
+        env.send(from, Msg::Bus(reply));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_grant(
+        &mut self,
+        env: &mut impl Env,
+        from: NodeId,
+        txn: u64,
+        bus_txn: u64,
+        ok: bool,
+        shared: bool,
+        data: Option<u64>,
+        version: u64,
+    ) {
+        // The bus waits for every grant to be acknowledged, even a stale one.
+        env.send(from, Msg::Bus(BusMsg::Done { bus_txn }));
+        let Some(c) = self.current.filter(|c| c.txn == txn) else {
+            return;
+        };
+        self.current = None;
+        env.cancel_timer(Timer::CacheOp);
+        if !ok {
+            fail(env, c.op, "bus transaction failed: a cache did not answer");
+            return self.next(env);
+        }
+        if c.evicting {
+            // The victim's write-back is on the bus (or a snoop already took
+            // the line): it leaves, and the operation proper starts over.
+            if let Some(line) = self.drop_line(c.key) {
+                transition(env, c.key, line.state, State::Invalid, "evict");
+            }
+            return self.start(env, c.op);
+        }
+        self.install(env, c, shared, data, version);
+        self.next(env);
+    }
+
+    /// Installs a granted line and completes the operation.
+    fn install(
+        &mut self,
+        env: &mut impl Env,
+        c: InProgress,
+        shared: bool,
+        data: Option<u64>,
+        version: u64,
+    ) {
+        let key = c.key;
+        let before = self.lines.peek(key).map_or(State::Invalid, |l| l.state);
+        match (c.op, c.bus) {
+            (CacheOp::Get { .. } | CacheOp::Fetch { .. }, _) => {
+                let next = Next::ExclusiveUnlessShared.resolve(shared);
+                self.put_line(env, key, next, data.unwrap_or(0), version);
+                if data.is_none() {
+                    self.unwritten.insert(key);
+                }
+                let cause = if matches!(c.op, CacheOp::Fetch { .. }) {
+                    "Fetch"
+                } else {
+                    "PrRd"
+                };
+                transition(env, key, before, next, cause);
+                env.trace(TraceEvent::CacheRead {
+                    key,
+                    value: data,
+                    hit: false,
+                });
+            }
+            (CacheOp::Put { value, .. }, bus) => {
+                self.put_line(env, key, State::Modified, value, version);
+                self.unwritten.remove(&key);
+                if before != State::Modified {
+                    transition(env, key, before, State::Modified, "PrWr");
+                }
+                env.trace(TraceEvent::CacheWrite {
+                    key,
+                    value,
+                    hit: bus == BusOp::BusUpgr && before == State::Shared,
+                });
+            }
+            (CacheOp::Invalidate { .. } | CacheOp::Dump, _) => {
+                // Invalidating an M line writes it back (the Flush just granted).
+                if let Some(line) = self.drop_line(key) {
+                    transition(env, key, line.state, State::Invalid, "invalidate");
+                }
+            }
+        }
+    }
+
+    fn put_line(&mut self, env: &mut impl Env, key: Key, state: State, value: u64, version: u64) {
+        if self.lines.peek(key).is_none()
+            && let Some((victim, line)) = self.lines.victim_for(key)
+        {
+            // Room was made when the request started, and only this cache
+            // adds lines, so this is a bound kept, not a path taken.
+            self.drop_line(victim);
+            transition(env, victim, line.state, State::Invalid, "evict");
+        }
+        self.lines.put(key, Line { state, value });
+        if matches!(state, State::Modified | State::Exclusive) {
+            self.versions.insert(key, version);
+        } else {
+            self.versions.remove(&key);
+        }
+    }
+
+    fn drop_line(&mut self, key: Key) -> Option<Line> {
+        self.versions.remove(&key);
+        self.unwritten.remove(&key);
+        self.lines.remove(key)
+    }
+
+    fn next(&mut self, env: &mut impl Env) {
+        while self.current.is_none() {
+            let Some(op) = self.queued.pop_front() else {
+                return;
+            };
+            self.start(env, op);
+        }
+    }
+}
+
+fn fail(env: &mut impl Env, op: CacheOp, reason: &'static str) {
+    let (name, key) = match op {
+        CacheOp::Get { key } => ("get", key),
+        CacheOp::Put { key, .. } => ("put", key),
+        CacheOp::Invalidate { key } => ("invalidate", key),
+        CacheOp::Fetch { key } => ("fetch", key),
+        CacheOp::Dump => ("dump", 0),
+    };
+    env.trace(TraceEvent::CacheFailed {
+        op: name,
+        key,
+        reason,
+    });
+}
+
+fn transition(env: &mut impl Env, key: Key, from: State, to: State, cause: &'static str) {
+    env.trace(TraceEvent::CacheTransition {
+        key,
+        from: from.name(),
+        to: to.name(),
+        cause,
+    });
+}
+
+/// A transaction on the bus.
+#[derive(Clone, Debug)]
+struct OnBus {
+    bus_txn: u64,
+    requester: NodeId,
+    txn: u64,
+    key: Key,
+    op: BusOp,
+    /// Caches yet to answer the snoop.
+    waiting: BTreeSet<NodeId>,
+    shared: bool,
+    /// The newest dirty data seen: from a snooping M holder or a write-back.
+    data: Option<(u64, u64)>,
+    /// Memory request in flight (write of flushed data, or read).
+    memory_req: Option<u64>,
+    /// Granted; waiting for the requester's Done.
+    granted: bool,
+    /// `data` came from a cache (a flush or a write-back): it must reach
+    /// memory whatever becomes of the transaction.
+    dirty: bool,
+    /// Timed out: once any dirty data is in memory, it is answered as failed.
+    failed: bool,
+    /// Times the transaction's messages were sent again.
+    retries: u32,
+}
+
+/// The arbiter: one transaction on the bus at a time, in arrival order.
+pub struct Arbiter {
+    queue: VecDeque<(NodeId, u64, Key, BusOp, u64, u64)>,
+    current: Option<OnBus>,
+    next_req: u64,
+    last_bus_txn: u64,
+    /// Late dirty data sent to memory and not yet acknowledged, by request.
+    late_writes: BTreeMap<u64, (Key, u64)>,
+}
+
+/// Most requests the arbiter queues (a bound, as everywhere).
+const MAX_BUS_QUEUE: usize = 4096;
+
+impl Arbiter {
+    fn new(first_req: u64) -> Self {
+        Arbiter {
+            queue: VecDeque::new(),
+            current: None,
+            next_req: first_req,
+            last_bus_txn: 0,
+            late_writes: BTreeMap::new(),
+        }
+    }
+
+    /// Dirty data this arbiter holds that memory has not acknowledged.
+    fn unwritten_dirty(&self) -> Vec<(Key, u64)> {
+        let current = self
+            .current
+            .as_ref()
+            .filter(|c| c.dirty && !c.granted)
+            .and_then(|c| c.data.map(|(v, _)| (c.key, v)));
+        current
+            .into_iter()
+            .chain(self.late_writes.values().copied())
+            .collect()
+    }
+
+    fn on_message(&mut self, env: &mut impl Env, setup: &BusSetup, from: NodeId, msg: BusMsg) {
+        match msg {
+            BusMsg::Request {
+                txn,
+                key,
+                op,
+                value,
+                version,
+            } => {
+                if self.queue.len() < MAX_BUS_QUEUE {
+                    self.queue.push_back((from, txn, key, op, value, version));
+                }
+                self.advance(env, setup);
+            }
+            BusMsg::SnoopReply {
+                bus_txn,
+                key,
+                shared,
+                flush,
+            } => {
+                if let Some((value, version)) = flush {
+                    let current = self.current.as_mut().filter(|c| c.bus_txn == bus_txn);
+                    match current {
+                        Some(c) => {
+                            c.data = newer(c.data, Some((value, version)));
+                            c.dirty = true;
+                        }
+                        // A late answer to a failed transaction still carries
+                        // the only copy of dirty data: keep it.
+                        None => self.write_memory(env, setup, key, value, version),
+                    }
+                }
+                if let Some(c) = self.current.as_mut().filter(|c| c.bus_txn == bus_txn) {
+                    c.waiting.remove(&from);
+                    c.shared |= shared;
+                }
+                self.advance(env, setup);
+            }
+            BusMsg::Done { bus_txn } => {
+                if self
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.bus_txn == bus_txn && c.granted)
+                {
+                    self.current = None;
+                    env.cancel_timer(Timer::BusTxn);
+                }
+                self.advance(env, setup);
+            }
+            BusMsg::Snoop { .. } | BusMsg::Grant { .. } => {}
+        }
+    }
+
+    fn on_memory(
+        &mut self,
+        env: &mut impl Env,
+        setup: &BusSetup,
+        req: u64,
+        answer: &ShardAnswer,
+    ) -> bool {
+        if self.late_writes.remove(&req).is_some() {
+            return true;
+        }
+        let Some(c) = self.current.as_mut().filter(|c| c.memory_req == Some(req)) else {
+            return false;
+        };
+        c.memory_req = None;
+        let ok = !c.failed;
+        match answer {
+            ShardAnswer::Memory(v) => {
+                c.data = newer(c.data, *v);
+                self.grant(env, setup, ok);
+            }
+            ShardAnswer::Done => self.grant(env, setup, ok),
+            _ => self.grant(env, setup, false),
+        }
+        true
+    }
+
+    fn on_timeout(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        if c.retries < RETRIES && !c.failed {
+            // Messages get lost: ask again whoever has not answered.
+            c.retries += 1;
+            let (bus_txn, key, op) = (c.bus_txn, c.key, c.op);
+            for &n in &c.waiting {
+                env.send(n, Msg::Bus(BusMsg::Snoop { bus_txn, key, op }));
+            }
+            if c.memory_req.is_some()
+                && let Some(call) = memory_call(c)
+            {
+                let req = self.next_req;
+                self.next_req += 1;
+                c.memory_req = Some(req);
+                env.send(setup.memory, Msg::Shard { req, call });
+            }
+            if c.granted {
+                self.send_grant(env);
+            }
+            env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+            return;
+        }
+        if !c.granted
+            && c.dirty
+            && let Some((value, version)) = c.data
+        {
+            // A cache gave up its dirty copy for this transaction: the value
+            // lives nowhere else, so the bus holds until memory has it (a
+            // memory that stays unreachable stalls the bus, never loses data).
+            c.failed = true;
+            let req = self.next_req;
+            self.next_req += 1;
+            c.memory_req = Some(req);
+            let call = ShardCall::MemSet {
+                key: c.key,
+                value,
+                version,
+            };
+            env.send(setup.memory, Msg::Shard { req, call });
+            env.set_timer(Timer::BusTxn, setup.timeout_ns);
+            return;
+        }
+        if !c.granted {
+            // Nothing granted and nothing to keep: the requester hears the
+            // transaction failed, and the bus moves on.
+            self.grant(env, setup, false);
+        }
+        self.current = None;
+        env.cancel_timer(Timer::BusTxn);
+        self.advance(env, setup);
+    }
+
+    /// Starts the next transaction, or moves the current one on once every
+    /// snoop is answered.
+    fn advance(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        if self.current.is_none() {
+            let Some((requester, txn, key, op, value, version)) = self.queue.pop_front() else {
+                return;
+            };
+            let bus_txn = self.last_bus_txn.max(env.monotonic()) + 1;
+            self.last_bus_txn = bus_txn;
+            let others: BTreeSet<NodeId> = (0..setup.nodes).filter(|&n| n != requester).collect();
+            for &n in &others {
+                env.send(n, Msg::Bus(BusMsg::Snoop { bus_txn, key, op }));
+            }
+            let data = (op == BusOp::Flush).then_some((value, version));
+            self.current = Some(OnBus {
+                bus_txn,
+                requester,
+                txn,
+                key,
+                op,
+                waiting: others,
+                shared: false,
+                data,
+                memory_req: None,
+                granted: false,
+                dirty: op == BusOp::Flush,
+                failed: false,
+                retries: 0,
+            });
+            env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+        }
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        if !c.waiting.is_empty() || c.memory_req.is_some() || c.granted {
+            return;
+        }
+        let Some(call) = memory_call(c) else {
+            return self.grant(env, setup, true);
+        };
+        let req = self.next_req;
+        self.next_req += 1;
+        c.memory_req = Some(req);
+        env.send(setup.memory, Msg::Shard { req, call });
+    }
+
+    fn grant(&mut self, env: &mut impl Env, setup: &BusSetup, ok: bool) {
+        let Some(c) = self.current.as_mut() else {
+            return;
+        };
+        c.granted = true;
+        c.failed |= !ok;
+        self.send_grant(env);
+        let _ = setup;
+    }
+
+    fn send_grant(&self, env: &mut impl Env) {
+        let Some(c) = self.current.as_ref() else {
+            return;
+        };
+        env.send(
+            c.requester,
+            Msg::Bus(BusMsg::Grant {
+                txn: c.txn,
+                bus_txn: c.bus_txn,
+                ok: !c.failed,
+                shared: c.shared,
+                data: c.data.map(|(v, _)| v),
+                // A line granted now is owned from this transaction on.
+                version: c.bus_txn,
+            }),
+        );
+    }
+
+    fn write_memory(
+        &mut self,
+        env: &mut impl Env,
+        setup: &BusSetup,
+        key: Key,
+        value: u64,
+        version: u64,
+    ) {
+        let req = self.next_req;
+        self.next_req += 1;
+        self.late_writes.insert(req, (key, value));
+        let call = ShardCall::MemSet {
+            key,
+            value,
+            version,
+        };
+        env.send(setup.memory, Msg::Shard { req, call });
+    }
+}
+
+/// Times a transaction's snoops, memory call or grant are sent again
+/// before it fails; they are spread over the timeout.
+const RETRIES: u32 = 4;
+
+/// What the transaction needs from memory: dirty data written before
+/// anyone can read memory again, or the data for a read; None if nothing.
+fn memory_call(c: &OnBus) -> Option<ShardCall> {
+    match c.data {
+        Some((value, version)) if c.dirty => Some(ShardCall::MemSet {
+            key: c.key,
+            value,
+            version,
+        }),
+        None if c.op == BusOp::BusRd => Some(ShardCall::MemGet { key: c.key }),
+        _ => None,
+    }
+}
+
+/// The newer of two versioned values.
+fn newer(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if y.1 >= x.1 { y } else { x }),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
