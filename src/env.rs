@@ -26,10 +26,12 @@ pub enum Timer {
     CacheOp = 7,
     /// The bus arbiter's deadline for the transaction on the bus.
     BusTxn = 8,
+    /// A cache resends dirty data memory has not yet confirmed.
+    FlushRetry = 9,
 }
 
 /// Number of timer slots per endpoint.
-pub const TIMER_KINDS: usize = 9;
+pub const TIMER_KINDS: usize = 10;
 
 impl Timer {
     /// The timer for a slot index.
@@ -44,6 +46,7 @@ impl Timer {
             Timer::Rebalance,
             Timer::CacheOp,
             Timer::BusTxn,
+            Timer::FlushRetry,
         ][i]
     }
 }

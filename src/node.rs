@@ -313,7 +313,10 @@ impl Node {
             self.on_lease_check(env);
         } else if timer == Timer::Rebalance {
             self.on_rebalance(env);
-        } else if matches!(timer, Timer::CacheOp | Timer::BusTxn | Timer::ClientNext) {
+        } else if matches!(
+            timer,
+            Timer::CacheOp | Timer::BusTxn | Timer::ClientNext | Timer::FlushRetry
+        ) {
             if let Some(c) = self.cache.as_mut() {
                 c.on_timer(env, timer);
             }

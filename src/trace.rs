@@ -328,6 +328,12 @@ pub enum TraceEvent {
         key: u32,
         value: u64,
     },
+    /// A node crashed after handing over a dirty value that memory had not
+    /// yet confirmed: it may or may not have been lost.
+    CacheInDoubt {
+        key: u32,
+        value: u64,
+    },
     /// A line written back to memory (Redis).
     CacheWriteBack {
         key: u32,
@@ -394,6 +400,7 @@ impl TraceEvent {
             CacheWrite { .. } => "cache.write",
             CacheFailed { .. } => "cache.failed",
             CacheLost { .. } => "cache.lost",
+            CacheInDoubt { .. } => "cache.in_doubt",
             CacheWriteBack { .. } => "cache.writeback",
             CacheDump { .. } => "cache.dump",
         }
@@ -1097,7 +1104,9 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             field_u64(line, "key", *k as u64);
             field_str(line, "reason", reason);
         }
-        CacheLost { key: k, value } | CacheWriteBack { key: k, value } => {
+        CacheLost { key: k, value }
+        | CacheInDoubt { key: k, value }
+        | CacheWriteBack { key: k, value } => {
             field_u64(line, "key", *k as u64);
             field_u64(line, "value", *value);
         }

@@ -64,6 +64,12 @@ pub enum BusMsg {
     },
     /// The requester has installed the result; the bus is free.
     Done { bus_txn: u64 },
+    /// A cache resends dirty data it handed over that memory has not
+    /// confirmed (the arbiter may have crashed holding it).
+    WriteBack { key: Key, value: u64, version: u64 },
+    /// Memory holds this version of the key (or a newer one): the cache
+    /// that supplied it may forget it.
+    FlushAck { key: Key, version: u64 },
 }
 
 impl BusMsg {
@@ -75,6 +81,8 @@ impl BusMsg {
             BusMsg::SnoopReply { .. } => "SnoopReply",
             BusMsg::Grant { .. } => "Grant",
             BusMsg::Done { .. } => "Done",
+            BusMsg::WriteBack { .. } => "WriteBack",
+            BusMsg::FlushAck { .. } => "FlushAck",
         }
     }
 }
@@ -116,6 +124,10 @@ pub struct BusCache {
     /// The answer to the last snoop, sent again if the arbiter asks again
     /// (its copy of dirty data must survive a lost message).
     last_reply: Option<(u64, BusMsg)>,
+    /// Dirty data this cache handed over in a flush, kept until memory
+    /// confirms it: (value, version) by key. Snoops of the key supply it
+    /// again, and it is resent to the arbiter until acknowledged.
+    pending_flush: BTreeMap<Key, (u64, u64)>,
     current: Option<InProgress>,
     queued: VecDeque<CacheOp>,
     next_txn: u64,
@@ -133,9 +145,12 @@ impl BusCache {
             versions: BTreeMap::new(),
             unwritten: BTreeSet::new(),
             last_reply: None,
+            pending_flush: BTreeMap::new(),
             current: None,
             queued: VecDeque::new(),
-            next_txn: 1,
+            // Random per incarnation, so a grant meant for a request sent
+            // before a crash never matches one sent after it.
+            next_txn: first_req,
             arbiter: (id == setup.arbiter).then(|| Arbiter::new(first_req)),
             load: None,
         }
@@ -190,7 +205,19 @@ impl BusCache {
                 data,
                 version,
             } => self.on_grant(env, from, txn, bus_txn, ok, shared, data, version),
-            BusMsg::Request { .. } | BusMsg::SnoopReply { .. } | BusMsg::Done { .. } => {
+            BusMsg::FlushAck { key, version } => {
+                if self
+                    .pending_flush
+                    .get(&key)
+                    .is_some_and(|&(_, v)| v <= version)
+                {
+                    self.pending_flush.remove(&key);
+                }
+            }
+            BusMsg::Request { .. }
+            | BusMsg::SnoopReply { .. }
+            | BusMsg::Done { .. }
+            | BusMsg::WriteBack { .. } => {
                 let setup = self.setup;
                 if let Some(a) = self.arbiter.as_mut() {
                     a.on_message(env, &setup, from, msg);
@@ -217,6 +244,19 @@ impl BusCache {
                 }
             }
             Timer::ClientNext => self.on_load_timer(env),
+            Timer::FlushRetry => {
+                for (&key, &(value, version)) in &self.pending_flush {
+                    let msg = BusMsg::WriteBack {
+                        key,
+                        value,
+                        version,
+                    };
+                    env.send(self.setup.arbiter, Msg::Bus(msg));
+                }
+                if !self.pending_flush.is_empty() {
+                    env.set_timer(Timer::FlushRetry, self.setup.timeout_ns);
+                }
+            }
             Timer::BusTxn => {
                 let setup = self.setup;
                 if let Some(a) = self.arbiter.as_mut() {
@@ -230,11 +270,11 @@ impl BusCache {
     /// A crash: every line is gone; dirty ones were never written back, and
     /// neither was dirty data the arbiter held on its way to memory.
     pub fn crash(&mut self, env: &mut impl Env) {
-        if let Some(a) = self.arbiter.as_ref() {
-            for (key, value) in a.unwritten_dirty() {
-                env.trace(TraceEvent::CacheLost { key, value });
-            }
+        // Handed over but not confirmed: memory may or may not have it.
+        for (&key, &(value, _)) in &self.pending_flush {
+            env.trace(TraceEvent::CacheInDoubt { key, value });
         }
+        self.pending_flush.clear();
         let lines: Vec<(Key, Line)> = self.lines.iter().collect();
         for (key, line) in lines {
             if line.state == State::Modified {
@@ -365,6 +405,20 @@ impl BusCache {
         }
         let line = self.lines.peek(key);
         let state = line.map_or(State::Invalid, |l| l.state);
+        if op == BusOp::Flush {
+            // Another cache's write-back. On the atomic bus only the owner
+            // writes back; here a cache that lost the line while its
+            // write-back waited for the bus may still send it, and the new
+            // owner must not take it for an invalidation.
+            let reply = BusMsg::SnoopReply {
+                bus_txn,
+                key,
+                shared: false,
+                flush: None,
+            };
+            self.last_reply = Some((bus_txn, reply.clone()));
+            return env.send(from, Msg::Bus(reply));
+        }
         // An upgrade that lost a race (its S copy was invalidated and someone
         // else became the owner) reaches the owner as a BusUpgr: serve it
         // as the BusRdX it now is, so the owner's data is not dropped.
@@ -374,10 +428,20 @@ impl BusCache {
             op
         };
         let step = mesi::on_snoop(state, op);
-        let flush = (step.flush && state == State::Modified).then(|| {
-            let v = line.map_or(0, |l| l.value);
-            (v, self.versions.get(&key).copied().unwrap_or(0))
-        });
+        let flush = (step.flush && state == State::Modified)
+            .then(|| {
+                let v = line.map_or(0, |l| l.value);
+                (v, self.versions.get(&key).copied().unwrap_or(0))
+            })
+            .or_else(|| self.pending_flush.get(&key).copied());
+        if let Some(f) = flush
+            && state == State::Modified
+        {
+            if self.pending_flush.is_empty() {
+                env.set_timer(Timer::FlushRetry, self.setup.timeout_ns);
+            }
+            self.pending_flush.insert(key, f);
+        }
         if step.next != state {
             match step.next {
                 State::Invalid => {
@@ -566,6 +630,8 @@ struct OnBus {
     failed: bool,
     /// Times the transaction's messages were sent again.
     retries: u32,
+    /// The cache that supplied `data` by a flush, told once memory has it.
+    flusher: Option<NodeId>,
 }
 
 /// The arbiter: one transaction on the bus at a time, in arrival order.
@@ -574,8 +640,9 @@ pub struct Arbiter {
     current: Option<OnBus>,
     next_req: u64,
     last_bus_txn: u64,
-    /// Late dirty data sent to memory and not yet acknowledged, by request.
-    late_writes: BTreeMap<u64, (Key, u64)>,
+    /// Late dirty data sent to memory and not yet acknowledged, by
+    /// request: (key, version, the cache to tell once memory has it).
+    late_writes: BTreeMap<u64, (Key, u64, NodeId)>,
 }
 
 /// Most requests the arbiter queues (a bound, as everywhere).
@@ -590,19 +657,6 @@ impl Arbiter {
             last_bus_txn: 0,
             late_writes: BTreeMap::new(),
         }
-    }
-
-    /// Dirty data this arbiter holds that memory has not acknowledged.
-    fn unwritten_dirty(&self) -> Vec<(Key, u64)> {
-        let current = self
-            .current
-            .as_ref()
-            .filter(|c| c.dirty && !c.granted)
-            .and_then(|c| c.data.map(|(v, _)| (c.key, v)));
-        current
-            .into_iter()
-            .chain(self.late_writes.values().copied())
-            .collect()
     }
 
     fn on_message(&mut self, env: &mut impl Env, setup: &BusSetup, from: NodeId, msg: BusMsg) {
@@ -629,12 +683,15 @@ impl Arbiter {
                     let current = self.current.as_mut().filter(|c| c.bus_txn == bus_txn);
                     match current {
                         Some(c) => {
+                            if c.data.is_none_or(|(_, v)| version >= v) {
+                                c.flusher = Some(from);
+                            }
                             c.data = newer(c.data, Some((value, version)));
                             c.dirty = true;
                         }
                         // A late answer to a failed transaction still carries
-                        // the only copy of dirty data: keep it.
-                        None => self.write_memory(env, setup, key, value, version),
+                        // dirty data: keep it.
+                        None => self.write_memory(env, setup, key, value, version, from),
                     }
                 }
                 if let Some(c) = self.current.as_mut().filter(|c| c.bus_txn == bus_txn) {
@@ -654,7 +711,12 @@ impl Arbiter {
                 }
                 self.advance(env, setup);
             }
-            BusMsg::Snoop { .. } | BusMsg::Grant { .. } => {}
+            BusMsg::WriteBack {
+                key,
+                value,
+                version,
+            } => self.write_memory(env, setup, key, value, version, from),
+            BusMsg::Snoop { .. } | BusMsg::Grant { .. } | BusMsg::FlushAck { .. } => {}
         }
     }
 
@@ -665,7 +727,8 @@ impl Arbiter {
         req: u64,
         answer: &ShardAnswer,
     ) -> bool {
-        if self.late_writes.remove(&req).is_some() {
+        if let Some((key, version, to)) = self.late_writes.remove(&req) {
+            env.send(to, Msg::Bus(BusMsg::FlushAck { key, version }));
             return true;
         }
         let Some(c) = self.current.as_mut().filter(|c| c.memory_req == Some(req)) else {
@@ -673,6 +736,12 @@ impl Arbiter {
         };
         c.memory_req = None;
         let ok = !c.failed;
+        if let (ShardAnswer::Memory(_), true, Some(to), Some((_, version))) =
+            (answer, c.dirty, c.flusher, c.data)
+        {
+            let key = c.key;
+            env.send(to, Msg::Bus(BusMsg::FlushAck { key, version }));
+        }
         match answer {
             ShardAnswer::Memory(v) => {
                 c.data = newer(c.data, *v);
@@ -767,6 +836,7 @@ impl Arbiter {
                 dirty: op == BusOp::Flush,
                 failed: false,
                 retries: 0,
+                flusher: None,
             });
             env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
         }
@@ -820,10 +890,11 @@ impl Arbiter {
         key: Key,
         value: u64,
         version: u64,
+        from: NodeId,
     ) {
         let req = self.next_req;
         self.next_req += 1;
-        self.late_writes.insert(req, (key, value));
+        self.late_writes.insert(req, (key, version, from));
         let call = ShardCall::MemSet {
             key,
             value,

@@ -120,6 +120,10 @@ struct Key {
     last_write: Option<(NodeId, u64, u64)>,
     /// When that write was lost, as (node, t_ns).
     lost: Option<(NodeId, u64)>,
+    /// The latest write's value is in doubt: a crash took its owner while
+    /// memory had not confirmed it. Until a read or a write-back settles
+    /// it, a read may return it or memory's value.
+    doubt: Option<(NodeId, u64)>,
 }
 
 impl Default for Key {
@@ -131,6 +135,7 @@ impl Default for Key {
             memory: None,
             last_write: None,
             lost: None,
+            doubt: None,
         }
     }
 }
@@ -274,6 +279,7 @@ impl CacheChecker {
                 | CacheWrite { .. }
                 | CacheFailed { .. }
                 | CacheLost { .. }
+                | CacheInDoubt { .. }
                 | CacheDump { .. },
                 Subject::Node(n),
             ) => n,
@@ -300,6 +306,13 @@ impl CacheChecker {
             }
             CacheLost { key, value } => {
                 self.on_lost(t_ns, node, *key, *value);
+                Ok(())
+            }
+            CacheInDoubt { key, value } => {
+                let k = self.keys.entry(*key).or_default();
+                if k.latest == Latest::Written(*value) && k.memory != Some(*value) {
+                    k.doubt = Some((node, t_ns));
+                }
                 Ok(())
             }
             CacheDump { lines } => self.on_dump(node, lines),
@@ -393,6 +406,20 @@ impl CacheChecker {
             );
         }
         let k = self.keys.entry(key).or_default();
+        if let Some((n, t)) = k.doubt {
+            // The first read settles a value in doubt: memory's means it
+            // was lost, the written one means it survived.
+            if value == k.memory && value != k.expected() {
+                k.latest = Latest::Memory;
+                k.lost = Some((n, t));
+                k.doubt = None;
+                self.sum
+                    .lost_writes
+                    .push((key, k.last_write.map_or(0, |w| w.2), n, t));
+                return Ok(());
+            }
+            k.doubt = None;
+        }
         if value != k.expected() {
             return fail(
                 DATA_VALUE,
@@ -433,6 +460,7 @@ impl CacheChecker {
         }
         let k = self.keys.entry(key).or_default();
         let others = k.owners + k.sharers - u32::from(now != State::Invalid);
+        k.doubt = None;
         k.latest = Latest::Written(value);
         k.last_write = Some((node, t_ns, value));
         k.lost = None;

@@ -131,7 +131,8 @@ impl Client {
             | Timer::Fsync
             | Timer::Rebalance
             | Timer::CacheOp
-            | Timer::BusTxn => {}
+            | Timer::BusTxn
+            | Timer::FlushRetry => {}
         }
     }
 

@@ -95,7 +95,8 @@ pub enum ShardCall {
     Drop { partition: Partition, epoch: u64 },
     /// Read a cache key's value and version from memory.
     MemGet { key: u32 },
-    /// Write a cache key's value to memory unless memory holds a newer version.
+    /// Write a cache key's value to memory unless memory holds a newer
+    /// version; answered with what memory then holds.
     MemSet { key: u32, value: u64, version: u64 },
 }
 

@@ -236,7 +236,8 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
                     value: *value,
                 });
             }
-            ShardAnswer::Done
+            // What memory holds now: this value, or a newer one.
+            ShardAnswer::Memory(memory_get(tx, *key))
         }
     }
 }

@@ -191,7 +191,8 @@ impl Raft {
             | Timer::Fsync
             | Timer::Rebalance
             | Timer::CacheOp
-            | Timer::BusTxn => {}
+            | Timer::BusTxn
+            | Timer::FlushRetry => {}
         }
         self.flush(env);
     }

@@ -13,6 +13,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/cache-bus-walkthrough.toml"),
     ),
     (
+        "cache-bus-write-storm",
+        include_str!("../../scenarios/cache-bus-write-storm.toml"),
+    ),
+    (
+        "cache-bus-zipf",
+        include_str!("../../scenarios/cache-bus-zipf.toml"),
+    ),
+    (
         "clock-skew",
         include_str!("../../scenarios/clock-skew.toml"),
     ),
