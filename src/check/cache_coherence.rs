@@ -749,6 +749,51 @@ mod tests {
         ]
     }
 
+    /// Key 1: memory holds 3; n1 writes 9 and hands it to the bus (M -> I),
+    /// then crashes before memory confirms it.
+    fn doubt_nine() -> Vec<(usize, TraceEvent)> {
+        vec![
+            tr(0, 1, "I", "M"),
+            write(0, 1, 3, false),
+            tr(0, 1, "M", "I"),
+            writeback(0, 1, 3),
+            tr(0, 1, "I", "M"),
+            write(0, 1, 9, false),
+            tr(0, 1, "M", "I"),
+            (0, TraceEvent::CacheInDoubt { key: 1, value: 9 }),
+        ]
+    }
+
+    #[test]
+    fn a_value_in_doubt_is_settled_by_the_first_read() {
+        // Either answer is fine at first ...
+        let survived = [doubt_nine(), vec![read(1, 1, Some(9), false)]].concat();
+        assert_eq!(feed(&survived), None);
+        let lost = [doubt_nine(), vec![read(1, 1, Some(3), false)]].concat();
+        let mut c = CacheChecker::new(3);
+        assert_eq!(run(&mut c, &lost), None);
+        assert_eq!(
+            c.summary().lost_writes.len(),
+            1,
+            "a settled loss is recorded"
+        );
+        // ... but once settled, the other one is stale.
+        let flip = [survived, vec![read(2, 1, Some(3), false)]].concat();
+        assert_eq!(feed(&flip), Some(DATA_VALUE));
+        let flip = [lost, vec![read(2, 1, Some(9), false)]].concat();
+        assert_eq!(feed(&flip), Some(DATA_VALUE));
+        // A value neither written last nor in memory is never acceptable.
+        let other = [doubt_nine(), vec![read(1, 1, Some(5), false)]].concat();
+        assert_eq!(feed(&other), Some(DATA_VALUE));
+        // A write-back of the doubted value settles it as kept.
+        let kept = [
+            doubt_nine(),
+            vec![writeback(2, 1, 9), read(1, 1, Some(3), false)],
+        ]
+        .concat();
+        assert_eq!(feed(&kept), Some(DATA_VALUE));
+    }
+
     #[test]
     fn a_read_after_a_lost_write_returns_memory() {
         // The lost value is gone: memory's 3 is the key's value again, for
