@@ -715,7 +715,7 @@ mod tests {
 
     /// One line held by a few caches on a snooping bus, and whether memory
     /// holds its latest value.
-    #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+    #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
     struct Bus {
         caches: Vec<State>,
         memory_fresh: bool,
@@ -885,7 +885,7 @@ mod tests {
     /// (`apply` asserts both).
     #[test]
     fn every_reachable_state_of_three_caches_keeps_a_single_writer() {
-        let mut reached = std::collections::HashSet::new();
+        let mut reached = std::collections::BTreeSet::new();
         let mut todo = vec![Bus::new(3)];
         while let Some(bus) = todo.pop() {
             if !reached.insert(bus.clone()) {

@@ -149,8 +149,8 @@ fn sweep(
             scope.spawn(|| {
                 // determinism-ok: each seed is an independent run; only the order of completion varies, and results are sorted by seed below.
                 loop {
-                    if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d)
-                    {
+                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d); // determinism-ok: the --time budget decides how many seeds run, never what a run does.
+                    if stop.load(Ordering::Relaxed) || out_of_time {
                         break;
                     }
                     let p = next.fetch_add(1, Ordering::Relaxed);

@@ -114,6 +114,19 @@ pub struct Observers {
 }
 
 impl Observers {
+    /// Keeps the first violation of the run: it is what stops the run.
+    fn keep_first(&mut self, verdict: Result<(), Violation>, seq: u64, t_ns: u64) {
+        if let Err(violation) = verdict
+            && self.violation.is_none()
+        {
+            self.violation = Some(Found {
+                violation,
+                seq,
+                t_ns,
+            });
+        }
+    }
+
     fn record(&mut self, t_ns: u64, subject: Subject, ev: TraceEvent, durable: Option<&Durable>) {
         let seq = match self.tracer.record(t_ns, subject, &ev) {
             Ok(seq) => seq,
@@ -125,30 +138,14 @@ impl Observers {
         if let Some(c) = self.cache_checker.as_mut()
             && ev.kind().starts_with("cache.")
         {
-            if let Err(violation) = c.observe(t_ns, subject, &ev)
-                && self.violation.is_none()
-            {
-                self.violation = Some(Found {
-                    violation,
-                    seq,
-                    t_ns,
-                });
-            }
-            return;
+            let verdict = c.observe(t_ns, subject, &ev);
+            return self.keep_first(verdict, seq, t_ns);
         }
         if let Some(q) = self.queue_checker.as_mut()
             && ev.kind().starts_with("queue.")
         {
-            if let Err(violation) = q.observe(t_ns, subject, &ev)
-                && self.violation.is_none()
-            {
-                self.violation = Some(Found {
-                    violation,
-                    seq,
-                    t_ns,
-                });
-            }
-            return;
+            let verdict = q.observe(t_ns, subject, &ev);
+            return self.keep_first(verdict, seq, t_ns);
         }
         match (&ev, subject) {
             (TraceEvent::ClientInvoke { .. } | TraceEvent::ClientReturn { .. }, _) => {
@@ -174,26 +171,11 @@ impl Observers {
                     .checker
                     .observe(n, &ev, last)
                     .and_then(|_| self.lock_checker.observe(n, &ev, t_ns));
-                if let Err(violation) = verdict
-                    && self.violation.is_none()
-                {
-                    self.violation = Some(Found {
-                        violation,
-                        seq,
-                        t_ns,
-                    });
-                }
+                self.keep_first(verdict, seq, t_ns);
             }
             (TraceEvent::ResourceWrite { .. } | TraceEvent::LockRenewed { .. }, _) => {
-                if let Err(violation) = self.lock_checker.observe_world(&ev, t_ns)
-                    && self.violation.is_none()
-                {
-                    self.violation = Some(Found {
-                        violation,
-                        seq,
-                        t_ns,
-                    });
-                }
+                let verdict = self.lock_checker.observe_world(&ev, t_ns);
+                self.keep_first(verdict, seq, t_ns);
             }
             _ => {}
         }
