@@ -228,10 +228,9 @@ impl BusCache {
 
     /// Memory's answer to the arbiter; false if not the arbiter's.
     pub fn on_shard_answer(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) -> bool {
-        let setup = self.setup;
         self.arbiter
             .as_mut()
-            .is_some_and(|a| a.on_memory(env, &setup, req, answer))
+            .is_some_and(|a| a.on_memory(env, req, answer))
     }
 
     /// The operation timer and the arbiter's transaction timer.
@@ -720,13 +719,7 @@ impl Arbiter {
         }
     }
 
-    fn on_memory(
-        &mut self,
-        env: &mut impl Env,
-        setup: &BusSetup,
-        req: u64,
-        answer: &ShardAnswer,
-    ) -> bool {
+    fn on_memory(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) -> bool {
         if let Some((key, version, to)) = self.late_writes.remove(&req) {
             env.send(to, Msg::Bus(BusMsg::FlushAck { key, version }));
             return true;
@@ -745,10 +738,10 @@ impl Arbiter {
         match answer {
             ShardAnswer::Memory(v) => {
                 c.data = newer(c.data, *v);
-                self.grant(env, setup, ok);
+                self.grant(env, ok);
             }
-            ShardAnswer::Done => self.grant(env, setup, ok),
-            _ => self.grant(env, setup, false),
+            ShardAnswer::Done => self.grant(env, ok),
+            _ => self.grant(env, false),
         }
         true
     }
@@ -801,7 +794,7 @@ impl Arbiter {
         if !c.granted {
             // Nothing granted and nothing to keep: the requester hears the
             // transaction failed, and the bus moves on.
-            self.grant(env, setup, false);
+            self.grant(env, false);
         }
         self.current = None;
         env.cancel_timer(Timer::BusTxn);
@@ -847,7 +840,7 @@ impl Arbiter {
             return;
         }
         let Some(call) = memory_call(c) else {
-            return self.grant(env, setup, true);
+            return self.grant(env, true);
         };
         let req = self.next_req;
         self.next_req += 1;
@@ -855,14 +848,13 @@ impl Arbiter {
         env.send(setup.memory, Msg::Shard { req, call });
     }
 
-    fn grant(&mut self, env: &mut impl Env, setup: &BusSetup, ok: bool) {
+    fn grant(&mut self, env: &mut impl Env, ok: bool) {
         let Some(c) = self.current.as_mut() else {
             return;
         };
         c.granted = true;
         c.failed |= !ok;
         self.send_grant(env);
-        let _ = setup;
     }
 
     fn send_grant(&self, env: &mut impl Env) {

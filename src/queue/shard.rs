@@ -190,9 +190,7 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
         {
             match call {
                 ShardCall::Drop { .. } => ShardAnswer::Done,
-                _ => refused(functions::Refused::Moved {
-                    epoch: imported_epoch(tx, *partition),
-                }),
+                _ => refused(functions::Refused::Moved { epoch: *epoch }),
             }
         }
         ShardCall::Freeze {
