@@ -1,6 +1,6 @@
 //! One run of a scenario: simulate, check, and summarize.
 
-use crate::check::cache_coherence::CacheSummary;
+use crate::check::cache_coherence::{CacheChecker, CacheSummary};
 use crate::check::linearizability::Verdict;
 use crate::check::lock_history::check_lock_history;
 use crate::check::lock_safety::LockCounts;
@@ -410,6 +410,9 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
                 .unwrap_or_else(|| format!("every wait ended within {}", format_duration(bound))),
         });
     }
+    if let Some(c) = world.obs.cache_checker.as_ref() {
+        out.push(cache_histories(c));
+    }
     if e.acked_writes_applied_everywhere {
         out.push(acked_writes_applied(world, sc.nodes));
     }
@@ -444,6 +447,37 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         });
     }
     out
+}
+
+/// Each key's history of completed cache operations is linearizable (keys
+/// with a lost or in-doubt write left out).
+fn cache_histories(c: &CacheChecker) -> CheckResult {
+    let h = c.check_histories(LINEARIZABILITY_MAX_STEPS);
+    let mut scope = format!(
+        "{} keys, {} operations; excluded for a lost or in-doubt write: {} keys ({} operations); {} started operations never completed",
+        h.keys, h.ops, h.excluded_keys, h.excluded_ops, h.unfinished
+    );
+    if h.unpaired > 0 {
+        scope += &format!(
+            "; {} completions without a traced start, taken to start at the node's previous completion",
+            h.unpaired
+        );
+    }
+    let (ok, detail) = match h.verdict {
+        Verdict::Linearizable => (true, scope),
+        Verdict::NotLinearizable(cx) => (false, format!("{cx}{scope}")),
+        Verdict::Unknown => (
+            false,
+            format!(
+                "unknown: search budget of {LINEARIZABILITY_MAX_STEPS} steps per key exhausted; {scope}"
+            ),
+        ),
+    };
+    CheckResult {
+        name: "cache histories linearizable".into(),
+        ok,
+        detail,
+    }
 }
 
 fn acked_writes_applied(world: &World, n: usize) -> CheckResult {

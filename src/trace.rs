@@ -305,6 +305,12 @@ pub enum TraceEvent {
         /// PrRd, PrWr, BusRd, BusRdX, BusUpgr, Fetch, evict, invalidate, crash, ...
         cause: &'static str,
     },
+    /// A node's cache started a get, fetch or put (it had waited behind
+    /// the node's earlier operations until now).
+    CacheStart {
+        op: &'static str,
+        key: u32,
+    },
     /// A read through a node's cache completed (None: never written).
     CacheRead {
         key: u32,
@@ -396,6 +402,7 @@ impl TraceEvent {
             QueueMigrated { .. } => "queue.migrated",
             QueueConsumerCrash { .. } => "queue.consumer_crash",
             CacheTransition { .. } => "cache.transition",
+            CacheStart { .. } => "cache.start",
             CacheRead { .. } => "cache.read",
             CacheWrite { .. } => "cache.write",
             CacheFailed { .. } => "cache.failed",
@@ -1082,6 +1089,10 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             field_str(line, "from", from);
             field_str(line, "to", to);
             field_str(line, "cause", cause);
+        }
+        CacheStart { op, key: k } => {
+            field_str(line, "op", op);
+            field_u64(line, "key", *k as u64);
         }
         CacheRead { key: k, value, hit } => {
             field_u64(line, "key", *k as u64);

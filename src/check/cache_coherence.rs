@@ -47,6 +47,7 @@
 
 use std::collections::BTreeMap;
 
+use super::cache_history::{CacheLatencies, Histories, HistoryCheck};
 use super::raft_safety::Violation;
 use crate::cache::mesi::State;
 use crate::trace::{NodeId, Subject, TraceEvent};
@@ -75,6 +76,8 @@ pub struct CacheSummary {
     pub writebacks: u64,
     /// transitions counted by (from, to, cause)
     pub transitions: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    /// Simulated time from `cache.start` to completion, over all nodes.
+    pub latency: CacheLatencies,
 }
 
 impl CacheSummary {
@@ -221,6 +224,8 @@ pub struct CacheChecker {
     lines: Vec<BTreeMap<u32, Line>>,
     keys: BTreeMap<u32, Key>,
     sum: CacheSummary,
+    /// Every node's operations, start to completion.
+    hist: Histories,
 }
 
 impl CacheChecker {
@@ -230,12 +235,23 @@ impl CacheChecker {
             lines: vec![BTreeMap::new(); nodes],
             keys: BTreeMap::new(),
             sum: CacheSummary::default(),
+            hist: Histories::default(),
         }
     }
 
     /// The run's cache activity so far.
     pub fn summary(&self) -> CacheSummary {
-        self.sum.clone()
+        CacheSummary {
+            latency: self.hist.latencies(),
+            ..self.sum.clone()
+        }
+    }
+
+    /// End of run: is each key's history of completed gets, fetches and
+    /// puts linearizable? Keys with a lost or in-doubt write are left out.
+    /// `max_steps` bounds the search per key.
+    pub fn check_histories(&self, max_steps: u64) -> HistoryCheck {
+        self.hist.check(max_steps)
     }
 
     fn state(&self, node: NodeId, key: u32) -> State {
@@ -275,6 +291,7 @@ impl CacheChecker {
             }
             (
                 CacheTransition { .. }
+                | CacheStart { .. }
                 | CacheRead { .. }
                 | CacheWrite { .. }
                 | CacheFailed { .. }
@@ -295,9 +312,20 @@ impl CacheChecker {
                 to,
                 cause,
             } => self.on_transition(node, *key, from, to, cause),
-            CacheRead { key, value, hit } => self.on_read(node, *key, *value, *hit),
-            CacheWrite { key, value, hit } => self.on_write(t_ns, node, *key, *value, *hit),
+            CacheStart { op, key } => {
+                self.hist.on_start(t_ns, node, op, *key);
+                Ok(())
+            }
+            CacheRead { key, value, hit } => {
+                self.hist.on_read(t_ns, node, *key, *value, *hit);
+                self.on_read(node, *key, *value, *hit)
+            }
+            CacheWrite { key, value, hit } => {
+                self.hist.on_write(t_ns, node, *key, *value);
+                self.on_write(t_ns, node, *key, *value, *hit)
+            }
             CacheFailed { key, .. } => {
+                // The history pairing ignores it: see `cache_history`.
                 self.sum.failed += 1;
                 if let Some(l) = self.lines[node].get_mut(key) {
                     l.entered_m_from = None;
@@ -305,10 +333,12 @@ impl CacheChecker {
                 Ok(())
             }
             CacheLost { key, value } => {
+                self.hist.exclude(*key);
                 self.on_lost(t_ns, node, *key, *value);
                 Ok(())
             }
             CacheInDoubt { key, value } => {
+                self.hist.exclude(*key);
                 let k = self.keys.entry(*key).or_default();
                 if k.latest == Latest::Written(*value) && k.memory != Some(*value) {
                     k.doubt = Some((node, t_ns));
@@ -935,6 +965,88 @@ mod tests {
             cause: "PrRd",
         };
         assert!(c.observe(0, Subject::Node(4), &t).is_ok());
+    }
+
+    fn start(node: usize, op: &'static str, key: u32) -> (usize, TraceEvent) {
+        (node, TraceEvent::CacheStart { op, key })
+    }
+
+    fn failed(
+        node: usize,
+        op: &'static str,
+        key: u32,
+        reason: &'static str,
+    ) -> (usize, TraceEvent) {
+        (node, TraceEvent::CacheFailed { op, key, reason })
+    }
+
+    #[test]
+    fn histories_pair_starts_with_completions_and_skip_failures() {
+        use crate::check::linearizability::Verdict;
+        let evs = [
+            // n1's put gives up: nothing changed, so it is left out.
+            start(0, "put", 1),
+            failed(0, "put", 1, "bus unreachable: no grant in time"),
+            start(0, "get", 1),
+            tr(0, 1, "I", "E"),
+            read(0, 1, None, false),
+            // n2's get is in progress when an identical get is refused:
+            // that failure has no start, and n2's get still completes.
+            start(1, "get", 1),
+            failed(1, "get", 1, "too many operations waiting"),
+            tr(0, 1, "E", "S"),
+            tr(1, 1, "I", "S"),
+            read(1, 1, None, false),
+            // n3 writes 5, and n1 reads it after the write completed.
+            start(2, "put", 1),
+            tr(0, 1, "S", "I"),
+            tr(1, 1, "S", "I"),
+            tr(2, 1, "I", "M"),
+            write(2, 1, 5, false),
+            start(0, "get", 1),
+            tr(2, 1, "M", "S"),
+            writeback(2, 1, 5),
+            tr(0, 1, "I", "S"),
+            read(0, 1, Some(5), false),
+            // A read hit (a fetch) in S.
+            start(2, "fetch", 1),
+            read(2, 1, Some(5), true),
+        ];
+        let mut c = CacheChecker::new(3);
+        assert_eq!(run(&mut c, &evs), None);
+        let h = c.check_histories(1_000_000);
+        assert_eq!(h.verdict, Verdict::Linearizable);
+        assert_eq!((h.keys, h.ops, h.unfinished, h.excluded_keys), (1, 5, 1, 0));
+        let l = c.summary().latency;
+        assert_eq!((l.read.count, l.read_hit.count, l.write.count), (4, 1, 1));
+        // Events are 1 ms apart: n2's get took 4 ms, n3's put 4 ms, the hit 1.
+        assert_eq!(
+            (l.read.max_ns, l.write.max_ns, l.read_hit.max_ns),
+            (4_000_000, 4_000_000, 1_000_000)
+        );
+    }
+
+    #[test]
+    fn a_lost_key_leaves_the_history_check() {
+        use crate::check::linearizability::Verdict;
+        let evs = [
+            start(0, "put", 1),
+            tr(0, 1, "I", "M"),
+            write(0, 1, 7, false),
+            lost(0, 1, 7),
+            tr(0, 1, "M", "I"),
+            start(1, "get", 1),
+            tr(1, 1, "I", "E"),
+            read(1, 1, None, false),
+        ];
+        let mut c = CacheChecker::new(3);
+        assert_eq!(run(&mut c, &evs), None);
+        let h = c.check_histories(1_000_000);
+        assert_eq!(h.verdict, Verdict::Linearizable);
+        assert_eq!(
+            (h.keys, h.ops, h.excluded_keys, h.excluded_ops),
+            (0, 0, 1, 2)
+        );
     }
 
     #[test]

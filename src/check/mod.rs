@@ -1,5 +1,6 @@
 //! Correctness checkers: online invariants and offline history checkers.
 pub mod cache_coherence;
+pub mod cache_history;
 pub mod history;
 pub mod history_formats;
 pub mod linearizability;

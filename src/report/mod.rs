@@ -244,6 +244,18 @@ fn cache_text(c: &CacheReport) -> String {
         .iter()
         .map(|((from, to, cause), n)| format!("{from}->{to} {cause} {n}"))
         .collect();
+    let l = &s.latency;
+    out += &format!(
+        "cache latency: reads p50 {}, p99 {}, max {} (hits p50 {}, misses p50 {}); writes p50 {}, p99 {}, max {}\n",
+        millis(l.read.p50_ns),
+        millis(l.read.p99_ns),
+        millis(l.read.max_ns),
+        millis(l.read_hit.p50_ns),
+        millis(l.read_miss.p50_ns),
+        millis(l.write.p50_ns),
+        millis(l.write.p99_ns),
+        millis(l.write.max_ns),
+    );
     out += &format!("cache transitions: {}\n", transitions.join(", "));
     for (key, value, node, t) in &s.lost_writes {
         out += &format!(
@@ -255,12 +267,23 @@ fn cache_text(c: &CacheReport) -> String {
     out
 }
 
+/// Simulated nanoseconds as milliseconds with two decimals.
+fn millis(ns: u64) -> String {
+    format!("{:.2} ms", ns as f64 / 1e6)
+}
+
 fn cache_json(c: &CacheReport) -> Value {
     let s = &c.summary;
+    let l = &s.latency;
     json!({
         "reads": s.reads, "read_hits": s.read_hits, "writes": s.writes, "write_hits": s.write_hits,
         "hit_ratio": s.hit_ratio(), "failed": s.failed, "writebacks": s.writebacks,
         "bus_messages": c.bus_messages, "messages_per_op": c.messages_per_op(),
+        "read_latency_ns": {
+            "p50": l.read.p50_ns, "p99": l.read.p99_ns, "max": l.read.max_ns,
+            "hit_p50": l.read_hit.p50_ns, "miss_p50": l.read_miss.p50_ns,
+        },
+        "write_latency_ns": { "p50": l.write.p50_ns, "p99": l.write.p99_ns, "max": l.write.max_ns },
         "transitions": s.transitions.iter().map(|((f, t, cause), n)| json!({"from": f, "to": t, "cause": cause, "count": n})).collect::<Vec<_>>(),
         "lost_writes": s.lost_writes.iter().map(|(k, v, node, t)| json!({"key": k, "value": v, "node": format!("n{}", node + 1), "t_ns": t})).collect::<Vec<_>>(),
     })
