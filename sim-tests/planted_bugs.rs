@@ -158,3 +158,41 @@ fn redis_everysec_loses_too_much_is_caught() {
         &["Loss within persistence mode"],
     );
 }
+
+#[test]
+fn mesi_no_invalidate_on_upgrade_is_caught_on_both_protocols() {
+    for scenario in ["cache-bus-write-storm", "cache-dir-write-storm"] {
+        hunt(
+            "mesi.no_invalidate_on_upgrade",
+            scenario,
+            &["Single writer"],
+        );
+    }
+}
+
+#[test]
+fn mesi_exclusive_despite_sharers_is_caught_on_both_protocols() {
+    for scenario in ["cache-bus-zipf", "cache-dir-zipf"] {
+        hunt(
+            "mesi.exclusive_despite_sharers",
+            scenario,
+            &["Single writer"],
+        );
+    }
+}
+
+#[test]
+fn mesi_drop_writeback_on_evict_is_caught_on_both_protocols() {
+    for scenario in ["cache-bus-zipf", "cache-dir-zipf"] {
+        hunt("mesi.drop_writeback_on_evict", scenario, &["Data value"]);
+    }
+}
+
+#[test]
+fn mesi_directory_forgets_sharer_is_caught() {
+    hunt(
+        "mesi.directory_forgets_sharer",
+        "cache-dir-zipf",
+        &["Single writer"],
+    );
+}

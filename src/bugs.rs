@@ -115,6 +115,34 @@ pub const CATALOGUE: &[BugInfo] = &[
         scenario: "queue-shard-crash-everysec",
         budget: 500,
     },
+    BugInfo {
+        name: "mesi.no_invalidate_on_upgrade",
+        mistake: "A cache holding a line in S ignores another cache's BusUpgr (the directory's Inv for an upgrade), on the reasoning that an upgrade carries no data; it keeps its S copy while the upgrader writes in M, and goes on reading the old value.",
+        caught_by: "Single writer",
+        scenario: "cache-bus-write-storm",
+        budget: 500,
+    },
+    BugInfo {
+        name: "mesi.exclusive_despite_sharers",
+        mistake: "A cache installs every read miss in E, ignoring the shared signal (the directory's answer that other copies exist), so a later silent E->M write leaves the other S copies stale.",
+        caught_by: "Single writer",
+        scenario: "cache-bus-zipf",
+        budget: 500,
+    },
+    BugInfo {
+        name: "mesi.drop_writeback_on_evict",
+        mistake: "Evicting a line treats M like E and S and drops it silently, so the only copy of the latest write disappears and later reads get memory's older value.",
+        caught_by: "Data value",
+        scenario: "cache-bus-zipf",
+        budget: 500,
+    },
+    BugInfo {
+        name: "mesi.directory_forgets_sharer",
+        mistake: "A home records a reader only when it grants the line in E; a reader granted S (other copies exist) is never added to the sharers, so a later writer's invalidations miss it and it keeps reading a stale copy.",
+        caught_by: "Single writer",
+        scenario: "cache-dir-zipf",
+        budget: 500,
+    },
 ];
 
 /// Which planted bugs are on. Default: none.
@@ -134,6 +162,10 @@ pub struct Bugs {
     pub no_visibility_timeout: bool,
     pub drop_inflight_on_rebalance: bool,
     pub everysec_loses_too_much: bool,
+    pub no_invalidate_on_upgrade: bool,
+    pub exclusive_despite_sharers: bool,
+    pub drop_writeback_on_evict: bool,
+    pub directory_forgets_sharer: bool,
 }
 
 impl Bugs {
@@ -154,6 +186,10 @@ impl Bugs {
             "queue.no_visibility_timeout" => &mut self.no_visibility_timeout,
             "queue.drop_inflight_on_rebalance" => &mut self.drop_inflight_on_rebalance,
             "redis.everysec_loses_too_much" => &mut self.everysec_loses_too_much,
+            "mesi.no_invalidate_on_upgrade" => &mut self.no_invalidate_on_upgrade,
+            "mesi.exclusive_despite_sharers" => &mut self.exclusive_despite_sharers,
+            "mesi.drop_writeback_on_evict" => &mut self.drop_writeback_on_evict,
+            "mesi.directory_forgets_sharer" => &mut self.directory_forgets_sharer,
             _ => {
                 let known: Vec<&str> = CATALOGUE.iter().map(|b| b.name).collect();
                 return Err(format!(
@@ -183,6 +219,10 @@ impl Bugs {
             self.no_visibility_timeout,
             self.drop_inflight_on_rebalance,
             self.everysec_loses_too_much,
+            self.no_invalidate_on_upgrade,
+            self.exclusive_despite_sharers,
+            self.drop_writeback_on_evict,
+            self.directory_forgets_sharer,
         ];
         CATALOGUE
             .iter()

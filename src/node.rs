@@ -65,6 +65,9 @@ pub enum Msg {
     },
     /// The cache bus: requests, snoops, grants.
     Bus(BusMsg),
+    /// The caches' directory protocol: the same messages between caches
+    /// and each key's home, named as the directory names them.
+    Dir(BusMsg),
 }
 
 impl Msg {
@@ -102,6 +105,7 @@ impl Msg {
             Msg::Shard { call, .. } => call.name(),
             Msg::ShardAnswer { .. } => "ShardAnswer",
             Msg::Bus(m) => m.name(),
+            Msg::Dir(m) => m.directory_name(),
         }
     }
 
@@ -227,7 +231,8 @@ impl Node {
             queue,
             cache: cache.map(|(setup, load)| {
                 let first = crate::queue::router::request_ids(env.rng());
-                let mut c = BusCache::new(id, setup, first);
+                let mut c = BusCache::new(id, setup, env.monotonic(), first);
+                c.boot(env);
                 if let Some((load, start, stop)) = load {
                     c.start_load(env, load, start, stop);
                 }
@@ -292,7 +297,7 @@ impl Node {
             Msg::Request { seq, req } => self.on_request(env, from, seq, req),
             Msg::Queue { seq, req } => self.on_queue_request(env, from, seq, req),
             Msg::ShardAnswer { req, answer } => self.on_shard_answer(env, req, &answer),
-            Msg::Bus(m) => {
+            Msg::Bus(m) | Msg::Dir(m) => {
                 if let Some(c) = self.cache.as_mut() {
                     c.on_message(env, from, m);
                 }

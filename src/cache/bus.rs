@@ -18,6 +18,13 @@
 //! transaction that made the value's writer the owner. A write-back only
 //! lands if it is newer than what memory has, so a delayed flush can never
 //! roll memory back.
+//!
+//! The directory protocol is the same machinery with one arbiter per node:
+//! each key's home (its node on a consistent-hash ring) orders that key's
+//! transactions and sends them only to the caches its `Directory` lists,
+//! not to everyone. The caches and their tables do not change; only who
+//! orders a transaction and who hears it does. See docs/mesi.md, sections
+//! 8 and 9, for the messages, the races and the restart rule.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -27,6 +34,7 @@ use super::mesi::{self, BusOp, Next, ProcessorOp, State};
 use crate::env::{Env, Timer};
 use crate::node::Msg;
 use crate::queue::protocol::{ShardAnswer, ShardCall};
+use crate::queue::ring::Ring;
 use crate::scenario::CacheOp;
 use crate::trace::{NodeId, TraceEvent};
 
@@ -38,9 +46,14 @@ pub enum BusMsg {
         txn: u64,
         key: Key,
         op: BusOp,
-        /// For `Flush` (a write-back): the value and its version.
-        value: u64,
-        version: u64,
+        /// Dirty data that must reach memory with this transaction, as
+        /// (value, version): a `Flush`'s line, or for any other request a
+        /// value this cache handed over that memory has not confirmed (no
+        /// snoop asks the requester itself for it).
+        dirty: Option<(u64, u64)>,
+        /// The requester's incarnation: a home that hears a new one knows
+        /// the node restarted with an empty cache (directory protocol).
+        incarnation: u64,
     },
     /// The arbiter shows another cache's transaction.
     Snoop { bus_txn: u64, key: Key, op: BusOp },
@@ -70,6 +83,21 @@ pub enum BusMsg {
     /// Memory holds this version of the key (or a newer one): the cache
     /// that supplied it may forget it.
     FlushAck { key: Key, version: u64 },
+    /// Directory protocol: a node (re)started with an empty cache and an
+    /// empty directory; every other node drops it as a holder and reports
+    /// what it holds of the keys homed there.
+    Recover { incarnation: u64 },
+    /// The answer to `Recover`: the sender's lines whose home is the
+    /// recovering node, and any dirty data it handed over that memory has
+    /// not confirmed (it supplies that data again when asked).
+    Report {
+        /// The recovering home's incarnation being answered.
+        home_incarnation: u64,
+        /// The reporter's own.
+        incarnation: u64,
+        lines: Vec<(Key, State)>,
+        handed_over: Vec<Key>,
+    },
 }
 
 impl BusMsg {
@@ -83,6 +111,29 @@ impl BusMsg {
             BusMsg::Done { .. } => "Done",
             BusMsg::WriteBack { .. } => "WriteBack",
             BusMsg::FlushAck { .. } => "FlushAck",
+            BusMsg::Recover { .. } => "Recover",
+            BusMsg::Report { .. } => "Report",
+        }
+    }
+
+    /// The directory protocol's name for the message (the names of Sorin,
+    /// Hill and Wood's blocking directory, where one exists).
+    pub fn directory_name(&self) -> &'static str {
+        match self {
+            BusMsg::Request { op, .. } => match op {
+                BusOp::BusRd => "GetS",
+                BusOp::BusRdX => "GetM",
+                BusOp::BusUpgr => "Upgrade",
+                BusOp::Flush => "PutM",
+            },
+            BusMsg::Snoop {
+                op: BusOp::BusRd, ..
+            } => "Fwd-GetS",
+            BusMsg::Snoop { .. } => "Inv",
+            BusMsg::SnoopReply { flush: Some(_), .. } => "Data",
+            BusMsg::SnoopReply { .. } => "Ack",
+            BusMsg::Done { .. } => "Unblock",
+            other => other.name(),
         }
     }
 }
@@ -91,11 +142,77 @@ impl BusMsg {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BusSetup {
     pub nodes: usize,
+    /// Directory protocol: each key's home node orders its transactions
+    /// and sends them only to the caches its directory lists. Otherwise
+    /// the bus: one arbiter, every transaction snooped by every cache.
+    pub directory: bool,
+    /// The bus arbiter (bus protocol only).
     pub arbiter: NodeId,
     /// The memory shard's endpoint id.
     pub memory: NodeId,
     pub capacity: usize,
     pub timeout_ns: u64,
+    pub bugs: CacheBugs,
+}
+
+/// Planted cache bugs (see `crate::bugs`); all off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheBugs {
+    pub no_invalidate_on_upgrade: bool,
+    pub exclusive_despite_sharers: bool,
+    pub drop_writeback_on_evict: bool,
+    pub directory_forgets_sharer: bool,
+}
+
+impl BusSetup {
+    /// The message as it goes on the wire, named for the protocol in traces.
+    fn wire(&self, msg: BusMsg) -> Msg {
+        wire(self.directory, msg)
+    }
+}
+
+fn wire(directory: bool, msg: BusMsg) -> Msg {
+    if directory {
+        Msg::Dir(msg)
+    } else {
+        Msg::Bus(msg)
+    }
+}
+
+/// Points per node on the ring that places keys on home nodes.
+const HOME_VNODES: u32 = 64;
+
+/// Which node is each key's home: the arbiter on the bus, the key's node
+/// on the consistent-hash ring for the directory.
+#[derive(Clone, Debug)]
+struct Homes {
+    arbiter: NodeId,
+    ring: Option<Ring>,
+}
+
+impl Homes {
+    fn new(setup: &BusSetup) -> Self {
+        let ring = setup.directory.then(|| {
+            let mut ring = Ring::new(HOME_VNODES);
+            for n in 0..setup.nodes {
+                ring.add(n as u32);
+            }
+            ring
+        });
+        Homes {
+            arbiter: setup.arbiter,
+            ring,
+        }
+    }
+
+    fn of(&self, key: Key) -> NodeId {
+        match &self.ring {
+            Some(ring) => ring
+                .shard_for(&key.to_be_bytes())
+                .map_or(self.arbiter, |n| n as NodeId),
+            None => self.arbiter,
+        }
+    }
 }
 
 /// Most operations a cache keeps waiting behind the one in progress.
@@ -116,14 +233,18 @@ struct InProgress {
 /// One node's cache controller (and, on the arbiter node, the arbiter).
 pub struct BusCache {
     setup: BusSetup,
+    homes: Homes,
+    /// This incarnation's number (random; a restart draws a new one).
+    incarnation: u64,
     lines: Lines,
     /// Version of each line held in M or E (when its owner got it).
     versions: BTreeMap<Key, u64>,
     /// Valid lines whose key was never written: reads return None.
     unwritten: BTreeSet<Key>,
-    /// The answer to the last snoop, sent again if the arbiter asks again
-    /// (its copy of dirty data must survive a lost message).
-    last_reply: Option<(u64, BusMsg)>,
+    /// The answer to the last snoop, by its sender and transaction, sent
+    /// again if asked again (its copy of dirty data must survive a lost
+    /// message).
+    last_reply: Option<(NodeId, u64, BusMsg)>,
     /// Dirty data this cache handed over in a flush, kept until memory
     /// confirms it: (value, version) by key. Snoops of the key supply it
     /// again, and it is resent to the arbiter until acknowledged.
@@ -138,9 +259,25 @@ pub struct BusCache {
 
 impl BusCache {
     /// An empty cache (a restarted node rejoins with nothing).
-    pub fn new(id: NodeId, setup: BusSetup, first_req: u64) -> Self {
+    /// `incarnation` grows with every restart (the node's monotonic clock
+    /// at start); `first_req` is random, and numbers its requests.
+    pub fn new(id: NodeId, setup: BusSetup, incarnation: u64, first_req: u64) -> Self {
+        let arbiter = if setup.directory {
+            Some(Arbiter::new(
+                first_req,
+                Some(Directory::new(
+                    id,
+                    setup.nodes,
+                    setup.bugs.directory_forgets_sharer,
+                )),
+            ))
+        } else {
+            (id == setup.arbiter).then(|| Arbiter::new(first_req, None))
+        };
         BusCache {
             setup,
+            homes: Homes::new(&setup),
+            incarnation,
             lines: Lines::new(setup.capacity),
             versions: BTreeMap::new(),
             unwritten: BTreeSet::new(),
@@ -151,8 +288,18 @@ impl BusCache {
             // Random per incarnation, so a grant meant for a request sent
             // before a crash never matches one sent after it.
             next_txn: first_req,
-            arbiter: (id == setup.arbiter).then(|| Arbiter::new(first_req)),
+            arbiter,
             load: None,
+        }
+    }
+
+    /// Directory protocol: announces this incarnation to every other node,
+    /// which drops this node as a holder of anything (its cache is empty)
+    /// and reports what it holds of the keys homed here. This node's
+    /// directory serves requests once every node has reported.
+    pub fn boot(&mut self, env: &mut impl Env) {
+        if let Some(a) = self.arbiter.as_mut() {
+            a.recover(env, &self.setup, self.incarnation);
         }
     }
 
@@ -190,6 +337,19 @@ impl BusCache {
             }
             return self.queued.push_back(op);
         }
+        self.begin(env, op);
+    }
+
+    /// Starts an operation that waited its turn: reads and writes are
+    /// traced as started, so a history knows when each one was in progress.
+    fn begin(&mut self, env: &mut impl Env, op: CacheOp) {
+        if matches!(
+            op,
+            CacheOp::Get { .. } | CacheOp::Fetch { .. } | CacheOp::Put { .. }
+        ) {
+            let (op, key) = name_and_key(op);
+            env.trace(TraceEvent::CacheStart { op, key });
+        }
         self.start(env, op);
     }
 
@@ -214,6 +374,26 @@ impl BusCache {
                     self.pending_flush.remove(&key);
                 }
             }
+            BusMsg::Recover { incarnation } => self.on_recover(env, from, incarnation),
+            BusMsg::Report {
+                home_incarnation,
+                incarnation,
+                lines,
+                handed_over,
+            } => {
+                let setup = self.setup;
+                if let Some(a) = self.arbiter.as_mut() {
+                    a.on_report(
+                        env,
+                        &setup,
+                        from,
+                        home_incarnation,
+                        incarnation,
+                        &lines,
+                        &handed_over,
+                    );
+                }
+            }
             BusMsg::Request { .. }
             | BusMsg::SnoopReply { .. }
             | BusMsg::Done { .. }
@@ -224,6 +404,49 @@ impl BusCache {
                 }
             }
         }
+    }
+
+    /// Directory protocol: node `home` (re)started, empty. The first time
+    /// this incarnation is heard of, this node's directory forgets it as a
+    /// holder, and an operation waiting on it fails (its grant, if the old
+    /// incarnation sent one, must not install a line the new directory
+    /// never hears of). Every time, this node reports what it holds of the
+    /// keys homed there.
+    fn on_recover(&mut self, env: &mut impl Env, home: NodeId, incarnation: u64) {
+        let Some(d) = self.arbiter.as_mut().and_then(|a| a.directory.as_mut()) else {
+            return;
+        };
+        let known = d.incarnations.get(&home).copied();
+        if !d.heard(home, incarnation) {
+            return;
+        }
+        if known != Some(incarnation)
+            && let Some(c) = self.current.filter(|c| self.homes.of(c.key) == home)
+        {
+            self.current = None;
+            env.cancel_timer(Timer::CacheOp);
+            fail(env, c.op, "home restarted while the operation waited on it");
+            self.next(env);
+        }
+        let lines = self
+            .lines
+            .iter()
+            .filter(|&(k, _)| self.homes.of(k) == home)
+            .map(|(k, l)| (k, l.state))
+            .collect();
+        let handed_over = self
+            .pending_flush
+            .keys()
+            .copied()
+            .filter(|&k| self.homes.of(k) == home)
+            .collect();
+        let msg = BusMsg::Report {
+            home_incarnation: incarnation,
+            incarnation: self.incarnation,
+            lines,
+            handed_over,
+        };
+        env.send(home, self.setup.wire(msg));
     }
 
     /// Memory's answer to the arbiter; false if not the arbiter's.
@@ -250,7 +473,7 @@ impl BusCache {
                         value,
                         version,
                     };
-                    env.send(self.setup.arbiter, Msg::Bus(msg));
+                    env.send(self.homes.of(key), self.setup.wire(msg));
                 }
                 if !self.pending_flush.is_empty() {
                     env.set_timer(Timer::FlushRetry, self.setup.timeout_ns);
@@ -314,7 +537,7 @@ impl BusCache {
         if state == State::Invalid
             && let Some((victim, line)) = self.lines.victim_for(key)
         {
-            if line.state == State::Modified {
+            if line.state == State::Modified && !self.setup.bugs.drop_writeback_on_evict {
                 return self.request(env, op, victim, BusOp::Flush, true);
             }
             self.drop_line(victim);
@@ -373,9 +596,11 @@ impl BusCache {
         let txn = self.next_txn;
         self.next_txn += 1;
         let line = self.lines.peek(key);
-        let (value, version) = match (bus, line) {
-            (BusOp::Flush, Some(l)) => (l.value, self.versions.get(&key).copied().unwrap_or(0)),
-            _ => (0, 0),
+        let dirty = match (bus, line) {
+            (BusOp::Flush, Some(l)) => {
+                Some((l.value, self.versions.get(&key).copied().unwrap_or(0)))
+            }
+            _ => self.pending_flush.get(&key).copied(),
         };
         self.current = Some(InProgress {
             op,
@@ -384,23 +609,25 @@ impl BusCache {
             key,
             evicting,
         });
-        env.send(
-            self.setup.arbiter,
-            Msg::Bus(BusMsg::Request {
-                txn,
-                key,
-                op: bus,
-                value,
-                version,
-            }),
-        );
+        let msg = BusMsg::Request {
+            txn,
+            key,
+            op: bus,
+            dirty,
+            incarnation: self.incarnation,
+        };
+        env.send(self.homes.of(key), self.setup.wire(msg));
         env.set_timer(Timer::CacheOp, self.setup.timeout_ns);
     }
 
     /// Another cache's transaction, shown by the arbiter.
     fn on_snoop(&mut self, env: &mut impl Env, from: NodeId, bus_txn: u64, key: Key, op: BusOp) {
-        if let Some((_, reply)) = self.last_reply.as_ref().filter(|(t, _)| *t == bus_txn) {
-            return env.send(from, Msg::Bus(reply.clone()));
+        if let Some((_, _, reply)) = self
+            .last_reply
+            .as_ref()
+            .filter(|(f, t, _)| (*f, *t) == (from, bus_txn))
+        {
+            return env.send(from, self.setup.wire(reply.clone()));
         }
         let line = self.lines.peek(key);
         let state = line.map_or(State::Invalid, |l| l.state);
@@ -415,8 +642,8 @@ impl BusCache {
                 shared: false,
                 flush: None,
             };
-            self.last_reply = Some((bus_txn, reply.clone()));
-            return env.send(from, Msg::Bus(reply));
+            self.last_reply = Some((from, bus_txn, reply.clone()));
+            return env.send(from, self.setup.wire(reply));
         }
         // An upgrade that lost a race (its S copy was invalidated and someone
         // else became the owner) reaches the owner as a BusUpgr: serve it
@@ -426,6 +653,17 @@ impl BusCache {
         } else {
             op
         };
+        if op == BusOp::BusUpgr && self.setup.bugs.no_invalidate_on_upgrade {
+            // Planted bug: "an upgrade carries no data, so nothing to do".
+            let reply = BusMsg::SnoopReply {
+                bus_txn,
+                key,
+                shared: false,
+                flush: None,
+            };
+            self.last_reply = Some((from, bus_txn, reply.clone()));
+            return env.send(from, self.setup.wire(reply));
+        }
         let step = mesi::on_snoop(state, op);
         let flush = (step.flush && state == State::Modified)
             .then(|| {
@@ -458,8 +696,8 @@ impl BusCache {
             shared: step.shared,
             flush,
         };
-        self.last_reply = Some((bus_txn, reply.clone()));
-        env.send(from, Msg::Bus(reply));
+        self.last_reply = Some((from, bus_txn, reply.clone()));
+        env.send(from, self.setup.wire(reply));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -475,7 +713,7 @@ impl BusCache {
         version: u64,
     ) {
         // The bus waits for every grant to be acknowledged, even a stale one.
-        env.send(from, Msg::Bus(BusMsg::Done { bus_txn }));
+        env.send(from, self.setup.wire(BusMsg::Done { bus_txn }));
         let Some(c) = self.current.filter(|c| c.txn == txn) else {
             return;
         };
@@ -510,6 +748,7 @@ impl BusCache {
         let before = self.lines.peek(key).map_or(State::Invalid, |l| l.state);
         match (c.op, c.bus) {
             (CacheOp::Get { .. } | CacheOp::Fetch { .. }, _) => {
+                let shared = shared && !self.setup.bugs.exclusive_despite_sharers;
                 let next = Next::ExclusiveUnlessShared.resolve(shared);
                 self.put_line(env, key, next, data.unwrap_or(0), version);
                 if data.is_none() {
@@ -576,19 +815,24 @@ impl BusCache {
             let Some(op) = self.queued.pop_front() else {
                 return;
             };
-            self.start(env, op);
+            self.begin(env, op);
         }
     }
 }
 
-fn fail(env: &mut impl Env, op: CacheOp, reason: &'static str) {
-    let (name, key) = match op {
+/// The operation's name in traces, and its key (0 for a dump).
+fn name_and_key(op: CacheOp) -> (&'static str, Key) {
+    match op {
         CacheOp::Get { key } => ("get", key),
         CacheOp::Put { key, .. } => ("put", key),
         CacheOp::Invalidate { key } => ("invalidate", key),
         CacheOp::Fetch { key } => ("fetch", key),
         CacheOp::Dump => ("dump", 0),
-    };
+    }
+}
+
+fn fail(env: &mut impl Env, op: CacheOp, reason: &'static str) {
+    let (name, key) = name_and_key(op);
     env.trace(TraceEvent::CacheFailed {
         op: name,
         key,
@@ -631,30 +875,111 @@ struct OnBus {
     retries: u32,
     /// The cache that supplied `data` by a flush, told once memory has it.
     flusher: Option<NodeId>,
+    /// Caches that answered the snoop still holding a copy.
+    kept: BTreeSet<NodeId>,
 }
+
+/// A request waiting for the bus: requester, its number, key, transaction,
+/// and dirty data it carries as (value, version).
+type Queued = (NodeId, u64, Key, BusOp, Option<(u64, u64)>);
 
 /// The arbiter: one transaction on the bus at a time, in arrival order.
 pub struct Arbiter {
-    queue: VecDeque<(NodeId, u64, Key, BusOp, u64, u64)>,
+    queue: VecDeque<Queued>,
     current: Option<OnBus>,
     next_req: u64,
     last_bus_txn: u64,
     /// Late dirty data sent to memory and not yet acknowledged, by
     /// request: (key, version, the cache to tell once memory has it).
     late_writes: BTreeMap<u64, (Key, u64, NodeId)>,
+    /// Directory protocol: the entries of the keys homed here. None on
+    /// the bus, whose snoops reach every cache.
+    directory: Option<Directory>,
 }
 
 /// Most requests the arbiter queues (a bound, as everywhere).
 const MAX_BUS_QUEUE: usize = 4096;
 
 impl Arbiter {
-    fn new(first_req: u64) -> Self {
+    fn new(first_req: u64, directory: Option<Directory>) -> Self {
         Arbiter {
             queue: VecDeque::new(),
             current: None,
             next_req: first_req,
             last_bus_txn: 0,
             late_writes: BTreeMap::new(),
+            directory,
+        }
+    }
+
+    fn wire(&self, msg: BusMsg) -> Msg {
+        wire(self.directory.is_some(), msg)
+    }
+
+    /// Directory protocol: this home starts empty and asks every other
+    /// node for what it holds of the keys homed here.
+    fn recover(&mut self, env: &mut impl Env, setup: &BusSetup, incarnation: u64) {
+        let Some(d) = self.directory.as_mut() else {
+            return;
+        };
+        d.incarnation = incarnation;
+        d.unreported = (0..setup.nodes).filter(|&n| n != d.me).collect();
+        self.ask_unreported(env, setup);
+    }
+
+    fn ask_unreported(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        let Some(d) = self.directory.as_ref() else {
+            return;
+        };
+        if d.unreported.is_empty() {
+            return;
+        }
+        let incarnation = d.incarnation;
+        for &n in &d.unreported {
+            env.send(n, setup.wire(BusMsg::Recover { incarnation }));
+        }
+        env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+    }
+
+    /// A node's answer to this home's `Recover`: its lines become the
+    /// directory's entries, and once every node has answered the home
+    /// starts serving.
+    #[allow(clippy::too_many_arguments)]
+    fn on_report(
+        &mut self,
+        env: &mut impl Env,
+        setup: &BusSetup,
+        from: NodeId,
+        home_incarnation: u64,
+        incarnation: u64,
+        lines: &[(Key, State)],
+        handed_over: &[Key],
+    ) {
+        let Some(d) = self.directory.as_mut() else {
+            return;
+        };
+        if home_incarnation != d.incarnation || !d.heard(from, incarnation) {
+            return;
+        }
+        if !d.unreported.remove(&from) {
+            return;
+        }
+        for &(key, state) in lines {
+            d.record(
+                key,
+                from,
+                matches!(state, State::Modified | State::Exclusive),
+            );
+        }
+        // A cache with dirty data in transit to memory must be asked for it
+        // before memory is read: list it as the owner, whose snoop
+        // supplies the data again.
+        for &key in handed_over {
+            d.record(key, from, true);
+        }
+        if d.unreported.is_empty() {
+            env.cancel_timer(Timer::BusTxn);
+            self.advance(env, setup);
         }
     }
 
@@ -664,11 +989,17 @@ impl Arbiter {
                 txn,
                 key,
                 op,
-                value,
-                version,
+                dirty,
+                incarnation,
             } => {
+                if let Some(d) = self.directory.as_mut()
+                    && !d.heard(from, incarnation)
+                {
+                    // Sent by an incarnation that has since restarted.
+                    return;
+                }
                 if self.queue.len() < MAX_BUS_QUEUE {
-                    self.queue.push_back((from, txn, key, op, value, version));
+                    self.queue.push_back((from, txn, key, op, dirty));
                 }
                 self.advance(env, setup);
             }
@@ -696,6 +1027,9 @@ impl Arbiter {
                 if let Some(c) = self.current.as_mut().filter(|c| c.bus_txn == bus_txn) {
                     c.waiting.remove(&from);
                     c.shared |= shared;
+                    if shared {
+                        c.kept.insert(from);
+                    }
                 }
                 self.advance(env, setup);
             }
@@ -715,15 +1049,20 @@ impl Arbiter {
                 value,
                 version,
             } => self.write_memory(env, setup, key, value, version, from),
-            BusMsg::Snoop { .. } | BusMsg::Grant { .. } | BusMsg::FlushAck { .. } => {}
+            BusMsg::Snoop { .. }
+            | BusMsg::Grant { .. }
+            | BusMsg::FlushAck { .. }
+            | BusMsg::Recover { .. }
+            | BusMsg::Report { .. } => {}
         }
     }
 
     fn on_memory(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) -> bool {
         if let Some((key, version, to)) = self.late_writes.remove(&req) {
-            env.send(to, Msg::Bus(BusMsg::FlushAck { key, version }));
+            env.send(to, self.wire(BusMsg::FlushAck { key, version }));
             return true;
         }
+        let directory = self.directory.is_some();
         let Some(c) = self.current.as_mut().filter(|c| c.memory_req == Some(req)) else {
             return false;
         };
@@ -733,7 +1072,7 @@ impl Arbiter {
             (answer, c.dirty, c.flusher, c.data)
         {
             let key = c.key;
-            env.send(to, Msg::Bus(BusMsg::FlushAck { key, version }));
+            env.send(to, wire(directory, BusMsg::FlushAck { key, version }));
         }
         match answer {
             ShardAnswer::Memory(v) => {
@@ -747,6 +1086,13 @@ impl Arbiter {
     }
 
     fn on_timeout(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        if self
+            .directory
+            .as_ref()
+            .is_some_and(|d| !d.unreported.is_empty())
+        {
+            return self.ask_unreported(env, setup);
+        }
         let Some(c) = self.current.as_mut() else {
             return;
         };
@@ -755,7 +1101,7 @@ impl Arbiter {
             c.retries += 1;
             let (bus_txn, key, op) = (c.bus_txn, c.key, c.op);
             for &n in &c.waiting {
-                env.send(n, Msg::Bus(BusMsg::Snoop { bus_txn, key, op }));
+                env.send(n, setup.wire(BusMsg::Snoop { bus_txn, key, op }));
             }
             if c.memory_req.is_some()
                 && let Some(call) = memory_call(c)
@@ -804,17 +1150,27 @@ impl Arbiter {
     /// Starts the next transaction, or moves the current one on once every
     /// snoop is answered.
     fn advance(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        if self
+            .directory
+            .as_ref()
+            .is_some_and(|d| !d.unreported.is_empty())
+        {
+            // A recovering home does not know who holds its keys yet.
+            return;
+        }
         if self.current.is_none() {
-            let Some((requester, txn, key, op, value, version)) = self.queue.pop_front() else {
+            let Some((requester, txn, key, op, data)) = self.queue.pop_front() else {
                 return;
             };
             let bus_txn = self.last_bus_txn.max(env.monotonic()) + 1;
             self.last_bus_txn = bus_txn;
-            let others: BTreeSet<NodeId> = (0..setup.nodes).filter(|&n| n != requester).collect();
+            let others: BTreeSet<NodeId> = match &self.directory {
+                Some(d) => d.targets(key, op, requester),
+                None => (0..setup.nodes).filter(|&n| n != requester).collect(),
+            };
             for &n in &others {
-                env.send(n, Msg::Bus(BusMsg::Snoop { bus_txn, key, op }));
+                env.send(n, setup.wire(BusMsg::Snoop { bus_txn, key, op }));
             }
-            let data = (op == BusOp::Flush).then_some((value, version));
             self.current = Some(OnBus {
                 bus_txn,
                 requester,
@@ -826,10 +1182,13 @@ impl Arbiter {
                 data,
                 memory_req: None,
                 granted: false,
-                dirty: op == BusOp::Flush,
+                dirty: data.is_some(),
                 failed: false,
                 retries: 0,
-                flusher: None,
+                // Told once memory has the data (a requester's own value
+                // in transit stops being resent).
+                flusher: data.map(|_| requester),
+                kept: BTreeSet::new(),
             });
             env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
         }
@@ -854,6 +1213,11 @@ impl Arbiter {
         };
         c.granted = true;
         c.failed |= !ok;
+        if !c.failed
+            && let Some(d) = self.directory.as_mut()
+        {
+            c.shared = d.granted(c.key, c.op, c.requester, &c.kept);
+        }
         self.send_grant(env);
     }
 
@@ -863,7 +1227,7 @@ impl Arbiter {
         };
         env.send(
             c.requester,
-            Msg::Bus(BusMsg::Grant {
+            self.wire(BusMsg::Grant {
                 txn: c.txn,
                 bus_txn: c.bus_txn,
                 ok: !c.failed,
@@ -920,5 +1284,270 @@ fn newer(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
         (Some(x), Some(y)) => Some(if y.1 >= x.1 { y } else { x }),
         (x, None) => x,
         (None, y) => y,
+    }
+}
+
+/// A home's directory: who holds each key homed here, as far as the home
+/// knows.
+///
+/// The rule that keeps it safe: an entry may list a node that no longer
+/// holds the line (an E or S line evicted silently, a node that crashed, a
+/// snoop answered after the home gave up on it), since a needless
+/// invalidation or forward costs only a message; it never omits a node that
+/// does hold the line, since then a writer would not invalidate it.
+#[derive(Clone, Debug)]
+struct Directory {
+    me: NodeId,
+    /// This home's incarnation, which every `Report` must answer.
+    incarnation: u64,
+    entries: BTreeMap<Key, Entry>,
+    /// The newest incarnation heard from each node.
+    incarnations: BTreeMap<NodeId, u64>,
+    /// Nodes yet to report after this home (re)started: until they all
+    /// have, the directory knows nothing and serves nothing.
+    unreported: BTreeSet<NodeId>,
+    /// Planted bug `mesi.directory_forgets_sharer`.
+    forget_sharer: bool,
+}
+
+/// One key's directory entry. The home cannot tell E from M (E turns into
+/// M silently), so it keeps one owner for both; `sharers` hold S copies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Entry {
+    owner: Option<NodeId>,
+    sharers: BTreeSet<NodeId>,
+}
+
+impl Directory {
+    fn new(me: NodeId, nodes: usize, forget_sharer: bool) -> Self {
+        Directory {
+            me,
+            forget_sharer,
+            incarnation: 0,
+            entries: BTreeMap::new(),
+            incarnations: BTreeMap::new(),
+            unreported: (0..nodes).filter(|&n| n != me).collect(),
+        }
+    }
+
+    /// Notes a message from `node`'s `incarnation`. A newer incarnation
+    /// restarted with an empty cache: it is dropped as a holder of every
+    /// key (the stated rule for a restarted node). False if the message
+    /// comes from an older incarnation, which the home ignores.
+    fn heard(&mut self, node: NodeId, incarnation: u64) -> bool {
+        match self.incarnations.get(&node) {
+            Some(&known) if incarnation < known => false,
+            Some(&known) if incarnation == known => true,
+            _ => {
+                self.incarnations.insert(node, incarnation);
+                for e in self.entries.values_mut() {
+                    e.sharers.remove(&node);
+                    if e.owner == Some(node) {
+                        e.owner = None;
+                    }
+                }
+                self.entries.retain(|_, e| *e != Entry::default());
+                true
+            }
+        }
+    }
+
+    /// Records a reported holder: the owner (M, E, or dirty data in
+    /// transit), or a sharer.
+    fn record(&mut self, key: Key, node: NodeId, owns: bool) {
+        let e = self.entries.entry(key).or_default();
+        if owns && e.owner.is_none_or(|o| o == node) {
+            e.owner = Some(node);
+        } else {
+            e.sharers.insert(node);
+        }
+    }
+
+    /// Which caches a transaction must reach: for a read, the owner (it
+    /// may hold dirty data, and an E owner must drop to S); for a write,
+    /// the owner and every sharer; for a write-back, nobody.
+    fn targets(&self, key: Key, op: BusOp, requester: NodeId) -> BTreeSet<NodeId> {
+        let Some(e) = self.entries.get(&key) else {
+            return BTreeSet::new();
+        };
+        let mut t: BTreeSet<NodeId> = match op {
+            BusOp::BusRd => e.owner.into_iter().collect(),
+            BusOp::BusRdX | BusOp::BusUpgr => e.sharers.iter().copied().chain(e.owner).collect(),
+            BusOp::Flush => BTreeSet::new(),
+        };
+        t.remove(&requester);
+        t
+    }
+
+    /// The entry after a granted transaction. `kept`: the snooped caches
+    /// that still hold a copy. Returns the shared signal for a read: true
+    /// when another cache may hold the line, so the reader gets S, not E.
+    fn granted(&mut self, key: Key, op: BusOp, requester: NodeId, kept: &BTreeSet<NodeId>) -> bool {
+        let e = self.entries.entry(key).or_default();
+        let shared = match op {
+            BusOp::BusRd => {
+                if let Some(o) = e.owner.take()
+                    && o != requester
+                    && kept.contains(&o)
+                {
+                    e.sharers.insert(o);
+                }
+                e.sharers.remove(&requester);
+                let shared = !e.sharers.is_empty();
+                if !shared {
+                    e.owner = Some(requester);
+                } else if !self.forget_sharer {
+                    e.sharers.insert(requester);
+                }
+                shared
+            }
+            BusOp::BusRdX | BusOp::BusUpgr => {
+                e.sharers.clear();
+                e.owner = Some(requester);
+                false
+            }
+            // A write-back changes nothing here: the requester drops its
+            // line only if the grant reaches it in time, and a requester
+            // that gave up still holds the line in M. Left listed, it is
+            // asked (and found empty, or supplying its data) by the next
+            // transaction on the key.
+            BusOp::Flush => false,
+        };
+        if *e == Entry::default() {
+            self.entries.remove(&key);
+        }
+        shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(nodes: &[NodeId]) -> BTreeSet<NodeId> {
+        nodes.iter().copied().collect()
+    }
+
+    /// A home (n0 of 4) that has heard every node's first incarnation.
+    fn home() -> Directory {
+        let mut d = Directory::new(0, 4, false);
+        for n in 1..4 {
+            assert!(d.heard(n, 10));
+        }
+        d
+    }
+
+    #[test]
+    fn a_read_with_no_holder_is_exclusive_and_a_second_read_shares() {
+        let mut d = home();
+        assert!(d.targets(7, BusOp::BusRd, 1).is_empty());
+        assert!(!d.granted(7, BusOp::BusRd, 1, &set(&[])), "E");
+        // The owner is forwarded the next read and keeps a copy.
+        assert_eq!(d.targets(7, BusOp::BusRd, 2), set(&[1]));
+        assert!(d.granted(7, BusOp::BusRd, 2, &set(&[1])), "S");
+        assert_eq!(
+            d.entries[&7],
+            Entry {
+                owner: None,
+                sharers: set(&[1, 2])
+            }
+        );
+    }
+
+    #[test]
+    fn an_owner_that_kept_nothing_leaves_the_entry() {
+        let mut d = home();
+        d.granted(7, BusOp::BusRd, 1, &set(&[]));
+        // n1 evicted its E line silently; it answers the forward empty.
+        assert!(!d.granted(7, BusOp::BusRd, 2, &set(&[])), "E, not S");
+        assert_eq!(d.entries[&7].owner, Some(2));
+        assert!(d.entries[&7].sharers.is_empty());
+    }
+
+    #[test]
+    fn a_write_reaches_the_owner_and_every_sharer_but_not_the_writer() {
+        let mut d = home();
+        d.granted(7, BusOp::BusRd, 1, &set(&[]));
+        d.granted(7, BusOp::BusRd, 2, &set(&[1]));
+        d.granted(7, BusOp::BusRd, 3, &set(&[]));
+        assert_eq!(d.targets(7, BusOp::BusUpgr, 2), set(&[1, 3]));
+        assert_eq!(d.targets(7, BusOp::BusRdX, 0), set(&[1, 2, 3]));
+        d.granted(7, BusOp::BusUpgr, 2, &set(&[]));
+        assert_eq!(
+            d.entries[&7],
+            Entry {
+                owner: Some(2),
+                sharers: set(&[])
+            }
+        );
+        // A write-back reaches nobody and leaves the owner listed: its
+        // grant may come too late, and the line then stays in M.
+        assert!(d.targets(7, BusOp::Flush, 2).is_empty());
+        d.granted(7, BusOp::Flush, 2, &set(&[]));
+        assert_eq!(d.entries[&7].owner, Some(2));
+    }
+
+    #[test]
+    fn a_restarted_node_is_forgotten_and_its_old_incarnation_ignored() {
+        let mut d = home();
+        d.granted(7, BusOp::BusRd, 1, &set(&[]));
+        d.granted(7, BusOp::BusRd, 2, &set(&[1]));
+        d.granted(8, BusOp::BusRdX, 1, &set(&[]));
+        assert!(d.heard(1, 10), "the same incarnation changes nothing");
+        assert_eq!(d.entries[&7].sharers, set(&[1, 2]));
+        assert!(d.heard(1, 20), "a restart");
+        assert_eq!(d.entries[&7].sharers, set(&[2]));
+        assert!(
+            !d.entries.contains_key(&8),
+            "n1 owned key 8; nobody does now"
+        );
+        assert!(!d.heard(1, 10), "a request from before the restart");
+    }
+
+    #[test]
+    fn reports_rebuild_owners_and_sharers() {
+        let mut d = home();
+        d.record(7, 1, true);
+        d.record(7, 2, false);
+        // Dirty data in transit makes its holder the one asked first; a
+        // second claim of ownership (never both real) is kept as a sharer.
+        d.record(7, 3, true);
+        assert_eq!(
+            d.entries[&7],
+            Entry {
+                owner: Some(1),
+                sharers: set(&[2, 3])
+            }
+        );
+        assert_eq!(d.targets(7, BusOp::BusRdX, 0), set(&[1, 2, 3]));
+    }
+
+    #[test]
+    fn the_planted_bug_forgets_a_reader_granted_s() {
+        let mut d = Directory::new(0, 4, true);
+        d.granted(7, BusOp::BusRd, 1, &set(&[]));
+        assert!(d.granted(7, BusOp::BusRd, 2, &set(&[1])));
+        assert_eq!(d.targets(7, BusOp::BusRdX, 3), set(&[1]), "n2 is missed");
+    }
+
+    #[test]
+    fn homes_spread_keys_over_every_node_and_the_bus_has_one() {
+        let setup = |directory| BusSetup {
+            nodes: 3,
+            directory,
+            arbiter: 1,
+            memory: 3,
+            capacity: 10,
+            timeout_ns: 1,
+            bugs: CacheBugs::default(),
+        };
+        let bus = Homes::new(&setup(false));
+        assert!((0..100).all(|k| bus.of(k) == 1));
+        let dir = Homes::new(&setup(true));
+        let mut per_node = [0u32; 3];
+        for k in 0..3000 {
+            per_node[dir.of(k)] += 1;
+        }
+        assert!(per_node.iter().all(|&c| c > 700), "{per_node:?}");
     }
 }

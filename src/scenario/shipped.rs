@@ -9,6 +9,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/cache-bus-crash.toml"),
     ),
     (
+        "cache-bus-partition",
+        include_str!("../../scenarios/cache-bus-partition.toml"),
+    ),
+    (
+        "cache-bus-restart",
+        include_str!("../../scenarios/cache-bus-restart.toml"),
+    ),
+    (
         "cache-bus-walkthrough",
         include_str!("../../scenarios/cache-bus-walkthrough.toml"),
     ),
@@ -19,6 +27,30 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "cache-bus-zipf",
         include_str!("../../scenarios/cache-bus-zipf.toml"),
+    ),
+    (
+        "cache-dir-crash",
+        include_str!("../../scenarios/cache-dir-crash.toml"),
+    ),
+    (
+        "cache-dir-partition",
+        include_str!("../../scenarios/cache-dir-partition.toml"),
+    ),
+    (
+        "cache-dir-restart",
+        include_str!("../../scenarios/cache-dir-restart.toml"),
+    ),
+    (
+        "cache-dir-walkthrough",
+        include_str!("../../scenarios/cache-dir-walkthrough.toml"),
+    ),
+    (
+        "cache-dir-write-storm",
+        include_str!("../../scenarios/cache-dir-write-storm.toml"),
+    ),
+    (
+        "cache-dir-zipf",
+        include_str!("../../scenarios/cache-dir-zipf.toml"),
     ),
     (
         "clock-skew",

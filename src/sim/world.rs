@@ -10,7 +10,7 @@ use super::queue::EventQueue;
 use super::rng::{Purpose, Rng};
 use super::storage::Durable;
 use super::timers::{Fired, Schedule, TimerSlots};
-use crate::cache::bus::BusSetup;
+use crate::cache::bus::{BusSetup, CacheBugs};
 use crate::cache::load::{CacheLoad, zipf_cdf};
 use crate::check::cache_coherence::CacheChecker;
 use crate::check::history::History;
@@ -28,7 +28,7 @@ use crate::queue::functions::{MessageId, Partition, Place};
 use crate::queue::placement::{Placement, RingCommand};
 use crate::queue::router::QueueSetup;
 use crate::queue::shard::Shard;
-use crate::scenario::{Action, ClientOp, Scenario, Target};
+use crate::scenario::{Action, CacheProtocol, ClientOp, Scenario, Target};
 use crate::trace::{NodeId, QueueLayout, Role, Subject, TraceEvent, Tracer};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -243,7 +243,7 @@ impl Env for Ctx<'_> {
         let (name, term) = (msg.name(), msg.term());
         let from = self.id;
         self.obs.stats.sent += 1;
-        if matches!(msg, Msg::Bus(_)) {
+        if matches!(msg, Msg::Bus(_) | Msg::Dir(_)) {
             self.obs.stats.bus_messages += 1;
         }
         self.obs.record(
@@ -493,10 +493,17 @@ impl World {
         let cache = self.sc.cache.enabled.then(|| {
             let setup = BusSetup {
                 nodes: n,
+                directory: self.sc.cache.protocol == CacheProtocol::Directory,
                 arbiter: self.sc.cache.arbiter,
                 memory: self.queue_layout.shard_base,
                 capacity: self.sc.cache.capacity,
                 timeout_ns: self.sc.cache.op_timeout_ns,
+                bugs: CacheBugs {
+                    no_invalidate_on_upgrade: bugs.no_invalidate_on_upgrade,
+                    exclusive_despite_sharers: bugs.exclusive_despite_sharers,
+                    drop_writeback_on_evict: bugs.drop_writeback_on_evict,
+                    directory_forgets_sharer: bugs.directory_forgets_sharer,
+                },
             };
             let w = self.sc.cache_load;
             let load = (w.rate_per_s > 0.0 && id < n).then(|| {
