@@ -234,8 +234,15 @@ struct InProgress {
 pub struct BusCache {
     setup: BusSetup,
     homes: Homes,
-    /// This incarnation's number (random; a restart draws a new one).
+    /// This incarnation's number (grows with every restart).
     incarnation: u64,
+    /// The newest incarnation of each arbiter or home that announced
+    /// itself with `Recover`.
+    homes_seen: BTreeMap<NodeId, u64>,
+    /// M lines whose value and version went out in a write-back that did
+    /// not complete: a late copy of it may still reach memory, so the next
+    /// write takes a fresh version from the bus instead of reusing this one.
+    exposed: BTreeSet<Key>,
     lines: Lines,
     /// Version of each line held in M or E (when its owner got it).
     versions: BTreeMap<Key, u64>,
@@ -263,21 +270,17 @@ impl BusCache {
     /// at start); `first_req` is random, and numbers its requests.
     pub fn new(id: NodeId, setup: BusSetup, incarnation: u64, first_req: u64) -> Self {
         let arbiter = if setup.directory {
-            Some(Arbiter::new(
-                first_req,
-                Some(Directory::new(
-                    id,
-                    setup.nodes,
-                    setup.bugs.directory_forgets_sharer,
-                )),
-            ))
+            let d = Directory::new(setup.bugs.directory_forgets_sharer);
+            Some(Arbiter::new(first_req, id, setup.nodes, Some(d)))
         } else {
-            (id == setup.arbiter).then(|| Arbiter::new(first_req, None))
+            (id == setup.arbiter).then(|| Arbiter::new(first_req, id, setup.nodes, None))
         };
         BusCache {
             setup,
             homes: Homes::new(&setup),
             incarnation,
+            homes_seen: BTreeMap::new(),
+            exposed: BTreeSet::new(),
             lines: Lines::new(setup.capacity),
             versions: BTreeMap::new(),
             unwritten: BTreeSet::new(),
@@ -406,21 +409,24 @@ impl BusCache {
         }
     }
 
-    /// Directory protocol: node `home` (re)started, empty. The first time
-    /// this incarnation is heard of, this node's directory forgets it as a
-    /// holder, and an operation waiting on it fails (its grant, if the old
-    /// incarnation sent one, must not install a line the new directory
-    /// never hears of). Every time, this node reports what it holds of the
-    /// keys homed there.
+    /// Node `home` (a directory home, or the bus arbiter) (re)started,
+    /// empty. The first time this incarnation announces itself, an
+    /// operation waiting on it fails (a grant the old incarnation sent must
+    /// not install a line the new one never hears of), and this node's
+    /// directory forgets it as a holder. Every time, this node reports what
+    /// it holds of the keys homed there (nothing, to the bus arbiter).
     fn on_recover(&mut self, env: &mut impl Env, home: NodeId, incarnation: u64) {
-        let Some(d) = self.arbiter.as_mut().and_then(|a| a.directory.as_mut()) else {
-            return;
-        };
-        let known = d.incarnations.get(&home).copied();
-        if !d.heard(home, incarnation) {
+        let known = self.homes_seen.get(&home).copied().unwrap_or(0);
+        if incarnation < known {
             return;
         }
-        if known != Some(incarnation)
+        if let Some(d) = self.arbiter.as_mut().and_then(|a| a.directory.as_mut())
+            && !d.heard(home, incarnation)
+        {
+            return;
+        }
+        self.homes_seen.insert(home, incarnation);
+        if incarnation > known
             && let Some(c) = self.current.filter(|c| self.homes.of(c.key) == home)
         {
             self.current = None;
@@ -428,17 +434,18 @@ impl BusCache {
             fail(env, c.op, "home restarted while the operation waited on it");
             self.next(env);
         }
+        let homed_there = |k: Key| self.setup.directory && self.homes.of(k) == home;
         let lines = self
             .lines
             .iter()
-            .filter(|&(k, _)| self.homes.of(k) == home)
+            .filter(|&(k, _)| homed_there(k))
             .map(|(k, l)| (k, l.state))
             .collect();
         let handed_over = self
             .pending_flush
             .keys()
             .copied()
-            .filter(|&k| self.homes.of(k) == home)
+            .filter(|&k| homed_there(k))
             .collect();
         let msg = BusMsg::Report {
             home_incarnation: incarnation,
@@ -461,6 +468,9 @@ impl BusCache {
         match timer {
             Timer::CacheOp => {
                 if let Some(c) = self.current.take() {
+                    if c.bus == BusOp::Flush {
+                        self.exposed.insert(c.key);
+                    }
                     fail(env, c.op, "bus unreachable: no grant in time");
                     self.next(env);
                 }
@@ -509,6 +519,7 @@ impl BusCache {
         }
         self.lines.clear();
         self.versions.clear();
+        self.exposed.clear();
         self.unwritten.clear();
     }
 
@@ -529,6 +540,11 @@ impl BusCache {
         };
         let state = self.lines.peek(key).map_or(State::Invalid, |l| l.state);
         let step = mesi::on_processor(state, pop);
+        if pop == ProcessorOp::Write && state == State::Modified && self.exposed.contains(&key) {
+            // Outside the table: the line's version went out in an
+            // unfinished write-back, so this write asks the bus for a new one.
+            return self.request(env, op, key, BusOp::BusRdX, false);
+        }
         let Some(bus) = step.bus else {
             self.complete_locally(env, op, key, state, step.next);
             return self.next(env);
@@ -720,6 +736,9 @@ impl BusCache {
         self.current = None;
         env.cancel_timer(Timer::CacheOp);
         if !ok {
+            if c.bus == BusOp::Flush {
+                self.exposed.insert(c.key);
+            }
             fail(env, c.op, "bus transaction failed: a cache did not answer");
             return self.next(env);
         }
@@ -766,8 +785,9 @@ impl BusCache {
                     hit: false,
                 });
             }
-            (CacheOp::Put { value, .. }, bus) => {
+            (CacheOp::Put { value, .. }, _) => {
                 self.put_line(env, key, State::Modified, value, version);
+                self.exposed.remove(&key);
                 self.unwritten.remove(&key);
                 if before != State::Modified {
                     transition(env, key, before, State::Modified, "PrWr");
@@ -775,7 +795,9 @@ impl BusCache {
                 env.trace(TraceEvent::CacheWrite {
                     key,
                     value,
-                    hit: bus == BusOp::BusUpgr && before == State::Shared,
+                    // A write on a valid line is a hit even when it needed
+                    // the bus (an upgrade from S, a fresh version for M).
+                    hit: before != State::Invalid,
                 });
             }
             (CacheOp::Invalidate { .. } | CacheOp::Dump, _) => {
@@ -806,6 +828,7 @@ impl BusCache {
 
     fn drop_line(&mut self, key: Key) -> Option<Line> {
         self.versions.remove(&key);
+        self.exposed.remove(&key);
         self.unwritten.remove(&key);
         self.lines.remove(key)
     }
@@ -895,13 +918,20 @@ pub struct Arbiter {
     /// Directory protocol: the entries of the keys homed here. None on
     /// the bus, whose snoops reach every cache.
     directory: Option<Directory>,
+    /// This arbiter's incarnation, which every `Report` must answer.
+    incarnation: u64,
+    /// Nodes yet to report after this arbiter (re)started: until they all
+    /// have, it runs no transaction (a home's directory knows nothing yet,
+    /// and a grant sent before the restart may still be on its way to a
+    /// cache that has not yet given up on it).
+    unreported: BTreeSet<NodeId>,
 }
 
 /// Most requests the arbiter queues (a bound, as everywhere).
 const MAX_BUS_QUEUE: usize = 4096;
 
 impl Arbiter {
-    fn new(first_req: u64, directory: Option<Directory>) -> Self {
+    fn new(first_req: u64, me: NodeId, nodes: usize, directory: Option<Directory>) -> Self {
         Arbiter {
             queue: VecDeque::new(),
             current: None,
@@ -909,6 +939,8 @@ impl Arbiter {
             last_bus_txn: 0,
             late_writes: BTreeMap::new(),
             directory,
+            incarnation: 0,
+            unreported: (0..nodes).filter(|&n| n != me).collect(),
         }
     }
 
@@ -916,26 +948,21 @@ impl Arbiter {
         wire(self.directory.is_some(), msg)
     }
 
-    /// Directory protocol: this home starts empty and asks every other
-    /// node for what it holds of the keys homed here.
+    /// A (re)started arbiter or home announces itself to every other node
+    /// and waits for each to answer: a home rebuilds its directory from the
+    /// answers, and every cache gives up on operations sent to the old
+    /// incarnation before answering.
     fn recover(&mut self, env: &mut impl Env, setup: &BusSetup, incarnation: u64) {
-        let Some(d) = self.directory.as_mut() else {
-            return;
-        };
-        d.incarnation = incarnation;
-        d.unreported = (0..setup.nodes).filter(|&n| n != d.me).collect();
+        self.incarnation = incarnation;
         self.ask_unreported(env, setup);
     }
 
     fn ask_unreported(&mut self, env: &mut impl Env, setup: &BusSetup) {
-        let Some(d) = self.directory.as_ref() else {
-            return;
-        };
-        if d.unreported.is_empty() {
+        if self.unreported.is_empty() {
             return;
         }
-        let incarnation = d.incarnation;
-        for &n in &d.unreported {
+        let incarnation = self.incarnation;
+        for &n in &self.unreported {
             env.send(n, setup.wire(BusMsg::Recover { incarnation }));
         }
         env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
@@ -955,15 +982,25 @@ impl Arbiter {
         lines: &[(Key, State)],
         handed_over: &[Key],
     ) {
+        if home_incarnation != self.incarnation {
+            return;
+        }
+        if let Some(d) = self.directory.as_mut()
+            && !d.heard(from, incarnation)
+        {
+            return;
+        }
+        if !self.unreported.remove(&from) {
+            return;
+        }
+        let ready = self.unreported.is_empty();
         let Some(d) = self.directory.as_mut() else {
+            if ready {
+                env.cancel_timer(Timer::BusTxn);
+                self.advance(env, setup);
+            }
             return;
         };
-        if home_incarnation != d.incarnation || !d.heard(from, incarnation) {
-            return;
-        }
-        if !d.unreported.remove(&from) {
-            return;
-        }
         for &(key, state) in lines {
             d.record(
                 key,
@@ -977,7 +1014,7 @@ impl Arbiter {
         for &key in handed_over {
             d.record(key, from, true);
         }
-        if d.unreported.is_empty() {
+        if ready {
             env.cancel_timer(Timer::BusTxn);
             self.advance(env, setup);
         }
@@ -1086,11 +1123,7 @@ impl Arbiter {
     }
 
     fn on_timeout(&mut self, env: &mut impl Env, setup: &BusSetup) {
-        if self
-            .directory
-            .as_ref()
-            .is_some_and(|d| !d.unreported.is_empty())
-        {
+        if !self.unreported.is_empty() {
             return self.ask_unreported(env, setup);
         }
         let Some(c) = self.current.as_mut() else {
@@ -1150,12 +1183,8 @@ impl Arbiter {
     /// Starts the next transaction, or moves the current one on once every
     /// snoop is answered.
     fn advance(&mut self, env: &mut impl Env, setup: &BusSetup) {
-        if self
-            .directory
-            .as_ref()
-            .is_some_and(|d| !d.unreported.is_empty())
-        {
-            // A recovering home does not know who holds its keys yet.
+        if !self.unreported.is_empty() {
+            // Recovering: not every cache has heard of this incarnation.
             return;
         }
         if self.current.is_none() {
@@ -1297,15 +1326,9 @@ fn newer(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<(u64, u64)> {
 /// does hold the line, since then a writer would not invalidate it.
 #[derive(Clone, Debug)]
 struct Directory {
-    me: NodeId,
-    /// This home's incarnation, which every `Report` must answer.
-    incarnation: u64,
     entries: BTreeMap<Key, Entry>,
     /// The newest incarnation heard from each node.
     incarnations: BTreeMap<NodeId, u64>,
-    /// Nodes yet to report after this home (re)started: until they all
-    /// have, the directory knows nothing and serves nothing.
-    unreported: BTreeSet<NodeId>,
     /// Planted bug `mesi.directory_forgets_sharer`.
     forget_sharer: bool,
 }
@@ -1316,17 +1339,18 @@ struct Directory {
 struct Entry {
     owner: Option<NodeId>,
     sharers: BTreeSet<NodeId>,
+    /// Rebuilt from reports after the home restarted: the owner slot may
+    /// hold a cache with an old value in transit while the real M holder
+    /// sits among the sharers, so the next read asks everyone listed.
+    recovered: bool,
 }
 
 impl Directory {
-    fn new(me: NodeId, nodes: usize, forget_sharer: bool) -> Self {
+    fn new(forget_sharer: bool) -> Self {
         Directory {
-            me,
             forget_sharer,
-            incarnation: 0,
             entries: BTreeMap::new(),
             incarnations: BTreeMap::new(),
-            unreported: (0..nodes).filter(|&n| n != me).collect(),
         }
     }
 
@@ -1356,6 +1380,7 @@ impl Directory {
     /// transit), or a sharer.
     fn record(&mut self, key: Key, node: NodeId, owns: bool) {
         let e = self.entries.entry(key).or_default();
+        e.recovered = true;
         if owns && e.owner.is_none_or(|o| o == node) {
             e.owner = Some(node);
         } else {
@@ -1371,7 +1396,8 @@ impl Directory {
             return BTreeSet::new();
         };
         let mut t: BTreeSet<NodeId> = match op {
-            BusOp::BusRd => e.owner.into_iter().collect(),
+            BusOp::BusRd if !e.recovered => e.owner.into_iter().collect(),
+            BusOp::BusRd => e.sharers.iter().copied().chain(e.owner).collect(),
             BusOp::BusRdX | BusOp::BusUpgr => e.sharers.iter().copied().chain(e.owner).collect(),
             BusOp::Flush => BTreeSet::new(),
         };
@@ -1386,6 +1412,10 @@ impl Directory {
         let e = self.entries.entry(key).or_default();
         let shared = match op {
             BusOp::BusRd => {
+                if std::mem::take(&mut e.recovered) {
+                    // Everyone listed was asked: those left hold S now.
+                    e.sharers.retain(|n| kept.contains(n));
+                }
                 if let Some(o) = e.owner.take()
                     && o != requester
                     && kept.contains(&o)
@@ -1404,6 +1434,7 @@ impl Directory {
             BusOp::BusRdX | BusOp::BusUpgr => {
                 e.sharers.clear();
                 e.owner = Some(requester);
+                e.recovered = false;
                 false
             }
             // A write-back changes nothing here: the requester drops its
@@ -1430,7 +1461,7 @@ mod tests {
 
     /// A home (n0 of 4) that has heard every node's first incarnation.
     fn home() -> Directory {
-        let mut d = Directory::new(0, 4, false);
+        let mut d = Directory::new(false);
         for n in 1..4 {
             assert!(d.heard(n, 10));
         }
@@ -1449,7 +1480,8 @@ mod tests {
             d.entries[&7],
             Entry {
                 owner: None,
-                sharers: set(&[1, 2])
+                sharers: set(&[1, 2]),
+                recovered: false,
             }
         );
     }
@@ -1477,7 +1509,8 @@ mod tests {
             d.entries[&7],
             Entry {
                 owner: Some(2),
-                sharers: set(&[])
+                sharers: set(&[]),
+                recovered: false,
             }
         );
         // A write-back reaches nobody and leaves the owner listed: its
@@ -1512,19 +1545,21 @@ mod tests {
         // Dirty data in transit makes its holder the one asked first; a
         // second claim of ownership (never both real) is kept as a sharer.
         d.record(7, 3, true);
-        assert_eq!(
-            d.entries[&7],
-            Entry {
-                owner: Some(1),
-                sharers: set(&[2, 3])
-            }
-        );
+        assert_eq!(d.entries[&7].owner, Some(1));
+        assert_eq!(d.entries[&7].sharers, set(&[2, 3]));
         assert_eq!(d.targets(7, BusOp::BusRdX, 0), set(&[1, 2, 3]));
+        // A rebuilt entry's first read asks everyone listed (the real M
+        // holder may sit among the sharers), and keeps those that kept a copy.
+        assert_eq!(d.targets(7, BusOp::BusRd, 0), set(&[1, 2, 3]));
+        assert!(d.granted(7, BusOp::BusRd, 0, &set(&[3])));
+        assert_eq!(d.entries[&7].sharers, set(&[0, 3]));
+        assert_eq!(d.entries[&7].owner, None);
+        assert_eq!(d.targets(7, BusOp::BusRd, 1), set(&[]), "exact again");
     }
 
     #[test]
     fn the_planted_bug_forgets_a_reader_granted_s() {
-        let mut d = Directory::new(0, 4, true);
+        let mut d = Directory::new(true);
         d.granted(7, BusOp::BusRd, 1, &set(&[]));
         assert!(d.granted(7, BusOp::BusRd, 2, &set(&[1])));
         assert_eq!(d.targets(7, BusOp::BusRdX, 3), set(&[1]), "n2 is missed");

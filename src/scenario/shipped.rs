@@ -17,6 +17,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/cache-bus-restart.toml"),
     ),
     (
+        "cache-bus-stale-writeback",
+        include_str!("../../scenarios/cache-bus-stale-writeback.toml"),
+    ),
+    (
         "cache-bus-walkthrough",
         include_str!("../../scenarios/cache-bus-walkthrough.toml"),
     ),
@@ -39,6 +43,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "cache-dir-restart",
         include_str!("../../scenarios/cache-dir-restart.toml"),
+    ),
+    (
+        "cache-dir-stale-writeback",
+        include_str!("../../scenarios/cache-dir-stale-writeback.toml"),
     ),
     (
         "cache-dir-walkthrough",
