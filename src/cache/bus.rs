@@ -63,6 +63,10 @@ pub enum BusMsg {
         shared: bool,
         /// Dirty data supplied by the M holder: (value, version).
         flush: Option<(u64, u64)>,
+        /// The answering cache's incarnation: an answer from before its
+        /// restart is ignored, dirty data and all (that data is in doubt,
+        /// and a read may already have found it missing).
+        incarnation: u64,
     },
     /// The transaction is done on the bus: go ahead (or `ok == false`: it
     /// failed and nothing changed for the requester).
@@ -79,7 +83,12 @@ pub enum BusMsg {
     Done { bus_txn: u64 },
     /// A cache resends dirty data it handed over that memory has not
     /// confirmed (the arbiter may have crashed holding it).
-    WriteBack { key: Key, value: u64, version: u64 },
+    WriteBack {
+        key: Key,
+        value: u64,
+        version: u64,
+        incarnation: u64,
+    },
     /// Memory holds this version of the key (or a newer one): the cache
     /// that supplied it may forget it.
     FlushAck { key: Key, version: u64 },
@@ -228,6 +237,11 @@ struct InProgress {
     key: Key,
     /// True while writing back the victim before the operation proper.
     evicting: bool,
+    /// Local monotonic time after which a grant is refused: the home
+    /// stops waiting for this cache's `Done` only later than that, so a
+    /// grant held up (or met by a node waking from a pause) can never be
+    /// installed after the home has moved on and let others in.
+    deadline: u64,
 }
 
 /// One node's cache controller (and, on the arbiter node, the arbiter).
@@ -420,8 +434,8 @@ impl BusCache {
         if incarnation < known {
             return;
         }
-        if let Some(d) = self.arbiter.as_mut().and_then(|a| a.directory.as_mut())
-            && !d.heard(home, incarnation)
+        if let Some(a) = self.arbiter.as_mut()
+            && !a.fresh(home, incarnation)
         {
             return;
         }
@@ -482,6 +496,7 @@ impl BusCache {
                         key,
                         value,
                         version,
+                        incarnation: self.incarnation,
                     };
                     env.send(self.homes.of(key), self.setup.wire(msg));
                 }
@@ -624,6 +639,7 @@ impl BusCache {
             bus,
             key,
             evicting,
+            deadline: env.monotonic() + self.setup.timeout_ns,
         });
         let msg = BusMsg::Request {
             txn,
@@ -657,6 +673,7 @@ impl BusCache {
                 key,
                 shared: false,
                 flush: None,
+                incarnation: self.incarnation,
             };
             self.last_reply = Some((from, bus_txn, reply.clone()));
             return env.send(from, self.setup.wire(reply));
@@ -676,6 +693,7 @@ impl BusCache {
                 key,
                 shared: false,
                 flush: None,
+                incarnation: self.incarnation,
             };
             self.last_reply = Some((from, bus_txn, reply.clone()));
             return env.send(from, self.setup.wire(reply));
@@ -711,6 +729,7 @@ impl BusCache {
             key,
             shared: step.shared,
             flush,
+            incarnation: self.incarnation,
         };
         self.last_reply = Some((from, bus_txn, reply.clone()));
         env.send(from, self.setup.wire(reply));
@@ -735,6 +754,14 @@ impl BusCache {
         };
         self.current = None;
         env.cancel_timer(Timer::CacheOp);
+        if env.monotonic() > c.deadline {
+            // Its timer has not fired only because this node was paused.
+            if c.bus == BusOp::Flush {
+                self.exposed.insert(c.key);
+            }
+            fail(env, c.op, "bus unreachable: no grant in time");
+            return self.next(env);
+        }
         if !ok {
             if c.bus == BusOp::Flush {
                 self.exposed.insert(c.key);
@@ -900,6 +927,8 @@ struct OnBus {
     flusher: Option<NodeId>,
     /// Caches that answered the snoop still holding a copy.
     kept: BTreeSet<NodeId>,
+    /// The arbiter's monotonic time when it first granted.
+    granted_at: u64,
 }
 
 /// A request waiting for the bus: requester, its number, key, transaction,
@@ -920,6 +949,9 @@ pub struct Arbiter {
     directory: Option<Directory>,
     /// This arbiter's incarnation, which every `Report` must answer.
     incarnation: u64,
+    /// The newest incarnation heard from each node; messages from older
+    /// ones are ignored.
+    seen: BTreeMap<NodeId, u64>,
     /// Nodes yet to report after this arbiter (re)started: until they all
     /// have, it runs no transaction (a home's directory knows nothing yet,
     /// and a grant sent before the restart may still be on its way to a
@@ -940,8 +972,26 @@ impl Arbiter {
             late_writes: BTreeMap::new(),
             directory,
             incarnation: 0,
+            seen: BTreeMap::new(),
             unreported: (0..nodes).filter(|&n| n != me).collect(),
         }
+    }
+
+    /// Notes a message from `node`'s `incarnation`: false if an older one
+    /// sent it (the node has restarted since), which the arbiter ignores.
+    /// A directory also forgets a restarted node as a holder.
+    fn fresh(&mut self, node: NodeId, incarnation: u64) -> bool {
+        if self
+            .seen
+            .get(&node)
+            .is_some_and(|&known| incarnation < known)
+        {
+            return false;
+        }
+        self.seen.insert(node, incarnation);
+        self.directory
+            .as_mut()
+            .is_none_or(|d| d.heard(node, incarnation))
     }
 
     fn wire(&self, msg: BusMsg) -> Msg {
@@ -985,9 +1035,7 @@ impl Arbiter {
         if home_incarnation != self.incarnation {
             return;
         }
-        if let Some(d) = self.directory.as_mut()
-            && !d.heard(from, incarnation)
-        {
+        if !self.fresh(from, incarnation) {
             return;
         }
         if !self.unreported.remove(&from) {
@@ -1029,9 +1077,7 @@ impl Arbiter {
                 dirty,
                 incarnation,
             } => {
-                if let Some(d) = self.directory.as_mut()
-                    && !d.heard(from, incarnation)
-                {
+                if !self.fresh(from, incarnation) {
                     // Sent by an incarnation that has since restarted.
                     return;
                 }
@@ -1045,7 +1091,11 @@ impl Arbiter {
                 key,
                 shared,
                 flush,
+                incarnation,
             } => {
+                if !self.fresh(from, incarnation) {
+                    return;
+                }
                 if let Some((value, version)) = flush {
                     let current = self.current.as_mut().filter(|c| c.bus_txn == bus_txn);
                     match current {
@@ -1085,7 +1135,12 @@ impl Arbiter {
                 key,
                 value,
                 version,
-            } => self.write_memory(env, setup, key, value, version, from),
+                incarnation,
+            } => {
+                if self.fresh(from, incarnation) {
+                    self.write_memory(env, setup, key, value, version, from);
+                }
+            }
             BusMsg::Snoop { .. }
             | BusMsg::Grant { .. }
             | BusMsg::FlushAck { .. }
@@ -1123,12 +1178,27 @@ impl Arbiter {
     }
 
     fn on_timeout(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        let incarnation = self.incarnation;
         if !self.unreported.is_empty() {
             return self.ask_unreported(env, setup);
         }
         let Some(c) = self.current.as_mut() else {
             return;
         };
+        if c.granted && !c.failed {
+            // Granted, and no `Done`: the grant may still be on its way.
+            // Wait until the requester must have stopped accepting it (its
+            // deadline, plus a margin for clocks running at different
+            // rates), asking again meanwhile; only then move on, its line
+            // listed as held.
+            if env.monotonic() < c.granted_at + setup.timeout_ns / 4 * 5 {
+                self.send_grant(env);
+                env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+                return;
+            }
+            self.current = None;
+            return self.advance(env, setup);
+        }
         if c.retries < RETRIES && !c.failed {
             // Messages get lost: ask again whoever has not answered.
             c.retries += 1;
@@ -1137,7 +1207,7 @@ impl Arbiter {
                 env.send(n, setup.wire(BusMsg::Snoop { bus_txn, key, op }));
             }
             if c.memory_req.is_some()
-                && let Some(call) = memory_call(c)
+                && let Some(call) = memory_call(c, incarnation)
             {
                 let req = self.next_req;
                 self.next_req += 1;
@@ -1165,6 +1235,7 @@ impl Arbiter {
                 key: c.key,
                 value,
                 version,
+                fence: incarnation,
             };
             env.send(setup.memory, Msg::Shard { req, call });
             env.set_timer(Timer::BusTxn, setup.timeout_ns);
@@ -1183,6 +1254,7 @@ impl Arbiter {
     /// Starts the next transaction, or moves the current one on once every
     /// snoop is answered.
     fn advance(&mut self, env: &mut impl Env, setup: &BusSetup) {
+        let incarnation = self.incarnation;
         if !self.unreported.is_empty() {
             // Recovering: not every cache has heard of this incarnation.
             return;
@@ -1218,6 +1290,7 @@ impl Arbiter {
                 // in transit stops being resent).
                 flusher: data.map(|_| requester),
                 kept: BTreeSet::new(),
+                granted_at: 0,
             });
             env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
         }
@@ -1227,7 +1300,7 @@ impl Arbiter {
         if !c.waiting.is_empty() || c.memory_req.is_some() || c.granted {
             return;
         }
-        let Some(call) = memory_call(c) else {
+        let Some(call) = memory_call(c, incarnation) else {
             return self.grant(env, true);
         };
         let req = self.next_req;
@@ -1241,6 +1314,7 @@ impl Arbiter {
             return;
         };
         c.granted = true;
+        c.granted_at = env.monotonic();
         c.failed |= !ok;
         if !c.failed
             && let Some(d) = self.directory.as_mut()
@@ -1284,6 +1358,7 @@ impl Arbiter {
             key,
             value,
             version,
+            fence: self.incarnation,
         };
         env.send(setup.memory, Msg::Shard { req, call });
     }
@@ -1295,14 +1370,19 @@ const RETRIES: u32 = 4;
 
 /// What the transaction needs from memory: dirty data written before
 /// anyone can read memory again, or the data for a read; None if nothing.
-fn memory_call(c: &OnBus) -> Option<ShardCall> {
+/// `incarnation` (the arbiter's) fences out writes from before its restart.
+fn memory_call(c: &OnBus, incarnation: u64) -> Option<ShardCall> {
     match c.data {
         Some((value, version)) if c.dirty => Some(ShardCall::MemSet {
             key: c.key,
             value,
             version,
+            fence: incarnation,
         }),
-        None if c.op == BusOp::BusRd => Some(ShardCall::MemGet { key: c.key }),
+        None if c.op == BusOp::BusRd => Some(ShardCall::MemGet {
+            key: c.key,
+            fence: incarnation,
+        }),
         _ => None,
     }
 }

@@ -93,11 +93,20 @@ pub enum ShardCall {
     },
     /// Delete a partition that now lives elsewhere.
     Drop { partition: Partition, epoch: u64 },
-    /// Read a cache key's value and version from memory.
-    MemGet { key: u32 },
+    /// Read a cache key's value and version from memory. `fence` is the
+    /// incarnation of the home (or bus arbiter) asking: from then on memory
+    /// refuses this key's writes from older incarnations, so a write-back
+    /// sent before a crash and still in the network cannot bring back a
+    /// value that the restarted home has already found missing.
+    MemGet { key: u32, fence: u64 },
     /// Write a cache key's value to memory unless memory holds a newer
     /// version; answered with what memory then holds.
-    MemSet { key: u32, value: u64, version: u64 },
+    MemSet {
+        key: u32,
+        value: u64,
+        version: u64,
+        fence: u64,
+    },
 }
 
 impl ShardCall {

@@ -215,14 +215,27 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
             functions::drop_partition(tx, *partition, *epoch);
             ShardAnswer::Done
         }
-        ShardCall::MemGet { key } => ShardAnswer::Memory(memory_get(tx, *key)),
+        ShardCall::MemGet { key, fence } => {
+            if memory_fence(tx, *key) < *fence {
+                let k = format!("cache-fence:{key}");
+                tx.call(&[b"SET", k.as_bytes(), fence.to_string().as_bytes()]);
+            }
+            ShardAnswer::Memory(memory_get(tx, *key))
+        }
         ShardCall::MemSet {
             key,
             value,
             version,
+            fence,
         } => {
-            // Versions only go forward: a delayed write-back never rolls back.
-            if memory_get(tx, *key).is_none_or(|(_, v)| *version >= v) {
+            // Versions only go forward: a delayed write-back never rolls
+            // back; and none from a home that has since restarted lands.
+            let known = memory_fence(tx, *key);
+            if known < *fence {
+                let k = format!("cache-fence:{key}");
+                tx.call(&[b"SET", k.as_bytes(), fence.to_string().as_bytes()]);
+            }
+            if *fence >= known && memory_get(tx, *key).is_none_or(|(_, v)| *version >= v) {
                 let k = format!("cache:{key}");
                 tx.call(&[
                     b"SET",
@@ -249,6 +262,19 @@ fn memory_get(tx: &mut Tx, key: u32) -> Option<(u64, u64)> {
     let text = std::str::from_utf8(&v).ok()?;
     let (version, value) = text.split_once(':')?;
     Some((value.parse().ok()?, version.parse().ok()?))
+}
+
+/// The oldest home incarnation whose writes of a cache key memory still
+/// accepts (0: any).
+fn memory_fence(tx: &mut Tx, key: u32) -> u64 {
+    let k = format!("cache-fence:{key}");
+    match tx.call(&[b"GET", k.as_bytes()]) {
+        Resp::Bulk(Some(v)) => std::str::from_utf8(&v)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// The ring epoch of the move that last brought `partition` to this shard

@@ -13,6 +13,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/cache-bus-partition.toml"),
     ),
     (
+        "cache-bus-restart-reorder",
+        include_str!("../../scenarios/cache-bus-restart-reorder.toml"),
+    ),
+    (
         "cache-bus-restart",
         include_str!("../../scenarios/cache-bus-restart.toml"),
     ),
@@ -39,6 +43,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
     (
         "cache-dir-partition",
         include_str!("../../scenarios/cache-dir-partition.toml"),
+    ),
+    (
+        "cache-dir-restart-reorder",
+        include_str!("../../scenarios/cache-dir-restart-reorder.toml"),
     ),
     (
         "cache-dir-restart",
