@@ -285,9 +285,9 @@ impl BusCache {
     pub fn new(id: NodeId, setup: BusSetup, incarnation: u64, first_req: u64) -> Self {
         let arbiter = if setup.directory {
             let d = Directory::new(setup.bugs.directory_forgets_sharer);
-            Some(Arbiter::new(first_req, id, setup.nodes, Some(d)))
+            Some(Arbiter::new(first_req, id, setup, Some(d)))
         } else {
-            (id == setup.arbiter).then(|| Arbiter::new(first_req, id, setup.nodes, None))
+            (id == setup.arbiter).then(|| Arbiter::new(first_req, id, setup, None))
         };
         BusCache {
             setup,
@@ -929,11 +929,28 @@ struct OnBus {
     kept: BTreeSet<NodeId>,
     /// The arbiter's monotonic time when it first granted.
     granted_at: u64,
+    /// Late dirty data on its way to memory: no snoops, no grant.
+    late: bool,
 }
 
-/// A request waiting for the bus: requester, its number, key, transaction,
-/// and dirty data it carries as (value, version).
-type Queued = (NodeId, u64, Key, BusOp, Option<(u64, u64)>);
+/// A request waiting for the bus.
+#[derive(Clone, Copy, Debug)]
+struct Queued {
+    requester: NodeId,
+    /// The requester's own number for it.
+    txn: u64,
+    key: Key,
+    op: BusOp,
+    /// Dirty data it carries, as (value, version).
+    dirty: Option<(u64, u64)>,
+    /// The requester's incarnation when it asked: a request whose sender
+    /// has restarted since is dropped when its turn comes.
+    incarnation: u64,
+    /// Dirty data that arrived late (an answer to a transaction already
+    /// over, or a cache's resend): it takes its turn like a write-back, so
+    /// no later read of memory can overtake it, and nobody is granted.
+    late: bool,
+}
 
 /// The arbiter: one transaction on the bus at a time, in arrival order.
 pub struct Arbiter {
@@ -941,9 +958,7 @@ pub struct Arbiter {
     current: Option<OnBus>,
     next_req: u64,
     last_bus_txn: u64,
-    /// Late dirty data sent to memory and not yet acknowledged, by
-    /// request: (key, version, the cache to tell once memory has it).
-    late_writes: BTreeMap<u64, (Key, u64, NodeId)>,
+    setup: BusSetup,
     /// Directory protocol: the entries of the keys homed here. None on
     /// the bus, whose snoops reach every cache.
     directory: Option<Directory>,
@@ -963,13 +978,14 @@ pub struct Arbiter {
 const MAX_BUS_QUEUE: usize = 4096;
 
 impl Arbiter {
-    fn new(first_req: u64, me: NodeId, nodes: usize, directory: Option<Directory>) -> Self {
+    fn new(first_req: u64, me: NodeId, setup: BusSetup, directory: Option<Directory>) -> Self {
+        let nodes = setup.nodes;
         Arbiter {
             queue: VecDeque::new(),
             current: None,
             next_req: first_req,
             last_bus_txn: 0,
-            late_writes: BTreeMap::new(),
+            setup,
             directory,
             incarnation: 0,
             seen: BTreeMap::new(),
@@ -996,6 +1012,14 @@ impl Arbiter {
 
     fn wire(&self, msg: BusMsg) -> Msg {
         wire(self.directory.is_some(), msg)
+    }
+
+    /// Queues a request (a bound, as everywhere: a dropped write-back is
+    /// resent by its cache until memory confirms it).
+    fn enqueue(&mut self, q: Queued) {
+        if self.queue.len() < MAX_BUS_QUEUE {
+            self.queue.push_back(q);
+        }
     }
 
     /// A (re)started arbiter or home announces itself to every other node
@@ -1081,9 +1105,15 @@ impl Arbiter {
                     // Sent by an incarnation that has since restarted.
                     return;
                 }
-                if self.queue.len() < MAX_BUS_QUEUE {
-                    self.queue.push_back((from, txn, key, op, dirty));
-                }
+                self.enqueue(Queued {
+                    requester: from,
+                    txn,
+                    key,
+                    op,
+                    dirty,
+                    incarnation,
+                    late: false,
+                });
                 self.advance(env, setup);
             }
             BusMsg::SnoopReply {
@@ -1106,9 +1136,17 @@ impl Arbiter {
                             c.data = newer(c.data, Some((value, version)));
                             c.dirty = true;
                         }
-                        // A late answer to a failed transaction still carries
-                        // dirty data: keep it.
-                        None => self.write_memory(env, setup, key, value, version, from),
+                        // A late answer to a transaction already over still
+                        // carries dirty data: it takes its turn to memory.
+                        None => self.enqueue(Queued {
+                            requester: from,
+                            txn: 0,
+                            key,
+                            op: BusOp::Flush,
+                            dirty: Some((value, version)),
+                            incarnation,
+                            late: true,
+                        }),
                     }
                 }
                 if let Some(c) = self.current.as_mut().filter(|c| c.bus_txn == bus_txn) {
@@ -1138,7 +1176,16 @@ impl Arbiter {
                 incarnation,
             } => {
                 if self.fresh(from, incarnation) {
-                    self.write_memory(env, setup, key, value, version, from);
+                    self.enqueue(Queued {
+                        requester: from,
+                        txn: 0,
+                        key,
+                        op: BusOp::Flush,
+                        dirty: Some((value, version)),
+                        incarnation,
+                        late: true,
+                    });
+                    self.advance(env, setup);
                 }
             }
             BusMsg::Snoop { .. }
@@ -1150,10 +1197,6 @@ impl Arbiter {
     }
 
     fn on_memory(&mut self, env: &mut impl Env, req: u64, answer: &ShardAnswer) -> bool {
-        if let Some((key, version, to)) = self.late_writes.remove(&req) {
-            env.send(to, self.wire(BusMsg::FlushAck { key, version }));
-            return true;
-        }
         let directory = self.directory.is_some();
         let Some(c) = self.current.as_mut().filter(|c| c.memory_req == Some(req)) else {
             return false;
@@ -1259,13 +1302,32 @@ impl Arbiter {
             // Recovering: not every cache has heard of this incarnation.
             return;
         }
-        if self.current.is_none() {
-            let Some((requester, txn, key, op, data)) = self.queue.pop_front() else {
+        while self.current.is_none() {
+            let Some(q) = self.queue.pop_front() else {
                 return;
             };
+            if self
+                .seen
+                .get(&q.requester)
+                .is_some_and(|&i| i > q.incarnation)
+            {
+                // Its sender restarted while it waited: its cache is empty
+                // and any dirty data it carries is in doubt.
+                continue;
+            }
+            let Queued {
+                requester,
+                txn,
+                key,
+                op,
+                dirty: data,
+                late,
+                ..
+            } = q;
             let bus_txn = self.last_bus_txn.max(env.monotonic()) + 1;
             self.last_bus_txn = bus_txn;
             let others: BTreeSet<NodeId> = match &self.directory {
+                _ if late => BTreeSet::new(),
                 Some(d) => d.targets(key, op, requester),
                 None => (0..setup.nodes).filter(|&n| n != requester).collect(),
             };
@@ -1291,6 +1353,7 @@ impl Arbiter {
                 flusher: data.map(|_| requester),
                 kept: BTreeSet::new(),
                 granted_at: 0,
+                late,
             });
             env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
         }
@@ -1313,6 +1376,13 @@ impl Arbiter {
         let Some(c) = self.current.as_mut() else {
             return;
         };
+        if c.late {
+            // Memory has it (or refused it as older): nobody to grant.
+            self.current = None;
+            env.cancel_timer(Timer::BusTxn);
+            let setup = self.setup;
+            return self.advance(env, &setup);
+        }
         c.granted = true;
         c.granted_at = env.monotonic();
         c.failed |= !ok;
@@ -1340,27 +1410,6 @@ impl Arbiter {
                 version: c.bus_txn,
             }),
         );
-    }
-
-    fn write_memory(
-        &mut self,
-        env: &mut impl Env,
-        setup: &BusSetup,
-        key: Key,
-        value: u64,
-        version: u64,
-        from: NodeId,
-    ) {
-        let req = self.next_req;
-        self.next_req += 1;
-        self.late_writes.insert(req, (key, version, from));
-        let call = ShardCall::MemSet {
-            key,
-            value,
-            version,
-            fence: self.incarnation,
-        };
-        env.send(setup.memory, Msg::Shard { req, call });
     }
 }
 

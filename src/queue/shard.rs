@@ -70,10 +70,15 @@ impl Shard {
         // A move's steps are made durable before they are answered (as with
         // WAITAOF): the leader commits a move only on the strength of them,
         // so a crash must not bring back a dropped copy or lose a fence or
-        // an import.
+        // an import. So are the caches' memory writes and fences: a cache
+        // forgets dirty data once memory confirms it.
         let durable = matches!(
             call,
-            ShardCall::Freeze { .. } | ShardCall::Import { .. } | ShardCall::Drop { .. }
+            ShardCall::Freeze { .. }
+                | ShardCall::Import { .. }
+                | ShardCall::Drop { .. }
+                | ShardCall::MemGet { .. }
+                | ShardCall::MemSet { .. }
         );
         let wrote = log
             .iter()
