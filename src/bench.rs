@@ -262,7 +262,73 @@ pub fn report(quick: bool) -> String {
             if q.passed { "passed" } else { "FAILED" }
         );
     }
+    let (capacities, cache_s): (&[usize], u64) = if quick {
+        (&[100], 20)
+    } else {
+        (&[100, 500], 300)
+    };
+    for &capacity in capacities {
+        for protocol in ["bus", "dir"] {
+            let c = cache_figures(protocol, capacity, cache_s);
+            let s = &c.report.summary;
+            let (warm, from) = s.warm_hit_ratio().unwrap_or((0.0, 0));
+            let ms = |ns: u64| ns as f64 / 1e6;
+            out += &format!(
+                "(e) caches, cache-{protocol}-zipf for {cache_s}s: 3 nodes x 50 ops/s, Zipf(0.99) over 1,000 keys, 10% writes, {capacity} lines per node:\n    hit ratio {:.1}% ({:.1}% once warm, from {from}s); {:.2} messages per operation; reads p50 {:.2}ms p99 {:.2}ms (misses p50 {:.2}ms), writes p50 {:.2}ms p99 {:.2}ms (simulated); {:.3}s wall; checks {}\n",
+                s.hit_ratio() * 100.0,
+                warm * 100.0,
+                c.report.messages_per_op(),
+                ms(s.latency.read.p50_ns),
+                ms(s.latency.read.p99_ns),
+                ms(s.latency.read_miss.p50_ns),
+                ms(s.latency.write.p50_ns),
+                ms(s.latency.write.p99_ns),
+                c.wall.as_secs_f64(),
+                if c.passed { "passed" } else { "FAILED" }
+            );
+        }
+    }
     out
+}
+
+/// Result of the cache benchmark.
+pub struct CacheBench {
+    pub report: crate::run::CacheReport,
+    pub wall: Duration,
+    pub passed: bool,
+}
+
+/// The shipped Zipf cache scenario for `protocol` ("bus" or "dir") with
+/// `capacity` lines per node, run for `seconds` of simulated time (load
+/// until the last two): hit ratio, messages and latency with every checker
+/// on.
+pub fn cache_figures(protocol: &str, capacity: usize, seconds: u64) -> CacheBench {
+    let name = format!("cache-{protocol}-zipf");
+    let text = crate::scenario::shipped::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+        .expect("the Zipf cache scenarios are shipped");
+    let mut sc = crate::scenario::parse_scenario(text, &format!("{name}.toml"))
+        .expect("shipped scenarios parse");
+    sc.cache.capacity = capacity;
+    sc.duration_ns = seconds * 1_000_000_000;
+    sc.cache_load.stop_ns = seconds.saturating_sub(2) * 1_000_000_000;
+    let start = Instant::now(); // determinism-ok: benchmark timing only
+    let report = run_scenario(
+        &sc,
+        RunOptions {
+            seed: 1,
+            trace: None,
+            tracing: true,
+        },
+    )
+    .expect("no trace file, so no I/O error");
+    CacheBench {
+        report: report.cache.clone().expect("the scenario has caches"),
+        wall: start.elapsed(),
+        passed: report.passed(),
+    }
 }
 
 /// Result of the queue benchmark.

@@ -78,6 +78,9 @@ pub struct CacheSummary {
     pub transitions: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     /// Simulated time from `cache.start` to completion, over all nodes.
     pub latency: CacheLatencies,
+    /// Completed reads and writes, and their hits, in each second of
+    /// simulated time (index = second).
+    pub by_second: Vec<(u64, u64)>,
 }
 
 impl CacheSummary {
@@ -89,6 +92,19 @@ impl CacheSummary {
         } else {
             (self.read_hits + self.write_hits) as f64 / ops as f64
         }
+    }
+
+    /// The hit ratio once warm: over the later half of the seconds in
+    /// which operations completed (the first half fills the caches), and
+    /// the second it starts from. None without operations.
+    pub fn warm_hit_ratio(&self) -> Option<(f64, u64)> {
+        let first = self.by_second.iter().position(|&(ops, _)| ops > 0)?;
+        let last = self.by_second.iter().rposition(|&(ops, _)| ops > 0)?;
+        let from = (first + last).div_ceil(2);
+        let (ops, hits) = self.by_second[from..=last]
+            .iter()
+            .fold((0, 0), |(o, h), &(ops, hits)| (o + ops, h + hits));
+        (ops > 0).then(|| (hits as f64 / ops as f64, from as u64))
     }
 }
 
@@ -282,6 +298,15 @@ impl CacheChecker {
     /// match; cache events other than write-backs count only from nodes.
     pub fn observe(&mut self, t_ns: u64, subject: Subject, ev: &TraceEvent) -> Check {
         use TraceEvent::*;
+        if let CacheRead { hit, .. } | CacheWrite { hit, .. } = ev {
+            let second = (t_ns / 1_000_000_000) as usize;
+            if self.sum.by_second.len() <= second {
+                self.sum.by_second.resize(second + 1, (0, 0));
+            }
+            let bucket = &mut self.sum.by_second[second];
+            bucket.0 += 1;
+            bucket.1 += u64::from(*hit);
+        }
         let node = match (ev, subject) {
             (CacheWriteBack { key, value }, _) => {
                 // Memory is written by whoever holds the dirty value.

@@ -227,8 +227,11 @@ fn queue_text(q: &QueueReport) -> String {
 /// The caches' figures as summary lines.
 fn cache_text(c: &CacheReport) -> String {
     let s = &c.summary;
+    let warm = s.warm_hit_ratio().map_or(String::new(), |(r, from)| {
+        format!(" ({:.1}% once warm, from {from}s)", r * 100.0)
+    });
     let mut out = format!(
-        "cache: {} reads ({} hits), {} writes ({} hits): hit ratio {:.1}%; {} failed; {} bus messages, {:.2} per operation; {} write-backs\n",
+        "cache: {} reads ({} hits), {} writes ({} hits): hit ratio {:.1}%{warm}; {} failed; {} messages, {:.2} per operation; {} write-backs\n",
         s.reads,
         s.read_hits,
         s.writes,
@@ -277,7 +280,10 @@ fn cache_json(c: &CacheReport) -> Value {
     let l = &s.latency;
     json!({
         "reads": s.reads, "read_hits": s.read_hits, "writes": s.writes, "write_hits": s.write_hits,
-        "hit_ratio": s.hit_ratio(), "failed": s.failed, "writebacks": s.writebacks,
+        "hit_ratio": s.hit_ratio(),
+        "warm_hit_ratio": s.warm_hit_ratio().map(|(r, _)| r),
+        "warm_from_s": s.warm_hit_ratio().map(|(_, from)| from),
+        "failed": s.failed, "writebacks": s.writebacks,
         "bus_messages": c.bus_messages, "messages_per_op": c.messages_per_op(),
         "read_latency_ns": {
             "p50": l.read.p50_ns, "p99": l.read.p99_ns, "max": l.read.max_ns,
