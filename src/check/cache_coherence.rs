@@ -298,15 +298,6 @@ impl CacheChecker {
     /// match; cache events other than write-backs count only from nodes.
     pub fn observe(&mut self, t_ns: u64, subject: Subject, ev: &TraceEvent) -> Check {
         use TraceEvent::*;
-        if let CacheRead { hit, .. } | CacheWrite { hit, .. } = ev {
-            let second = (t_ns / 1_000_000_000) as usize;
-            if self.sum.by_second.len() <= second {
-                self.sum.by_second.resize(second + 1, (0, 0));
-            }
-            let bucket = &mut self.sum.by_second[second];
-            bucket.0 += 1;
-            bucket.1 += u64::from(*hit);
-        }
         let node = match (ev, subject) {
             (CacheWriteBack { key, value }, _) => {
                 // Memory is written by whoever holds the dirty value.
@@ -329,6 +320,15 @@ impl CacheChecker {
         };
         if node >= self.lines.len() {
             self.lines.resize_with(node + 1, BTreeMap::new);
+        }
+        if let CacheRead { hit, .. } | CacheWrite { hit, .. } = ev {
+            let second = (t_ns / 1_000_000_000) as usize;
+            if self.sum.by_second.len() <= second {
+                self.sum.by_second.resize(second + 1, (0, 0));
+            }
+            let bucket = &mut self.sum.by_second[second];
+            bucket.0 += 1;
+            bucket.1 += u64::from(*hit);
         }
         match ev {
             CacheTransition {
@@ -594,6 +594,17 @@ mod tests {
     //! Each property, fed a hand-made event sequence that breaks it, and the
     //! legal counterpart that must pass.
     use super::*;
+
+    #[test]
+    fn the_warm_hit_ratio_covers_the_later_half_of_the_busy_seconds() {
+        let mut s = CacheSummary::default();
+        assert_eq!(s.warm_hit_ratio(), None);
+        // Operations in seconds 1..=4: 1 and 2 are warm-up, 3 and 4 count.
+        s.by_second = vec![(0, 0), (10, 0), (10, 5), (10, 8), (10, 9)];
+        assert_eq!(s.warm_hit_ratio(), Some((17.0 / 20.0, 3)));
+        s.by_second = vec![(4, 1)];
+        assert_eq!(s.warm_hit_ratio(), Some((0.25, 0)));
+    }
 
     fn tr(node: usize, key: u32, from: &'static str, to: &'static str) -> (usize, TraceEvent) {
         (
