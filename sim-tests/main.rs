@@ -8,3 +8,4 @@ mod linearizability;
 mod locks;
 mod planted_bugs;
 mod sweep;
+mod teaching;

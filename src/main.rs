@@ -33,6 +33,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Step through a run one event at a time, showing what each event changed.
+    #[command(
+        after_help = "Examples:\n  distsync step scenarios/leader-crash.toml\n  distsync step scenarios/cache-bus-walkthrough.toml --script walkthrough.steps\n  distsync step scenarios/figure-8.toml --bug raft.commit_old_term_by_count --seed 3\n\nCommands (one per line in a script; # starts a comment):\n  next | n, continue [N] | c [N], until T | u T, break kind K | break node X | break clear,\n  back, show [X] | s [X], help | h, quit | q\n\nExit codes: 0 done, 2 bad input (the scenario, a flag, or a script line, with file:line)."
+    )]
+    Step {
+        /// Scenario file (TOML; see docs/scenarios.md).
+        scenario: PathBuf,
+        /// Seed (default: the scenario's `seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Switch on a planted bug (repeatable; see `distsync bugs`).
+        #[arg(long = "bug", value_name = "NAME")]
+        bugs: Vec<String>,
+        /// Read the commands from this file instead of the terminal, and
+        /// print each one before what it shows.
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+    },
     /// Run one scenario file on one seed, checking every invariant after every event.
     #[command(
         after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 all checks held, 1 a violation or failed expectation, 2 bad input."
@@ -185,6 +203,12 @@ fn main() -> ExitCode {
             fuzz_command(&scenarios, &bugs, &opts, time.is_some())
         }
         Command::Shrink { file, max_runs } => shrink_command(&file, max_runs),
+        Command::Step {
+            scenario,
+            seed,
+            bugs,
+            script,
+        } => step_command(&scenario, seed, &bugs, script.as_deref()),
         Command::Bugs { hunt: None, .. } => {
             for b in CATALOGUE {
                 println!(
@@ -210,6 +234,67 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn step_command(
+    path: &Path,
+    seed: Option<u64>,
+    bugs: &[String],
+    script: Option<&Path>,
+) -> ExitCode {
+    use distsync::step::{Stepper, parse_command};
+    use std::io::{BufRead, Write};
+    let mut sc: Scenario = match load_scenario(path) {
+        Ok(s) => s,
+        Err(e) => return bad_input(e),
+    };
+    for b in bugs {
+        if let Err(e) = sc.bugs.enable(b) {
+            return bad_input(format!("--bug: {e}"));
+        }
+    }
+    let seed = seed.unwrap_or(sc.seed);
+    if let Some(file) = script {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => return bad_input(format!("cannot read {}: {e}", file.display())),
+        };
+        return match distsync::step::run_script(&sc, seed, &text, &file.display().to_string()) {
+            Ok(out) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => bad_input(e),
+        };
+    }
+    let mut stepper = Stepper::new(&sc, seed);
+    print!("{}", distsync::step::banner(&sc, seed));
+    println!("type `help` for the commands");
+    let stdin = std::io::stdin();
+    loop {
+        print!("step> ");
+        let _ = std::io::stdout().flush();
+        let mut line = String::new();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match parse_command(line) {
+            Ok(c) => {
+                let (out, go_on) = stepper.execute(&c);
+                print!("{out}");
+                if !go_on {
+                    break;
+                }
+            }
+            Err(e) => println!("{e}"),
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn bad_input(msg: impl std::fmt::Display) -> ExitCode {

@@ -132,6 +132,15 @@ impl Raft {
     pub fn term(&self) -> u64 {
         self.term
     }
+    /// The candidate this node voted for in its current term.
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    /// The term of the entry at `index` (None past the end, or compacted
+    /// into the snapshot).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        self.log.term_at(index)
+    }
     /// Highest index known committed.
     pub fn commit_index(&self) -> u64 {
         self.commit

@@ -331,6 +331,8 @@ pub struct World {
     sc: Scenario,
     n: usize,
     now_ns: u64,
+    /// The run is over (its duration reached, or nothing left to happen).
+    finished: bool,
     queue: EventQueue<Event>,
     net: Network,
     net_rng: Rng,
@@ -460,6 +462,7 @@ impl World {
             sc: sc.clone(),
             n,
             now_ns: 0,
+            finished: false,
             queue: EventQueue::default(),
             net: Network::new(n, queue_layout.shards, queue_layout.shard_base, &sc.network),
             net_rng: Rng::stream(seed, Purpose::Network, 0),
@@ -584,27 +587,41 @@ impl World {
 
     /// Runs until the scenario's duration or the first violation.
     pub fn run(&mut self) {
+        while self.step() {}
+    }
+
+    /// Applies the next event; false once the run is over (its duration
+    /// reached, nothing left to happen, or a violation found).
+    pub fn step(&mut self) -> bool {
+        if self.finished || self.obs.violation.is_some() {
+            return false;
+        }
         let end = self.sc.duration_ns;
-        while let Some((t, ev)) = self.queue.pop() {
-            if t > end {
-                break;
+        match self.queue.pop() {
+            Some((t, ev)) if t <= end => {
+                self.apply(t, ev);
+                true
             }
-            self.now_ns = t;
-            self.obs.stats.events += 1;
-            match ev {
-                Event::Deliver { from, to, msg } => self.deliver(from as NodeId, to as NodeId, msg),
-                Event::Timer {
-                    ep,
-                    slot,
-                    generation,
-                } => self.fire_timer(ep as NodeId, slot as usize, generation),
-                Event::Step(i) => self.run_step(i as usize),
-            }
-            if self.obs.violation.is_some() {
-                return;
+            _ => {
+                self.finished = true;
+                self.now_ns = self.now_ns.max(end);
+                false
             }
         }
-        self.now_ns = self.now_ns.max(end);
+    }
+
+    fn apply(&mut self, t: u64, ev: Event) {
+        self.now_ns = t;
+        self.obs.stats.events += 1;
+        match ev {
+            Event::Deliver { from, to, msg } => self.deliver(from as NodeId, to as NodeId, msg),
+            Event::Timer {
+                ep,
+                slot,
+                generation,
+            } => self.fire_timer(ep as NodeId, slot as usize, generation),
+            Event::Step(i) => self.run_step(i as usize),
+        }
     }
 
     fn deliver(&mut self, from: NodeId, to: NodeId, msg: Msg) {
