@@ -222,3 +222,28 @@ fn mutated_scenarios_never_panic() {
     }
     println!("{ran} mutated scenarios parsed and ran");
 }
+
+#[test]
+fn step_scripts_and_report_inputs_say_where_they_are_wrong() {
+    let script = write_temp("bad.steps", "next\n# a comment\njump 3\n");
+    let (code, err) = distsync(&["step", "scenarios/leader-crash.toml", "--script", &script]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":3:1: unknown command `jump 3`"), "{err}");
+    let (code, err) = distsync(&["step", "scenarios/leader-crash.toml", "--bug", "nope"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown planted bug `nope`"), "{err}");
+    let trace = write_temp("bad.jsonl", "{\"seq\":0}\nnot json\n");
+    let (code, err) = distsync(&["report", &trace, "-o", "/tmp/distsync-report-bad"]);
+    assert_eq!(code, 2);
+    assert!(err.contains(":2:1: expected a JSON trace line"), "{err}");
+    let (code, err) = distsync(&[
+        "report",
+        &trace,
+        "--seed",
+        "3",
+        "-o",
+        "/tmp/distsync-report-bad",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("apply to scenarios"), "{err}");
+}

@@ -33,6 +33,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a self-contained HTML report of a run: Lamport diagram, Raft roles, faults, verdicts, cache lines.
+    #[command(
+        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it). Exit codes: 0 written (whatever the run's verdict), 2 bad input."
+    )]
+    Report {
+        /// A scenario file (TOML) to run, or a trace file (.jsonl) to draw.
+        input: PathBuf,
+        /// Seed (default: the scenario's `seed`); scenarios only.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Switch on a planted bug (repeatable); scenarios only.
+        #[arg(long = "bug", value_name = "NAME")]
+        bugs: Vec<String>,
+        /// Directory to write index.html into (created if missing).
+        #[arg(short = 'o', long = "out", value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Step through a run one event at a time, showing what each event changed.
     #[command(
         after_help = "Examples:\n  distsync step scenarios/leader-crash.toml\n  distsync step scenarios/cache-bus-walkthrough.toml --script walkthrough.steps\n  distsync step scenarios/figure-8.toml --bug raft.commit_old_term_by_count --seed 3\n\nCommands (one per line in a script; # starts a comment):\n  next | n, continue [N] | c [N], until T | u T, break kind K | break node X | break clear,\n  back, show [X] | s [X], help | h, quit | q\n\nExit codes: 0 done, 2 bad input (the scenario, a flag, or a script line, with file:line)."
@@ -76,6 +93,9 @@ enum Command {
         /// Where a failing run saves its self-contained scenario.
         #[arg(long, value_name = "DIR", default_value = "reports/failures")]
         failures_dir: PathBuf,
+        /// Also write the run's HTML report to DIR/index.html (see `distsync report`).
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Swarm-fuzz scenarios: each seed adds its own mix of faults, every checker on.
     #[command(
@@ -158,6 +178,7 @@ fn main() -> ExitCode {
             bugs,
             check_determinism,
             failures_dir,
+            report,
         } => run_command(
             &scenario,
             seed,
@@ -166,6 +187,7 @@ fn main() -> ExitCode {
             &bugs,
             check_determinism,
             &failures_dir,
+            report.as_deref(),
         ),
         Command::Fuzz {
             scenarios,
@@ -203,6 +225,12 @@ fn main() -> ExitCode {
             fuzz_command(&scenarios, &bugs, &opts, time.is_some())
         }
         Command::Shrink { file, max_runs } => shrink_command(&file, max_runs),
+        Command::Report {
+            input,
+            seed,
+            bugs,
+            out,
+        } => report_command(&input, seed, &bugs, &out),
         Command::Step {
             scenario,
             seed,
@@ -234,6 +262,150 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// A trace written both to memory (for the report) and, optionally, a file.
+struct Tee {
+    memory: MemorySink,
+    file: Option<Box<dyn std::io::Write>>,
+}
+
+impl std::io::Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.memory.0.borrow_mut().extend_from_slice(buf);
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+/// Writes a run's HTML report to `dir/index.html`, saying where.
+fn write_report(
+    dir: &Path,
+    title: &str,
+    seed: u64,
+    lines: &[String],
+    report: &distsync::run::RunReport,
+) -> Result<(), String> {
+    use distsync::report::html::{PageInfo, render_page};
+    let page = render_page(
+        &PageInfo {
+            title,
+            seed: Some(seed),
+            report: Some(report),
+        },
+        lines,
+    );
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let file = dir.join("index.html");
+    std::fs::write(&file, &page).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    println!("report: {} ({} bytes)", file.display(), page.len());
+    Ok(())
+}
+
+/// A trace sink kept in memory.
+#[derive(Clone, Default)]
+struct MemorySink(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl std::io::Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) -> ExitCode {
+    use distsync::report::html::{PageInfo, render_page};
+    let is_trace = input.extension().is_some_and(|e| e == "jsonl");
+    let (title, seed, lines, report) = if is_trace {
+        if seed.is_some() || !bugs.is_empty() {
+            return bad_input("--seed and --bug apply to scenarios, not to a trace file");
+        }
+        let text = match std::fs::read_to_string(input) {
+            Ok(t) => t,
+            Err(e) => return bad_input(format!("cannot read {}: {e}", input.display())),
+        };
+        for (i, l) in text.lines().enumerate() {
+            if serde_json::from_str::<serde_json::Value>(l).is_err() {
+                return bad_input(format!(
+                    "{}:{}:1: expected a JSON trace line (docs/trace.md)",
+                    input.display(),
+                    i + 1
+                ));
+            }
+        }
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        (input.display().to_string(), None, lines, None)
+    } else {
+        let mut sc: Scenario = match load_scenario(input) {
+            Ok(s) => s,
+            Err(e) => return bad_input(e),
+        };
+        for b in bugs {
+            if let Err(e) = sc.bugs.enable(b) {
+                return bad_input(format!("--bug: {e}"));
+            }
+        }
+        let seed = seed.unwrap_or(sc.seed);
+        let sink = MemorySink::default();
+        let report = match run_scenario(
+            &sc,
+            RunOptions {
+                seed,
+                trace: Some(Box::new(sink.clone())),
+                tracing: true,
+            },
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: the run failed: {e}");
+                return ExitCode::from(EXIT_FAILED);
+            }
+        };
+        let bytes = sink.0.borrow().clone();
+        let lines = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        (sc.name.clone(), Some(seed), lines, Some(report))
+    };
+    let page = render_page(
+        &PageInfo {
+            title: &title,
+            seed,
+            report: report.as_ref(),
+        },
+        &lines,
+    );
+    if let Err(e) = std::fs::create_dir_all(out) {
+        return bad_input(format!("cannot create {}: {e}", out.display()));
+    }
+    let file = out.join("index.html");
+    if let Err(e) = std::fs::write(&file, &page) {
+        return bad_input(format!("cannot write {}: {e}", file.display()));
+    }
+    println!(
+        "wrote {} ({} bytes, {} trace events{})",
+        file.display(),
+        page.len(),
+        lines.len(),
+        match &report {
+            Some(r) if r.passed() => ", run passed".to_string(),
+            Some(r) => format!(
+                ", run FAILED: {}",
+                r.failure_signature().unwrap_or_default()
+            ),
+            None => String::new(),
+        }
+    );
+    ExitCode::SUCCESS
 }
 
 fn step_command(
@@ -302,6 +474,7 @@ fn bad_input(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_command(
     path: &Path,
     seed: Option<u64>,
@@ -310,6 +483,7 @@ fn run_command(
     bugs: &[String],
     check_determinism: bool,
     failures_dir: &Path,
+    report_dir: Option<&Path>,
 ) -> ExitCode {
     let mut sc: Scenario = match load_scenario(path) {
         Ok(s) => s,
@@ -321,12 +495,21 @@ fn run_command(
         }
     }
     let seed = seed.unwrap_or(sc.seed);
-    let sink: Option<Box<dyn std::io::Write>> = match &trace {
+    let file: Option<Box<dyn std::io::Write>> = match &trace {
         Some(p) => match std::fs::File::create(p) {
             Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
             Err(e) => return bad_input(format!("cannot create trace file {}: {e}", p.display())),
         },
         None => None,
+    };
+    // The report needs the trace too: keep a copy in memory.
+    let memory = MemorySink::default();
+    let sink: Option<Box<dyn std::io::Write>> = match (file, report_dir) {
+        (file, Some(_)) => Some(Box::new(Tee {
+            memory: memory.clone(),
+            file,
+        })),
+        (file, None) => file,
     };
     let report = match run_scenario(
         &sc,
@@ -349,6 +532,16 @@ fn run_command(
         );
     } else {
         print!("{}", render_text(&report));
+    }
+    if let Some(dir) = report_dir {
+        let bytes = memory.0.borrow().clone();
+        let lines: Vec<String> = String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if let Err(e) = write_report(dir, &sc.name, seed, &lines, &report) {
+            return bad_input(e);
+        }
     }
     let mut failed = !report.passed();
     if check_determinism {

@@ -1,4 +1,7 @@
-//! Human and machine summaries of a run: tables and JSON.
+//! Human and machine summaries of a run: tables and JSON, and (in
+//! `html`) the self-contained HTML report.
+
+pub mod html;
 
 use serde_json::{Value, json};
 use tabled::settings::Style;
