@@ -210,32 +210,42 @@ impl Stepper {
             Command::Continue(limit) => {
                 let before = self.views();
                 let start = self.done;
-                let mut hit = false;
+                let mut stop = Stop::Limit;
                 while limit.is_none_or(|n| self.done - start < n) {
                     if !self.advance() {
+                        stop = Stop::End;
                         break;
                     }
                     if self.at_break() {
-                        hit = true;
+                        stop = Stop::Break;
                         break;
                     }
                 }
-                self.show_batch(start, hit, &before, &mut out);
+                self.show_batch(start, stop, &before, &mut out);
             }
             Command::Until(t) => {
+                if self.world.now_ns() >= *t && self.done > 0 {
+                    out += &format!("already at {}\n", time(self.world.now_ns()));
+                    return (out, true);
+                }
                 let before = self.views();
                 let start = self.done;
-                let mut hit = false;
-                while self.world.now_ns() < *t {
+                let mut stop = Stop::Limit;
+                // Events due after T stay unapplied: the state shown is T's.
+                while self.world.next_event_time().is_some_and(|next| next <= *t) {
                     if !self.advance() {
+                        stop = Stop::End;
                         break;
                     }
                     if self.at_break() {
-                        hit = true;
+                        stop = Stop::Break;
                         break;
                     }
                 }
-                self.show_batch(start, hit, &before, &mut out);
+                if stop == Stop::Limit && self.world.next_event_time().is_none() {
+                    stop = Stop::End;
+                }
+                self.show_batch(start, stop, &before, &mut out);
             }
             Command::Break(b) => {
                 self.breaks.push(b.clone());
@@ -321,7 +331,19 @@ impl Stepper {
     fn show_last(&self, out: &mut String) {
         match &self.last {
             Some((n, t, lines)) => {
-                out.push_str(&format!("#{n} at {}\n", time(*t)));
+                // The trace's own numbers (`seq`), which `run` and the
+                // report quote, beside the stepper's event count.
+                let seq = |l: &String| {
+                    serde_json::from_str::<serde_json::Value>(l)
+                        .ok()
+                        .and_then(|v| v["seq"].as_u64())
+                };
+                let seqs = match (lines.first().and_then(seq), lines.last().and_then(seq)) {
+                    (Some(a), Some(b)) if a == b => format!(", trace event {a}"),
+                    (Some(a), Some(b)) => format!(", trace events {a}-{b}"),
+                    _ => String::new(),
+                };
+                out.push_str(&format!("#{n} at {}{seqs}\n", time(*t)));
                 if lines.is_empty() {
                     out.push_str("  (nothing traced)\n");
                 }
@@ -347,25 +369,31 @@ impl Stepper {
             ));
         } else {
             out.push_str(&format!(
-                "the run is over: {} events, {} simulated\n",
+                "the run is over: {} event{}, {} simulated\n",
                 self.done,
+                if self.done == 1 { "" } else { "s" },
                 time(self.world.now_ns())
             ));
         }
     }
 
-    fn show_batch(&self, start: u64, hit: bool, before: &Views, out: &mut String) {
+    fn show_batch(&self, start: u64, stop: Stop, before: &Views, out: &mut String) {
         let ran = self.done - start;
+        let at = self.last.as_ref().map_or(0, |&(_, t, _)| t);
         out.push_str(&format!(
             "ran {ran} event{} to #{} at {}{}\n",
             if ran == 1 { "" } else { "s" },
             self.done,
-            time(self.world.now_ns()),
-            if hit { " (breakpoint)" } else { "" }
+            time(at),
+            if stop == Stop::Break {
+                " (breakpoint)"
+            } else {
+                ""
+            }
         ));
-        if hit || (ran > 0 && self.world.obs.violation.is_some()) {
+        if stop == Stop::Break || (ran > 0 && self.world.obs.violation.is_some()) {
             self.show_last(out);
-        } else if ran == 0 {
+        } else if stop == Stop::End {
             self.show_end(out);
         }
         self.show_changes(before, out);
@@ -480,7 +508,12 @@ impl Stepper {
         };
         let state = node.locks();
         if state.locks().next().is_none() {
-            return Vec::new();
+            // Say the table emptied, in a run that takes locks at all.
+            return if self.sc.lock_load.clients > 0 {
+                vec!["locks: none held or waited for".to_string()]
+            } else {
+                Vec::new()
+            };
         }
         let mut out = vec![format!("locks as applied by n{} (index {applied}):", i + 1)];
         for lock in state.locks() {
@@ -539,6 +572,16 @@ impl Stepper {
     }
 }
 
+/// Why a batch of events stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Its count or time was reached.
+    Limit,
+    Break,
+    /// The run is over.
+    End,
+}
+
 /// The lines every view prints, compared to find what changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Views {
@@ -559,7 +602,14 @@ fn log_text(r: &crate::raft::Raft) -> String {
     let first = (snap + 1).max(last.saturating_sub(LOG_SHOWN - 1)).max(1);
     let mut out = String::from("[");
     if first > 1 {
-        out += &format!("..{} ", first - 1);
+        out += &format!("..{}", first - 1);
+        // The bar stays visible when the commit point is in the hidden part.
+        if commit < first {
+            out += " |";
+        }
+        if first <= last {
+            out.push(' ');
+        }
     }
     for i in first..=last {
         let t = r.term_at(i).map_or("?".to_string(), |t| t.to_string());
@@ -571,7 +621,7 @@ fn log_text(r: &crate::raft::Raft) -> String {
             out.push(' ');
         }
     }
-    if commit == last {
+    if commit == last && first <= last {
         out += " |";
     }
     out.push(']');

@@ -29,7 +29,13 @@ pub struct PageInfo<'a> {
 /// The report page for a run's trace lines.
 pub fn render_page(info: &PageInfo, trace: &[String]) -> String {
     let data = page_data(info, trace);
-    let data = data.to_string().replace("</", "<\\/");
+    // Inside <script> only `<` can end the block or start a comment: JSON
+    // strings are the only place it can appear, and \u003c reads the same.
+    let data = data
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n<div id=\"summary\"></div>\n<div id=\"controls\"></div>\n<div id=\"diagram\"></div>\n<h2>Cache lines</h2><div id=\"caches\"></div>\n<script type=\"application/json\" id=\"data\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         title = escape(info.title),
@@ -57,6 +63,7 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
     let mut cache = Vec::new();
     let mut end_ns = 0u64;
     let mut events = 0u64;
+    let mut queue_run = false;
     for line in trace {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -66,6 +73,7 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         end_ns = end_ns.max(t);
         let kind = v["kind"].as_str().unwrap_or("");
         let node = v["node"].as_str().unwrap_or("");
+        queue_run |= kind.starts_with("queue.");
         match kind {
             "net.send" | "net.deliver" | "net.drop" => {
                 let (Some(from), Some(to), Some(msg)) =
@@ -114,6 +122,13 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
             _ => {}
         }
     }
+    // A shard answers queue calls in a queue run and memory calls in a
+    // cache run.
+    for (name, proto) in &mut types {
+        if name == "ShardAnswer" {
+            *proto = if queue_run { "queue" } else { "cache" };
+        }
+    }
     let report = info.report;
     let violation = report.and_then(|r| r.violation.as_ref()).map(|f| {
         json!({
@@ -152,7 +167,8 @@ fn protocol(msg: &str) -> &'static str {
     match msg {
         "PreVote" | "PreVoteResp" | "Vote" | "VoteResp" | "Append" | "AppendResp" | "Snapshot"
         | "SnapshotResp" | "TimeoutNow" => "raft",
-        "Get" | "Put" | "Reply" => "kv",
+        // Replies go to key-value and lock clients alike.
+        "Get" | "Put" | "Reply" => "client",
         "ResourceWrite" | "ResourceAck" => "lock",
         "BusRd" | "BusRdX" | "BusUpgr" | "Flush" | "Snoop" | "SnoopReply" | "Grant" | "Done"
         | "WriteBack" | "FlushAck" | "Recover" | "Report" | "GetS" | "GetM" | "Upgrade"
@@ -193,12 +209,12 @@ const SCRIPT: &str = r##"
 "use strict";
 const D = JSON.parse(document.getElementById('data').textContent);
 const MAX_ARROWS = 3000, LANE_W = 110, LEFT = 80, HEIGHT = 900;
-const PROTO_COLOR = {raft:'#1f77b4', kv:'#7f7f7f', lock:'#9467bd', queue:'#2ca02c', cache:'#d62728'};
+const PROTO_COLOR = {raft:'#1f77b4', client:'#7f7f7f', lock:'#9467bd', queue:'#2ca02c', cache:'#d62728'};
 const ROLE_COLOR = {leader:'#f2c14e', candidate:'#f08a4b', precandidate:'#f7c6d9'};
 const STATE_COLOR = {M:'#d62728', E:'#ff7f0e', S:'#2ca02c', I:null};
 const NS = 'http://www.w3.org/2000/svg';
 let view = {t0: 0, t1: Math.max(D.end_ns, 1)};
-const shownProto = {raft:true, kv:true, lock:true, queue:true, cache:true};
+const shownProto = {raft:true, client:true, lock:true, queue:true, cache:true};
 const hiddenType = new Set();
 
 function el(name, attrs, parent) {
@@ -207,7 +223,8 @@ function el(name, attrs, parent) {
   if (parent) parent.appendChild(e);
   return e;
 }
-function fmt(ns) { return (ns / 1e9).toFixed(6) + 's'; }
+let digits = 6;
+function fmt(ns) { return (ns / 1e9).toFixed(digits) + 's'; }
 function esc(s) { return String(s).replace(/[&<>"]/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;'}[c])); }
 
 function summary() {
@@ -232,7 +249,7 @@ function summary() {
   s.innerHTML = h;
   const g = document.getElementById('goviol');
   if (g) g.onclick = ev => { ev.preventDefault(); const w = Math.max(D.end_ns / 200, 2e6);
-    view = {t0: Math.max(0, D.violation.t - w), t1: D.violation.t + w / 4}; draw(); };
+    setView(D.violation.t - w, D.violation.t + w / 4); };
 }
 
 function controls() {
@@ -242,7 +259,7 @@ function controls() {
   b('zoom out', () => zoom(2, (view.t0 + view.t1) / 2));
   b('earlier', () => pan(-0.5));
   b('later', () => pan(0.5));
-  b('whole run', () => { view = {t0: 0, t1: Math.max(D.end_ns, 1)}; draw(); });
+  b('whole run', () => setView(0, D.end_ns));
   for (const p of Object.keys(PROTO_COLOR)) {
     if (!D.types.some(t => t[1] === p)) continue;
     const l = document.createElement('label');
@@ -258,11 +275,14 @@ function controls() {
   const info = document.createElement('span'); info.id = 'window'; c.appendChild(info);
 }
 
-function zoom(f, at) {
-  const t0 = at - (at - view.t0) * f, t1 = at + (view.t1 - at) * f;
-  view = {t0: Math.max(0, t0), t1: Math.max(t0 + 1000, t1)}; draw();
+// The window: at least 100 ns wide, kept within the run, around `at`.
+function setView(t0, t1) {
+  const end = Math.max(D.end_ns, 1), w = Math.min(end, Math.max(100, t1 - t0));
+  t0 = Math.min(Math.max(0, t0), end - w);
+  view = {t0: t0, t1: t0 + w}; draw();
 }
-function pan(f) { const w = view.t1 - view.t0; view = {t0: Math.max(0, view.t0 + w * f), t1: Math.max(0, view.t0 + w * f) + w}; draw(); }
+function zoom(f, at) { setView(at - (at - view.t0) * f, at + (view.t1 - at) * f); }
+function pan(f) { const w = view.t1 - view.t0; setView(view.t0 + w * f, view.t1 + w * f); }
 
 function draw() {
   const host = document.getElementById('diagram');
@@ -272,6 +292,8 @@ function draw() {
   const y = t => 30 + (t - view.t0) / (view.t1 - view.t0) * H;
   const x = i => LEFT + i * LANE_W + LANE_W / 2;
   const inView = t => t >= view.t0 && t <= view.t1;
+  // Enough decimals for ticks a tenth of the window apart to differ.
+  digits = Math.min(9, Math.max(3, Math.ceil(-Math.log10((view.t1 - view.t0) / 10 / 1e9)) + 1));
   // Time ticks.
   for (let k = 0; k <= 10; k++) {
     const t = view.t0 + (view.t1 - view.t0) * k / 10;
@@ -344,7 +366,8 @@ function draw() {
     el('line', {class: 'viol', x1: LEFT, x2: W, y1: y(D.violation.t), y2: y(D.violation.t), id: 'violation'}, svg);
     el('text', {x: LEFT + 4, y: y(D.violation.t) - 4, fill: '#c62828'}, svg).textContent = 'violation: ' + D.violation.text.slice(0, 120);
   }
-  svg.addEventListener('wheel', e => { e.preventDefault(); const r = svg.getBoundingClientRect();
+  // Ctrl or Alt with the wheel zooms around the pointer; the wheel alone scrolls.
+  svg.addEventListener('wheel', e => { if (!e.ctrlKey && !e.altKey) return; e.preventDefault(); const r = svg.getBoundingClientRect();
     const t = view.t0 + (e.clientY - r.top - 30) / H * (view.t1 - view.t0); zoom(e.deltaY < 0 ? 0.8 : 1.25, t); }, {passive: false});
 }
 
@@ -426,7 +449,10 @@ mod tests {
 
     #[test]
     fn the_page_is_self_contained_and_cannot_be_closed_by_its_data() {
-        let trace = lines(&[r#"{"seq":0,"t":1,"node":"n1","kind":"fault.network","loss":0.1}"#]);
+        let trace = lines(&[
+            r#"{"seq":0,"t":1,"node":"n1","kind":"fault.network","loss":0.1}"#,
+            r#"{"seq":1,"t":2,"node":"n1","kind":"net.send","from":"n1","to":"n2","msg":"<!--<script>","term":0}"#,
+        ]);
         let page = render_page(
             &PageInfo {
                 title: "a </script> <b>",
@@ -437,6 +463,8 @@ mod tests {
         );
         assert!(page.contains("<title>a &lt;/script&gt; &lt;b&gt;</title>"));
         assert_eq!(page.matches("</script>").count(), 2, "only the page's own");
+        assert_eq!(page.matches("<script").count(), 2, "only the page's own");
+        assert!(!page.contains("<!--"), "no comment can swallow the script");
         assert!(!page.contains("http://") || page.contains("http://www.w3.org/2000/svg"));
         assert!(
             !page.contains("https://"),
@@ -448,7 +476,7 @@ mod tests {
     fn message_names_map_to_their_protocol() {
         for (m, p) in [
             ("AppendResp", "raft"),
-            ("Put", "kv"),
+            ("Put", "client"),
             ("LockAcquire", "lock"),
             ("Produce", "queue"),
             ("Fwd-GetS", "cache"),

@@ -57,6 +57,11 @@ impl<E> EventQueue<E> {
         self.heap.pop().map(|e| (e.at_ns, e.event))
     }
 
+    /// When the earliest event is due, without removing it.
+    pub fn peek_time(&self) -> Option<u64> {
+        self.heap.peek().map(|e| e.at_ns)
+    }
+
     /// Events waiting.
     pub fn len(&self) -> usize {
         self.heap.len()

@@ -590,6 +590,14 @@ impl World {
         while self.step() {}
     }
 
+    /// When the next event is due (None once nothing is left).
+    pub fn next_event_time(&self) -> Option<u64> {
+        if self.finished {
+            return None;
+        }
+        self.queue.peek_time()
+    }
+
     /// Applies the next event; false once the run is over (its duration
     /// reached, nothing left to happen, or a violation found).
     pub fn step(&mut self) -> bool {
