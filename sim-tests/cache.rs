@@ -3,30 +3,13 @@
 //! an M holder reports exactly the write it loses, the directory reaches
 //! only the caches it lists, and a restarted home rebuilds its directory.
 
-use std::cell::RefCell;
-use std::io::Write;
-use std::rc::Rc;
-
 use distsync::run::{RunOptions, RunReport, run_scenario};
+use distsync::trace::MemorySink;
 
 use crate::common::scenario;
 
-/// A trace sink the test can read back.
-#[derive(Clone, Default)]
-struct Sink(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn run_traced(name: &str) -> (RunReport, Vec<serde_json::Value>) {
-    let sink = Sink::default();
+    let sink = MemorySink::default();
     let report = run_scenario(
         &scenario(name),
         RunOptions {
@@ -36,9 +19,9 @@ fn run_traced(name: &str) -> (RunReport, Vec<serde_json::Value>) {
         },
     )
     .expect("no I/O to fail");
-    let text = String::from_utf8(sink.0.borrow().clone()).expect("utf-8 trace");
-    let lines = text
-        .lines()
+    let lines = sink
+        .take_lines()
+        .iter()
         .map(|l| serde_json::from_str(l).expect("json line"))
         .collect();
     (report, lines)

@@ -14,6 +14,7 @@ use distsync::run::{RunOptions, run_scenario};
 use distsync::scenario::parse::{parse_duration, parse_scenario};
 use distsync::scenario::shipped::SHIPPED;
 use distsync::scenario::{Scenario, load_scenario, parse::scenario_to_toml};
+use distsync::trace::MemorySink;
 
 /// Exit code for bad input (files, flags).
 const EXIT_BAD_INPUT: u8 = 2;
@@ -272,7 +273,7 @@ struct Tee {
 
 impl std::io::Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.memory.0.borrow_mut().extend_from_slice(buf);
+        self.memory.write_all(buf)?;
         if let Some(f) = self.file.as_mut() {
             f.write_all(buf)?;
         }
@@ -307,20 +308,6 @@ fn write_report(
     Ok(())
 }
 
-/// A trace sink kept in memory.
-#[derive(Clone, Default)]
-struct MemorySink(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
-
-impl std::io::Write for MemorySink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) -> ExitCode {
     use distsync::report::html::{PageInfo, render_page};
     let is_trace = input.extension().is_some_and(|e| e == "jsonl");
@@ -344,15 +331,10 @@ fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) 
         let lines: Vec<String> = text.lines().map(str::to_string).collect();
         (input.display().to_string(), None, lines, None)
     } else {
-        let mut sc: Scenario = match load_scenario(input) {
+        let sc = match load_with_bugs(input, bugs) {
             Ok(s) => s,
-            Err(e) => return bad_input(e),
+            Err(code) => return code,
         };
-        for b in bugs {
-            if let Err(e) = sc.bugs.enable(b) {
-                return bad_input(format!("--bug: {e}"));
-            }
-        }
         let seed = seed.unwrap_or(sc.seed);
         let sink = MemorySink::default();
         let report = match run_scenario(
@@ -369,11 +351,7 @@ fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) 
                 return ExitCode::from(EXIT_FAILED);
             }
         };
-        let bytes = sink.0.borrow().clone();
-        let lines = String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let lines = sink.take_lines();
         (sc.name.clone(), Some(seed), lines, Some(report))
     };
     let page = render_page(
@@ -416,15 +394,10 @@ fn step_command(
 ) -> ExitCode {
     use distsync::step::{Stepper, parse_command};
     use std::io::{BufRead, Write};
-    let mut sc: Scenario = match load_scenario(path) {
+    let sc = match load_with_bugs(path, bugs) {
         Ok(s) => s,
-        Err(e) => return bad_input(e),
+        Err(code) => return code,
     };
-    for b in bugs {
-        if let Err(e) = sc.bugs.enable(b) {
-            return bad_input(format!("--bug: {e}"));
-        }
-    }
     let seed = seed.unwrap_or(sc.seed);
     if let Some(file) = script {
         let text = match std::fs::read_to_string(file) {
@@ -469,6 +442,18 @@ fn step_command(
     ExitCode::SUCCESS
 }
 
+/// A scenario file with the named planted bugs switched on, or the exit
+/// code for bad input (already reported).
+fn load_with_bugs(path: &Path, bugs: &[String]) -> Result<Scenario, ExitCode> {
+    let mut sc = load_scenario(path).map_err(bad_input)?;
+    for b in bugs {
+        sc.bugs
+            .enable(b)
+            .map_err(|e| bad_input(format!("--bug: {e}")))?;
+    }
+    Ok(sc)
+}
+
 fn bad_input(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {msg}");
     ExitCode::from(EXIT_BAD_INPUT)
@@ -485,15 +470,10 @@ fn run_command(
     failures_dir: &Path,
     report_dir: Option<&Path>,
 ) -> ExitCode {
-    let mut sc: Scenario = match load_scenario(path) {
+    let sc = match load_with_bugs(path, bugs) {
         Ok(s) => s,
-        Err(e) => return bad_input(e),
+        Err(code) => return code,
     };
-    for b in bugs {
-        if let Err(e) = sc.bugs.enable(b) {
-            return bad_input(format!("--bug: {e}"));
-        }
-    }
     let seed = seed.unwrap_or(sc.seed);
     let file: Option<Box<dyn std::io::Write>> = match &trace {
         Some(p) => match std::fs::File::create(p) {
@@ -534,11 +514,7 @@ fn run_command(
         print!("{}", render_text(&report));
     }
     if let Some(dir) = report_dir {
-        let bytes = memory.0.borrow().clone();
-        let lines: Vec<String> = String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_string)
-            .collect();
+        let lines = memory.take_lines();
         if let Err(e) = write_report(dir, &sc.name, seed, &lines, &report) {
             return bad_input(e);
         }

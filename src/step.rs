@@ -8,29 +8,12 @@
 //! cached key's MESI state on each node. Commands come from a terminal or,
 //! with `--script`, from a file, so docs and tests can print the same views.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::rc::Rc;
 
 use crate::scenario::Scenario;
 use crate::scenario::parse::parse_duration;
 use crate::sim::world::World;
-use crate::trace::Tracer;
-
-/// A trace sink the stepper reads back after each event.
-#[derive(Clone, Default)]
-struct Sink(Rc<RefCell<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.borrow_mut().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use crate::trace::{MemorySink, Tracer};
 
 /// What stops `continue` and `until` early.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,7 +138,7 @@ pub struct Stepper {
     sc: Scenario,
     seed: u64,
     world: World,
-    sink: Sink,
+    sink: MemorySink,
     /// Events applied so far.
     done: u64,
     /// The last event applied: its number, time and trace lines.
@@ -166,7 +149,7 @@ pub struct Stepper {
 impl Stepper {
     /// A run of `sc` on `seed`, before its first event.
     pub fn new(sc: &Scenario, seed: u64) -> Self {
-        let sink = Sink::default();
+        let sink = MemorySink::default();
         let world = World::new(
             sc,
             seed,
@@ -292,11 +275,7 @@ impl Stepper {
     }
 
     fn take_lines(&mut self) -> Vec<String> {
-        let bytes = std::mem::take(&mut *self.sink.0.borrow_mut());
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_string)
-            .collect()
+        self.sink.take_lines()
     }
 
     fn at_break(&self) -> bool {

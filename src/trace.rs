@@ -1238,3 +1238,29 @@ mod tests {
         assert_eq!(first["role"], "leader");
     }
 }
+
+/// A trace sink kept in memory, shared by its clones: the stepper, the
+/// HTML report and tests read back what a run wrote.
+#[derive(Clone, Default)]
+pub struct MemorySink(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+
+impl MemorySink {
+    /// Removes and returns what was written so far, as lines.
+    pub fn take_lines(&self) -> Vec<String> {
+        let bytes = std::mem::take(&mut *self.0.borrow_mut());
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

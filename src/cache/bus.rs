@@ -668,15 +668,7 @@ impl BusCache {
             // writes back; here a cache that lost the line while its
             // write-back waited for the bus may still send it, and the new
             // owner must not take it for an invalidation.
-            let reply = BusMsg::SnoopReply {
-                bus_txn,
-                key,
-                shared: false,
-                flush: None,
-                incarnation: self.incarnation,
-            };
-            self.last_reply = Some((from, bus_txn, reply.clone()));
-            return env.send(from, self.setup.wire(reply));
+            return self.answer_snoop(env, from, bus_txn, key, false, None);
         }
         // An upgrade that lost a race (its S copy was invalidated and someone
         // else became the owner) reaches the owner as a BusUpgr: serve it
@@ -688,15 +680,7 @@ impl BusCache {
         };
         if op == BusOp::BusUpgr && self.setup.bugs.no_invalidate_on_upgrade {
             // Planted bug: "an upgrade carries no data, so nothing to do".
-            let reply = BusMsg::SnoopReply {
-                bus_txn,
-                key,
-                shared: false,
-                flush: None,
-                incarnation: self.incarnation,
-            };
-            self.last_reply = Some((from, bus_txn, reply.clone()));
-            return env.send(from, self.setup.wire(reply));
+            return self.answer_snoop(env, from, bus_txn, key, false, None);
         }
         let step = mesi::on_snoop(state, op);
         let flush = (step.flush && state == State::Modified)
@@ -724,10 +708,23 @@ impl BusCache {
             }
             transition(env, key, state, step.next, op.name());
         }
+        self.answer_snoop(env, from, bus_txn, key, step.shared, flush);
+    }
+
+    /// Answers a snoop, keeping the answer to send again if asked again.
+    fn answer_snoop(
+        &mut self,
+        env: &mut impl Env,
+        from: NodeId,
+        bus_txn: u64,
+        key: Key,
+        shared: bool,
+        flush: Option<(u64, u64)>,
+    ) {
         let reply = BusMsg::SnoopReply {
             bus_txn,
             key,
-            shared: step.shared,
+            shared,
             flush,
             incarnation: self.incarnation,
         };
