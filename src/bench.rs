@@ -303,17 +303,32 @@ pub struct CacheBench {
 /// until the last two): hit ratio, messages and latency with every checker
 /// on.
 pub fn cache_figures(protocol: &str, capacity: usize, seconds: u64) -> CacheBench {
-    let name = format!("cache-{protocol}-zipf");
+    let (report, wall) = run_shipped(&format!("cache-{protocol}-zipf"), |sc| {
+        sc.cache.capacity = capacity;
+        sc.duration_ns = seconds * 1_000_000_000;
+        sc.cache_load.stop_ns = seconds.saturating_sub(2) * 1_000_000_000;
+    });
+    CacheBench {
+        report: report.cache.clone().expect("the scenario has caches"),
+        wall,
+        passed: report.passed(),
+    }
+}
+
+/// Runs a shipped scenario, changed by `adjust`, on seed 1 with every
+/// checker on: its report and the wall-clock time it took.
+fn run_shipped(
+    name: &str,
+    adjust: impl FnOnce(&mut Scenario),
+) -> (crate::run::RunReport, Duration) {
     let text = crate::scenario::shipped::SHIPPED
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, text)| *text)
-        .expect("the Zipf cache scenarios are shipped");
+        .expect("benchmarks use shipped scenarios");
     let mut sc = crate::scenario::parse_scenario(text, &format!("{name}.toml"))
         .expect("shipped scenarios parse");
-    sc.cache.capacity = capacity;
-    sc.duration_ns = seconds * 1_000_000_000;
-    sc.cache_load.stop_ns = seconds.saturating_sub(2) * 1_000_000_000;
+    adjust(&mut sc);
     let start = Instant::now(); // determinism-ok: benchmark timing only
     let report = run_scenario(
         &sc,
@@ -324,11 +339,7 @@ pub fn cache_figures(protocol: &str, capacity: usize, seconds: u64) -> CacheBenc
         },
     )
     .expect("no trace file, so no I/O error");
-    CacheBench {
-        report: report.cache.clone().expect("the scenario has caches"),
-        wall: start.elapsed(),
-        passed: report.passed(),
-    }
+    (report, start.elapsed())
 }
 
 /// Result of the queue benchmark.
@@ -342,33 +353,18 @@ pub struct QueueBench {
 /// `rate_per_s` messages a second: simulated throughput and latency with
 /// every checker on.
 pub fn queue_throughput(rate_per_s: f64) -> QueueBench {
-    let text = crate::scenario::shipped::SHIPPED
-        .iter()
-        .find(|(name, _)| *name == "queue-steady")
-        .map(|(_, text)| *text)
-        .expect("queue-steady is shipped");
-    let mut sc = crate::scenario::parse_scenario(text, "queue-steady.toml")
-        .expect("shipped scenarios parse");
-    sc.queue_load.rate_per_s = rate_per_s;
-    // Consumers take bigger batches so that they, not polling, set the pace.
-    sc.queue_load.consume_batch = 64;
-    let start = Instant::now(); // determinism-ok: benchmark timing only
-    let report = run_scenario(
-        &sc,
-        RunOptions {
-            seed: 1,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .expect("no trace file, so no I/O error");
+    let (report, wall) = run_shipped("queue-steady", |sc| {
+        sc.queue_load.rate_per_s = rate_per_s;
+        // Consumers take bigger batches so that they, not polling, set the pace.
+        sc.queue_load.consume_batch = 64;
+    });
     QueueBench {
         summary: report
             .queue
             .as_ref()
             .map(|q| q.summary.clone())
             .unwrap_or_default(),
-        wall: start.elapsed(),
+        wall,
         passed: report.passed(),
     }
 }

@@ -193,17 +193,7 @@ impl Stepper {
             Command::Continue(limit) => {
                 let before = self.views();
                 let start = self.done;
-                let mut stop = Stop::Limit;
-                while limit.is_none_or(|n| self.done - start < n) {
-                    if !self.advance() {
-                        stop = Stop::End;
-                        break;
-                    }
-                    if self.at_break() {
-                        stop = Stop::Break;
-                        break;
-                    }
-                }
+                let stop = self.run_while(|s| limit.is_none_or(|n| s.done - start < n));
                 self.show_batch(start, stop, &before, &mut out);
             }
             Command::Until(t) => {
@@ -213,18 +203,9 @@ impl Stepper {
                 }
                 let before = self.views();
                 let start = self.done;
-                let mut stop = Stop::Limit;
                 // Events due after T stay unapplied: the state shown is T's.
-                while self.world.next_event_time().is_some_and(|next| next <= *t) {
-                    if !self.advance() {
-                        stop = Stop::End;
-                        break;
-                    }
-                    if self.at_break() {
-                        stop = Stop::Break;
-                        break;
-                    }
-                }
+                let mut stop =
+                    self.run_while(|s| s.world.next_event_time().is_some_and(|next| next <= *t));
                 if stop == Stop::Limit && self.world.next_event_time().is_none() {
                     stop = Stop::End;
                 }
@@ -261,6 +242,20 @@ impl Stepper {
             Command::Quit => return (out, false),
         }
         (out, true)
+    }
+
+    /// Applies events while `more` holds, stopping early at a breakpoint
+    /// or the run's end.
+    fn run_while(&mut self, more: impl Fn(&Self) -> bool) -> Stop {
+        while more(self) {
+            if !self.advance() {
+                return Stop::End;
+            }
+            if self.at_break() {
+                return Stop::Break;
+            }
+        }
+        Stop::Limit
     }
 
     /// Applies one event; false once the run is over.
