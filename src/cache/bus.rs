@@ -374,14 +374,7 @@ impl BusCache {
     pub fn on_message(&mut self, env: &mut impl Env, from: NodeId, msg: BusMsg) {
         match msg {
             BusMsg::Snoop { bus_txn, key, op } => self.on_snoop(env, from, bus_txn, key, op),
-            BusMsg::Grant {
-                txn,
-                bus_txn,
-                ok,
-                shared,
-                data,
-                version,
-            } => self.on_grant(env, from, txn, bus_txn, ok, shared, data, version),
+            grant @ BusMsg::Grant { .. } => self.on_grant(env, from, grant),
             BusMsg::FlushAck { key, version } => {
                 if self
                     .pending_flush
@@ -732,18 +725,18 @@ impl BusCache {
         env.send(from, self.setup.wire(reply));
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_grant(
-        &mut self,
-        env: &mut impl Env,
-        from: NodeId,
-        txn: u64,
-        bus_txn: u64,
-        ok: bool,
-        shared: bool,
-        data: Option<u64>,
-        version: u64,
-    ) {
+    fn on_grant(&mut self, env: &mut impl Env, from: NodeId, grant: BusMsg) {
+        let BusMsg::Grant {
+            txn,
+            bus_txn,
+            ok,
+            shared,
+            data,
+            version,
+        } = grant
+        else {
+            return;
+        };
         // The bus waits for every grant to be acknowledged, even a stale one.
         env.send(from, self.setup.wire(BusMsg::Done { bus_txn }));
         let Some(c) = self.current.filter(|c| c.txn == txn) else {
