@@ -129,6 +129,10 @@ enum Command {
         /// Where failing seeds are saved.
         #[arg(long, value_name = "DIR", default_value = "reports/failures")]
         failures_dir: PathBuf,
+        /// Also write an HTML report (see `distsync report`) of each failing
+        /// seed, the first 10 of them, to DIR/SCENARIO-SEED/index.html.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
     },
     /// Shrink a failing scenario to the smallest one that fails the same way.
     #[command(
@@ -200,6 +204,7 @@ fn main() -> ExitCode {
             bugs,
             determinism_every,
             failures_dir,
+            report,
         } => {
             let budget = match time {
                 Some(t) => Budget::Time {
@@ -223,7 +228,7 @@ fn main() -> ExitCode {
                 failures_dir: Some(failures_dir),
                 stop_at_first_failure: false,
             };
-            fuzz_command(&scenarios, &bugs, &opts, time.is_some())
+            fuzz_command(&scenarios, &bugs, &opts, time.is_some(), report.as_deref())
         }
         Command::Shrink { file, max_runs } => shrink_command(&file, max_runs),
         Command::Report {
@@ -320,9 +325,10 @@ fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) 
             Err(e) => return bad_input(format!("cannot read {}: {e}", input.display())),
         };
         for (i, l) in text.lines().enumerate() {
-            if serde_json::from_str::<serde_json::Value>(l).is_err() {
+            let line = serde_json::from_str::<serde_json::Value>(l).ok();
+            if !line.is_some_and(|v| v["kind"].is_string() && v["t"].is_u64()) {
                 return bad_input(format!(
-                    "{}:{}:1: expected a JSON trace line (docs/trace.md)",
+                    "{}:{}:1: expected a trace line, a JSON object with \"t\" and \"kind\" (docs/trace.md)",
                     input.display(),
                     i + 1
                 ));
@@ -336,22 +342,13 @@ fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) 
             Err(code) => return code,
         };
         let seed = seed.unwrap_or(sc.seed);
-        let sink = MemorySink::default();
-        let report = match run_scenario(
-            &sc,
-            RunOptions {
-                seed,
-                trace: Some(Box::new(sink.clone())),
-                tracing: true,
-            },
-        ) {
+        let (report, lines) = match run_keeping_trace(&sc, seed) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: the run failed: {e}");
+                eprintln!("error: {e}");
                 return ExitCode::from(EXIT_FAILED);
             }
         };
-        let lines = sink.take_lines();
         (sc.name.clone(), Some(seed), lines, Some(report))
     };
     let page = render_page(
@@ -623,7 +620,13 @@ fn parse_shard(text: &str) -> Result<(u64, u64), String> {
     Ok((i - 1, n))
 }
 
-fn fuzz_command(paths: &[PathBuf], bugs: &[String], opts: &FuzzOptions, timed: bool) -> ExitCode {
+fn fuzz_command(
+    paths: &[PathBuf],
+    bugs: &[String],
+    opts: &FuzzOptions,
+    timed: bool,
+    report_dir: Option<&Path>,
+) -> ExitCode {
     let mut templates = Vec::new();
     if paths.is_empty() {
         for (name, text) in SHIPPED {
@@ -680,6 +683,9 @@ fn fuzz_command(paths: &[PathBuf], bugs: &[String], opts: &FuzzOptions, timed: b
     let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
     let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
     println!("{seeds} seeds on {} jobs", opts.jobs);
+    if let Some(dir) = report_dir {
+        report_failures(&sweeps, dir);
+    }
     // The plain closing line CI systems read as a test tally.
     println!("fuzz: {} passed, {failed} failed", seeds - failed);
     if failed > 0 {
@@ -687,6 +693,63 @@ fn fuzz_command(paths: &[PathBuf], bugs: &[String], opts: &FuzzOptions, timed: b
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Most reports `fuzz --report` writes: a buggy build can fail thousands
+/// of seeds, and the first few show the bug as well as all of them.
+const MAX_FUZZ_REPORTS: usize = 10;
+
+/// Writes the HTML report of each failing seed (the first
+/// `MAX_FUZZ_REPORTS`), replaying the scenario file the sweep saved for it.
+fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path) {
+    let saved: Vec<(&str, u64, &Path)> = sweeps
+        .iter()
+        .flat_map(|s| {
+            s.failures()
+                .filter_map(|f| Some((s.scenario.as_str(), f.seed, f.file.as_deref()?)))
+        })
+        .collect();
+    for &(name, seed, file) in saved.iter().take(MAX_FUZZ_REPORTS) {
+        let written = load_scenario(file)
+            .map_err(|e| e.to_string())
+            .and_then(|sc| {
+                let (report, lines) = run_keeping_trace(&sc, sc.seed)?;
+                write_report(
+                    &dir.join(format!("{name}-{seed}")),
+                    &sc.name,
+                    sc.seed,
+                    &lines,
+                    &report,
+                )
+            });
+        if let Err(e) = written {
+            eprintln!("report for {name} seed {seed} not written: {e}");
+        }
+    }
+    if saved.len() > MAX_FUZZ_REPORTS {
+        println!(
+            "reports written for the first {MAX_FUZZ_REPORTS} of {} failing seeds; `distsync report FILE` draws any other",
+            saved.len()
+        );
+    }
+}
+
+/// Runs a scenario keeping its trace lines in memory (for a report).
+fn run_keeping_trace(
+    sc: &Scenario,
+    seed: u64,
+) -> Result<(distsync::run::RunReport, Vec<String>), String> {
+    let sink = MemorySink::default();
+    let report = run_scenario(
+        sc,
+        RunOptions {
+            seed,
+            trace: Some(Box::new(sink.clone())),
+            tracing: true,
+        },
+    )
+    .map_err(|e| format!("the run failed: {e}"))?;
+    Ok((report, sink.take_lines()))
 }
 
 fn shrink_command(file: &Path, max_runs: u64) -> ExitCode {
