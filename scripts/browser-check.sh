@@ -5,7 +5,11 @@
 #   1. a failing planted-bug run (figure-8, seed 2): the diagram must draw
 #      messages and the violation line;
 #   2. a large run (queue-steady: about 95,000 simulator events, 200,000
-#      trace lines): the page must load and draw its aggregated view.
+#      trace lines): the page must load and draw its aggregated view, its
+#      queue depth and its latency histogram; opened again as
+#      index.html#measure it times its own redraws through a fixed run of
+#      zooms and pans, and the slowest is printed;
+#   3. a lock run (lock-deadlocks): the lock holder and waiter timelines.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +26,7 @@ bin=target/release/distsync
 
 "$bin" report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o "$out/figure-8"
 "$bin" report scenarios/queue-steady.toml -o "$out/queue-steady"
+"$bin" report scenarios/lock-deadlocks.toml -o "$out/lock-deadlocks"
 
 # One page: load it, let its script run, and read back the drawn DOM and
 # the console.
@@ -48,4 +53,14 @@ check() {
 }
 
 check "$out/figure-8/index.html" figure-8 'id="lamport"' 'class="msg' 'id="violation"' 'Leader Completeness'
-check "$out/queue-steady/index.html" queue-steady 'id="lamport"' 'drawn as messages sent per lane'
+check "$out/queue-steady/index.html" queue-steady 'id="lamport"' 'drawn as messages sent per lane' 'id="queue-depth"' 'class="histogram"'
+check "$out/lock-deadlocks/index.html" lock-deadlocks 'id="lock-timelines"' 'deadlock victim'
+
+# Responsiveness: the large page's own redraw timings (script time for
+# each redraw, in milliseconds, in headless Chromium on this machine).
+chromium --headless --no-sandbox --disable-gpu --dump-dom \
+  "file://$PWD/$out/queue-steady/index.html#measure" >"$out/queue-steady.measure.html" 2>/dev/null
+if ! grep -q 'id="measure"' "$out/queue-steady.measure.html"; then
+  echo "browser check: queue-steady: the page did not time its redraws"; exit 1
+fi
+echo "browser check: queue-steady redraws: $(grep -o 'slowest: [0-9][0-9.]*' "$out/queue-steady.measure.html") ms, each timed in $out/queue-steady.measure.html"

@@ -115,6 +115,8 @@ pub struct LockSummary {
     pub acquire_p50_ns: u64,
     pub acquire_p99_ns: u64,
     pub acquire_max_ns: u64,
+    /// Every acquire's latency, sorted (the report draws their histogram).
+    pub acquire_latencies_ns: Vec<u64>,
     /// The wait-for graph at the end (waiting session -> session it waits
     /// for), as applied by the node that applied the most.
     pub wait_for: Vec<(u64, u64)>,
@@ -276,6 +278,7 @@ fn lock_summary(world: &World, sc: &Scenario) -> Option<LockSummary> {
         acquire_p50_ns: pick(0.5),
         acquire_p99_ns: pick(0.99),
         acquire_max_ns: latencies.last().copied().unwrap_or(0),
+        acquire_latencies_ns: latencies.clone(),
         wait_for: (0..sc.nodes)
             .filter_map(|i| world.node(i).filter(|_| !world.is_crashed(i)))
             .max_by_key(|n| n.raft().applied_index())

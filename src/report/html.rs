@@ -4,18 +4,21 @@
 //! no CDN. The page draws a Lamport diagram (one lane per endpoint, time
 //! downward, an arrow per message from send to delivery), Raft role bands
 //! on the node lanes, faults across the lanes, the violation as a red line
-//! linked from the verdicts, and each busy cache key's MESI state per node
-//! over time.
+//! linked from the verdicts; below it, timelines that follow the diagram's
+//! window (lock holders and waiters, queue depth per shard, each busy cache
+//! key's MESI state per node) and the run's latency histograms.
 //!
 //! Large runs stay responsive because the page draws only the time window
 //! on screen, and only up to `MAX_ARROWS` arrows: a window holding more
 //! messages is drawn as per-lane density bars until zoomed in. The data
-//! itself is compact arrays, about 30 bytes a message.
+//! itself is compact arrays, about 30 bytes a message; queue depth is
+//! bucketed into 600 slices of the run (see `timelines`).
 
 use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::{Value, json};
 
+use super::timelines::{Latencies, Line, LockTimelines, QueueDepth};
 use crate::run::RunReport;
 
 /// What the page shows besides the trace.
@@ -37,7 +40,7 @@ pub fn render_page(info: &PageInfo, trace: &[String]) -> String {
         .replace('>', "\\u003e")
         .replace('&', "\\u0026");
     format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n<div id=\"summary\"></div>\n<div id=\"controls\"></div>\n<div id=\"diagram\"></div>\n<h2>Cache lines</h2><div id=\"caches\"></div>\n<script type=\"application/json\" id=\"data\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>{title}</title>\n<style>{STYLE}</style></head>\n<body>\n<h1>{title}</h1>\n<div id=\"summary\"></div>\n<div id=\"controls\"></div>\n<div id=\"diagram\"></div>\n<p class=\"note\">The timelines below follow the diagram's time window, left to right.</p>\n<h2>Lock holders and waiters</h2><div id=\"locks\"></div>\n<h2>Queue depth</h2><div id=\"queue\"></div>\n<h2>Cache lines</h2><div id=\"caches\"></div>\n<h2>Latencies</h2><div id=\"latency\"></div>\n<script type=\"application/json\" id=\"data\">{data}</script>\n<script>{SCRIPT}</script>\n</body></html>\n",
         title = escape(info.title),
     )
 }
@@ -64,6 +67,9 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
     let mut end_ns = 0u64;
     let mut events = 0u64;
     let mut queue_run = false;
+    let mut locks = LockTimelines::default();
+    let mut depth = QueueDepth::default();
+    let mut latencies = Latencies::default();
     for line in trace {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -74,6 +80,15 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         let kind = v["kind"].as_str().unwrap_or("");
         let node = v["node"].as_str().unwrap_or("");
         queue_run |= kind.starts_with("queue.");
+        let seen = Line {
+            t,
+            node,
+            kind,
+            v: &v,
+        };
+        locks.observe(&seen);
+        depth.observe(&seen);
+        latencies.observe(&seen);
         match kind {
             "net.send" | "net.deliver" | "net.drop" => {
                 let (Some(from), Some(to), Some(msg)) =
@@ -130,6 +145,12 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         }
     }
     let report = info.report;
+    let end_ns = report.map_or(end_ns, |r| r.sim_time_ns.max(end_ns));
+    let locks = locks.finish(end_ns);
+    let acquires = report
+        .and_then(|r| r.locks.as_ref())
+        .map(|l| l.acquire_latencies_ns.clone())
+        .unwrap_or_default();
     let violation = report.and_then(|r| r.violation.as_ref()).map(|f| {
         json!({
             "t": f.t_ns, "seq": f.seq,
@@ -149,7 +170,7 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         "seed": info.seed,
         "passed": report.map(|r| r.passed()),
         "digest": report.map(|r| r.digest_hex()),
-        "end_ns": report.map_or(end_ns, |r| r.sim_time_ns.max(end_ns)),
+        "end_ns": end_ns,
         "events": events,
         "violation": violation,
         "checks": checks,
@@ -159,6 +180,9 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         "roles": roles,
         "faults": faults,
         "cache": cache,
+        "locks": locks.json,
+        "queue_depth": depth.finish(end_ns),
+        "latencies": latencies.finish(locks.waits_ns, acquires),
     })
 }
 
@@ -202,6 +226,7 @@ svg text{font:11px system-ui,sans-serif}
 .msg:hover{stroke-width:3}
 .drop{stroke-dasharray:3 3}
 .viol{stroke:#c62828;stroke-width:2}
+.note{color:#666;font-size:12px}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 3px 0 8px;vertical-align:middle}
 "#;
 
@@ -366,30 +391,120 @@ function draw() {
     el('line', {class: 'viol', x1: LEFT, x2: W, y1: y(D.violation.t), y2: y(D.violation.t), id: 'violation'}, svg);
     el('text', {x: LEFT + 4, y: y(D.violation.t) - 4, fill: '#c62828'}, svg).textContent = 'violation: ' + D.violation.text.slice(0, 120);
   }
+  locks(); queue(); caches();
   // Ctrl or Alt with the wheel zooms around the pointer; the wheel alone scrolls.
   svg.addEventListener('wheel', e => { if (!e.ctrlKey && !e.altKey) return; e.preventDefault(); const r = svg.getBoundingClientRect();
     const t = view.t0 + (e.clientY - r.top - 30) / H * (view.t1 - view.t0); zoom(e.deltaY < 0 ? 0.8 : 1.25, t); }, {passive: false});
 }
 
+// The lower timelines share the diagram's window, left to right.
+const TL_LEFT = 130, TL_W = 900;
+function tx(t) { return TL_LEFT + (t - view.t0) / (view.t1 - view.t0) * TL_W; }
+// A span's visible part as [x, width], or null outside the window.
+function clip(a, b) {
+  if (b < view.t0 || a > view.t1) return null;
+  const x0 = tx(Math.max(a, view.t0)), x1 = tx(Math.min(b, view.t1));
+  return [x0, Math.max(1, x1 - x0)];
+}
+function axis(svg, y) {
+  for (let k = 0; k <= 5; k++) {
+    const t = view.t0 + (view.t1 - view.t0) * k / 5;
+    el('line', {x1: tx(t), x2: tx(t), y1: 0, y2: y, stroke: '#eee'}, svg);
+    el('text', {x: tx(t) - 20, y: y + 12, fill: '#666'}, svg).textContent = fmt(t);
+  }
+}
+function dur(ns) {
+  if (ns < 1e3) return ns + 'ns';
+  if (ns < 1e6) return +(ns / 1e3).toFixed(1) + '\u00b5s';
+  if (ns < 1e9) return +(ns / 1e6).toFixed(1) + 'ms';
+  return +(ns / 1e9).toFixed(2) + 's';
+}
+function section(id, text) { const host = document.getElementById(id); host.innerHTML = ''; if (text) host.textContent = text; return host; }
+
+function locks() {
+  const L = D.locks;
+  if (!L || !L.spans.length) { section('locks', 'No locks in this run.'); return; }
+  const host = section('locks');
+  const byLock = new Map();
+  for (const s of L.spans) { if (!byLock.has(s[0])) byLock.set(s[0], []); byLock.get(s[0]).push(s); }
+  const busiest = [...byLock.keys()].sort((a, b) => byLock.get(b).length - byLock.get(a).length).slice(0, 12).sort((a, b) => a - b);
+  const rows = [];
+  for (const lock of busiest) for (const s of [...new Set(byLock.get(lock).map(s => s[1]))].sort((a, b) => a - b)) rows.push([lock, s]);
+  const ROW = 14, svg = el('svg', {width: TL_LEFT + TL_W + 40, height: rows.length * ROW + 30, id: 'lock-timelines'}, host);
+  axis(svg, rows.length * ROW + 4);
+  const rowOf = new Map(rows.map((r, i) => [r[0] + '/' + r[1], i]));
+  rows.forEach(([lock, s], i) => { el('text', {x: 0, y: i * ROW + 11}, svg).textContent = 'lock ' + lock + '  s' + s; });
+  for (const [lock, s, what, a, b, mode, detail] of L.spans) {
+    const i = rowOf.get(lock + '/' + s), c = clip(a, b);
+    if (i === undefined || !c) continue;
+    const hold = what === 'hold';
+    const r = el('rect', {x: c[0], y: i * ROW + (hold ? 1 : 5), width: c[1], height: hold ? ROW - 3 : 4,
+      fill: hold ? (mode === 'shared' ? '#c5b0d5' : '#9467bd') : '#aaa'}, svg);
+    el('title', {}, r).textContent = 's' + s + (hold ? ' held ' : ' waited for ') + 'lock ' + lock + ' ' + mode + ' ' + fmt(a) + ' \u2013 ' + fmt(b) + ' (' + dur(b - a) + '): ' + detail;
+  }
+  for (const [t, victim, cycle] of L.deadlocks) {
+    if (t < view.t0 || t > view.t1) continue;
+    rows.forEach(([lock, s], i) => {
+      if (s !== victim) return;
+      const m = el('rect', {x: tx(t) - 2, y: i * ROW, width: 4, height: ROW - 1, fill: '#c62828'}, svg);
+      el('title', {}, m).textContent = 'deadlock ' + cycle + ' at ' + fmt(t) + ': s' + victim + "'s request cancelled";
+    });
+  }
+  const legend = document.createElement('p'); legend.className = 'legend';
+  legend.innerHTML = 'as applied by ' + esc(L.replica) + (byLock.size > 12 ? ', the 12 busiest of ' + byLock.size + ' locks' : '') +
+    ':<span style="background:#9467bd"></span>held exclusive<span style="background:#c5b0d5"></span>held shared<span style="background:#aaa"></span>waiting<span style="background:#c62828"></span>deadlock victim';
+  host.prepend(legend);
+}
+
+function queue() {
+  const Q = D.queue_depth;
+  if (!Q) { section('queue', 'No queue in this run.'); return; }
+  const host = section('queue');
+  const H = 160, svg = el('svg', {width: TL_LEFT + TL_W + 40, height: H + 30, id: 'queue-depth'}, host);
+  const k0 = Math.max(0, Math.floor(view.t0 / Q.bucket_ns)), k1 = Math.min(Q.series[0][0].length - 1, Math.floor(view.t1 / Q.bucket_ns));
+  let max = 1;
+  for (const s of Q.series) for (const line of s) for (let k = k0; k <= k1; k++) max = Math.max(max, line[k]);
+  axis(svg, H + 4);
+  el('text', {x: 0, y: 10}, svg).textContent = max + ' messages';
+  el('text', {x: 0, y: H}, svg).textContent = '0';
+  const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+  const DASH = ['', '5 3', '1 3'];
+  Q.series.forEach((s, i) => s.forEach((line, j) => {
+    const pts = [];
+    for (let k = k0; k <= k1; k++) {
+      const t = Math.min(Math.max((k + 0.5) * Q.bucket_ns, view.t0), view.t1);
+      pts.push(tx(t).toFixed(1) + ',' + (H - line[k] / max * (H - 14)).toFixed(1));
+    }
+    const p = el('polyline', {points: pts.join(' '), fill: 'none', stroke: COLORS[i % COLORS.length], 'stroke-width': 1.5, 'stroke-dasharray': DASH[j]}, svg);
+    el('title', {}, p).textContent = Q.shards[i] + ' ' + ['ready', 'in flight', 'dead-lettered'][j];
+  }));
+  const legend = document.createElement('p'); legend.className = 'legend';
+  legend.innerHTML = 'messages per shard, the most in each ' + dur(Q.bucket_ns) + ' slice; solid ready, dashed in flight, dotted dead-lettered:' +
+    Q.shards.map((n, i) => '<span style="background:' + COLORS[i % COLORS.length] + '"></span>' + esc(n)).join('');
+  host.prepend(legend);
+}
+
 function caches() {
-  const host = document.getElementById('caches');
-  if (!D.cache.length) { host.textContent = 'No cache in this run.'; return; }
+  if (!D.cache.length) { section('caches', 'No cache in this run.'); return; }
+  const host = section('caches');
   const byKey = new Map();
   for (const c of D.cache) { if (!byKey.has(c[1])) byKey.set(c[1], []); byKey.get(c[1]).push(c); }
   const keys = [...byKey.keys()].sort((a, b) => byKey.get(b).length - byKey.get(a).length).slice(0, 12).sort((a, b) => a - b);
   const nodes = [...new Set(D.cache.map(c => c[0]))].sort((a, b) => a - b);
-  const W = 900, ROW = 12, svg = el('svg', {width: W + 120, height: keys.length * (nodes.length * ROW + 10) + 30}, host);
-  const xs = t => 110 + t / Math.max(D.end_ns, 1) * W;
+  const ROW = 12, height = keys.length * (nodes.length * ROW + 10);
+  const svg = el('svg', {width: TL_LEFT + TL_W + 40, height: height + 30, id: 'cache-lines'}, host);
+  axis(svg, height + 4);
   let top = 10;
   for (const k of keys) {
     el('text', {x: 0, y: top + 10}, svg).textContent = 'key ' + k;
     for (const n of nodes) {
-      el('text', {x: 50, y: top + 10, fill: '#666'}, svg).textContent = D.lanes[n];
+      el('text', {x: 60, y: top + 10, fill: '#666'}, svg).textContent = D.lanes[n];
       const tl = byKey.get(k).filter(c => c[0] === n);
       tl.forEach((c, i) => {
         const color = STATE_COLOR[c[3]]; if (!color) return;
-        const t1 = i + 1 < tl.length ? tl[i + 1][2] : D.end_ns;
-        const r = el('rect', {x: xs(c[2]), y: top, width: Math.max(1, xs(t1) - xs(c[2])), height: ROW - 2, fill: color}, svg);
+        const t1 = i + 1 < tl.length ? tl[i + 1][2] : D.end_ns, x = clip(c[2], t1);
+        if (!x) return;
+        const r = el('rect', {x: x[0], y: top, width: x[1], height: ROW - 2, fill: color}, svg);
         el('title', {}, r).textContent = D.lanes[n] + ' key ' + k + ': ' + c[3] + ' from ' + fmt(c[2]);
       });
       top += ROW;
@@ -401,7 +516,43 @@ function caches() {
   host.prepend(legend);
 }
 
-summary(); controls(); draw(); caches();
+// Latencies are for the whole run: drawn once, not per window.
+function latency() {
+  if (!D.latencies.length) { section('latency', 'Nothing in this run waited on a client.'); return; }
+  const host = section('latency');
+  for (const h of D.latencies) {
+    const W = 460, H = 110, bw = Math.min(40, (W - 40) / h.buckets.length);
+    const box = document.createElement('div'); box.style.display = 'inline-block'; box.style.margin = '0 18px 12px 0';
+    box.innerHTML = '<div>' + esc(h.name) + '</div><div class="note">' + h.count + ' samples; p50 ' + dur(h.p50) + ', p99 ' + dur(h.p99) + ', max ' + dur(h.max) + '</div>';
+    const svg = el('svg', {width: W, height: H + 34, class: 'histogram'}, box);
+    const max = Math.max(...h.buckets.map(b => b[2]));
+    h.buckets.forEach(([lo, hi, n], i) => {
+      const bh = n / max * H, x = 10 + i * bw;
+      const r = el('rect', {x: x, y: H - bh + 4, width: bw - 2, height: Math.max(n ? 1 : 0, bh), fill: '#1f77b4'}, svg);
+      el('title', {}, r).textContent = n + ' between ' + dur(lo) + ' and ' + (hi === null ? 'more' : dur(hi));
+      if (i % Math.ceil(h.buckets.length / 8) === 0) el('text', {x: x, y: H + 18, fill: '#666'}, svg).textContent = dur(lo);
+    });
+    host.appendChild(box);
+  }
+}
+
+summary(); controls(); draw(); latency();
+
+// Opened as index.html#measure, the page times its own redraws through a
+// fixed sequence of zooms and pans and prints them at the bottom: how the
+// browser check measures that a large report stays responsive.
+if (location.hash === '#measure') {
+  const times = [];
+  const timed = (label, f) => { const a = performance.now(); f(); times.push([label, +(performance.now() - a).toFixed(1)]); };
+  timed('whole run', () => setView(0, D.end_ns));
+  for (let i = 0; i < 10; i++) timed('zoom in', () => zoom(0.5, D.end_ns / 2));
+  timed('later', () => pan(0.5));
+  timed('earlier', () => pan(-0.5));
+  for (let i = 0; i < 10; i++) timed('zoom out', () => zoom(2, D.end_ns / 2));
+  const p = document.createElement('pre'); p.id = 'measure';
+  p.textContent = 'redraw ms: ' + JSON.stringify(times) + '\nslowest: ' + Math.max(...times.map(t => t[1]));
+  document.body.appendChild(p);
+}
 "##;
 
 #[cfg(test)]

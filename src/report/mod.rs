@@ -2,6 +2,7 @@
 //! `html`) the self-contained HTML report.
 
 pub mod html;
+mod timelines;
 
 use serde_json::{Value, json};
 use tabled::settings::Style;
