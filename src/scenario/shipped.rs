@@ -221,4 +221,12 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "stale-node-rejoins",
         include_str!("../../scenarios/stale-node-rejoins.toml"),
     ),
+    (
+        "teach-disruptive-rejoin",
+        include_str!("../../scenarios/teach-disruptive-rejoin.toml"),
+    ),
+    (
+        "teach-pre-vote",
+        include_str!("../../scenarios/teach-pre-vote.toml"),
+    ),
 ];
