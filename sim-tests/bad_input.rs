@@ -232,10 +232,17 @@ fn step_scripts_and_report_inputs_say_where_they_are_wrong() {
     let (code, err) = distsync(&["step", "scenarios/leader-crash.toml", "--bug", "nope"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown planted bug `nope`"), "{err}");
-    let trace = write_temp("bad.jsonl", "{\"seq\":0}\nnot json\n");
-    let (code, err) = distsync(&["report", &trace, "-o", "/tmp/distsync-report-bad"]);
-    assert_eq!(code, 2);
-    assert!(err.contains(":2:1: expected a JSON trace line"), "{err}");
+    let good = "{\"seq\":0,\"t\":5,\"node\":\"n1\",\"kind\":\"raft.role\"}";
+    for second in ["not json", "[1, 2]", "{\"seq\":1,\"t\":6}"] {
+        let trace = write_temp("bad.jsonl", &format!("{good}\n{second}\n"));
+        let (code, err) = distsync(&["report", &trace, "-o", "/tmp/distsync-report-bad"]);
+        assert_eq!(code, 2, "{second}");
+        assert!(
+            err.contains(":2:1: expected a trace line, a JSON object with \"t\" and \"kind\""),
+            "{err}"
+        );
+    }
+    let trace = write_temp("bad.jsonl", "not json\n");
     let (code, err) = distsync(&[
         "report",
         &trace,

@@ -4,16 +4,20 @@
 //! starts the same scenario on the same seed again and replays it to the
 //! event before. After each event it prints the trace lines the event
 //! wrote and the state that changed: each Raft node's role, term, vote and
-//! log (committed part before the `|`), the lock table as applied, and each
-//! cached key's MESI state on each node. Commands come from a terminal or,
-//! with `--script`, from a file, so docs and tests can print the same views.
+//! log (committed part before the `|`), the lock table as applied, each
+//! cached key's MESI state on each node, and the queue's messages on each
+//! shard by partition: ready, in flight, dead-lettered. Commands come from
+//! a terminal or, with `--script`, from a file, so docs and tests can print
+//! the same views.
 
 use std::collections::BTreeMap;
 
+use crate::queue::functions::{MessageId, Partition, Place};
+use crate::queue::placement::{Placement, Route};
 use crate::scenario::Scenario;
 use crate::scenario::parse::parse_duration;
 use crate::sim::world::World;
-use crate::trace::{MemorySink, Tracer};
+use crate::trace::{MemorySink, Subject, Tracer};
 
 /// What stops `continue` and `until` early.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +64,85 @@ commands:
   help | h                 this list
   quit | q                 leave";
 
+/// Every `kind` the trace writes, as `TraceEvent::kind` names them: a
+/// breakpoint on anything else could never stop. The test
+/// `every_traced_kind_and_node_is_known` runs the shipped scenarios to catch
+/// a kind added there but not here.
+const KNOWN_KINDS: &[&str] = &[
+    "raft.role",
+    "raft.vote",
+    "raft.append",
+    "raft.truncate",
+    "raft.commit",
+    "raft.apply",
+    "raft.snapshot",
+    "raft.recover",
+    "net.send",
+    "net.deliver",
+    "net.drop",
+    "fault.crash",
+    "fault.restart",
+    "fault.pause",
+    "fault.resume",
+    "fault.partition",
+    "fault.partition_oneway",
+    "fault.heal",
+    "fault.network",
+    "fault.clock",
+    "fault.skipped",
+    "client.invoke",
+    "client.return",
+    "lock.session",
+    "lock.grant",
+    "lock.wait",
+    "lock.release",
+    "lock.fail",
+    "lock.deadlock",
+    "lock.renewed",
+    "resource.write",
+    "queue.ring",
+    "queue.send",
+    "queue.produced",
+    "queue.stored",
+    "queue.pop",
+    "queue.received",
+    "queue.acked",
+    "queue.nacked",
+    "queue.requeued",
+    "queue.dead",
+    "queue.lost",
+    "queue.revived",
+    "queue.migrated",
+    "queue.consumer_crash",
+    "cache.transition",
+    "cache.start",
+    "cache.read",
+    "cache.write",
+    "cache.failed",
+    "cache.lost",
+    "cache.in_doubt",
+    "cache.writeback",
+    "cache.dump",
+];
+
+/// Accepts a trace kind or the start of one (`raft.role`, `cache.`).
+fn check_kind(k: &str) -> Result<(), String> {
+    if KNOWN_KINDS.iter().any(|known| known.starts_with(k)) {
+        return Ok(());
+    }
+    let mut families: Vec<&str> = KNOWN_KINDS
+        .iter()
+        .filter_map(|known| known.split_once('.').map(|(family, _)| family))
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    let prefixes: Vec<String> = families.iter().map(|f| format!("{f}.")).collect();
+    Err(format!(
+        "break kind: no trace kind is or starts with `{k}`; kinds start with {} (like raft.role, or cache. for all of a family)",
+        prefixes.join(" ")
+    ))
+}
+
 /// Parses one command line (words separated by spaces).
 pub fn parse_command(line: &str) -> Result<Command, String> {
     let words: Vec<&str> = line.split_whitespace().collect();
@@ -76,7 +159,9 @@ pub fn parse_command(line: &str) -> Result<Command, String> {
         ["until" | "u", t] => parse_duration(t)
             .map(Command::Until)
             .map_err(|e| format!("until: {e}")),
-        ["break" | "b", "kind", k] => Ok(Command::Break(Break::Kind((*k).to_string()))),
+        ["break" | "b", "kind", k] => {
+            check_kind(k).map(|()| Command::Break(Break::Kind((*k).to_string())))
+        }
         ["break" | "b", "node", n] => Ok(Command::Break(Break::Node((*n).to_string()))),
         ["break" | "b", "clear"] => Ok(Command::ClearBreaks),
         ["back"] => Ok(Command::Back),
@@ -110,18 +195,21 @@ pub fn banner(sc: &Scenario, seed: u64) -> String {
 /// Runs a script (one command per line, `#` starts a comment) and returns
 /// what a scripted `distsync step` prints: the banner, then each command
 /// after `> ` followed by what it shows. Every line is checked before
-/// anything runs; a bad one is an error naming `name:line:1`.
+/// anything runs, against this scenario too (a breakpoint on a node it
+/// lacks); a bad one is an error naming `name:line:1`.
 pub fn run_script(sc: &Scenario, seed: u64, text: &str, name: &str) -> Result<String, String> {
+    let mut stepper = Stepper::new(sc, seed);
     let mut commands = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() {
             continue;
         }
-        let c = parse_command(line).map_err(|e| format!("{name}:{}:1: {e}", i + 1))?;
+        let c = parse_command(line)
+            .and_then(|c| stepper.check(&c).map(|()| c))
+            .map_err(|e| format!("{name}:{}:1: {e}", i + 1))?;
         commands.push((line, c));
     }
-    let mut stepper = Stepper::new(sc, seed);
     let mut out = banner(sc, seed);
     for (line, c) in commands {
         let (shown, go_on) = stepper.execute(&c);
@@ -177,9 +265,40 @@ impl Stepper {
         self.done
     }
 
+    /// Checks what only this scenario can tell: that a breakpoint's node
+    /// is one of its endpoints (a misspelt one would never stop).
+    pub fn check(&self, cmd: &Command) -> Result<(), String> {
+        let Command::Break(Break::Node(x)) = cmd else {
+            return Ok(());
+        };
+        let names = self.endpoint_names();
+        if names.contains(x) {
+            return Ok(());
+        }
+        Err(format!(
+            "break node: no `{x}` in this scenario; it has {}",
+            describe_names(&names)
+        ))
+    }
+
+    /// Every name the trace's `node` field can take in this scenario.
+    fn endpoint_names(&self) -> Vec<String> {
+        self.world
+            .subjects()
+            .into_iter()
+            .map(subject_name)
+            .collect()
+    }
+
     /// Runs one command, returning what to print, and whether to go on.
+    /// A command this scenario cannot take (see `check`) prints why.
     pub fn execute(&mut self, cmd: &Command) -> (String, bool) {
         let mut out = String::new();
+        if let Err(e) = self.check(cmd) {
+            out += &e;
+            out.push('\n');
+            return (out, true);
+        }
         match cmd {
             Command::Next => {
                 let before = self.views();
@@ -387,6 +506,9 @@ impl Stepper {
         if before.caches != after.caches {
             changed.extend(after.caches.iter().map(|l| format!("  {l}")));
         }
+        if before.queue != after.queue {
+            changed.extend(after.queue.iter().map(|l| format!("  {l}")));
+        }
         if !changed.is_empty() {
             out.push_str("changed:\n");
             for c in changed {
@@ -429,7 +551,7 @@ impl Stepper {
         for (i, n) in v.nodes.iter().enumerate() {
             out += &format!("  n{:<3}{n}\n", i + 1);
         }
-        for l in v.locks.iter().chain(&v.caches) {
+        for l in v.locks.iter().chain(&v.caches).chain(&v.queue) {
             out += &format!("  {l}\n");
         }
         out
@@ -442,6 +564,7 @@ impl Stepper {
             nodes,
             locks: self.lock_lines(),
             caches: self.cache_lines(),
+            queue: self.queue_lines(),
         }
     }
 
@@ -471,13 +594,18 @@ impl Stepper {
         )
     }
 
-    /// The lock table as applied by the node that applied the most.
-    fn lock_lines(&self) -> Vec<String> {
-        let best = (0..self.sc.nodes)
+    /// The running node that applied the most (the first such), with its
+    /// applied index: the best-informed view of replicated state.
+    fn most_applied_node(&self) -> Option<(u64, usize, &crate::node::Node)> {
+        (0..self.sc.nodes)
             .filter(|&i| !self.world.is_crashed(i))
             .filter_map(|i| self.world.node(i).map(|n| (n.raft().applied_index(), i, n)))
-            .max_by_key(|&(applied, i, _)| (applied, std::cmp::Reverse(i)));
-        let Some((applied, i, node)) = best else {
+            .max_by_key(|&(applied, i, _)| (applied, std::cmp::Reverse(i)))
+    }
+
+    /// The lock table as applied by the node that applied the most.
+    fn lock_lines(&self) -> Vec<String> {
+        let Some((applied, i, node)) = self.most_applied_node() else {
             return Vec::new();
         };
         let state = node.locks();
@@ -544,6 +672,140 @@ impl Stepper {
         }
         out
     }
+
+    /// The queue as the shards' stores hold it: a header with the ring
+    /// epoch and totals, then per shard the partitions the placement gives
+    /// it and, for each partition holding anything, its ready, in-flight
+    /// and dead-lettered messages. Partitions are numbered as the trace's
+    /// `partition` field numbers them. Empty when the scenario has no queue.
+    fn queue_lines(&self) -> Vec<String> {
+        let layout = self.world.queue_layout();
+        if layout.producers + layout.consumers == 0 {
+            // Shards without producers or consumers are the caches' memory.
+            return Vec::new();
+        }
+        // Ownership as the best-informed node applied it; shards are the
+        // truth for messages, the replicated placement for who owns what.
+        let placement = self.most_applied_node().map(|(_, _, n)| n.placement());
+        let mut total = Counts::default();
+        let shards: Vec<String> = (0..layout.shards)
+            .map(|j| self.shard_line(j, placement, &mut total))
+            .collect();
+        let epoch = placement.map_or(String::new(), |p| format!("ring epoch {}, ", p.epoch()));
+        let mut out = vec![format!("queue  {epoch}total {}", total.text())];
+        out.extend(shards);
+        out
+    }
+
+    /// One shard: `s1 owns p0 p3: p0 ready 2 inflight 1 | total ...`.
+    fn shard_line(&self, j: usize, placement: Option<&Placement>, total: &mut Counts) -> String {
+        let owns = placement.map_or(String::new(), |p| format!(" {}", ownership(p, j as u32)));
+        let head = format!("  s{}{owns}: ", j + 1);
+        if self.world.shard_crashed(j) {
+            return head + "crashed";
+        }
+        let paused = if self
+            .world
+            .is_paused(self.world.queue_layout().shard_base + j)
+        {
+            " (paused)"
+        } else {
+            ""
+        };
+        let partitions = count_by_partition(&self.world.shard_messages(j).unwrap_or_default());
+        if partitions.is_empty() {
+            return format!("{head}empty{paused}");
+        }
+        let mut shard = Counts::default();
+        let listed: Vec<String> = partitions
+            .iter()
+            .map(|(part, c)| {
+                shard.add(c);
+                format!("p{part} {}", c.brief())
+            })
+            .collect();
+        total.add(&shard);
+        format!(
+            "{head}{} | total {}{paused}",
+            listed.join(", "),
+            shard.text()
+        )
+    }
+}
+
+/// Messages on a shard or partition, by where they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    ready: usize,
+    inflight: usize,
+    dead: usize,
+}
+
+impl Counts {
+    fn add(&mut self, other: &Counts) {
+        self.ready += other.ready;
+        self.inflight += other.inflight;
+        self.dead += other.dead;
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "ready {} inflight {} dead {}",
+            self.ready, self.inflight, self.dead
+        )
+    }
+
+    /// Like `text`, but without dead letters when there are none.
+    fn brief(&self) -> String {
+        let mut out = format!("ready {} inflight {}", self.ready, self.inflight);
+        if self.dead > 0 {
+            out += &format!(" dead {}", self.dead);
+        }
+        out
+    }
+}
+
+/// Each partition's counts, for partitions holding anything.
+fn count_by_partition(
+    messages: &BTreeMap<(Partition, MessageId), Place>,
+) -> BTreeMap<Partition, Counts> {
+    let mut out: BTreeMap<Partition, Counts> = BTreeMap::new();
+    for (&(part, _), place) in messages {
+        let c = out.entry(part).or_default();
+        match place {
+            Place::Ready => c.ready += 1,
+            Place::InFlight => c.inflight += 1,
+            Place::Dead => c.dead += 1,
+        }
+    }
+    out
+}
+
+/// What the placement gives `shard`: `owns p0 p3`, partitions in transit
+/// as `p2->s4` (leaving) or `p2<-s1` (arriving); a shard with none is
+/// `off the ring` or, on it, `owns nothing`.
+fn ownership(p: &Placement, shard: u32) -> String {
+    let moves: BTreeMap<Partition, _> = p.moves().collect();
+    let mut parts = Vec::new();
+    for part in 0..p.partitions() {
+        match (p.route(part), moves.get(&part)) {
+            (Some(Route::Shard(s)), _) if s == shard => parts.push(format!("p{part}")),
+            (Some(Route::Moving), Some(m)) if m.from == shard => {
+                parts.push(format!("p{part}->s{}", m.to + 1));
+            }
+            (Some(Route::Moving), Some(m)) if m.to == shard => {
+                parts.push(format!("p{part}<-s{}", m.from + 1));
+            }
+            _ => {}
+        }
+    }
+    if !parts.is_empty() {
+        format!("owns {}", parts.join(" "))
+    } else if p.shards().contains(&shard) {
+        "owns nothing".to_string()
+    } else {
+        "off the ring".to_string()
+    }
 }
 
 /// Why a batch of events stopped.
@@ -562,6 +824,7 @@ struct Views {
     nodes: Vec<String>,
     locks: Vec<String>,
     caches: Vec<String>,
+    queue: Vec<String>,
 }
 
 /// Most log entries shown; older ones are summarised.
@@ -600,6 +863,50 @@ fn log_text(r: &crate::raft::Raft) -> String {
     }
     out.push(']');
     out
+}
+
+/// An endpoint's name as the trace writes it in the `node` field.
+fn subject_name(s: Subject) -> String {
+    match s {
+        Subject::Node(i) => format!("n{}", i + 1),
+        Subject::Client(i) => format!("c{}", i + 1),
+        Subject::Net => "net".to_string(),
+        Subject::Resource => "resource".to_string(),
+        Subject::Shard(i) => format!("s{}", i + 1),
+        Subject::Producer(i) => format!("p{}", i + 1),
+        Subject::Consumer(i) => format!("w{}", i + 1),
+    }
+}
+
+/// Names in order, runs of one letter and consecutive numbers shortened:
+/// `n1..n3, c1..c4, resource, net`.
+fn describe_names(names: &[String]) -> String {
+    let split = |n: &str| {
+        let at = n.find(|c: char| c.is_ascii_digit())?;
+        Some((n[..at].to_string(), n[at..].parse::<usize>().ok()?))
+    };
+    // Each run: its letters, first and last number (or a plain name).
+    let mut runs: Vec<(String, Option<(usize, usize)>)> = Vec::new();
+    for name in names {
+        match (split(name), runs.last_mut()) {
+            (Some((letters, i)), Some((last, Some((_, end)))))
+                if *last == letters && *end + 1 == i =>
+            {
+                *end = i;
+            }
+            (Some((letters, i)), _) => runs.push((letters, Some((i, i)))),
+            (None, _) => runs.push((name.clone(), None)),
+        }
+    }
+    let shown: Vec<String> = runs
+        .iter()
+        .map(|(letters, span)| match span {
+            None => letters.clone(),
+            Some((a, b)) if a == b => format!("{letters}{a}"),
+            Some((a, b)) => format!("{letters}{a}..{letters}{b}"),
+        })
+        .collect();
+    shown.join(", ")
 }
 
 /// Simulated time as seconds with microsecond precision.
@@ -715,5 +1022,218 @@ mod tests {
     #[test]
     fn times_print_in_seconds_with_microseconds() {
         assert_eq!(time(1_500_000_000), "1.500000s");
+    }
+
+    fn scenario(name: &str) -> Scenario {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        crate::scenario::load_scenario(&dir.join(format!("{name}.toml"))).unwrap()
+    }
+
+    #[test]
+    fn break_kind_takes_a_known_kind_or_the_start_of_one() {
+        for k in ["raft.role", "cache.", "raft", "queue.consumer_crash", "r"] {
+            assert_eq!(
+                parse_command(&format!("break kind {k}")),
+                Ok(Command::Break(Break::Kind(k.into()))),
+                "{k}"
+            );
+        }
+        for k in ["rafts", "raft.roles", "queue.popped", "Raft."] {
+            let e = parse_command(&format!("b kind {k}")).unwrap_err();
+            assert!(e.contains(&format!("`{k}`")), "{e}");
+            assert!(
+                e.contains("cache. client. fault. lock. net. queue. raft. resource."),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn break_node_takes_only_this_scenarios_endpoints() {
+        let mut st = Stepper::new(&scenario("queue-steady"), 1);
+        for x in ["n1", "n3", "s3", "p1", "w3", "net"] {
+            assert_eq!(
+                st.check(&Command::Break(Break::Node(x.into()))),
+                Ok(()),
+                "{x}"
+            );
+        }
+        let e = st
+            .check(&Command::Break(Break::Node("n4".into())))
+            .unwrap_err();
+        assert!(
+            e.ends_with("it has n1..n3, s1..s3, p1..p3, w1..w3, net"),
+            "{e}"
+        );
+        // At the prompt the stepper says why and keeps no such breakpoint.
+        let (shown, go_on) = st.execute(&Command::Break(Break::Node("s9".into())));
+        assert!(go_on && shown.starts_with("break node: no `s9`"), "{shown}");
+        assert_eq!(st.describe_breaks(), "none");
+        let locks = Stepper::new(&scenario("lock-contention"), 1);
+        assert_eq!(
+            locks.check(&Command::Break(Break::Node("resource".into()))),
+            Ok(())
+        );
+        assert!(
+            locks
+                .check(&Command::Break(Break::Node("s1".into())))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_script_with_a_bad_breakpoint_says_where_and_runs_nothing() {
+        let sc = scenario("leader-crash");
+        let e = run_script(&sc, 1, "next\nbreak node s1\n", "x.steps").unwrap_err();
+        assert!(e.starts_with("x.steps:2:1: break node: no `s1`"), "{e}");
+        let e = run_script(&sc, 1, "# kinds\nb kind raft.rolee\n", "x.steps").unwrap_err();
+        assert!(e.starts_with("x.steps:2:1: break kind:"), "{e}");
+    }
+
+    #[test]
+    fn names_shorten_to_runs() {
+        let names: Vec<String> = ["n1", "n2", "n3", "c1", "c3", "resource", "s1", "net"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(describe_names(&names), "n1..n3, c1, c3, resource, s1, net");
+    }
+
+    /// Sums a line's `ready N inflight N dead N` totals.
+    fn total(line: &str) -> usize {
+        let words: Vec<&str> = line.rsplit("total ").next().unwrap().split(' ').collect();
+        words
+            .chunks(2)
+            .map(|w| w[1].parse::<usize>().unwrap())
+            .sum()
+    }
+
+    #[test]
+    fn the_queue_view_counts_each_shards_partitions() {
+        let mut st = Stepper::new(&scenario("queue-steady"), 1);
+        st.execute(&Command::Continue(Some(200)));
+        let queue = st.views().queue;
+        assert_eq!(
+            queue.len(),
+            1 + 3,
+            "a header and a line per shard: {queue:#?}"
+        );
+        assert!(
+            queue[0].starts_with("queue  ring epoch 0, total ready "),
+            "{queue:#?}"
+        );
+        assert!(
+            total(&queue[0]) > 0,
+            "messages are in the queue: {queue:#?}"
+        );
+        let per_shard: usize = queue[1..]
+            .iter()
+            .filter(|l| l.contains(" | total "))
+            .map(|l| total(l))
+            .sum();
+        assert_eq!(per_shard, total(&queue[0]), "{queue:#?}");
+        assert!(
+            queue[1..]
+                .iter()
+                .any(|l| l.contains(" ready ") && l.contains(" inflight ")),
+            "{queue:#?}"
+        );
+        let (shown, _) = st.execute(&Command::Show(None));
+        assert!(shown.contains(&queue[1]), "{shown}");
+    }
+
+    #[test]
+    fn a_crashed_shard_shows_as_crashed() {
+        let mut st = Stepper::new(&scenario("queue-shard-crash-always"), 1);
+        st.execute(&Command::Break(Break::Kind("fault.crash".into())));
+        st.execute(&Command::Continue(None));
+        let queue = st.views().queue;
+        assert!(
+            queue[2].starts_with("  s2 ") && queue[2].ends_with(": crashed"),
+            "{queue:#?}"
+        );
+    }
+
+    #[test]
+    fn only_a_scenario_with_a_queue_has_a_queue_view() {
+        // The cache scenario has a shard too: it is the caches' memory.
+        for name in ["leader-crash", "lock-contention", "cache-bus-walkthrough"] {
+            let mut st = Stepper::new(&scenario(name), 1);
+            st.execute(&Command::Continue(Some(500)));
+            assert!(st.views().queue.is_empty(), "{name}");
+        }
+    }
+
+    /// The trace digest and event count of a run of `sc` on `seed` to its
+    /// end, with nobody looking.
+    fn unwatched_run(sc: &Scenario, seed: u64) -> (u64, u64) {
+        let mut world = World::new(sc, seed, Tracer::new(sc.nodes, None));
+        while world.step() {}
+        (world.obs.tracer.digest(), world.obs.tracer.events())
+    }
+
+    #[test]
+    fn looking_at_the_views_never_changes_the_run() {
+        for name in ["queue-shard-crash-everysec", "queue-add-shard"] {
+            let sc = scenario(name);
+            let mut st = Stepper::new(&sc, 2);
+            // Every view at every event for a while, then now and then.
+            for _ in 0..2000 {
+                st.execute(&Command::Next);
+            }
+            while st.world.next_event_time().is_some() {
+                let before = st.events();
+                st.execute(&Command::Continue(Some(97)));
+                st.execute(&Command::Show(None));
+                if st.events() == before {
+                    break;
+                }
+            }
+            let watched = (st.world.obs.tracer.digest(), st.world.obs.tracer.events());
+            assert_eq!(watched, unwatched_run(&sc, 2), "{name}");
+        }
+    }
+
+    /// The value of `"field":"..."` in a trace line.
+    fn field<'a>(line: &'a str, name: &str) -> &'a str {
+        let open = format!("\"{name}\":\"");
+        let rest = &line[line.find(&open).unwrap() + open.len()..];
+        &rest[..rest.find('"').unwrap()]
+    }
+
+    #[test]
+    fn every_traced_kind_and_node_is_known() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut paths: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        assert!(paths.len() > 40, "the shipped scenarios are there");
+        for path in paths {
+            let sc = crate::scenario::load_scenario(&path).unwrap();
+            let sink = MemorySink::default();
+            let mut world = World::new(
+                &sc,
+                sc.seed,
+                Tracer::new(sc.nodes, Some(Box::new(sink.clone()))),
+            );
+            let names: Vec<String> = world.subjects().into_iter().map(subject_name).collect();
+            let mut more = true;
+            while more {
+                for _ in 0..10_000 {
+                    more = world.step();
+                    if !more {
+                        break;
+                    }
+                }
+                for line in sink.take_lines() {
+                    let kind = field(&line, "kind");
+                    assert!(KNOWN_KINDS.contains(&kind), "{}: {line}", path.display());
+                    let node = field(&line, "node").to_string();
+                    assert!(names.contains(&node), "{}: {line}", path.display());
+                }
+            }
+        }
     }
 }

@@ -131,6 +131,13 @@ impl Shard {
     pub fn messages(&mut self, now_ns: u64) -> BTreeMap<(Partition, MessageId), Place> {
         functions::messages(&mut self.store, now_ns, self.partitions)
     }
+
+    /// Where every message is now, read from a copy of the keyspace: a read
+    /// through `Store::execute` may expire keys as it goes, and an observer
+    /// (the stepper) must leave the run exactly as it found it.
+    pub fn peek_messages(&self, now_ns: u64) -> BTreeMap<(Partition, MessageId), Place> {
+        functions::messages(&mut self.store.clone(), now_ns, self.partitions)
+    }
 }
 
 /// Runs one queue function and traces what it did to messages.

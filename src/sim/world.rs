@@ -1134,6 +1134,26 @@ impl World {
     pub fn shard_crashed(&self, j: usize) -> bool {
         self.eps[self.queue_layout.shard_base + j].status == Status::Crashed
     }
+
+    /// Where every message on shard `j` is now, as its own clock reads the
+    /// time; reading never changes the run (see `Shard::peek_messages`).
+    pub fn shard_messages(&self, j: usize) -> Option<BTreeMap<(Partition, MessageId), Place>> {
+        if j >= self.queue_layout.shards {
+            return None;
+        }
+        let e = &self.eps[self.queue_layout.shard_base + j];
+        match &e.actor {
+            Actor::Shard(s) => Some(s.peek_messages(e.clock.local(self.now_ns))),
+            _ => None,
+        }
+    }
+
+    /// Who each endpoint is, as the trace names them, and the network.
+    pub fn subjects(&self) -> Vec<Subject> {
+        let mut all: Vec<Subject> = (0..self.eps.len()).map(|id| self.subject_of(id)).collect();
+        all.push(Subject::Net);
+        all
+    }
 }
 
 /// Adds the shards, producers and consumers after every other endpoint.
