@@ -64,73 +64,12 @@ commands:
   help | h                 this list
   quit | q                 leave";
 
-/// Every `kind` the trace writes, as `TraceEvent::kind` names them: a
-/// breakpoint on anything else could never stop. The test
-/// `every_traced_kind_and_node_is_known` runs the shipped scenarios to catch
-/// a kind added there but not here.
-const KNOWN_KINDS: &[&str] = &[
-    "raft.role",
-    "raft.vote",
-    "raft.append",
-    "raft.truncate",
-    "raft.commit",
-    "raft.apply",
-    "raft.snapshot",
-    "raft.recover",
-    "net.send",
-    "net.deliver",
-    "net.drop",
-    "fault.crash",
-    "fault.restart",
-    "fault.pause",
-    "fault.resume",
-    "fault.partition",
-    "fault.partition_oneway",
-    "fault.heal",
-    "fault.network",
-    "fault.clock",
-    "fault.skipped",
-    "client.invoke",
-    "client.return",
-    "lock.session",
-    "lock.grant",
-    "lock.wait",
-    "lock.release",
-    "lock.fail",
-    "lock.deadlock",
-    "lock.renewed",
-    "resource.write",
-    "queue.ring",
-    "queue.send",
-    "queue.produced",
-    "queue.stored",
-    "queue.pop",
-    "queue.received",
-    "queue.acked",
-    "queue.nacked",
-    "queue.requeued",
-    "queue.dead",
-    "queue.lost",
-    "queue.revived",
-    "queue.migrated",
-    "queue.consumer_crash",
-    "cache.transition",
-    "cache.start",
-    "cache.read",
-    "cache.write",
-    "cache.failed",
-    "cache.lost",
-    "cache.in_doubt",
-    "cache.writeback",
-    "cache.dump",
-];
-
 /// Accepts a trace kind or the start of one (`raft.role`, `cache.`).
 fn check_kind(k: &str) -> Result<(), String> {
-    if KNOWN_KINDS.iter().any(|known| known.starts_with(k)) {
+    if crate::trace::KINDS.iter().any(|known| known.starts_with(k)) {
         return Ok(());
     }
-    let mut families: Vec<&str> = KNOWN_KINDS
+    let mut families: Vec<&str> = crate::trace::KINDS
         .iter()
         .filter_map(|known| known.split_once('.').map(|(family, _)| family))
         .collect();
@@ -1229,7 +1168,11 @@ mod tests {
                 }
                 for line in sink.take_lines() {
                     let kind = field(&line, "kind");
-                    assert!(KNOWN_KINDS.contains(&kind), "{}: {line}", path.display());
+                    assert!(
+                        crate::trace::KINDS.contains(&kind),
+                        "{}: {line}",
+                        path.display()
+                    );
                     let node = field(&line, "node").to_string();
                     assert!(names.contains(&node), "{}: {line}", path.display());
                 }

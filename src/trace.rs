@@ -351,6 +351,68 @@ pub enum TraceEvent {
     },
 }
 
+/// Every `kind` the trace writes, as `TraceEvent::kind` names them (the
+/// stepper refuses a breakpoint on anything else, which could never stop).
+/// Keep it beside `kind`: the stepper's test
+/// `every_traced_kind_and_node_is_known` runs the shipped scenarios to
+/// catch a kind added there but not here.
+pub const KINDS: &[&str] = &[
+    "raft.role",
+    "raft.vote",
+    "raft.append",
+    "raft.truncate",
+    "raft.commit",
+    "raft.apply",
+    "raft.snapshot",
+    "raft.recover",
+    "net.send",
+    "net.deliver",
+    "net.drop",
+    "fault.crash",
+    "fault.restart",
+    "fault.pause",
+    "fault.resume",
+    "fault.partition",
+    "fault.partition_oneway",
+    "fault.heal",
+    "fault.network",
+    "fault.clock",
+    "fault.skipped",
+    "client.invoke",
+    "client.return",
+    "lock.session",
+    "lock.grant",
+    "lock.wait",
+    "lock.release",
+    "lock.fail",
+    "lock.deadlock",
+    "lock.renewed",
+    "resource.write",
+    "queue.ring",
+    "queue.send",
+    "queue.produced",
+    "queue.stored",
+    "queue.pop",
+    "queue.received",
+    "queue.acked",
+    "queue.nacked",
+    "queue.requeued",
+    "queue.dead",
+    "queue.lost",
+    "queue.revived",
+    "queue.migrated",
+    "queue.consumer_crash",
+    "cache.transition",
+    "cache.start",
+    "cache.read",
+    "cache.write",
+    "cache.failed",
+    "cache.lost",
+    "cache.in_doubt",
+    "cache.writeback",
+    "cache.dump",
+];
+
 impl TraceEvent {
     /// The `kind` field.
     pub fn kind(&self) -> &'static str {
