@@ -349,6 +349,8 @@ function draw() {
     if (!ROLE_COLOR[role] || b < view.t0 || a > view.t1) return;
     const r = el('rect', {x: x(lane) - 8, y: y(Math.max(a, view.t0)), width: 6, height: Math.max(1, y(Math.min(b, view.t1)) - y(Math.max(a, view.t0))), fill: ROLE_COLOR[role]}, svg);
     el('title', {}, r).textContent = D.lanes[lane] + ' ' + role + ' in term ' + term;
+    // A leader's term is written where its band starts.
+    if (role === 'leader' && a >= view.t0) el('text', {x: x(lane) - 12, y: y(a) + 10, 'text-anchor': 'end', fill: '#a07800'}, svg).textContent = 'term ' + term;
   };
   for (const [lane, t, role, term] of D.roles) {
     if (last[lane]) band(lane, last[lane][0], t, last[lane][1], last[lane][2]);
