@@ -152,6 +152,10 @@ pub fn raft_load_scenario(seconds: u64, clients: usize, rate_per_s: f64) -> Scen
 
 /// Result of the Raft cluster benchmark.
 pub struct RaftBench {
+    /// The load it ran under: clients, ops/s per client, trace digest on.
+    pub clients: usize,
+    pub rate_per_s: f64,
+    pub tracing: bool,
     pub events: u64,
     pub sim_ns: u64,
     pub wall: Duration,
@@ -184,6 +188,9 @@ pub fn raft_cluster(seconds: u64, clients: usize, rate_per_s: f64, tracing: bool
     .expect("no trace file, so no I/O error");
     let wall = start.elapsed();
     RaftBench {
+        clients,
+        rate_per_s,
+        tracing,
         events: report.stats.events,
         sim_ns: report.sim_time_ns,
         wall,
@@ -191,10 +198,19 @@ pub fn raft_cluster(seconds: u64, clients: usize, rate_per_s: f64, tracing: bool
     }
 }
 
+/// Result of the fuzz throughput benchmark.
+pub struct FuzzBench {
+    pub seeds: u64,
+    pub jobs: usize,
+    pub seeds_per_minute: f64,
+    /// Seeds that failed (a healthy build has none).
+    pub failed: usize,
+}
+
 /// Fuzz throughput: `seeds` swarm seeds of the standard 10-second, 5-node
 /// scenario (5 clients x 50 ops/s, a leader crash) on `jobs` workers, with
-/// every checker and the trace digest on. Returns seeds per minute.
-pub fn fuzz_seeds_per_minute(seeds: u64, jobs: usize) -> (f64, usize) {
+/// every checker and the trace digest on.
+pub fn fuzz_throughput(seeds: u64, jobs: usize) -> FuzzBench {
     use crate::explore::fuzz::{Budget, FuzzOptions, fuzz};
     let template = raft_load_scenario(10, 5, 50.0);
     let opts = FuzzOptions {
@@ -210,89 +226,72 @@ pub fn fuzz_seeds_per_minute(seeds: u64, jobs: usize) -> (f64, usize) {
     };
     let start = Instant::now(); // determinism-ok: benchmark timing only
     let sweep = fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0);
-    let per_minute = sweep.results.len() as f64 / start.elapsed().as_secs_f64() * 60.0;
-    (per_minute, sweep.failures().count())
+    FuzzBench {
+        seeds,
+        jobs,
+        seeds_per_minute: sweep.results.len() as f64 / start.elapsed().as_secs_f64() * 60.0,
+        failed: sweep.failures().count(),
+    }
 }
 
-/// The text `distsync bench` prints.
-pub fn report(quick: bool) -> String {
+/// Everything `distsync bench` measures (`report::bench_summary` prints it).
+pub struct Measurements {
+    pub message_passing: MessageBench,
+    /// The Raft load scenario under two loads, each with and without the trace digest.
+    pub raft: Vec<RaftBench>,
+    pub fuzz: FuzzBench,
+    /// The steady queue at three producer rates.
+    pub queue: Vec<QueueBench>,
+    /// The Zipf cache scenarios, both protocols, at each capacity.
+    pub caches: Vec<CacheBench>,
+}
+
+/// Runs every measurement; `quick` shortens them (for smoke tests).
+pub fn measure(quick: bool) -> Measurements {
     let (deliveries, seconds) = if quick {
         (2_000_000, 10)
     } else {
         (30_000_000, 120)
     };
-    let m = message_passing(deliveries, 64);
-    let mut out = format!(
-        "(a) message passing, 2 nodes, 64 in flight, 1-5ms latency, 1% loss:\n    {} deliveries in {:.3}s = {:.1} M deliveries/s\n",
-        m.deliveries,
-        m.wall.as_secs_f64(),
-        m.per_second() / 1e6
-    );
+    let message_passing = message_passing(deliveries, 64);
+    let mut raft = Vec::new();
     for (clients, rate) in [(10, 100.0), (5, 20.0)] {
-        for (label, tracing) in [("trace digest on", true), ("trace off", false)] {
-            let b = raft_cluster(seconds, clients, rate, tracing);
-            out += &format!(
-                "(b) 5-node Raft, {clients} clients x {rate} ops/s, 2% loss, leader crash, all checkers on, {label}:\n    {} events in {:.3}s = {:.2} M events/s; {}s simulated = {:.0}x real time; checks {}\n",
-                b.events,
-                b.wall.as_secs_f64(),
-                b.events_per_second() / 1e6,
-                b.sim_ns / 1_000_000_000,
-                b.speedup(),
-                if b.passed { "passed" } else { "FAILED" }
-            );
+        for tracing in [true, false] {
+            raft.push(raft_cluster(seconds, clients, rate, tracing));
         }
     }
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let seeds = if quick { 200 } else { 3000 };
-    let (per_minute, failed) = fuzz_seeds_per_minute(seeds, jobs);
-    out += &format!(
-        "(c) fuzz: {seeds} swarm seeds of a 10s 5-node scenario (5 clients x 50 ops/s), {jobs} jobs, checkers + digest on:\n    {per_minute:.0} seeds/minute; {failed} failed\n"
-    );
-    for rate in [400.0, 1000.0, 2000.0] {
-        let q = queue_throughput(rate);
-        let s = &q.summary;
-        let p = |x| s.latency_percentile(x).map_or(0.0, |ns| ns as f64 / 1e6);
-        out += &format!(
-            "(d) queue, 3 nodes, 3 shards (appendfsync always), 8 partitions, 3 producers x {rate} msg/s in batches of 4, 3 consumers taking up to 64, 0.2-1ms links:\n    produced {:.0} msg/s, delivered {:.0} msg/s (simulated); end-to-end latency p50 {:.2}ms, p99 {:.2}ms; {:.3}s wall; checks {}\n",
-            s.produce_rate_per_s(),
-            s.consume_rate_per_s(),
-            p(0.5),
-            p(0.99),
-            q.wall.as_secs_f64(),
-            if q.passed { "passed" } else { "FAILED" }
-        );
-    }
+    let fuzz = fuzz_throughput(if quick { 200 } else { 3000 }, jobs);
+    let queue = [400.0, 1000.0, 2000.0]
+        .into_iter()
+        .map(queue_throughput)
+        .collect();
     let (capacities, cache_s): (&[usize], u64) = if quick {
         (&[100], 20)
     } else {
         (&[100, 500], 300)
     };
+    let mut caches = Vec::new();
     for &capacity in capacities {
         for protocol in ["bus", "dir"] {
-            let c = cache_figures(protocol, capacity, cache_s);
-            let s = &c.report.summary;
-            let (warm, from) = s.warm_hit_ratio().unwrap_or((0.0, 0));
-            let ms = |ns: u64| ns as f64 / 1e6;
-            out += &format!(
-                "(e) caches, cache-{protocol}-zipf for {cache_s}s: 3 nodes x 50 ops/s, Zipf(0.99) over 1,000 keys, 10% writes, {capacity} lines per node:\n    hit ratio {:.1}% ({:.1}% once warm, from {from}s); {:.2} messages per operation; reads p50 {:.2}ms p99 {:.2}ms (misses p50 {:.2}ms), writes p50 {:.2}ms p99 {:.2}ms (simulated); {:.3}s wall; checks {}\n",
-                s.hit_ratio() * 100.0,
-                warm * 100.0,
-                c.report.messages_per_op(),
-                ms(s.latency.read.p50_ns),
-                ms(s.latency.read.p99_ns),
-                ms(s.latency.read_miss.p50_ns),
-                ms(s.latency.write.p50_ns),
-                ms(s.latency.write.p99_ns),
-                c.wall.as_secs_f64(),
-                if c.passed { "passed" } else { "FAILED" }
-            );
+            caches.push(cache_figures(protocol, capacity, cache_s));
         }
     }
-    out
+    Measurements {
+        message_passing,
+        raft,
+        fuzz,
+        queue,
+        caches,
+    }
 }
 
 /// Result of the cache benchmark.
 pub struct CacheBench {
+    /// Its setting: "bus" or "dir", lines per node, simulated seconds.
+    pub protocol: &'static str,
+    pub capacity: usize,
+    pub seconds: u64,
     pub report: crate::run::CacheReport,
     pub wall: Duration,
     pub passed: bool,
@@ -302,13 +301,16 @@ pub struct CacheBench {
 /// `capacity` lines per node, run for `seconds` of simulated time (load
 /// until the last two): hit ratio, messages and latency with every checker
 /// on.
-pub fn cache_figures(protocol: &str, capacity: usize, seconds: u64) -> CacheBench {
+pub fn cache_figures(protocol: &'static str, capacity: usize, seconds: u64) -> CacheBench {
     let (report, wall) = run_shipped(&format!("cache-{protocol}-zipf"), |sc| {
         sc.cache.capacity = capacity;
         sc.duration_ns = seconds * 1_000_000_000;
         sc.cache_load.stop_ns = seconds.saturating_sub(2) * 1_000_000_000;
     });
     CacheBench {
+        protocol,
+        capacity,
+        seconds,
         report: report.cache.clone().expect("the scenario has caches"),
         wall,
         passed: report.passed(),
@@ -344,6 +346,8 @@ fn run_shipped(
 
 /// Result of the queue benchmark.
 pub struct QueueBench {
+    /// Messages a second each producer sends.
+    pub rate_per_s: f64,
     pub summary: crate::check::queue_delivery::QueueSummary,
     pub wall: Duration,
     pub passed: bool,
@@ -359,6 +363,7 @@ pub fn queue_throughput(rate_per_s: f64) -> QueueBench {
         sc.queue_load.consume_batch = 64;
     });
     QueueBench {
+        rate_per_s,
         summary: report
             .queue
             .as_ref()

@@ -8,8 +8,10 @@ use distsync::bugs::CATALOGUE;
 use distsync::explore::fuzz::{Budget, FuzzOptions, fuzz};
 use distsync::explore::hunt::hunt;
 use distsync::explore::shrink::shrink;
-use distsync::report::{render_hunts, render_shrunk, render_sweeps};
-use distsync::report::{render_json, render_text};
+use distsync::report::{
+    Format, Page, bench_summary, bugs_summary, fuzz_summary, hunt_summary, page_summary,
+    pages_table, run_summary, shrink_summary,
+};
 use distsync::run::{RunOptions, run_scenario};
 use distsync::scenario::parse::{parse_duration, parse_scenario};
 use distsync::scenario::shipped::SHIPPED;
@@ -36,7 +38,7 @@ struct Cli {
 enum Command {
     /// Write a self-contained HTML report of a run: Lamport diagram, Raft roles, faults, verdicts, cache lines.
     #[command(
-        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it). Exit codes: 0 written (whatever the run's verdict), 2 bad input."
+        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it) and prints its size; --json prints that as JSON. Exit codes: 0 written (whatever the run's verdict), 2 bad input."
     )]
     Report {
         /// A scenario file (TOML) to run, or a trace file (.jsonl) to draw.
@@ -50,6 +52,9 @@ enum Command {
         /// Directory to write index.html into (created if missing).
         #[arg(short = 'o', long = "out", value_name = "DIR")]
         out: PathBuf,
+        /// Say what was written as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Step through a run one event at a time, showing what each event changed.
     #[command(
@@ -100,7 +105,7 @@ enum Command {
     },
     /// Swarm-fuzz scenarios: each seed adds its own mix of faults, every checker on.
     #[command(
-        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nExit codes: 0 no failure, 1 failures found, 2 bad input."
+        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nExit codes: 0 no failure, 1 failures found, 2 bad input."
     )]
     Fuzz {
         /// Scenario files to use as templates (default: every shipped scenario).
@@ -133,6 +138,9 @@ enum Command {
         /// seed, the first 10 of them, to DIR/SCENARIO-SEED/index.html.
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        /// Print the summary as JSON instead of tables (progress and notes go to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Shrink a failing scenario to the smallest one that fails the same way.
     #[command(
@@ -144,10 +152,13 @@ enum Command {
         /// At most this many candidate runs.
         #[arg(long, default_value_t = 400)]
         max_runs: u64,
+        /// Print the summary as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
     /// List the planted bugs, or hunt them: fuzz with the bug on until caught, then shrink.
     #[command(
-        after_help = "Examples:\n  distsync bugs\n  distsync bugs --hunt\n  distsync bugs --hunt raft.vote_before_persist\n\nExit codes: 0 listed, or every hunted bug found; 1 a bug escaped its budget; 2 bad input."
+        after_help = "Examples:\n  distsync bugs\n  distsync bugs --hunt\n  distsync bugs --hunt raft.vote_before_persist\n  distsync bugs --json\n\nExit codes: 0 listed, or every hunted bug found; 1 a bug escaped its budget; 2 bad input."
     )]
     Bugs {
         /// Hunt every bug, or just NAME.
@@ -162,17 +173,43 @@ enum Command {
         /// Where the shrunk scenarios are written.
         #[arg(long, value_name = "DIR", default_value = "reports/hunts")]
         out_dir: PathBuf,
+        /// Print the catalogue or the hunts as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Measure simulator speed (events per wall-clock second).
-    #[command(after_help = "Examples:\n  distsync bench\n  distsync bench --quick")]
+    #[command(after_help = "Examples:\n  distsync bench\n  distsync bench --quick --json")]
     Bench {
         /// Shorter measurements (for smoke tests).
         #[arg(long)]
         quick: bool,
+        /// Print the measurements as JSON instead of tables.
+        #[arg(long)]
+        json: bool,
     },
 }
 
+/// `distsync bugs | head` closes the pipe before everything is printed;
+/// printing then fails, and the answer is to stop quietly, as a program
+/// killed by SIGPIPE does (status 141), not to report a crash.
+fn stop_quietly_on_closed_pipe() {
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        report_panic(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    stop_quietly_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -205,6 +242,7 @@ fn main() -> ExitCode {
             determinism_every,
             failures_dir,
             report,
+            json,
         } => {
             let budget = match time {
                 Some(t) => Budget::Time {
@@ -228,28 +266,37 @@ fn main() -> ExitCode {
                 failures_dir: Some(failures_dir),
                 stop_at_first_failure: false,
             };
-            fuzz_command(&scenarios, &bugs, &opts, time.is_some(), report.as_deref())
+            fuzz_command(
+                &scenarios,
+                &bugs,
+                &opts,
+                time.is_some(),
+                report.as_deref(),
+                Format::json_if(json),
+            )
         }
-        Command::Shrink { file, max_runs } => shrink_command(&file, max_runs),
+        Command::Shrink {
+            file,
+            max_runs,
+            json,
+        } => shrink_command(&file, max_runs, Format::json_if(json)),
         Command::Report {
             input,
             seed,
             bugs,
             out,
-        } => report_command(&input, seed, &bugs, &out),
+            json,
+        } => report_command(&input, seed, &bugs, &out, Format::json_if(json)),
         Command::Step {
             scenario,
             seed,
             bugs,
             script,
         } => step_command(&scenario, seed, &bugs, script.as_deref()),
-        Command::Bugs { hunt: None, .. } => {
-            for b in CATALOGUE {
-                println!(
-                    "{}\n  {}\n  caught by: {}\n  hunted on: scenarios/{}.toml\n",
-                    b.name, b.mistake, b.caught_by, b.scenario
-                );
-            }
+        Command::Bugs {
+            hunt: None, json, ..
+        } => {
+            print!("{}", bugs_summary(CATALOGUE, Format::json_if(json)));
             ExitCode::SUCCESS
         }
         Command::Bugs {
@@ -257,14 +304,17 @@ fn main() -> ExitCode {
             budget,
             jobs,
             out_dir,
+            json,
         } => hunt_command(
             name.as_deref(),
             budget,
             jobs.unwrap_or_else(default_jobs),
             &out_dir,
+            Format::json_if(json),
         ),
-        Command::Bench { quick } => {
-            print!("{}", distsync::bench::report(quick));
+        Command::Bench { quick, json } => {
+            let measured = distsync::bench::measure(quick);
+            print!("{}", bench_summary(&measured, Format::json_if(json)));
             ExitCode::SUCCESS
         }
     }
@@ -289,14 +339,14 @@ impl std::io::Write for Tee {
     }
 }
 
-/// Writes a run's HTML report to `dir/index.html`, saying where.
+/// Writes a run's HTML report to `dir/index.html`.
 fn write_report(
     dir: &Path,
     title: &str,
     seed: u64,
     lines: &[String],
     report: &distsync::run::RunReport,
-) -> Result<(), String> {
+) -> Result<Page, String> {
     use distsync::report::html::{PageInfo, render_page};
     let page = render_page(
         &PageInfo {
@@ -309,11 +359,25 @@ fn write_report(
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let file = dir.join("index.html");
     std::fs::write(&file, &page).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    println!("report: {} ({} bytes)", file.display(), page.len());
-    Ok(())
+    Ok(Page::new(&file, page.len(), lines.len(), Some(report)))
 }
 
-fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) -> ExitCode {
+/// Prints what a command wrote beside its summary: after the tables on
+/// stdout, or on stderr under --json, so that stdout stays one JSON document.
+fn note(format: Format, text: &str) {
+    match format {
+        Format::Tables => print!("{text}"),
+        Format::Json => eprint!("{text}"),
+    }
+}
+
+fn report_command(
+    input: &Path,
+    seed: Option<u64>,
+    bugs: &[String],
+    out: &Path,
+    format: Format,
+) -> ExitCode {
     use distsync::report::html::{PageInfo, render_page};
     let is_trace = input.extension().is_some_and(|e| e == "jsonl");
     let (title, seed, lines, report) = if is_trace {
@@ -366,20 +430,8 @@ fn report_command(input: &Path, seed: Option<u64>, bugs: &[String], out: &Path) 
     if let Err(e) = std::fs::write(&file, &page) {
         return bad_input(format!("cannot write {}: {e}", file.display()));
     }
-    println!(
-        "wrote {} ({} bytes, {} trace events{})",
-        file.display(),
-        page.len(),
-        lines.len(),
-        match &report {
-            Some(r) if r.passed() => ", run passed".to_string(),
-            Some(r) => format!(
-                ", run FAILED: {}",
-                r.failure_signature().unwrap_or_default()
-            ),
-            None => String::new(),
-        }
-    );
+    let written = Page::new(&file, page.len(), lines.len(), report.as_ref());
+    print!("{}", page_summary(&written, format));
     ExitCode::SUCCESS
 }
 
@@ -502,18 +554,13 @@ fn run_command(
             return ExitCode::from(EXIT_FAILED);
         }
     };
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&render_json(&report)).unwrap_or_default()
-        );
-    } else {
-        print!("{}", render_text(&report));
-    }
+    let format = Format::json_if(json);
+    print!("{}", run_summary(&report, format));
     if let Some(dir) = report_dir {
         let lines = memory.take_lines();
-        if let Err(e) = write_report(dir, &sc.name, seed, &lines, &report) {
-            return bad_input(e);
+        match write_report(dir, &sc.name, seed, &lines, &report) {
+            Ok(page) => note(format, &pages_table(&[page])),
+            Err(e) => return bad_input(e),
         }
     }
     let mut failed = !report.passed();
@@ -626,6 +673,7 @@ fn fuzz_command(
     opts: &FuzzOptions,
     timed: bool,
     report_dir: Option<&Path>,
+    format: Format,
 ) -> ExitCode {
     let mut templates = Vec::new();
     if paths.is_empty() {
@@ -679,15 +727,16 @@ fn fuzz_command(
     };
     let sweeps = fuzz(&templates, opts, &on_seed);
     bar.finish_and_clear();
-    print!("{}", render_sweeps(&sweeps));
+    print!("{}", fuzz_summary(&sweeps, opts.jobs, format));
     let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
     let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
-    println!("{seeds} seeds on {} jobs", opts.jobs);
     if let Some(dir) = report_dir {
-        report_failures(&sweeps, dir);
+        report_failures(&sweeps, dir, format);
     }
-    // The plain closing line CI systems read as a test tally.
-    println!("fuzz: {} passed, {failed} failed", seeds - failed);
+    if format == Format::Tables {
+        // The plain closing line CI systems read as a test tally.
+        println!("fuzz: {} passed, {failed} failed", seeds - failed);
+    }
     if failed > 0 {
         ExitCode::from(EXIT_FAILED)
     } else {
@@ -701,7 +750,7 @@ const MAX_FUZZ_REPORTS: usize = 10;
 
 /// Writes the HTML report of each failing seed (the first
 /// `MAX_FUZZ_REPORTS`), replaying the scenario file the sweep saved for it.
-fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path) {
+fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path, format: Format) {
     let saved: Vec<(&str, u64, &Path)> = sweeps
         .iter()
         .flat_map(|s| {
@@ -709,6 +758,7 @@ fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path)
                 .filter_map(|f| Some((s.scenario.as_str(), f.seed, f.file.as_deref()?)))
         })
         .collect();
+    let mut pages = Vec::new();
     for &(name, seed, file) in saved.iter().take(MAX_FUZZ_REPORTS) {
         let written = load_scenario(file)
             .map_err(|e| e.to_string())
@@ -722,14 +772,21 @@ fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path)
                     &report,
                 )
             });
-        if let Err(e) = written {
-            eprintln!("report for {name} seed {seed} not written: {e}");
+        match written {
+            Ok(page) => pages.push(page),
+            Err(e) => eprintln!("report for {name} seed {seed} not written: {e}"),
         }
     }
+    if !pages.is_empty() {
+        note(format, &pages_table(&pages));
+    }
     if saved.len() > MAX_FUZZ_REPORTS {
-        println!(
-            "reports written for the first {MAX_FUZZ_REPORTS} of {} failing seeds; `distsync report FILE` draws any other",
-            saved.len()
+        note(
+            format,
+            &format!(
+                "reports written for the first {MAX_FUZZ_REPORTS} of {} failing seeds; `distsync report FILE` draws any other\n",
+                saved.len()
+            ),
         );
     }
 }
@@ -752,7 +809,7 @@ fn run_keeping_trace(
     Ok((report, sink.take_lines()))
 }
 
-fn shrink_command(file: &Path, max_runs: u64) -> ExitCode {
+fn shrink_command(file: &Path, max_runs: u64, format: Format) -> ExitCode {
     let sc = match load_scenario(file) {
         Ok(s) => s,
         Err(e) => return bad_input(e),
@@ -766,16 +823,17 @@ fn shrink_command(file: &Path, max_runs: u64) -> ExitCode {
         eprintln!("error: cannot write {}: {e}", out.display());
         return ExitCode::from(EXIT_FAILED);
     }
-    print!("{}", render_shrunk(&shrunk));
-    println!(
-        "wrote {}\nreplay: distsync run {}",
-        out.display(),
-        out.display()
-    );
+    print!("{}", shrink_summary(&shrunk, &out, format));
     ExitCode::SUCCESS
 }
 
-fn hunt_command(name: Option<&str>, budget: Option<u64>, jobs: usize, out_dir: &Path) -> ExitCode {
+fn hunt_command(
+    name: Option<&str>,
+    budget: Option<u64>,
+    jobs: usize,
+    out_dir: &Path,
+    format: Format,
+) -> ExitCode {
     let bugs: Vec<_> = CATALOGUE
         .iter()
         .filter(|b| name.is_none_or(|n| n == b.name))
@@ -807,7 +865,7 @@ fn hunt_command(name: Option<&str>, budget: Option<u64>, jobs: usize, out_dir: &
         }
         hunts.push(h);
     }
-    print!("{}", render_hunts(&hunts));
+    print!("{}", hunt_summary(&hunts, format));
     if hunts.iter().all(|h| h.found.is_some()) {
         ExitCode::SUCCESS
     } else {

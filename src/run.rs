@@ -326,7 +326,7 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         name: "safety (online)".into(),
         ok: !stopped_early,
         detail: match &world.obs.violation {
-            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit), locks (exclusion, fencing, leases, deadlocks) , queue (no delivery after ack, produce order, attempts, loss within the persistence mode) and caches (single writer, data value): all held".into(),
+            None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit), locks (exclusion, fencing, leases, deadlocks), queue (no delivery after ack, produce order, attempts, loss within the persistence mode) and caches (single writer, data value): all held".into(),
             Some(f) => format!("{}: {}", f.violation.invariant, f.violation.detail),
         },
     });
