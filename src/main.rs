@@ -556,11 +556,16 @@ fn run_command(
     };
     let format = Format::json_if(json);
     print!("{}", run_summary(&report, format));
+    let mut report_failed = false;
     if let Some(dir) = report_dir {
         let lines = memory.take_lines();
         match write_report(dir, &sc.name, seed, &lines, &report) {
             Ok(page) => note(format, &pages_table(&[page])),
-            Err(e) => return bad_input(e),
+            // Say so, but still report a failing run and save its scenario.
+            Err(e) => {
+                eprintln!("error: {e}");
+                report_failed = true;
+            }
         }
     }
     let mut failed = !report.passed();
@@ -592,7 +597,11 @@ fn run_command(
         }
     }
     if !failed {
-        return ExitCode::SUCCESS;
+        return if report_failed {
+            ExitCode::from(EXIT_BAD_INPUT)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let bug_flags: String = sc
         .bugs

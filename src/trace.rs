@@ -278,11 +278,20 @@ pub enum TraceEvent {
         seq: u64,
     },
     /// After a crash a shard has this message back (its ack or dead-lettering
-    /// was not synced).
+    /// was not synced), in `place`: "ready", "inflight" or "dead".
     QueueRevived {
         partition: u32,
         producer: u32,
         seq: u64,
+        place: &'static str,
+    },
+    /// After a crash a shard holds this message in another `place` than
+    /// before (an unsynced pop or nack undone); nothing is lost or revived.
+    QueueReverted {
+        partition: u32,
+        producer: u32,
+        seq: u64,
+        place: &'static str,
     },
     /// The leader finished moving a partition between shards.
     QueueMigrated {
@@ -400,6 +409,7 @@ pub const KINDS: &[&str] = &[
     "queue.dead",
     "queue.lost",
     "queue.revived",
+    "queue.reverted",
     "queue.migrated",
     "queue.consumer_crash",
     "cache.transition",
@@ -461,6 +471,7 @@ impl TraceEvent {
             QueueDead { .. } => "queue.dead",
             QueueLost { .. } => "queue.lost",
             QueueRevived { .. } => "queue.revived",
+            QueueReverted { .. } => "queue.reverted",
             QueueMigrated { .. } => "queue.migrated",
             QueueConsumerCrash { .. } => "queue.consumer_crash",
             CacheTransition { .. } => "cache.transition",
@@ -1092,15 +1103,27 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             partition,
             producer,
             seq,
-        }
-        | QueueRevived {
-            partition,
-            producer,
-            seq,
         } => {
             field_u64(line, "partition", *partition as u64);
             field_u64(line, "producer", *producer as u64 + 1);
             field_u64(line, "message_seq", *seq);
+        }
+        QueueRevived {
+            partition,
+            producer,
+            seq,
+            place,
+        }
+        | QueueReverted {
+            partition,
+            producer,
+            seq,
+            place,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "producer", *producer as u64 + 1);
+            field_u64(line, "message_seq", *seq);
+            field_str(line, "place", place);
         }
         QueueRequeued {
             partition,

@@ -295,6 +295,7 @@ impl QueueChecker {
                 partition,
                 producer,
                 seq,
+                ..
             } => self.on_revived(key(partition, producer, seq)),
             QueueMigrated {
                 partition,
@@ -784,6 +785,7 @@ mod tests {
             partition: 3,
             producer: 0,
             seq,
+            place: "ready",
         }
     }
 

@@ -94,6 +94,17 @@ pub enum Place {
     Dead,
 }
 
+impl Place {
+    /// The name the trace gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Ready => "ready",
+            Place::InFlight => "inflight",
+            Place::Dead => "dead",
+        }
+    }
+}
+
 /// A partition's whole content, carried from one shard to another.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Dump {

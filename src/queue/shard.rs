@@ -97,7 +97,8 @@ impl Shard {
 
     /// A crash: the keyspace is gone and the file keeps its synced prefix.
     /// Traces, at the moment of the crash, every message that will not come
-    /// back and every ack or dead-lettering that will be undone.
+    /// back, every ack or dead-lettering that will be undone, and every
+    /// message that comes back in another place (a pop or nack undone).
     pub fn crash(&mut self, env: &mut impl Env) {
         let now = env.now();
         let before = functions::messages(&mut self.store, now, self.partitions);
@@ -112,18 +113,29 @@ impl Shard {
             });
         }
         for (&(partition, id), &place) in &after {
-            let undone = match before.get(&(partition, id)) {
+            let (producer, seq, name) = (id.producer, id.seq, place.name());
+            match before.get(&(partition, id)) {
                 // Acked before the crash, or dead-lettered and now back in line.
-                None => true,
-                Some(&was) => was == Place::Dead && place != Place::Dead,
-            };
-            if undone {
-                env.trace(TraceEvent::QueueRevived {
-                    partition,
-                    producer: id.producer,
-                    seq: id.seq,
-                });
+                None => {}
+                Some(&Place::Dead) if place != Place::Dead => {}
+                // An unsynced pop or nack undone: the message only moved.
+                Some(&was) if was != place => {
+                    env.trace(TraceEvent::QueueReverted {
+                        partition,
+                        producer,
+                        seq,
+                        place: name,
+                    });
+                    continue;
+                }
+                Some(_) => continue,
             }
+            env.trace(TraceEvent::QueueRevived {
+                partition,
+                producer,
+                seq,
+                place: name,
+            });
         }
     }
 

@@ -444,16 +444,16 @@ function locks() {
       fill: hold ? (mode === 'shared' ? '#c5b0d5' : '#9467bd') : '#aaa'}, svg);
     el('title', {}, r).textContent = 's' + s + (hold ? ' held ' : ' waited for ') + 'lock ' + lock + ' ' + mode + ' ' + fmt(a) + ' \u2013 ' + fmt(b) + ' (' + dur(b - a) + '): ' + detail;
   }
-  for (const [t, victim, cycle] of L.deadlocks) {
+  for (const [t, victim, cycle, waited] of L.deadlocks) {
     if (t < view.t0 || t > view.t1) continue;
     rows.forEach(([lock, s], i) => {
-      if (s !== victim) return;
+      if (s !== victim || (waited !== null && lock !== waited)) return;
       const m = el('rect', {x: tx(t) - 2, y: i * ROW, width: 4, height: ROW - 1, fill: '#c62828'}, svg);
       el('title', {}, m).textContent = 'deadlock ' + cycle + ' at ' + fmt(t) + ': s' + victim + "'s request cancelled";
     });
   }
   const legend = document.createElement('p'); legend.className = 'legend';
-  legend.innerHTML = 'as applied by ' + esc(L.replica) + (byLock.size > 12 ? ', the 12 busiest of ' + byLock.size + ' locks' : '') +
+  legend.innerHTML = 'as first applied by any replica' + (byLock.size > 12 ? ', the 12 busiest of ' + byLock.size + ' locks' : '') +
     ':<span style="background:#9467bd"></span>held exclusive<span style="background:#c5b0d5"></span>held shared<span style="background:#aaa"></span>waiting<span style="background:#c62828"></span>deadlock victim';
   host.prepend(legend);
 }
@@ -472,10 +472,12 @@ function queue() {
   const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
   const DASH = ['', '5 3', '1 3'];
   Q.series.forEach((s, i) => s.forEach((line, j) => {
+    // A step per slice, clipped to the window, so even a window inside one
+    // slice draws its level.
     const pts = [];
     for (let k = k0; k <= k1; k++) {
-      const t = Math.min(Math.max((k + 0.5) * Q.bucket_ns, view.t0), view.t1);
-      pts.push(tx(t).toFixed(1) + ',' + (H - line[k] / max * (H - 14)).toFixed(1));
+      const yk = (H - line[k] / max * (H - 14)).toFixed(1);
+      pts.push(tx(Math.max(k * Q.bucket_ns, view.t0)).toFixed(1) + ',' + yk, tx(Math.min((k + 1) * Q.bucket_ns, view.t1)).toFixed(1) + ',' + yk);
     }
     const p = el('polyline', {points: pts.join(' '), fill: 'none', stroke: COLORS[i % COLORS.length], 'stroke-width': 1.5, 'stroke-dasharray': DASH[j]}, svg);
     el('title', {}, p).textContent = Q.shards[i] + ' ' + ['ready', 'in flight', 'dead-lettered'][j];

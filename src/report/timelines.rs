@@ -22,16 +22,22 @@ fn u64_of(v: &Value, field: &str) -> u64 {
     v[field].as_u64().unwrap_or(0)
 }
 
-/// Lock holders and waiters over time, as one replica applied them.
+/// Lock holders and waiters over time, as first applied by any replica.
 ///
-/// Every replica applies the same lock events, each at its own time; the
-/// page draws one replica's view, so each grant appears once: the replica
-/// that applied the most among those that never crashed (a restarted
-/// replica re-applies its log, which would draw old grants again).
+/// Every replica applies the same lock events (they come from applying log
+/// entries), each at its own time, and a restarted replica applies its log
+/// again. The page draws each event once, when the first replica applied
+/// it: an event is known by the log index being applied (the `raft.apply`
+/// line before it on the same node) and its place among that entry's
+/// events. The first replica to apply an entry had applied every earlier
+/// one, so these first times never run backwards.
 #[derive(Default)]
 pub struct LockTimelines {
-    by_node: BTreeMap<String, Vec<(u64, Value)>>,
-    crashed: BTreeSet<String>,
+    /// Per node: the log index it is applying and how many lock events
+    /// that entry has produced so far.
+    applying: BTreeMap<String, (u64, u64)>,
+    seen: BTreeSet<(u64, u64)>,
+    events: Vec<(u64, Value)>,
 }
 
 /// A finished lock timeline: spans to draw, and what waiting cost.
@@ -43,53 +49,39 @@ pub struct LockData {
 
 impl LockTimelines {
     pub fn observe(&mut self, l: &Line) {
-        if l.kind == "fault.crash" {
-            self.crashed.insert(l.node.to_string());
+        if l.kind == "raft.apply" {
+            let index = u64_of(l.v, "index");
+            self.applying.insert(l.node.to_string(), (index, 0));
         }
         // lock.renewed is a client's own record, not an applied event.
         if l.kind.starts_with("lock.") && l.kind != "lock.renewed" {
-            self.by_node
-                .entry(l.node.to_string())
-                .or_default()
-                .push((l.t, l.v.clone()));
+            let at = self.applying.entry(l.node.to_string()).or_default();
+            let id = (at.0, at.1);
+            at.1 += 1;
+            if self.seen.insert(id) {
+                self.events.push((l.t, l.v.clone()));
+            }
         }
     }
 
     pub fn finish(self, end_ns: u64) -> LockData {
-        let chosen = self
-            .by_node
-            .iter()
-            .max_by_key(|(name, evs)| {
-                (
-                    !self.crashed.contains(*name),
-                    evs.len(),
-                    std::cmp::Reverse(*name),
-                )
-            })
-            .map(|(name, _)| name.clone());
-        let Some(replica) = chosen else {
-            return LockData {
-                json: Value::Null,
-                waits_ns: Vec::new(),
-            };
-        };
         let mut b = SpanBuilder::default();
-        for (t, v) in &self.by_node[&replica] {
+        for (t, v) in &self.events {
             b.apply(*t, v);
         }
         b.close_all(end_ns, "still open at the end");
         LockData {
-            json: json!({
-                "replica": replica,
-                "spans": b.spans,
-                "deadlocks": b.deadlocks,
-            }),
+            json: if self.events.is_empty() {
+                Value::Null
+            } else {
+                json!({ "spans": b.spans, "deadlocks": b.deadlocks })
+            },
             waits_ns: b.waits_ns,
         }
     }
 }
 
-/// Replays one replica's lock events into spans.
+/// Replays the applied lock events into spans.
 #[derive(Default)]
 struct SpanBuilder {
     /// (lock, session) -> (since, mode, token) while held.
@@ -98,7 +90,7 @@ struct SpanBuilder {
     waiting: BTreeMap<(u64, u64), (u64, String)>,
     /// [lock, session, "hold"|"wait", from, to, mode, detail]
     spans: Vec<Value>,
-    /// [t, victim, cycle]
+    /// [t, victim, cycle, lock the victim waited for]
     deadlocks: Vec<Value>,
     waits_ns: Vec<u64>,
 }
@@ -115,7 +107,8 @@ impl SpanBuilder {
             "lock.grant" => {
                 let token = u64_of(v, "token");
                 if let Some((since, m)) = self.waiting.remove(&(lock, session)) {
-                    self.waits_ns.push(t - since);
+                    // A hand-written trace may run backwards: no sample then.
+                    self.waits_ns.extend(t.checked_sub(since));
                     self.span(lock, session, "wait", since, t, &m, "granted");
                 }
                 match self.holding.get(&(lock, session)) {
@@ -131,7 +124,8 @@ impl SpanBuilder {
             "lock.release" if u64_of(v, "holds") == 0 => {
                 self.end_hold(lock, session, t, "released");
             }
-            "lock.fail" => {
+            // A failure that names no lock (a refused session close) ends no wait.
+            "lock.fail" if v["lock"].is_u64() => {
                 if let Some((since, m)) = self.waiting.remove(&(lock, session)) {
                     let why = v["error"].as_str().unwrap_or("failed");
                     self.span(lock, session, "wait", since, t, &m, why);
@@ -161,8 +155,15 @@ impl SpanBuilder {
                     .as_array()
                     .map(|c| c.iter().map(|s| format!("s{s}")).collect())
                     .unwrap_or_default();
+                // The victim's cancelled request: the lock it waits for.
+                let victim = u64_of(v, "victim");
+                let lock = self
+                    .waiting
+                    .keys()
+                    .find(|(_, s)| *s == victim)
+                    .map(|(l, _)| *l);
                 self.deadlocks
-                    .push(json!([t, u64_of(v, "victim"), cycle.join(" -> ")]));
+                    .push(json!([t, victim, cycle.join(" -> "), lock]));
             }
             _ => {}
         }
@@ -199,6 +200,14 @@ impl SpanBuilder {
             self.span(lock, session, "wait", since, end_ns, &mode, why);
         }
     }
+}
+
+/// The sequence numbers of a batch of `count` from `first`. A batch is a
+/// handful of messages; a hand-written trace claiming more than
+/// `MAX_BATCH` is not followed message by message.
+fn batch(first: u64, count: u64) -> std::ops::Range<u64> {
+    const MAX_BATCH: u64 = 100_000;
+    first..first.saturating_add(count.min(MAX_BATCH))
 }
 
 /// Where a queued message is, for counting.
@@ -244,14 +253,21 @@ impl QueueDepth {
             "queue.stored" => {
                 // A batch's retried head is the duplicate part; the new
                 // messages are its tail.
-                let first = u64_of(v, "first_seq") + u64_of(v, "duplicate");
-                for s in first..first + u64_of(v, "stored") {
+                let first = u64_of(v, "first_seq").saturating_add(u64_of(v, "duplicate"));
+                for s in batch(first, u64_of(v, "stored")) {
                     self.set(id(s), Some(Place::Ready));
                 }
             }
             "queue.pop" => self.set(id(seq), Some(Place::InFlight)),
-            "queue.nacked" | "queue.requeued" | "queue.revived" => {
-                self.set(id(seq), Some(Place::Ready))
+            "queue.nacked" | "queue.requeued" => self.set(id(seq), Some(Place::Ready)),
+            // A crash brought the message back, or moved it back, to `place`.
+            "queue.revived" | "queue.reverted" => {
+                let place = match v["place"].as_str() {
+                    Some("inflight") => Place::InFlight,
+                    Some("dead") => Place::Dead,
+                    _ => Place::Ready,
+                };
+                self.set(id(seq), Some(place))
             }
             "queue.dead" => self.set(id(seq), Some(Place::Dead)),
             "queue.acked" | "queue.lost" => self.set(id(seq), None),
@@ -376,7 +392,7 @@ impl Latencies {
             }
             "client.return" => {
                 if let Some(t0) = self.kv_open.remove(l.node) {
-                    self.kv.push(l.t - t0);
+                    self.kv.extend(l.t.checked_sub(t0));
                 }
             }
             "cache.start" => {
@@ -387,8 +403,8 @@ impl Latencies {
                 let key = (l.node.to_string(), u64_of(v, "key"));
                 if let Some(t0) = self.cache_open.get_mut(&key).and_then(|q| q.pop_front()) {
                     match l.kind {
-                        "cache.read" => self.cache_reads.push(l.t - t0),
-                        "cache.write" => self.cache_writes.push(l.t - t0),
+                        "cache.read" => self.cache_reads.extend(l.t.checked_sub(t0)),
+                        "cache.write" => self.cache_writes.extend(l.t.checked_sub(t0)),
                         _ => {}
                     }
                 }
@@ -396,7 +412,7 @@ impl Latencies {
             "queue.send" => {
                 let producer = u64_of(v, "producer");
                 let first = u64_of(v, "first_seq");
-                for seq in first..first + u64_of(v, "count") {
+                for seq in batch(first, u64_of(v, "count")) {
                     self.sent.entry((producer, seq)).or_insert(l.t);
                 }
             }
@@ -405,7 +421,7 @@ impl Latencies {
                 if self.received.insert(id)
                     && let Some(t0) = self.sent.get(&id)
                 {
-                    self.queue.push(l.t - t0);
+                    self.queue.extend(l.t.checked_sub(*t0));
                 }
             }
             _ => {}
@@ -493,28 +509,39 @@ mod tests {
     }
 
     #[test]
-    fn lock_spans_follow_the_replica_that_never_crashed() {
+    fn each_lock_event_is_drawn_once_when_first_applied() {
         let mut l = LockTimelines::default();
         feed(
             &[
+                r#"{"t":10,"node":"n1","kind":"raft.apply","index":1}"#,
                 r#"{"t":10,"node":"n1","kind":"lock.grant","lock":0,"session":1,"mode":"exclusive","token":1,"holds":1}"#,
+                r#"{"t":11,"node":"n2","kind":"raft.apply","index":1}"#,
                 r#"{"t":11,"node":"n2","kind":"lock.grant","lock":0,"session":1,"mode":"exclusive","token":1,"holds":1}"#,
-                r#"{"t":12,"node":"n1","kind":"lock.wait","lock":0,"session":2,"mode":"exclusive"}"#,
-                r#"{"t":13,"node":"n2","kind":"lock.wait","lock":0,"session":2,"mode":"exclusive"}"#,
-                r#"{"t":14,"node":"n1","kind":"fault.crash"}"#,
-                r#"{"t":20,"node":"n2","kind":"lock.release","lock":0,"session":1,"holds":0}"#,
-                r#"{"t":20,"node":"n2","kind":"lock.grant","lock":0,"session":2,"mode":"exclusive","token":2,"holds":1}"#,
+                r#"{"t":12,"node":"n2","kind":"raft.apply","index":2}"#,
+                r#"{"t":12,"node":"n2","kind":"lock.wait","lock":0,"session":2,"mode":"exclusive"}"#,
+                r#"{"t":13,"node":"n1","kind":"raft.apply","index":2}"#,
+                r#"{"t":13,"node":"n1","kind":"lock.wait","lock":0,"session":2,"mode":"exclusive"}"#,
+                r#"{"t":20,"node":"n1","kind":"raft.apply","index":3}"#,
+                r#"{"t":20,"node":"n1","kind":"lock.release","lock":0,"session":1,"holds":0}"#,
+                r#"{"t":20,"node":"n1","kind":"lock.grant","lock":0,"session":2,"mode":"exclusive","token":2,"holds":1}"#,
+                // n2 restarted and applies its log again: nothing new.
+                r#"{"t":21,"node":"n2","kind":"raft.apply","index":1}"#,
+                r#"{"t":21,"node":"n2","kind":"lock.grant","lock":0,"session":1,"mode":"exclusive","token":1,"holds":1}"#,
+                r#"{"t":22,"node":"n2","kind":"raft.apply","index":3}"#,
+                r#"{"t":22,"node":"n2","kind":"lock.release","lock":0,"session":1,"holds":0}"#,
+                r#"{"t":22,"node":"n2","kind":"lock.grant","lock":0,"session":2,"mode":"exclusive","token":2,"holds":1}"#,
+                r#"{"t":25,"node":"n2","kind":"raft.apply","index":4}"#,
                 r#"{"t":25,"node":"n2","kind":"lock.session","session":2,"client":2,"what":"expired"}"#,
+                r#"{"t":26,"node":"n2","kind":"lock.fail","session":3,"lock":null,"error":"not yours"}"#,
             ],
             |x| l.observe(x),
         );
         let d = l.finish(30);
-        assert_eq!(d.json["replica"], "n2");
         assert_eq!(
             d.json["spans"],
             json!([
-                [0, 1, "hold", 11, 20, "exclusive", "token 1, released"],
-                [0, 2, "wait", 13, 20, "exclusive", "granted"],
+                [0, 1, "hold", 10, 20, "exclusive", "token 1, released"],
+                [0, 2, "wait", 12, 20, "exclusive", "granted"],
                 [
                     0,
                     2,
@@ -526,7 +553,26 @@ mod tests {
                 ],
             ])
         );
-        assert_eq!(d.waits_ns, vec![7]);
+        assert_eq!(d.waits_ns, vec![8]);
+    }
+
+    #[test]
+    fn a_backwards_or_outsized_trace_gives_no_nonsense() {
+        let mut l = Latencies::default();
+        let mut q = QueueDepth::default();
+        feed(
+            &[
+                r#"{"t":100,"node":"c1","kind":"client.invoke"}"#,
+                r#"{"t":50,"node":"c1","kind":"client.return"}"#,
+                r#"{"t":1,"node":"s1","kind":"queue.stored","partition":0,"producer":1,"first_seq":18446744073709551615,"stored":4000000000,"duplicate":5}"#,
+            ],
+            |x| {
+                l.observe(x);
+                q.observe(x);
+            },
+        );
+        assert_eq!(l.finish(Vec::new(), Vec::new()), json!([]));
+        assert_eq!(q.by_shard["s1"], [0, 0, 0]);
     }
 
     #[test]
@@ -570,6 +616,9 @@ mod tests {
                 r#"{"t":2,"node":"s1","kind":"queue.pop","partition":0,"consumer":1,"producer":1,"message_seq":2,"attempt":1}"#,
                 r#"{"t":3,"node":"s1","kind":"queue.dead","partition":0,"producer":1,"message_seq":2,"attempts":3}"#,
                 r#"{"t":4,"node":"s2","kind":"queue.pop","partition":0,"consumer":1,"producer":1,"message_seq":3,"attempt":1}"#,
+                r#"{"t":5,"node":"s2","kind":"queue.pop","partition":0,"consumer":1,"producer":1,"message_seq":4,"attempt":1}"#,
+                // s2 crashed: the second pop was not synced.
+                r#"{"t":6,"node":"s2","kind":"queue.reverted","partition":0,"producer":1,"message_seq":4,"place":"ready"}"#,
             ],
             |x| q.observe(x),
         );
@@ -579,6 +628,7 @@ mod tests {
         // The partition moved to s2 with its two ready and one dead message.
         assert_eq!(q.by_shard["s1"], [0, 0, 0]);
         assert_eq!(q.by_shard["s2"], [1, 1, 1]);
+        assert_eq!(q.changes[q.changes.len() - 2].2, [0, 2, 1]);
         let d = q.finish(600);
         assert_eq!(d["shards"], json!(["s1", "s2"]));
         assert_eq!(d["series"][0][0][0], json!(4));
