@@ -291,20 +291,17 @@ fn memory_get(tx: &mut Tx, key: u32) -> Option<(u64, u64)> {
 /// The oldest home incarnation whose writes of a cache key memory still
 /// accepts (0: any).
 fn memory_fence(tx: &mut Tx, key: u32) -> u64 {
-    let k = format!("cache-fence:{key}");
-    match tx.call(&[b"GET", k.as_bytes()]) {
-        Resp::Bulk(Some(v)) => std::str::from_utf8(&v)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0),
-        _ => 0,
-    }
+    stored_number(tx, &format!("cache-fence:{key}"))
 }
 
 /// The ring epoch of the move that last brought `partition` to this shard
 /// (0: it started here, or never came).
 fn imported_epoch(tx: &mut Tx, partition: Partition) -> u64 {
-    let key = format!("{{q{partition}}}:imported");
+    stored_number(tx, &format!("{{q{partition}}}:imported"))
+}
+
+/// A number kept under `key` (0 when there is none).
+fn stored_number(tx: &mut Tx, key: &str) -> u64 {
     match tx.call(&[b"GET", key.as_bytes()]) {
         Resp::Bulk(Some(v)) => std::str::from_utf8(&v)
             .ok()
