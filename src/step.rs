@@ -60,7 +60,7 @@ commands:
   break node X | b node X  stop at an event writing a trace line about node X (n2, s1)
   break clear              remove every breakpoint
   back                     re-run to the event before the last one
-  show [X] | s [X]         show node X's state, or everything
+  show [X] | s [X]         show node X's state (or queue shard X's), or everything
   help | h                 this list
   quit | q                 leave";
 
@@ -287,10 +287,22 @@ impl Stepper {
                 out += &self.render_all();
             }
             Command::Show(None) => out += &self.render_all(),
-            Command::Show(Some(x)) => match self.node_index(x) {
-                Some(i) => out += &self.render_node(i),
-                None => {
-                    out += &format!("no node `{x}`: this scenario has n1..n{}\n", self.sc.nodes)
+            Command::Show(Some(x)) => match (self.node_index(x), self.shard_index(x)) {
+                (Some(i), _) => out += &self.render_node(i),
+                (None, Some(j)) => {
+                    let placement = self.most_applied_node().map(|(_, _, n)| n.placement());
+                    out += &self.shard_line(j, placement, &mut Counts::default());
+                    out.push('\n');
+                }
+                (None, None) => {
+                    let shards = match self.queue_shards() {
+                        0 => String::new(),
+                        n => format!(" and queue shards s1..s{n}"),
+                    };
+                    out += &format!(
+                        "no node `{x}`: this scenario has n1..n{}{shards}\n",
+                        self.sc.nodes
+                    )
                 }
             },
             Command::Help => {
@@ -457,6 +469,22 @@ impl Stepper {
         }
     }
 
+    /// How many queue shards the queue view shows (0 without a queue).
+    fn queue_shards(&self) -> usize {
+        let layout = self.world.queue_layout();
+        if layout.producers + layout.consumers == 0 {
+            0
+        } else {
+            layout.shards
+        }
+    }
+
+    /// A queue shard's index from its name (`s2` is 1).
+    fn shard_index(&self, name: &str) -> Option<usize> {
+        let j: usize = name.strip_prefix('s')?.parse().ok()?;
+        (1..=self.queue_shards()).contains(&j).then(|| j - 1)
+    }
+
     fn node_index(&self, name: &str) -> Option<usize> {
         let i: usize = name.strip_prefix('n')?.parse().ok()?;
         (1..=self.sc.nodes).contains(&i).then(|| i - 1)
@@ -619,7 +647,7 @@ impl Stepper {
     /// `partition` field numbers them. Empty when the scenario has no queue.
     fn queue_lines(&self) -> Vec<String> {
         let layout = self.world.queue_layout();
-        if layout.producers + layout.consumers == 0 {
+        if self.queue_shards() == 0 {
             // Shards without producers or consumers are the caches' memory.
             return Vec::new();
         }
@@ -631,7 +659,18 @@ impl Stepper {
             .map(|j| self.shard_line(j, placement, &mut total))
             .collect();
         let epoch = placement.map_or(String::new(), |p| format!("ring epoch {}, ", p.epoch()));
-        let mut out = vec![format!("queue  {epoch}total {}", total.text())];
+        // A crashed shard's keyspace is gone until it restarts: say the
+        // total leaves it out rather than let it look drained.
+        let crashed: Vec<String> = (0..layout.shards)
+            .filter(|&j| self.world.shard_crashed(j))
+            .map(|j| format!("s{}", j + 1))
+            .collect();
+        let uncounted = if crashed.is_empty() {
+            String::new()
+        } else {
+            format!(" (not counting crashed {})", crashed.join(" "))
+        };
+        let mut out = vec![format!("queue  {epoch}total {}{uncounted}", total.text())];
         out.extend(shards);
         out
     }
@@ -1090,6 +1129,20 @@ mod tests {
             queue[2].starts_with("  s2 ") && queue[2].ends_with(": crashed"),
             "{queue:#?}"
         );
+        assert!(
+            queue[0].ends_with("(not counting crashed s2)"),
+            "{queue:#?}"
+        );
+    }
+
+    #[test]
+    fn show_takes_a_queue_shard_too() {
+        let mut st = Stepper::new(&scenario("queue-steady"), 1);
+        st.execute(&Command::Continue(Some(300)));
+        let (out, _) = st.execute(&Command::Show(Some("s2".into())));
+        assert!(out.starts_with("  s2 owns "), "{out}");
+        let (out, _) = st.execute(&Command::Show(Some("s4".into())));
+        assert!(out.contains("queue shards s1..s3"), "{out}");
     }
 
     #[test]
