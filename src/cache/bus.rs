@@ -942,6 +942,22 @@ struct Queued {
     late: bool,
 }
 
+impl Queued {
+    /// Dirty data that arrived outside a transaction (a write-back, or an
+    /// answer to one already over), queued to reach memory in its turn.
+    fn late_flush(from: NodeId, key: Key, dirty: (u64, u64), incarnation: u64) -> Self {
+        Queued {
+            requester: from,
+            txn: 0,
+            key,
+            op: BusOp::Flush,
+            dirty: Some(dirty),
+            incarnation,
+            late: true,
+        }
+    }
+}
+
 /// The arbiter: one transaction on the bus at a time, in arrival order.
 pub struct Arbiter {
     queue: VecDeque<Queued>,
@@ -1128,15 +1144,12 @@ impl Arbiter {
                         }
                         // A late answer to a transaction already over still
                         // carries dirty data: it takes its turn to memory.
-                        None => self.enqueue(Queued {
-                            requester: from,
-                            txn: 0,
+                        None => self.enqueue(Queued::late_flush(
+                            from,
                             key,
-                            op: BusOp::Flush,
-                            dirty: Some((value, version)),
+                            (value, version),
                             incarnation,
-                            late: true,
-                        }),
+                        )),
                     }
                 }
                 if let Some(c) = self.current.as_mut().filter(|c| c.bus_txn == bus_txn) {
@@ -1166,15 +1179,7 @@ impl Arbiter {
                 incarnation,
             } => {
                 if self.fresh(from, incarnation) {
-                    self.enqueue(Queued {
-                        requester: from,
-                        txn: 0,
-                        key,
-                        op: BusOp::Flush,
-                        dirty: Some((value, version)),
-                        incarnation,
-                        late: true,
-                    });
+                    self.enqueue(Queued::late_flush(from, key, (value, version), incarnation));
                     self.advance(env, setup);
                 }
             }
