@@ -262,12 +262,7 @@ fn lock_summary(world: &World, sc: &Scenario) -> Option<LockSummary> {
         .flat_map(|c| c.stats().acquire_latencies_ns.iter().copied())
         .collect();
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let acquire = crate::check::Latency::of(&latencies);
     Some(LockSummary {
         counts: world.obs.lock_checker.counts(),
         victims: world.lock_clients().map(|c| c.stats().deadlocks).sum(),
@@ -275,10 +270,10 @@ fn lock_summary(world: &World, sc: &Scenario) -> Option<LockSummary> {
             .lock_clients()
             .map(|c| c.stats().fencing_rejections)
             .sum(),
-        acquire_p50_ns: pick(0.5),
-        acquire_p99_ns: pick(0.99),
-        acquire_max_ns: latencies.last().copied().unwrap_or(0),
-        acquire_latencies_ns: latencies.clone(),
+        acquire_p50_ns: acquire.p50_ns,
+        acquire_p99_ns: acquire.p99_ns,
+        acquire_max_ns: acquire.max_ns,
+        acquire_latencies_ns: latencies,
         wait_for: (0..sc.nodes)
             .filter_map(|i| world.node(i).filter(|_| !world.is_crashed(i)))
             .max_by_key(|n| n.raft().applied_index())

@@ -32,38 +32,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+pub use super::Latency;
 use super::linearizability::{Model, Operation, Verdict, check_partitioned};
 use crate::trace::NodeId;
-
-/// Latency of one kind of cache operation, in simulated nanoseconds: from
-/// the `cache.start` to the completion.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Latency {
-    /// Completed operations measured.
-    pub count: u64,
-    pub p50_ns: u64,
-    pub p99_ns: u64,
-    pub max_ns: u64,
-}
-
-impl Latency {
-    /// The figures of `samples` (nearest rank; all zero when empty).
-    pub fn of(samples: &[u64]) -> Self {
-        let mut s = samples.to_vec();
-        s.sort_unstable();
-        let pick = |q: f64| {
-            s.get(((s.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(0)
-        };
-        Latency {
-            count: s.len() as u64,
-            p50_ns: pick(0.5),
-            p99_ns: pick(0.99),
-            max_ns: s.last().copied().unwrap_or(0),
-        }
-    }
-}
 
 /// Latencies of the run's completed cache operations, over all nodes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -464,9 +464,8 @@ fn edges() -> Vec<u64> {
 
 /// A latency histogram over 1-2-5 buckets, empty ends trimmed, with its
 /// percentiles.
-pub fn histogram(name: &str, mut ns: Vec<u64>) -> Value {
-    ns.sort_unstable();
-    let pick = |q: f64| ns[((ns.len() - 1) as f64 * q).round() as usize];
+pub fn histogram(name: &str, ns: Vec<u64>) -> Value {
+    let figures = crate::check::Latency::of(&ns);
     let e = edges();
     let mut counts = vec![0u64; e.len() + 1];
     for &x in &ns {
@@ -483,10 +482,10 @@ pub fn histogram(name: &str, mut ns: Vec<u64>) -> Value {
         .collect();
     json!({
         "name": name,
-        "count": ns.len(),
-        "p50": pick(0.5),
-        "p99": pick(0.99),
-        "max": ns[ns.len() - 1],
+        "count": figures.count,
+        "p50": figures.p50_ns,
+        "p99": figures.p99_ns,
+        "max": figures.max_ns,
         "buckets": buckets,
     })
 }
