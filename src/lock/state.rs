@@ -1844,6 +1844,25 @@ mod tests {
     }
 
     #[test]
+    fn first_cycles_victim_breaks_a_cycle_whose_youngest_is_another() {
+        let mut h = Harness::new();
+        let [x, a, c] = [h.open(), h.open(), h.open()];
+        h.must_get(x, 0, S);
+        h.must_get(c, 0, S);
+        h.must_get(x, 1, X);
+        h.must_get(a, 3, X);
+        h.must_wait(c, 1, X); // c -> x
+        h.must_wait(x, 3, X); // x -> a
+        // a -> x and a -> c close a-x-a and a-c-x-a; the search meets a-x
+        // first and its victim a also breaks the longer cycle, whose
+        // youngest (c) keeps waiting.
+        let ev = h.acquire(a, 0, X);
+        assert_eq!(deadlocks(&ev), vec![(vec![a, x], a)]);
+        assert!(no_cycle(&h.s));
+        assert_eq!(h.waiter_ids(1), vec![c]);
+    }
+
+    #[test]
     fn cycles_sharing_a_session_each_lose_their_youngest() {
         let mut h = Harness::new();
         let [x, a, b, c] = [h.open(), h.open(), h.open(), h.open()];
