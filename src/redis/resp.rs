@@ -15,10 +15,11 @@ const MAX_DEPTH: usize = 64;
 /// One RESP2 value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resp {
-    /// `+OK`: a status line.
-    Simple(String),
-    /// `-ERR ...`: an error line, including its prefix word (`ERR`, `WRONGTYPE`, ...).
-    Error(String),
+    /// `+OK`: a status line, as bytes: RESP does not promise UTF-8.
+    Simple(Vec<u8>),
+    /// `-ERR ...`: an error line, including its prefix word (`ERR`, `WRONGTYPE`, ...),
+    /// as bytes: an error that echoes an argument carries it byte for byte.
+    Error(Vec<u8>),
     /// `:42`: a signed integer.
     Integer(i64),
     /// `$3\r\nfoo`: a binary-safe string; `None` is the null bulk string (`$-1`).
@@ -38,8 +39,6 @@ pub enum RespError {
     BadInteger,
     /// A bulk or array length is negative (other than -1) or too large.
     BadLength,
-    /// A simple string or error line is not UTF-8.
-    BadUtf8,
     /// Arrays nest deeper than the decoder accepts.
     TooDeep,
 }
@@ -51,7 +50,6 @@ impl fmt::Display for RespError {
             RespError::BadLineEnd => write!(f, "line not terminated by CRLF"),
             RespError::BadInteger => write!(f, "invalid integer"),
             RespError::BadLength => write!(f, "invalid bulk or array length"),
-            RespError::BadUtf8 => write!(f, "status line is not UTF-8"),
             RespError::TooDeep => write!(f, "arrays nested too deeply"),
         }
     }
@@ -107,11 +105,11 @@ impl Resp {
     }
 }
 
-fn encode_line(out: &mut Vec<u8>, tag: u8, s: &str) {
+fn encode_line(out: &mut Vec<u8>, tag: u8, s: &[u8]) {
     out.push(tag);
     out.extend(
-        s.bytes()
-            .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        s.iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
     );
     out.extend_from_slice(b"\r\n");
 }
@@ -149,14 +147,11 @@ fn decode_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Resp, usize
     let Some((text, next)) = line(buf, pos + 1)? else {
         return Ok(None);
     };
-    let utf8 = || {
-        std::str::from_utf8(text)
-            .map(str::to_owned)
-            .map_err(|_| RespError::BadUtf8)
-    };
     match tag {
-        b'+' => Ok(Some((Resp::Simple(utf8()?), next))),
-        b'-' => Ok(Some((Resp::Error(utf8()?), next))),
+        // Status and error lines are taken byte for byte, as redis-server
+        // sends them: an echoed argument may hold any byte but CR and LF.
+        b'+' => Ok(Some((Resp::Simple(text.to_vec()), next))),
+        b'-' => Ok(Some((Resp::Error(text.to_vec()), next))),
         b':' => Ok(Some((Resp::Integer(parse_int(text)?), next))),
         b'$' => {
             let len = parse_int(text)?;
@@ -254,6 +249,20 @@ mod tests {
     }
 
     #[test]
+    fn status_and_error_lines_are_bytes() {
+        // redis-server 7.0 echoes an argument's bytes into an error
+        // (`EXPIRE k 10 "\xff\xfe"`); the reply must decode as it was sent.
+        let wire = b"-ERR Unsupported option \xff\xfe\r\n";
+        let want = Resp::Error(b"ERR Unsupported option \xff\xfe".to_vec());
+        assert_eq!(Resp::decode(wire), Ok(Some((want.clone(), wire.len()))));
+        round_trip(want);
+        round_trip(Resp::Simple(b"\x00\xc3(".to_vec()));
+        let mut out = Vec::new();
+        Resp::Error(b"ERR \xff\r\n\xfe".to_vec()).encode(&mut out);
+        assert_eq!(out, b"-ERR \xff  \xfe\r\n");
+    }
+
+    #[test]
     fn decode_reports_consumed_bytes_of_pipelined_input() {
         let buf = b":1\r\n:2\r\n";
         assert_eq!(Resp::decode(buf), Ok(Some((Resp::Integer(1), 4))));
@@ -275,7 +284,6 @@ mod tests {
             (b"$3\r\nabcXY", RespError::BadLineEnd),
             (b"*-5\r\n", RespError::BadLength),
             (b"*1\r\n?\r\n", RespError::UnknownType(b'?')),
-            (b"+\xff\r\n", RespError::BadUtf8),
         ];
         for (input, err) in bad {
             assert_eq!(Resp::decode(input).as_ref(), Err(err), "{input:?}");

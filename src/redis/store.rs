@@ -31,11 +31,32 @@ type Reply = Result<Resp, Resp>;
 type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
 
 fn err(msg: &str) -> Resp {
-    Resp::Error(msg.to_owned())
+    Resp::Error(msg.as_bytes().to_vec())
 }
 
 fn ok() -> Resp {
-    Resp::Simple("OK".to_owned())
+    Resp::Simple(b"OK".to_vec())
+}
+
+/// An argument as C's `%s` prints it: up to its first NUL.
+fn c_str(b: &[u8]) -> &[u8] {
+    b.split(|&c| c == 0).next().unwrap_or(&[])
+}
+
+/// CR and LF turned into spaces, as Redis does to an error it formats
+/// (`sdsmapchars`), since an error line cannot carry them.
+fn one_line(b: &[u8]) -> Vec<u8> {
+    let flat = |&c: &u8| if c == b'\r' || c == b'\n' { b' ' } else { c };
+    b.iter().map(flat).collect()
+}
+
+/// An error built as Redis's `addReplyErrorFormat` builds one: CR and LF
+/// trimmed from both ends first (`sdstrim`), then those inside made spaces.
+fn error_format(msg: &[u8]) -> Resp {
+    let keep = |c: &u8| !matches!(c, b'\r' | b'\n');
+    let start = msg.iter().position(keep).unwrap_or(msg.len());
+    let end = msg.iter().rposition(keep).map_or(start, |i| i + 1);
+    Resp::Error(one_line(&msg[start..end]))
 }
 
 fn bulk(b: &[u8]) -> Resp {
@@ -70,16 +91,40 @@ impl Score {
     }
 }
 
+/// A small sorted set's limits (`zset-max-listpack-entries` and
+/// `zset-max-listpack-value`, Redis's defaults).
+const LISTPACK_ENTRIES: usize = 128;
+const LISTPACK_VALUE: usize = 64;
+
 /// Members with scores, indexed both ways; ordered by (score, member) as in Redis.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Eq)]
 struct ZSet {
-    /// Each member's score as given (its f64 bits), so -0 reads back as -0.
+    /// Each member's score as stored (its f64 bits), so -0 can read back as -0.
     scores: BTreeMap<Vec<u8>, u64>,
     order: BTreeSet<(Score, Vec<u8>)>,
+    /// Whether Redis would hold this set as a skiplist rather than as a
+    /// listpack (a small set). A listpack stores an integral score as an
+    /// integer (`zzlInsertAt`), so a -0 stored there reads back as 0; a
+    /// skiplist keeps the double. As in Redis, a set never turns back.
+    skiplist: bool,
+}
+
+/// Two sets are equal when they hold the same members with the same scores:
+/// the encoding is how they are stored, not what they hold (a set that grew
+/// and shrank is a skiplist, the same set rebuilt from its members a listpack).
+impl PartialEq for ZSet {
+    fn eq(&self, other: &ZSet) -> bool {
+        self.scores == other.scores
+    }
 }
 
 impl ZSet {
     fn insert(&mut self, member: &[u8], score: f64) {
+        let score = if self.skiplist || score != 0.0 {
+            score
+        } else {
+            0.0
+        };
         let s = Score::new(score);
         if let Some(old) = self.scores.insert(member.to_vec(), score.to_bits()) {
             self.order
@@ -157,7 +202,6 @@ pub(super) fn check_command(args: &[Vec<u8>]) -> Result<String, Resp> {
     let Some(a) = arity(&name) else {
         // Redis's `'%.*s' ` loop: arguments are added while the list is under
         // 128 bytes, each cut to the room left; `%s` also stops at a NUL.
-        let c_str = |b: &[u8]| b.split(|&c| c == 0).next().unwrap_or(&[]).to_vec();
         let mut quoted = Vec::new();
         for arg in &args[1..] {
             if quoted.len() >= 128 {
@@ -171,12 +215,13 @@ pub(super) fn check_command(args: &[Vec<u8>]) -> Result<String, Resp> {
         }
         let shown = c_str(first);
         let shown = &shown[..shown.len().min(128)];
-        // Non-UTF-8 bytes cannot be carried by `Resp::Error` and become U+FFFD.
-        return Err(Resp::Error(format!(
-            "ERR unknown command '{}', with args beginning with: {}",
-            String::from_utf8_lossy(shown),
-            String::from_utf8_lossy(&quoted)
-        )));
+        // `rejectCommandFormat` maps CR and LF to spaces but trims nothing;
+        // every other byte is echoed as it came.
+        let mut msg = b"ERR unknown command '".to_vec();
+        msg.extend_from_slice(shown);
+        msg.extend_from_slice(b"', with args beginning with: ");
+        msg.extend_from_slice(&quoted);
+        return Err(Resp::Error(one_line(&msg)));
     };
     let n = args.len() as i64;
     if (a > 0 && n != a) || (a < 0 && n < -a) {
@@ -186,9 +231,7 @@ pub(super) fn check_command(args: &[Vec<u8>]) -> Result<String, Resp> {
 }
 
 fn wrong_arity(name: &str) -> Resp {
-    Resp::Error(format!(
-        "ERR wrong number of arguments for '{name}' command"
-    ))
+    Resp::Error(format!("ERR wrong number of arguments for '{name}' command").into_bytes())
 }
 
 /// Parses an integer as Redis's `string2ll`: no sign but `-`, no spaces,
@@ -210,25 +253,208 @@ fn int_arg(b: &[u8]) -> Result<i64, Resp> {
     parse_i64(b).ok_or_else(|| err(NOT_INTEGER))
 }
 
-/// Parses a double as Redis's `string2d`: `strtod` syntax, NaN rejected,
-/// and so is what `strtod` flags `ERANGE`: a finite spelling that
-/// overflows to infinity (`1e400`) or underflows to zero (`1e-400`).
-/// (Hexadecimal floats, which glibc's `strtod` also reads, are refused.)
+/// Parses a double as Redis's `string2d`: all of it read by `strtod` (so
+/// hexadecimal floats such as `0x1p3` too), no leading blank, NaN rejected,
+/// and so is what `strtod` flags `ERANGE` to infinity or zero: a finite
+/// spelling that overflows (`1e400`) or underflows to zero (`1e-400`).
 fn parse_f64(b: &[u8]) -> Option<f64> {
-    let s = std::str::from_utf8(b).ok()?;
-    let x: f64 = s.parse().ok()?;
-    let unsigned = s.trim_start_matches(['+', '-']);
-    let spelled_inf =
-        unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity");
-    let mantissa = unsigned.split(['e', 'E']).next().unwrap_or("");
-    let underflow = x == 0.0 && mantissa.bytes().any(|c| matches!(c, b'1'..=b'9'));
-    (!x.is_nan() && (x.is_finite() || spelled_inf) && !underflow).then_some(x)
+    if b.first().is_none_or(is_c_space) {
+        return None;
+    }
+    let read = strtod(b);
+    (read.len == b.len() && !read.out_of_range && !read.value.is_nan()).then_some(read.value)
 }
 
-/// Formats a double as Redis 7.2+ replies it (`fpconv_dtoa`): shortest
-/// round-trip digits, laid out by its `emit_digits` rules: plain integers
-/// up to 7 trailing zeros, plain decimals unless tiny, otherwise `1.5e-7` /
-/// `1e+20` (no exponent padding). Redis gets its digits from Grisu2, which
+/// C's `isspace` in the C locale.
+fn is_c_space(c: &u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// What glibc's `strtod` reads from the front of a C string.
+struct Strtod {
+    value: f64,
+    /// Bytes read, the leading blanks included; 0 when no number was found.
+    len: usize,
+    /// `ERANGE` with an infinite or zero result: a finite number that
+    /// overflowed, or a nonzero one that underflowed to zero. (glibc also
+    /// flags some subnormal results; Redis ignores those, and so does this.)
+    out_of_range: bool,
+}
+
+/// glibc's `strtod` in the C locale, on `s` up to its first NUL: leading
+/// blanks, a sign, then `inf`, `infinity`, `nan`, `nan(chars)`, a decimal
+/// number (`1.5e3`, `.5`, `1.`) or a hexadecimal one (`0x1.8p3`, `0x10`,
+/// `0x.8`), correctly rounded; the longest such prefix is read.
+fn strtod(s: &[u8]) -> Strtod {
+    let s = c_str(s);
+    let none = Strtod {
+        value: 0.0,
+        len: 0,
+        out_of_range: false,
+    };
+    let mut i = s.iter().position(|c| !is_c_space(c)).unwrap_or(s.len());
+    let negative = s.get(i) == Some(&b'-');
+    if matches!(s.get(i), Some(b'+' | b'-')) {
+        i += 1;
+    }
+    let rest = &s[i..];
+    let starts =
+        |word: &[u8]| rest.len() >= word.len() && rest[..word.len()].eq_ignore_ascii_case(word);
+    let sign = |x: f64| if negative { -x } else { x };
+    let done = |value: f64, len: usize, out_of_range: bool| Strtod {
+        value: sign(value),
+        len,
+        out_of_range,
+    };
+    if starts(b"infinity") {
+        return done(f64::INFINITY, i + 8, false);
+    }
+    if starts(b"inf") {
+        return done(f64::INFINITY, i + 3, false);
+    }
+    if starts(b"nan") {
+        // An optional `(n-char-sequence)`, read only when it is closed.
+        let tail = &rest[3..];
+        let chars = tail
+            .iter()
+            .skip(1)
+            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_');
+        let n = chars.count();
+        let closed = tail.first() == Some(&b'(') && tail.get(n + 1) == Some(&b')');
+        return done(f64::NAN, i + 3 + if closed { n + 2 } else { 0 }, false);
+    }
+    let hex_digit = |at: usize| rest.get(at).is_some_and(u8::is_ascii_hexdigit);
+    if starts(b"0x") && (hex_digit(2) || (rest.get(2) == Some(&b'.') && hex_digit(3))) {
+        let (value, len, out_of_range) = hex_float(&rest[2..]);
+        return done(value, i + 2 + len, out_of_range);
+    }
+    let digits = |from: usize| {
+        rest[from..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let whole = digits(0);
+    let mut end = whole;
+    let mut frac = 0;
+    if rest.get(end) == Some(&b'.') {
+        frac = digits(end + 1);
+        end += 1 + frac;
+    }
+    if whole + frac == 0 {
+        return none;
+    }
+    let mantissa_end = end;
+    if matches!(rest.get(end), Some(b'e' | b'E')) {
+        let sign_len = usize::from(matches!(rest.get(end + 1), Some(b'+' | b'-')));
+        let exp = digits(end + 1 + sign_len);
+        if exp > 0 {
+            end += 1 + sign_len + exp;
+        }
+    }
+    // The prefix is ASCII digits, a dot and an exponent, which Rust's own
+    // correctly rounded parser reads the same way.
+    let text = std::str::from_utf8(&rest[..end]).unwrap_or("0");
+    let value: f64 = text.parse().unwrap_or(0.0);
+    let nonzero = rest[..mantissa_end]
+        .iter()
+        .any(|c| matches!(c, b'1'..=b'9'));
+    let out_of_range = value.is_infinite() || (value == 0.0 && nonzero);
+    done(value, i + end, out_of_range)
+}
+
+/// A hexadecimal float's digits after `0x` (at least one hex digit, maybe a
+/// dot, then an optional binary exponent `p-3`): its value rounded to the
+/// nearest double, ties to even, the bytes read, and whether it overflowed
+/// or underflowed to zero.
+fn hex_float(s: &[u8]) -> (f64, usize, bool) {
+    // The value is (mantissa + a sticky bit below it) * 2^exp2; the mantissa
+    // keeps up to 60 significant bits, more than a double's 53 and a guard.
+    let (mut mantissa, mut sticky, mut exp2) = (0u64, false, 0i64);
+    let mut i = 0;
+    let mut after_dot = false;
+    while let Some(&c) = s.get(i) {
+        if c == b'.' && !after_dot {
+            after_dot = true;
+            i += 1;
+            continue;
+        }
+        let Some(d) = (c as char).to_digit(16) else {
+            break;
+        };
+        if mantissa < 1 << 60 {
+            mantissa = mantissa * 16 + u64::from(d);
+            exp2 -= if after_dot { 4 } else { 0 };
+        } else {
+            sticky |= d != 0;
+            exp2 += if after_dot { 0 } else { 4 };
+        }
+        i += 1;
+    }
+    if matches!(s.get(i), Some(b'p' | b'P')) {
+        let sign_len = usize::from(matches!(s.get(i + 1), Some(b'+' | b'-')));
+        let from = i + 1 + sign_len;
+        let n = s[from.min(s.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        if n > 0 {
+            // Saturating: past a few thousand the result is 0 or infinite anyway.
+            let e = s[from..from + n]
+                .iter()
+                .fold(0i64, |e, c| (e * 10 + i64::from(c - b'0')).min(1 << 20));
+            exp2 += if s[i + 1] == b'-' { -e } else { e };
+            i = from + n;
+        }
+    }
+    if mantissa == 0 {
+        return (0.0, i, false);
+    }
+    let bits = 64 - i64::from(mantissa.leading_zeros());
+    let top = exp2 + bits - 1;
+    if top > 1023 {
+        return (f64::INFINITY, i, true);
+    }
+    // The weight of the result's last bit: 53 bits below the top, but never
+    // under the smallest subnormal's.
+    let mut lsb = (top - 52).max(-1074);
+    let shift = lsb - exp2;
+    let mut kept = if shift <= 0 {
+        mantissa << -shift
+    } else if shift > 65 {
+        0
+    } else {
+        let wide = u128::from(mantissa);
+        let kept = (wide >> shift) as u64;
+        let rest = wide & ((1 << shift) - 1);
+        let half = 1u128 << (shift - 1);
+        let up = rest > half || (rest == half && (sticky || kept & 1 == 1));
+        kept + u64::from(up)
+    };
+    if kept == 1 << 53 {
+        kept >>= 1;
+        lsb += 1;
+    }
+    if kept == 0 {
+        return (0.0, i, true);
+    }
+    let value = if kept >= 1 << 52 {
+        let biased = lsb + 52 + 1023;
+        if biased >= 2047 {
+            return (f64::INFINITY, i, true);
+        }
+        f64::from_bits((biased as u64) << 52 | (kept & ((1 << 52) - 1)))
+    } else {
+        f64::from_bits(kept)
+    };
+    (value, i, false)
+}
+
+/// Formats a double as Redis 7.2+ replies it (`d2string`): an integral
+/// value within ±2^62 as an integer (`4500000000`, `100000000`), any other
+/// with `fpconv_dtoa`'s shortest round-trip digits, laid out by its
+/// `emit_digits` rules: plain integers up to 7 trailing zeros, plain
+/// decimals unless tiny, otherwise `1.5e-7` / `1e+20` (no exponent padding). Redis gets its digits from Grisu2, which
 /// on rare values is not shortest; this uses the truly shortest digits.
 pub(super) fn format_double(x: f64) -> String {
     let sign = if x.is_sign_negative() { "-" } else { "" };
@@ -237,6 +463,12 @@ pub(super) fn format_double(x: f64) -> String {
     }
     if x == 0.0 {
         return format!("{sign}0");
+    }
+    // `d2string` prints an integral value within ±(LLONG_MAX / 2) as an
+    // integer first (`double2ll`), whatever `fpconv_dtoa` would make of it.
+    let half = (i64::MAX / 2) as f64;
+    if x.fract() == 0.0 && (-half..=half).contains(&x) {
+        return (x as i64).to_string();
     }
     // `{:e}` gives the shortest digits as d.ddde<E>; value = digits * 10^k.
     let sci = format!("{:e}", x.abs());
@@ -276,16 +508,9 @@ fn parse_bound(b: &[u8]) -> Option<(f64, bool)> {
         Some(rest) => (rest, true),
         None => (b, false),
     };
-    let text = text.split(|&c| c == 0).next().unwrap_or(&[]);
-    if text.is_empty() {
-        return Some((0.0, excluded));
-    }
-    // C's isspace: \t \n \v \f \r and space.
-    let start = text
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r'))?;
-    let x: f64 = std::str::from_utf8(&text[start..]).ok()?.parse().ok()?;
-    (!x.is_nan()).then_some((x, excluded))
+    let text = c_str(text);
+    let read = strtod(text);
+    (read.len == text.len() && !read.value.is_nan()).then_some((read.value, excluded))
 }
 
 /// Redis's clock (`commandTimeSnapshot()`): whole milliseconds.
@@ -397,10 +622,13 @@ impl Store {
             "pexpire" => self.expire(now, a, 1, "pexpire"),
             "ttl" | "pttl" => Ok(Resp::Integer(self.ttl(now, &a[1], name == "pttl"))),
             // Transactions belong to a connection, not to the keyspace.
-            _ => Err(Resp::Error(format!(
-                "ERR {} is only supported through a Connection",
-                name.to_uppercase()
-            ))),
+            _ => Err(Resp::Error(
+                format!(
+                    "ERR {} is only supported through a Connection",
+                    name.to_uppercase()
+                )
+                .into_bytes(),
+            )),
         }
     }
 
@@ -731,7 +959,8 @@ impl Store {
             .chunks(2)
             .map(|p| parse_f64(&p[0]).ok_or_else(|| err(NOT_FLOAT)))
             .collect::<Result<Vec<f64>, Resp>>()?;
-        if self.zset(now, &a[1])?.is_none() && xx {
+        let fresh = self.zset(now, &a[1])?.is_none();
+        if fresh && xx {
             return Ok(if incr {
                 Resp::Bulk(None)
             } else {
@@ -741,6 +970,13 @@ impl Store {
         let Value::ZSet(z) = self.value_or(now, &a[1], Value::ZSet(ZSet::default())) else {
             return Err(err(WRONGTYPE));
         };
+        // Redis 7.2 picks the encoding from the command's size: a new set is
+        // a skiplist at once if the command brings too many pairs or too long
+        // a member (zsetTypeCreate), an existing one turns on too many pairs
+        // (zsetTypeMaybeConvert); past that, adding a member converts it.
+        let longest = pairs.chunks(2).map(|p| p[1].len()).max().unwrap_or(0);
+        let many = scores.len() > LISTPACK_ENTRIES;
+        z.skiplist |= many || (fresh && longest > LISTPACK_VALUE);
         let (mut added, mut changed) = (0, 0);
         let mut last = None;
         for (pair, &score) in pairs.chunks(2).zip(&scores) {
@@ -766,6 +1002,9 @@ impl Store {
                 None => {
                     if xx {
                         continue;
+                    }
+                    if z.scores.len() + 1 > LISTPACK_ENTRIES || member.len() > LISTPACK_VALUE {
+                        z.skiplist = true;
                     }
                     z.insert(member, score);
                     last = Some(score);
@@ -834,10 +1073,8 @@ impl Store {
                 b"GT" => gt = true,
                 b"LT" => lt = true,
                 _ => {
-                    return Err(Resp::Error(format!(
-                        "ERR Unsupported option {}",
-                        String::from_utf8_lossy(opt)
-                    )));
+                    let msg = [&b"ERR Unsupported option "[..], c_str(opt)].concat();
+                    return Err(error_format(&msg));
                 }
             }
         }
@@ -852,8 +1089,9 @@ impl Store {
             ));
         }
         let amount = int_arg(&a[2])?;
-        let when = deadline(now, amount, unit_ms, false)
-            .ok_or_else(|| Resp::Error(format!("ERR invalid expire time in '{name}' command")))?;
+        let when = deadline(now, amount, unit_ms, false).ok_or_else(|| {
+            Resp::Error(format!("ERR invalid expire time in '{name}' command").into_bytes())
+        })?;
         let Some(entry) = self.live(now, &a[1]) else {
             return Ok(Resp::Integer(0));
         };
@@ -901,6 +1139,21 @@ impl Connection {
     /// Handles one command from this client, queueing it inside MULTI.
     pub fn handle(&mut self, store: &mut Store, now_ns: u64, args: Vec<Vec<u8>>) -> Resp {
         let checked = check_command(&args);
+        if let Err(Resp::Error(reason)) = &checked
+            && args
+                .first()
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"exec"))
+        {
+            // Redis's rejectCommand: an EXEC refused before it runs (here, for
+            // its arity) aborts and ends the transaction, in MULTI or not
+            // (execCommandAbort). Its reason is the refusal without the `ERR `
+            // that addReplyError would have put in front.
+            self.queued = None;
+            self.aborted = false;
+            let reason = reason.strip_prefix(b"ERR ").unwrap_or(reason);
+            let msg = [&b"EXECABORT Transaction discarded because of: "[..], reason].concat();
+            return error_format(&msg);
+        }
         let name = checked.as_deref().unwrap_or("");
         match (name, self.queued.is_some()) {
             ("multi", true) => err("ERR MULTI calls can not be nested"),
@@ -932,7 +1185,7 @@ impl Connection {
                 }
                 Ok(_) => {
                     self.queued.get_or_insert_with(Vec::new).push(args);
-                    Resp::Simple("QUEUED".to_owned())
+                    Resp::Simple(b"QUEUED".to_vec())
                 }
             },
             (_, false) => store.execute(now_ns, &args),
@@ -973,6 +1226,10 @@ mod tests {
 
     fn e(s: &str) -> Resp {
         Resp::Error(s.into())
+    }
+
+    fn e_bytes(s: &[u8]) -> Resp {
+        Resp::Error(s.to_vec())
     }
 
     fn arr(items: &[&str]) -> Resp {
@@ -1302,7 +1559,8 @@ mod tests {
         assert_eq!(run(&mut s, "ZADD n CH 0 m -0 p"), i(0), "-0 equals 0");
         assert_eq!(
             run(&mut s, "ZRANGEBYSCORE n 0 0 WITHSCORES"),
-            arr(&["m", "-0", "p", "0"])
+            arr(&["m", "0", "p", "0"]),
+            "a small set stores -0 as 0"
         );
         assert_eq!(run(&mut s, "ZSCORE z nope"), nil());
         assert_eq!(run(&mut s, "ZSCORE none a"), nil());
@@ -1391,7 +1649,7 @@ mod tests {
             (0.000123, "0.000123"),
             (1.000000001, "1.000000001"),
             (1e7, "10000000"),
-            (1e8, "1e+8"),
+            (1e8, "100000000"),
             (1.5e8, "150000000"),
             (1e300, "1e+300"),
             (123456789012345680.0, "123456789012345680"),
@@ -2059,9 +2317,9 @@ mod tests {
         );
         assert_eq!(s.execute(0, &cmd("GET k")), b("v"));
 
-        // An error while queueing, even EXEC's own arity, dooms the EXEC.
+        // An error while queueing dooms the EXEC.
         assert_eq!(h(&mut s, "MULTI"), ok());
-        assert_eq!(h(&mut s, "EXEC x"), arity("exec"));
+        assert_eq!(h(&mut s, "DISCARD x"), arity("discard"));
         assert_eq!(h(&mut s, "SET k w"), queued, "still in the transaction");
         assert_eq!(
             h(&mut s, "EXEC"),
@@ -2079,5 +2337,203 @@ mod tests {
         // MULTI with an argument is an arity error and starts nothing.
         assert_eq!(h(&mut s, "MULTI x"), arity("multi"));
         assert_eq!(h(&mut s, "EXEC"), e("ERR EXEC without MULTI"));
+    }
+
+    #[test]
+    fn integral_scores_print_as_integers() {
+        // redis-server: ZADD z 4500000000 a 100000000 b, then ZSCORE and
+        // ZRANGEBYSCORE print both as plain integers.
+        let mut s = Store::default();
+        assert_eq!(run(&mut s, "ZADD z 4500000000 a 100000000 b"), i(2));
+        assert_eq!(run(&mut s, "ZSCORE z a"), b("4500000000"));
+        assert_eq!(
+            run(&mut s, "ZRANGEBYSCORE z -inf +inf WITHSCORES"),
+            arr(&["b", "100000000", "a", "4500000000"])
+        );
+        assert_eq!(run(&mut s, "ZADD z INCR 1e17 b"), b("100000000100000000"));
+        // Integers print as integers up to ±(LLONG_MAX / 2), i.e. ±2^62 once
+        // a double; past that, fpconv_dtoa's layout again.
+        let cases = [
+            (1e17, "100000000000000000"),
+            (4611686018427387904.0, "4611686018427387904"),
+            (-4611686018427387904.0, "-4611686018427387904"),
+            (9223372036854775808.0, "9223372036854776000"),
+            (1e20, "1e+20"),
+            (-1e8, "-100000000"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_double(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn exec_with_arguments_aborts_and_ends_the_transaction() {
+        // As redis-server replies (rejectCommand -> execCommandAbort).
+        let abort = e("EXECABORT Transaction discarded because of: \
+             wrong number of arguments for 'exec' command");
+        let mut s = Store::default();
+        let mut c = Connection::default();
+        let mut h = |s: &mut Store, line: &str| c.handle(s, 0, cmd(line));
+        assert_eq!(h(&mut s, "EXEC x"), abort, "outside MULTI too");
+        assert_eq!(h(&mut s, "MULTI"), ok());
+        assert_eq!(h(&mut s, "SET k v"), Resp::Simple("QUEUED".into()));
+        assert_eq!(h(&mut s, "exec x y"), abort);
+        assert_eq!(h(&mut s, "GET k"), nil(), "the queue was dropped");
+        assert_eq!(h(&mut s, "SET k w"), ok(), "and the transaction is over");
+        assert_eq!(h(&mut s, "EXEC"), e("ERR EXEC without MULTI"));
+        assert_eq!(h(&mut s, "GET k"), b("w"));
+        // A transaction already doomed ends the same way.
+        assert_eq!(h(&mut s, "MULTI"), ok());
+        assert_eq!(h(&mut s, "GET"), arity("get"));
+        assert_eq!(h(&mut s, "EXEC x"), abort);
+        assert_eq!(h(&mut s, "MULTI"), ok(), "a new one starts clean");
+        assert_eq!(h(&mut s, "EXEC"), Resp::Array(Some(Vec::new())));
+    }
+
+    #[test]
+    fn negative_zero_is_stored_as_zero_in_a_small_sorted_set() {
+        let mut s = Store::default();
+        // A listpack stores an integral score as an integer: -0 becomes 0.
+        assert_eq!(run(&mut s, "ZADD z -0 m"), i(1));
+        assert_eq!(run(&mut s, "ZSCORE z m"), b("0"));
+        // ZADD INCR replies the score it computed, then stores it.
+        assert_eq!(run(&mut s, "ZADD z INCR -0 n"), b("-0"));
+        assert_eq!(run(&mut s, "ZSCORE z n"), b("0"));
+        assert_eq!(run(&mut s, "ZADD z 5 n"), i(0));
+        assert_eq!(run(&mut s, "ZADD z CH -0 n"), i(1), "an update too");
+        assert_eq!(run(&mut s, "ZSCORE z n"), b("0"));
+
+        // A skiplist keeps the double. A set turns into one past 128
+        // members...
+        let pairs = |n: usize| {
+            (0..n)
+                .map(|n| format!("{n} m{n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        run(&mut s, &format!("ZADD big {}", pairs(127)));
+        assert_eq!(run(&mut s, "ZADD big -0 a"), i(1));
+        assert_eq!(run(&mut s, "ZSCORE big a"), b("0"), "the 128th member");
+        assert_eq!(run(&mut s, "ZADD big -0 b"), i(1));
+        assert_eq!(run(&mut s, "ZSCORE big b"), b("-0"), "the 129th");
+        assert_eq!(run(&mut s, "ZREM big b a m0 m1"), i(4));
+        assert_eq!(run(&mut s, "ZADD big -0 c"), i(1));
+        assert_eq!(run(&mut s, "ZSCORE big c"), b("-0"), "and never turns back");
+        // ... or with a member over 64 bytes, before that member goes in.
+        let long = "x".repeat(65);
+        assert_eq!(run(&mut s, &format!("ZADD s 1 a 2 {long} -0 n")), i(3));
+        assert_eq!(run(&mut s, "ZSCORE s a"), b("1"));
+        assert_eq!(run(&mut s, "ZSCORE s n"), b("-0"));
+        // Redis 7.2 sizes a new set by the whole command (zsetTypeCreate).
+        assert_eq!(run(&mut s, &format!("ZADD t -0 n 1 {long}")), i(2));
+        assert_eq!(run(&mut s, "ZSCORE t n"), b("-0"));
+        let many: Vec<String> = (0..129).map(|n| format!("-0 m{n}")).collect();
+        run(&mut s, &format!("ZADD u {}", many.join(" ")));
+        assert_eq!(run(&mut s, "ZSCORE u m0"), b("-0"));
+        run(&mut s, "ZADD v 1 a");
+        run(&mut s, &format!("ZADD v {}", many.join(" ")));
+        assert_eq!(run(&mut s, "ZSCORE v m0"), b("-0"), "zsetTypeMaybeConvert");
+        // Equality is of members and scores, not of the encoding.
+        let (mut x, mut y) = (Store::default(), Store::default());
+        run(&mut x, &format!("ZADD q {}", pairs(128)));
+        run(&mut x, "ZADD q 1 extra");
+        run(&mut x, "ZREM q extra");
+        run(&mut y, &format!("ZADD q {}", pairs(128)));
+        assert_eq!(x, y);
+    }
+
+    #[test]
+    fn hexadecimal_floats_are_read_as_strtod_reads_them() {
+        let mut s = Store::default();
+        let zadd = |s: &mut Store, score: &[u8]| s.execute(0, &raw(&[b"ZADD", b"h", score, score]));
+        let score = |s: &mut Store, m: &[u8]| s.execute(0, &raw(&[b"ZSCORE", b"h", m]));
+        // Each as redis-server 7.0 reads it (glibc's strtod).
+        let good: [(&[u8], &str); 13] = [
+            (b"0x10", "16"),
+            (b"0x1p3", "8"),
+            (b"0X1.8P1", "3"),
+            (b"0x.8", "0.5"),
+            (b"-0x1p-2", "-0.25"),
+            (b"+0x10", "16"),
+            (b"0x10.", "16"),
+            (b"0x1P+3", "8"),
+            (b"0x0p5", "0"),
+            (b"0xA.8p-1", "5.25"),
+            (b"0x1p-1074", "5e-324"),
+            (b"0x1.fffffffffffffp1023", "1.7976931348623157e+308"),
+            (b"1.", "1"),
+        ];
+        for (text, want) in good {
+            assert_eq!(zadd(&mut s, text), i(1), "{text:?}");
+            assert_eq!(score(&mut s, text), b(want), "{text:?}");
+        }
+        let bad: [&[u8]; 10] = [
+            b"0x",
+            b"0x.",
+            b"0x1p",
+            b"0xg",
+            b"0x1p2000",
+            b"0x1p-2000",
+            b"0x1.fffffffffffff8p1023",
+            b"0x1p-1075",
+            b" 0x1",
+            b"0x1\x000",
+        ];
+        for text in bad {
+            assert_eq!(zadd(&mut s, text), e(NOT_FLOAT), "{text:?}");
+        }
+        // Rounding to nearest, ties to even, subnormals included.
+        let rounding: [(&[u8], f64); 6] = [
+            (b"0x1.00000000000008p0", 1.0),
+            (b"0x1.00000000000018p0", 1.0 + 2.0 * f64::EPSILON),
+            (b"0x1.000000000000080000000001p0", 1.0 + f64::EPSILON),
+            (b"0x1.8p-1074", 2.0 * 5e-324),
+            (b"0x1.0000000000000000000000000000001p0", 1.0),
+            (
+                b"0x123456789abcdef0123p-20",
+                0x0123_4567_89ab_cdef_0123_u128 as f64 / 1048576.0,
+            ),
+        ];
+        for (text, want) in rounding {
+            let read = strtod(text);
+            assert_eq!((read.value, read.len), (want, text.len()), "{text:?}");
+        }
+        // ZRANGEBYSCORE's bounds take them too, with strtod's leniency.
+        run(&mut s, "ZADD r 8 a 16 b");
+        let q = |s: &mut Store, min: &[u8], max: &[u8]| {
+            s.execute(0, &raw(&[b"ZRANGEBYSCORE", b"r", min, max]))
+        };
+        assert_eq!(q(&mut s, b"(0x1p3", b"0x10"), arr(&["b"]));
+        assert_eq!(q(&mut s, b" 0x1p3", b"0x10\0zz"), arr(&["a", "b"]));
+        assert_eq!(q(&mut s, b"0x", b"1"), e("ERR min or max is not a float"));
+    }
+
+    #[test]
+    fn errors_echo_arguments_as_c_prints_them() {
+        // Each reply as redis-server 7.0 sends it: `%s` stops at a NUL,
+        // addReplyErrorFormat trims CR/LF from the ends and turns the rest
+        // into spaces, and any other byte comes back as it went.
+        let mut s = Store::default();
+        run(&mut s, "SET k v");
+        let expire = |s: &mut Store, opt: &[u8]| s.execute(0, &raw(&[b"EXPIRE", b"k", b"10", opt]));
+        let cases: [(&[u8], &[u8]); 5] = [
+            (b"YY\r\n", b"ERR Unsupported option YY"),
+            (b"YY\0ZZ", b"ERR Unsupported option YY"),
+            (b"Y\r\nY\n\r\n", b"ERR Unsupported option Y  Y"),
+            (b"\r\nYY", b"ERR Unsupported option   YY"),
+            (b"\xff\xfe", b"ERR Unsupported option \xff\xfe"),
+        ];
+        for (opt, want) in cases {
+            assert_eq!(expire(&mut s, opt), e_bytes(want), "{opt:?}");
+        }
+        // The unknown-command error maps CR/LF but trims nothing.
+        assert_eq!(
+            s.execute(0, &raw(&[b"FOO\r\n", b"a\r\n", b"b\0c"])),
+            e("ERR unknown command 'FOO  ', with args beginning with: 'a  ' 'b' ")
+        );
+        assert_eq!(
+            s.execute(0, &raw(&[b"FOO\0bar", b"\xff"])),
+            e_bytes(b"ERR unknown command 'FOO', with args beginning with: '\xff' ")
+        );
     }
 }
