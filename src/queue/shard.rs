@@ -55,7 +55,9 @@ impl Shard {
     /// passed and the file is synced.
     pub fn on_timer(&mut self, env: &mut impl Env, timer: Timer) {
         if timer == Timer::Fsync && self.mode == Fsync::EverySec {
-            self.aof.sync_now(env.now());
+            let now = env.now();
+            self.aof.sync_now(now);
+            self.aof.maybe_rewrite(now, &self.store);
             env.set_timer(Timer::Fsync, SECOND_NS);
         }
     }
@@ -100,6 +102,8 @@ impl Shard {
         if wrote && self.fsync_debounced && self.mode == Fsync::EverySec {
             env.set_timer(Timer::Fsync, SECOND_NS);
         }
+        // Between calls: where Redis's automatic AOF rewrite starts and ends.
+        self.aof.maybe_rewrite(now, &self.store);
         env.send(from, Msg::ShardAnswer { req, answer });
     }
 
