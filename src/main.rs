@@ -12,7 +12,7 @@ use distsync::report::{
     Format, Page, bench_summary, bugs_summary, fuzz_summary, hunt_summary, page_summary,
     pages_table, run_summary, shrink_summary,
 };
-use distsync::run::{RunOptions, run_scenario};
+use distsync::run::{RunOptions, run_scenario, run_scenario_before_exit};
 use distsync::scenario::parse::{parse_duration, parse_scenario};
 use distsync::scenario::shipped::SHIPPED;
 use distsync::scenario::{Scenario, load_scenario, parse::scenario_to_toml};
@@ -540,7 +540,13 @@ fn run_command(
         })),
         (file, None) => file,
     };
-    let report = match run_scenario(
+    // The last run of the process need not free its world.
+    let first_run = if check_determinism {
+        run_scenario
+    } else {
+        run_scenario_before_exit
+    };
+    let report = match first_run(
         &sc,
         RunOptions {
             seed,
@@ -570,7 +576,7 @@ fn run_command(
     }
     let mut failed = !report.passed();
     if check_determinism {
-        match run_scenario(
+        match run_scenario_before_exit(
             &sc,
             RunOptions {
                 seed,

@@ -152,6 +152,22 @@ impl RunReport {
 
 /// Runs `sc` once.
 pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunReport> {
+    run_world(sc, opts).map(|(report, _world)| report)
+}
+
+/// Runs `sc` once for a process that exits right after: the world (every
+/// shard's keyspace and append-only file, the trace and the histories) is
+/// leaked rather than freed piece by piece, since the operating system
+/// takes the whole heap back at exit anyway. The trace is flushed first.
+/// Use `run_scenario` anywhere else: this one never gives the memory back.
+pub fn run_scenario_before_exit(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunReport> {
+    run_world(sc, opts).map(|(report, world)| {
+        std::mem::forget(world);
+        report
+    })
+}
+
+fn run_world(sc: &Scenario, opts: RunOptions) -> std::io::Result<(RunReport, World)> {
     let tracer = if opts.tracing {
         Tracer::new(sc.nodes, opts.trace)
     } else {
@@ -168,7 +184,7 @@ pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunRepor
         checks.extend(queue_checks(&mut world));
     }
     let nodes = (0..sc.nodes).map(|i| summarize(&world, i)).collect();
-    Ok(RunReport {
+    let report = RunReport {
         scenario: sc.name.clone(),
         seed: opts.seed,
         sim_time_ns: world.now_ns(),
@@ -187,7 +203,8 @@ pub fn run_scenario(sc: &Scenario, opts: RunOptions) -> std::io::Result<RunRepor
             summary: c.summary(),
             bus_messages: world.obs.stats.bus_messages,
         }),
-    })
+    };
+    Ok((report, world))
 }
 
 /// The queue's end-of-run delivery checks, against where every message is.

@@ -184,7 +184,7 @@ fn arity(name: &str) -> Option<i64> {
         "incrby" | "hget" | "zscore" => 3,
         "lrange" | "lrem" | "hincrby" => 4,
         "lmove" => 5,
-        "set" | "lpush" | "rpush" | "hdel" | "zrem" | "expire" | "pexpire" => -3,
+        "set" | "lpush" | "rpush" | "hdel" | "zrem" | "expire" | "pexpire" | "pexpireat" => -3,
         "del" | "exists" | "lpop" | "rpop" => -2,
         "hset" | "zadd" | "zrangebyscore" => -4,
         "multi" | "exec" | "discard" => 1,
@@ -560,6 +560,64 @@ impl Store {
         reply
     }
 
+    /// The commands that rebuild this keyspace as it stands at `now_ns`, as
+    /// Redis's AOF rewrite writes them (`rewriteAppendOnlyFile`): per key,
+    /// one SET, or RPUSH / HSET / ZADD carrying at most 64 elements each
+    /// (`AOF_REWRITE_ITEMS_PER_CMD`), then PEXPIREAT with the absolute
+    /// deadline if it has one. Keys already expired are left out. Every
+    /// command is independent of the time it runs at: scores are written
+    /// with Rust's shortest round-trip digits, deadlines as unix ms.
+    pub fn rewrite_commands(&self, now_ns: u64, mut emit: impl FnMut(&[&[u8]])) {
+        const ITEMS_PER_CMD: usize = 64;
+        let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ITEMS_PER_CMD);
+        for (key, e) in &self.keys {
+            if e.expires_at.is_some_and(|d| now_ms(now_ns) > d) {
+                continue;
+            }
+            match &e.value {
+                Value::Str(v) => emit(&[b"SET", key, v]),
+                Value::List(l) => {
+                    let items: Vec<&[u8]> = l.iter().map(Vec::as_slice).collect();
+                    for chunk in items.chunks(ITEMS_PER_CMD) {
+                        args.clear();
+                        args.extend([b"RPUSH".as_slice(), key]);
+                        args.extend(chunk);
+                        emit(&args);
+                    }
+                }
+                Value::Hash(h) => {
+                    let pairs: Vec<(&Vec<u8>, &Vec<u8>)> = h.iter().collect();
+                    for chunk in pairs.chunks(ITEMS_PER_CMD) {
+                        args.clear();
+                        args.extend([b"HSET".as_slice(), key]);
+                        args.extend(chunk.iter().flat_map(|(f, v)| [f.as_slice(), v.as_slice()]));
+                        emit(&args);
+                    }
+                }
+                Value::ZSet(z) => {
+                    let members: Vec<(&Vec<u8>, &u64)> = z.scores.iter().collect();
+                    for chunk in members.chunks(ITEMS_PER_CMD) {
+                        let scores: Vec<String> = chunk
+                            .iter()
+                            .map(|(_, b)| f64::from_bits(**b).to_string())
+                            .collect();
+                        let mut zadd: Vec<&[u8]> = vec![b"ZADD", key];
+                        zadd.extend(
+                            chunk
+                                .iter()
+                                .zip(&scores)
+                                .flat_map(|((m, _), s)| [s.as_bytes(), m.as_slice()]),
+                        );
+                        emit(&zadd);
+                    }
+                }
+            }
+            if let Some(d) = e.expires_at {
+                emit(&[b"PEXPIREAT", key, d.to_string().as_bytes()]);
+            }
+        }
+    }
+
     /// Removes every key whose deadline has passed (Redis's active expiry).
     pub fn expire_due(&mut self, now_ns: u64) {
         self.keys
@@ -620,6 +678,7 @@ impl Store {
             )),
             "expire" => self.expire(now, a, 1000, "expire"),
             "pexpire" => self.expire(now, a, 1, "pexpire"),
+            "pexpireat" => self.expire(now, a, 1, "pexpireat"),
             "ttl" | "pttl" => Ok(Resp::Integer(self.ttl(now, &a[1], name == "pttl"))),
             // Transactions belong to a connection, not to the keyspace.
             _ => Err(Resp::Error(
@@ -1089,7 +1148,8 @@ impl Store {
             ));
         }
         let amount = int_arg(&a[2])?;
-        let when = deadline(now, amount, unit_ms, false).ok_or_else(|| {
+        let absolute = name == "pexpireat";
+        let when = deadline(now, amount, unit_ms, absolute).ok_or_else(|| {
             Resp::Error(format!("ERR invalid expire time in '{name}' command").into_bytes())
         })?;
         let Some(entry) = self.live(now, &a[1]) else {

@@ -174,6 +174,10 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/queue-consumer-crash.toml"),
     ),
     (
+        "queue-everysec-forced-sync",
+        include_str!("../../scenarios/queue-everysec-forced-sync.toml"),
+    ),
+    (
         "queue-hot-partition",
         include_str!("../../scenarios/queue-hot-partition.toml"),
     ),

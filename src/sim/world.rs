@@ -141,8 +141,18 @@ impl Observers {
             let verdict = c.observe(t_ns, subject, &ev);
             return self.keep_first(verdict, seq, t_ns);
         }
+        // The queue checker also sees a shard's pauses, resumes, crashes and
+        // restarts: its everysec window counts only the time a shard ran.
+        let shard_fault = matches!(subject, Subject::Shard(_))
+            && matches!(
+                ev,
+                TraceEvent::FaultPause
+                    | TraceEvent::FaultResume
+                    | TraceEvent::FaultCrash
+                    | TraceEvent::FaultRestart
+            );
         if let Some(q) = self.queue_checker.as_mut()
-            && ev.kind().starts_with("queue.")
+            && (shard_fault || ev.kind().starts_with("queue."))
         {
             let verdict = q.observe(t_ns, subject, &ev);
             return self.keep_first(verdict, seq, t_ns);
