@@ -739,12 +739,16 @@ fn fuzz_command(
     print!("{}", fuzz_summary(&sweeps, opts.jobs, format));
     let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
     let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
+    let inconclusive: usize = sweeps.iter().map(|s| s.inconclusive()).sum();
     if let Some(dir) = report_dir {
         report_failures(&sweeps, dir, format);
     }
     if format == Format::Tables {
         // The plain closing line CI systems read as a test tally.
-        println!("fuzz: {} passed, {failed} failed", seeds - failed);
+        println!(
+            "fuzz: {} passed, {failed} failed, {inconclusive} inconclusive",
+            seeds - failed - inconclusive
+        );
     }
     if failed > 0 {
         ExitCode::from(EXIT_FAILED)
