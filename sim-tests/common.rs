@@ -61,7 +61,11 @@ pub fn why(r: &RunReport) -> String {
             f.violation.invariant, f.seq, f.violation.detail
         ));
     }
-    for c in r.checks.iter().filter(|c| c.verdict != CheckVerdict::Passed) {
+    for c in r
+        .checks
+        .iter()
+        .filter(|c| c.verdict != CheckVerdict::Passed)
+    {
         parts.push(format!("{}: {}", c.name, c.detail));
     }
     parts.join("; ")

@@ -120,11 +120,11 @@ impl History {
                     let kv = ops.iter().map(|o| (key, kv_op(o))).collect();
                     return match check_partitioned(&KvModel, kv, max_steps) {
                         found @ Verdict::NotLinearizable(_) => found,
-                        _ => Verdict::NotLinearizable(Counterexample::of_rule(
+                        _ => Verdict::NotLinearizable(Box::new(Counterexample::of_rule(
                             format!("{key:?}"),
                             conflict.rule.to_string(),
                             conflict.ops.iter().map(|&i| (i, kv_op(ops[i]))),
-                        )),
+                        ))),
                     };
                 }
             }

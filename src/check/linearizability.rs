@@ -81,7 +81,7 @@ pub enum Verdict {
     /// Some linearization of the whole history satisfies the model.
     Linearizable,
     /// No linearization exists; the counterexample shows where the search got stuck.
-    NotLinearizable(Counterexample),
+    NotLinearizable(Box<Counterexample>),
     /// The step budget ran out before the search finished.
     Unknown,
 }
@@ -588,14 +588,14 @@ impl<'a, M: Model> Search<'a, M> {
             return Verdict::Unknown;
         };
         let record = |id: usize| OpRecord::of(self.ops[id].0, self.ops[id].1);
-        Verdict::NotLinearizable(Counterexample {
+        Verdict::NotLinearizable(Box::new(Counterexample {
             partition: self.partition.clone(),
             prefix: dead.prefix.iter().map(|&id| record(id)).collect(),
             state: format!("{:?}", dead.state),
             blocking: record(dead.blocking),
             stuck: dead.stuck.iter().map(|&id| record(id)).collect(),
             rule: None,
-        })
+        }))
     }
 }
 

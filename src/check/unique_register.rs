@@ -207,15 +207,15 @@ pub fn check(ops: &[RegisterOp]) -> Outcome {
     forward.sort_by_key(|z| z.lo.0);
     let mut furthest: Option<&Zone> = None;
     for z in &forward {
-        if let Some(f) = furthest {
-            if z.lo.0 < f.hi.0 {
-                let mut involved = ends(f);
-                involved.extend(ends(z));
-                return Outcome::NotLinearizable(Conflict {
-                    rule: Rule::ForwardZonesOverlap,
-                    ops: involved,
-                });
-            }
+        if let Some(f) = furthest
+            && z.lo.0 < f.hi.0
+        {
+            let mut involved = ends(f);
+            involved.extend(ends(z));
+            return Outcome::NotLinearizable(Conflict {
+                rule: Rule::ForwardZonesOverlap,
+                ops: involved,
+            });
         }
         if furthest.is_none_or(|f| z.hi.0 > f.hi.0) {
             furthest = Some(z);
@@ -282,7 +282,12 @@ mod tests {
         assert_eq!(rule(&[r(None, 0, 1), w(1, 2, 3), r(Some(1), 4, 5)]), None);
         // Concurrent writes, reads in either order.
         assert_eq!(
-            rule(&[w(1, 0, 10), w(2, 0, 10), r(Some(2), 11, 12), r(Some(2), 13, 14)]),
+            rule(&[
+                w(1, 0, 10),
+                w(2, 0, 10),
+                r(Some(2), 11, 12),
+                r(Some(2), 13, 14)
+            ]),
             None
         );
         // Touching intervals are concurrent: a read called as the write returns.
@@ -306,12 +311,7 @@ mod tests {
         );
         // Stale read: 1 is read after 2 was read (both forward zones).
         assert_eq!(
-            rule(&[
-                w(1, 0, 1),
-                w(2, 2, 3),
-                r(Some(2), 4, 5),
-                r(Some(1), 6, 7)
-            ]),
+            rule(&[w(1, 0, 1), w(2, 2, 3), r(Some(2), 4, 5), r(Some(1), 6, 7)]),
             Some(Rule::ForwardZonesOverlap)
         );
         // A read of the initial value after a completed write.

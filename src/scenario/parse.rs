@@ -17,8 +17,9 @@ use toml::Spanned;
 
 use super::model::{
     Action, CacheConfig, CacheOp, CacheProtocol, CacheWorkload, ClientOp, ClockConfig,
-    DEFAULT_LINEARIZABILITY_STEPS, Expectations, Fsync, LinkConfig, LockConfig, LockWorkload, Nanos, NetworkConfig, QueueConfig,
-    QueueWorkload, RaftConfig, RedisConfig, Scenario, Step, Target, Workload,
+    DEFAULT_LINEARIZABILITY_STEPS, Expectations, Fsync, LinkConfig, LockConfig, LockWorkload,
+    Nanos, NetworkConfig, QueueConfig, QueueWorkload, RaftConfig, RedisConfig, Scenario, Step,
+    Target, Workload,
 };
 use crate::bugs::Bugs;
 
