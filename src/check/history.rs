@@ -304,6 +304,21 @@ mod tests {
         assert_eq!(cx.partition.as_deref(), Some("0"));
         let text = cx.to_string();
         assert!(text.contains("not linearizable: partition 0"), "{text}");
+        // Without budget for the search's counterexample, the verdict stands
+        // and the counterexample names the rule and the operations breaking it.
+        let Verdict::NotLinearizable(cx) = h.check_linearizable(1) else {
+            panic!("the zone check needs no search budget");
+        };
+        let text = cx.to_string();
+        assert!(cx.rule.is_some() && cx.prefix.is_empty(), "{text}");
+        assert!(
+            text.contains("value had to remain") || text.contains("overlapping intervals"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Get(\"{}\")", first.unwrap())),
+            "{text}"
+        );
     }
 
     #[test]
