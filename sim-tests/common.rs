@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use distsync::run::{RunOptions, RunReport, run_scenario};
+use distsync::run::{CheckVerdict, RunOptions, RunReport, run_scenario};
 use distsync::scenario::{Scenario, load_scenario};
 
 /// Every shipped scenario file, sorted by name.
@@ -61,7 +61,11 @@ pub fn why(r: &RunReport) -> String {
             f.violation.invariant, f.seq, f.violation.detail
         ));
     }
-    for c in r.checks.iter().filter(|c| !c.ok) {
+    for c in r
+        .checks
+        .iter()
+        .filter(|c| c.verdict != CheckVerdict::Passed)
+    {
         parts.push(format!("{}: {}", c.name, c.detail));
     }
     parts.join("; ")

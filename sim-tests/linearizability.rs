@@ -446,3 +446,88 @@ fn planted_bugs_are_caught_and_depend_on_the_model() {
         );
     }
 }
+
+/// Runs the binary; (exit code, stdout, stderr).
+fn distsync(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distsync"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A search that runs out of budget is inconclusive, not a violation: the
+/// run exits 0 and says so in the tables and in `--json`; the fuzzer counts
+/// it apart and saves nothing.
+#[test]
+fn an_exhausted_search_is_inconclusive_and_exits_0() {
+    let dir = std::env::temp_dir().join(format!("distsync-inconclusive-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    // The lock history always goes to the general search; one step per lock
+    // cannot decide it.
+    let text =
+        read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/lock-leader-crash.toml"))
+            .replace("[expect]\n", "[expect]\nlinearizability_steps = 1\n");
+    assert!(text.contains("linearizability_steps = 1"));
+    let file = dir.join("lock-budget.toml");
+    fs::write(&file, text).unwrap();
+    let file = file.to_str().unwrap();
+    let failures = dir.join("failures");
+    let failures = failures.to_str().unwrap();
+
+    let (code, out, err) = distsync(&["run", file, "--failures-dir", failures]);
+    assert_eq!(code, 0, "{out}{err}");
+    let row = out
+        .lines()
+        .find(|l| l.contains("lock history linearizable"))
+        .unwrap_or_else(|| panic!("no lock history row:\n{out}"));
+    assert!(row.contains("inconclusive"), "{row}");
+    assert!(out.contains("note: 1 check was inconclusive"), "{out}");
+
+    let (code, out, _) = distsync(&["run", file, "--json"]);
+    assert_eq!(code, 0);
+    let j: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+    assert_eq!(j["passed"], true);
+    assert_eq!(j["inconclusive"], 1);
+    let verdicts: Vec<(&str, &str)> = j["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["verdict"].as_str().unwrap()))
+        .collect();
+    assert!(
+        verdicts.contains(&("lock history linearizable", "inconclusive")),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts
+            .iter()
+            .all(|(n, v)| *v == "passed" || *n == "lock history linearizable"),
+        "{verdicts:?}"
+    );
+
+    let (code, out, err) = distsync(&[
+        "fuzz",
+        file,
+        "--seeds",
+        "2",
+        "--jobs",
+        "1",
+        "--failures-dir",
+        failures,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("fuzz: 0 passed, 0 failed, 2 inconclusive"),
+        "{out}"
+    );
+    assert!(
+        !Path::new(failures).exists(),
+        "an inconclusive seed is not saved"
+    );
+    fs::remove_dir_all(&dir).ok();
+}

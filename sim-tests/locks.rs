@@ -44,7 +44,7 @@ fn run_and_count(sc: &Scenario, seed: u64) -> Totals {
         "{} seed {seed}: {:?} {:?}",
         sc.name,
         r.violation,
-        r.checks.iter().filter(|c| !c.ok).collect::<Vec<_>>()
+        r.checks.iter().filter(|c| c.failed()).collect::<Vec<_>>()
     );
     let mut world = World::new(sc, seed, Tracer::disabled(sc.nodes));
     world.run();

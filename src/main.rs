@@ -76,7 +76,7 @@ enum Command {
     },
     /// Run one scenario file on one seed, checking every invariant after every event.
     #[command(
-        after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 all checks held, 1 a violation or failed expectation, 2 bad input."
+        after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 no check failed (an inconclusive one does not fail), 1 a violation or failed expectation, 2 bad input."
     )]
     Run {
         /// Scenario file (TOML; see docs/scenarios.md).
@@ -105,7 +105,7 @@ enum Command {
     },
     /// Swarm-fuzz scenarios: each seed adds its own mix of faults, every checker on.
     #[command(
-        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nExit codes: 0 no failure, 1 failures found, 2 bad input."
+        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nAn inconclusive seed (a check out of search budget) is counted apart and not saved.\nExit codes: 0 no failure, 1 failures found, 2 bad input."
     )]
     Fuzz {
         /// Scenario files to use as templates (default: every shipped scenario).
@@ -745,12 +745,16 @@ fn fuzz_command(
     print!("{}", fuzz_summary(&sweeps, opts.jobs, format));
     let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
     let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
+    let inconclusive: usize = sweeps.iter().map(|s| s.inconclusive()).sum();
     if let Some(dir) = report_dir {
         report_failures(&sweeps, dir, format);
     }
     if format == Format::Tables {
         // The plain closing line CI systems read as a test tally.
-        println!("fuzz: {} passed, {failed} failed", seeds - failed);
+        println!(
+            "fuzz: {} passed, {failed} failed, {inconclusive} inconclusive",
+            seeds - failed - inconclusive
+        );
     }
     if failed > 0 {
         ExitCode::from(EXIT_FAILED)

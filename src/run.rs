@@ -12,8 +12,8 @@ use crate::scenario::Scenario;
 use crate::sim::world::{Found, Stats, World};
 use crate::trace::Tracer;
 
-/// Bound on the linearizability search per run (steps, not seconds).
-const LINEARIZABILITY_MAX_STEPS: u64 = 5_000_000;
+/// How an inconclusive linearizability check begins its detail.
+const INCONCLUSIVE: &str = "inconclusive, not a violation (no linearization was found or ruled out before the budget ran out; raise [expect] linearizability_steps to search further)";
 
 /// Options for one run.
 pub struct RunOptions {
@@ -41,8 +41,48 @@ pub struct NodeSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckResult {
     pub name: String,
-    pub ok: bool,
+    pub verdict: CheckVerdict,
     pub detail: String,
+}
+
+impl CheckResult {
+    /// True when the check found a violation (an inconclusive check did not).
+    pub fn failed(&self) -> bool {
+        self.verdict == CheckVerdict::Failed
+    }
+}
+
+/// What a check concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckVerdict {
+    /// The property held.
+    Passed,
+    /// The property was violated: the run fails.
+    Failed,
+    /// The check could not decide within its budget (a linearizability
+    /// search that ran out of steps). Not a violation: the run does not fail
+    /// on it, the fuzzer counts it apart and never saves it as a failure.
+    Inconclusive,
+}
+
+impl CheckVerdict {
+    /// Passed if `ok`, else Failed.
+    pub fn of(ok: bool) -> Self {
+        if ok {
+            CheckVerdict::Passed
+        } else {
+            CheckVerdict::Failed
+        }
+    }
+
+    /// The verdict as the tables and `--json` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckVerdict::Passed => "passed",
+            CheckVerdict::Failed => "failed",
+            CheckVerdict::Inconclusive => "inconclusive",
+        }
+    }
 }
 
 /// Everything a run produced.
@@ -123,9 +163,18 @@ pub struct LockSummary {
 }
 
 impl RunReport {
-    /// True when every invariant and expectation held.
+    /// True when no invariant or expectation was violated (a check that
+    /// was inconclusive does not fail the run).
     pub fn passed(&self) -> bool {
-        self.violation.is_none() && self.checks.iter().all(|c| c.ok)
+        self.violation.is_none() && !self.checks.iter().any(CheckResult::failed)
+    }
+
+    /// The checks that could not decide within their budget.
+    pub fn inconclusive(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.verdict == CheckVerdict::Inconclusive)
+            .count()
     }
 
     /// What failed, as a stable string: the violated invariant, or the names
@@ -138,7 +187,7 @@ impl RunReport {
         let failed: Vec<&str> = self
             .checks
             .iter()
-            .filter(|c| !c.ok)
+            .filter(|c| c.failed())
             .map(|c| c.name.as_str())
             .collect();
         (!failed.is_empty()).then(|| failed.join("; "))
@@ -228,7 +277,7 @@ fn queue_checks(world: &mut World) -> Option<CheckResult> {
     };
     Some(CheckResult {
         name: "queue delivery (at least once, DLQ exact)".into(),
-        ok,
+        verdict: CheckVerdict::of(ok),
         detail,
     })
 }
@@ -336,7 +385,7 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
     let stopped_early = world.obs.violation.is_some();
     out.push(CheckResult {
         name: "safety (online)".into(),
-        ok: !stopped_early,
+        verdict: CheckVerdict::of(!stopped_early),
         detail: match &world.obs.violation {
             None => "Raft (election safety, append-only, log matching, leader completeness, state machine safety, terms, votes, durable commit), locks (exclusion, fencing, leases, deadlocks), queue (no delivery after ack, produce order, attempts, loss within the persistence mode) and caches (single writer, data value): all held".into(),
             Some(f) => format!("{}: {}", f.violation.invariant, f.violation.detail),
@@ -355,7 +404,7 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         };
         out.push(CheckResult {
             name: format!("leader within {}", format_duration(d)),
-            ok,
+            verdict: CheckVerdict::of(ok),
             detail,
         });
     }
@@ -381,7 +430,7 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         };
         out.push(CheckResult {
             name: format!("leader within {} of the last fault", format_duration(d)),
-            ok,
+            verdict: CheckVerdict::of(ok),
             detail,
         });
     }
@@ -397,36 +446,40 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
             .lock_clients()
             .flat_map(|c| c.stats().history.iter().copied())
             .collect();
-        let (ok, detail) = match check_lock_history(
+        let budget = sc.expect.linearizability_steps;
+        let (verdict_, detail) = match check_lock_history(
             &ops,
             &world.obs.lock_checker.session_ends(),
-            LINEARIZABILITY_MAX_STEPS,
+            budget,
         ) {
-            Verdict::Linearizable => (true, format!("{} acquires and releases", ops.len())),
-            Verdict::NotLinearizable(cx) => (false, cx.to_string()),
+            Verdict::Linearizable => (
+                CheckVerdict::Passed,
+                format!("{} acquires and releases", ops.len()),
+            ),
+            Verdict::NotLinearizable(cx) => (CheckVerdict::Failed, cx.to_string()),
             Verdict::Unknown => (
-                false,
+                CheckVerdict::Inconclusive,
                 format!(
-                    "search budget of {LINEARIZABILITY_MAX_STEPS} steps exhausted on {} operations",
+                    "{INCONCLUSIVE}: search budget of {budget} steps per lock exhausted on {} operations",
                     ops.len()
                 ),
             ),
         };
         out.push(CheckResult {
             name: "lock history linearizable".into(),
-            ok,
+            verdict: verdict_,
             detail,
         });
         out.push(CheckResult {
             name: "lock waits end, no deadlock left".into(),
-            ok: verdict.is_ok(),
+            verdict: CheckVerdict::of(verdict.is_ok()),
             detail: verdict
                 .err()
                 .unwrap_or_else(|| format!("every wait ended within {}", format_duration(bound))),
         });
     }
     if let Some(c) = world.obs.cache_checker.as_ref() {
-        out.push(cache_histories(c));
+        out.push(cache_histories(c, e.linearizability_steps));
     }
     if e.acked_writes_applied_everywhere {
         out.push(acked_writes_applied(world, sc.nodes));
@@ -435,29 +488,27 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
         let done = world.obs.history.completed();
         out.push(CheckResult {
             name: format!("at least {} operations completed", e.min_completed_ops),
-            ok: done >= e.min_completed_ops,
+            verdict: CheckVerdict::of(done >= e.min_completed_ops),
             detail: format!("{done} completed"),
         });
     }
     if e.linearizable {
-        let verdict = world
-            .obs
-            .history
-            .check_linearizable(LINEARIZABILITY_MAX_STEPS);
+        let budget = e.linearizability_steps;
+        let verdict = world.obs.history.check_linearizable(budget);
         let ops = world.obs.history.ops().len();
-        let (ok, detail) = match verdict {
-            Verdict::Linearizable => (true, format!("{ops} operations")),
-            Verdict::NotLinearizable(cx) => (false, cx.to_string()),
+        let (verdict, detail) = match verdict {
+            Verdict::Linearizable => (CheckVerdict::Passed, format!("{ops} operations")),
+            Verdict::NotLinearizable(cx) => (CheckVerdict::Failed, cx.to_string()),
             Verdict::Unknown => (
-                false,
+                CheckVerdict::Inconclusive,
                 format!(
-                    "search budget of {LINEARIZABILITY_MAX_STEPS} steps exhausted on {ops} operations"
+                    "{INCONCLUSIVE}: search budget of {budget} steps per key exhausted on {ops} operations"
                 ),
             ),
         };
         out.push(CheckResult {
             name: "linearizable (kv history)".into(),
-            ok,
+            verdict,
             detail,
         });
     }
@@ -466,8 +517,8 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
 
 /// Each key's history of completed cache operations is linearizable (keys
 /// with a lost or in-doubt write left out).
-fn cache_histories(c: &CacheChecker) -> CheckResult {
-    let h = c.check_histories(LINEARIZABILITY_MAX_STEPS);
+fn cache_histories(c: &CacheChecker, budget: u64) -> CheckResult {
+    let h = c.check_histories(budget);
     let mut scope = format!(
         "{} keys, {} operations; excluded for a lost or in-doubt write: {} keys ({} operations); {} started operations never completed",
         h.keys, h.ops, h.excluded_keys, h.excluded_ops, h.unfinished
@@ -478,19 +529,17 @@ fn cache_histories(c: &CacheChecker) -> CheckResult {
             h.unpaired
         );
     }
-    let (ok, detail) = match h.verdict {
-        Verdict::Linearizable => (true, scope),
-        Verdict::NotLinearizable(cx) => (false, format!("{cx}{scope}")),
+    let (verdict, detail) = match h.verdict {
+        Verdict::Linearizable => (CheckVerdict::Passed, scope),
+        Verdict::NotLinearizable(cx) => (CheckVerdict::Failed, format!("{cx}{scope}")),
         Verdict::Unknown => (
-            false,
-            format!(
-                "unknown: search budget of {LINEARIZABILITY_MAX_STEPS} steps per key exhausted; {scope}"
-            ),
+            CheckVerdict::Inconclusive,
+            format!("{INCONCLUSIVE}: search budget of {budget} steps per key exhausted; {scope}"),
         ),
     };
     CheckResult {
         name: "cache histories linearizable".into(),
-        ok,
+        verdict,
         detail,
     }
 }
@@ -513,7 +562,7 @@ fn acked_writes_applied(world: &World, n: usize) -> CheckResult {
     let acked = world.obs.history.acked_writes().count();
     CheckResult {
         name: "acknowledged writes applied on every live node".into(),
-        ok: missing.is_empty(),
+        verdict: CheckVerdict::of(missing.is_empty()),
         detail: if missing.is_empty() {
             format!("{acked} acknowledged writes on {live} live nodes")
         } else {

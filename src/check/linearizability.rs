@@ -9,7 +9,14 @@
 //! operation owning it was not linearized in time, so the search backtracks.
 //! A cache of (set of linearized operations, model state) prunes configurations
 //! that were already explored: two search paths that linearized the same set of
-//! operations and reached the same state have identical futures.
+//! operations and reached the same state have identical futures. The set is
+//! kept as a 128-bit Zobrist hash (the XOR of a fixed random key per
+//! operation), updated in O(1) per step, so a cache entry is 16 bytes plus the
+//! state however long the history, and nothing is copied before the lookup.
+//!
+//! Histories of a register whose written values are all unique do not need
+//! this search at all: `unique_register.rs` decides them in O(n log n), and
+//! the client history check uses it where it applies.
 //!
 //! Timestamps: events are ordered by time; at equal time calls come before
 //! returns, so an operation returning at `t` and another called at `t` count as
@@ -74,7 +81,7 @@ pub enum Verdict {
     /// Some linearization of the whole history satisfies the model.
     Linearizable,
     /// No linearization exists; the counterexample shows where the search got stuck.
-    NotLinearizable(Counterexample),
+    NotLinearizable(Box<Counterexample>),
     /// The step budget ran out before the search finished.
     Unknown,
 }
@@ -116,6 +123,40 @@ pub struct Counterexample {
     pub blocking: OpRecord,
     /// The operations that could be linearized next by real-time order, none of which can.
     pub stuck: Vec<OpRecord>,
+    /// Set when the verdict came from a rule rather than from the search
+    /// (which ran out of budget): the rule broken. `stuck` then lists the
+    /// operations that break it, and `prefix` is empty.
+    pub rule: Option<String>,
+}
+
+impl Counterexample {
+    /// A counterexample that names a broken rule and the operations
+    /// (position in the checked history, operation) that break it.
+    pub fn of_rule<I: Debug, O: Debug>(
+        partition: String,
+        rule: String,
+        ops: impl IntoIterator<Item = (usize, Operation<I, O>)>,
+    ) -> Self {
+        let stuck: Vec<OpRecord> = ops
+            .into_iter()
+            .map(|(i, op)| OpRecord::of(i, &op))
+            .collect();
+        Counterexample {
+            partition: Some(partition),
+            prefix: Vec::new(),
+            state: String::new(),
+            blocking: stuck.first().cloned().unwrap_or(OpRecord {
+                index: 0,
+                client: 0,
+                input: String::new(),
+                output: String::new(),
+                call: 0,
+                ret: None,
+            }),
+            stuck,
+            rule: Some(rule),
+        }
+    }
 }
 
 impl Display for OpRecord {
@@ -140,6 +181,13 @@ impl Display for Counterexample {
         match &self.partition {
             Some(key) => writeln!(f, "not linearizable: partition {key}")?,
             None => writeln!(f, "not linearizable")?,
+        }
+        if let Some(rule) = &self.rule {
+            writeln!(f, "{rule}:")?;
+            for op in &self.stuck {
+                writeln!(f, "        {op}")?;
+            }
+            return Ok(());
         }
         writeln!(
             f,
@@ -271,29 +319,26 @@ const NIL: usize = usize::MAX;
 /// Index of the list's head sentinel.
 const HEAD: usize = 0;
 
-/// Fixed set of operation ids; words are compared and hashed directly.
-#[derive(Clone, PartialEq, Eq)]
-struct Bitset(Vec<u64>);
-
-impl Bitset {
-    fn new(bits: usize) -> Self {
-        Bitset(vec![0; bits.div_ceil(64)])
-    }
-    fn set(&mut self, i: usize) {
-        self.0[i / 64] |= 1 << (i % 64);
-    }
-    fn clear(&mut self, i: usize) {
-        self.0[i / 64] &= !(1 << (i % 64));
-    }
-}
-
-impl Hash for Bitset {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // One write per word; the length is fixed within a search, so it is not hashed.
-        for &w in &self.0 {
-            state.write_u64(w);
-        }
-    }
+/// Random 128-bit keys, one per operation, for Zobrist hashing of the set of
+/// linearized operations: the set's hash is the XOR of its members' keys,
+/// updated in O(1) as an operation is linearized or undone.
+///
+/// The keys come from a fixed seed (splitmix64), so the search is the same
+/// on every run. Two different sets share a hash with probability 2^-128
+/// per pair; a search exploring a billion configurations has odds of about
+/// 10^-20 of ever confusing two, which would prune one branch wrongly.
+fn zobrist_keys(n: usize) -> Vec<u128> {
+    let mut x: u64 = 0x5eed_0fd1_575e_4c00;
+    let mut next = || {
+        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..n)
+        .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+        .collect()
 }
 
 /// A small multiplicative hasher (FxHash-style) with a final mix.
@@ -333,6 +378,10 @@ impl Hasher for FastHasher {
     fn write_usize(&mut self, i: usize) {
         self.add(i as u64);
     }
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
     fn finish(&self) -> u64 {
         // splitmix64 finaliser.
         let mut z = self.0;
@@ -342,10 +391,12 @@ impl Hasher for FastHasher {
     }
 }
 
-/// A configuration already explored: which operations are linearized, and the state they led to.
+/// A configuration already explored: the Zobrist hash of the set of
+/// linearized operations, and the state they led to. 16 bytes plus the state,
+/// whatever the length of the history.
 #[derive(PartialEq, Eq, Hash)]
 struct CacheKey<S> {
-    linearized: Bitset,
+    linearized: u128,
     state: S,
 }
 
@@ -444,7 +495,9 @@ struct Search<'a, M: Model> {
     ops: Vec<(usize, &'a Op<M>)>,
     partition: Option<String>,
     events: Events,
-    linearized: Bitset,
+    /// Zobrist key of each operation, and the hash of the linearized set.
+    keys: Vec<u128>,
+    linearized: u128,
     cache: Cache<M::State>,
     /// The DFS stack: each linearized call entry with the state before it.
     calls: Vec<(usize, M::State)>,
@@ -459,7 +512,8 @@ impl<'a, M: Model> Search<'a, M> {
         let events = Events::new(&ops);
         let entry = events.next[HEAD];
         Search {
-            linearized: Bitset::new(ops.len()),
+            keys: zobrist_keys(ops.len()),
+            linearized: 0,
             ops,
             partition,
             events,
@@ -487,15 +541,13 @@ impl<'a, M: Model> Search<'a, M> {
             if is_call {
                 let id = ev.op[entry];
                 let op = self.ops[id].1;
-                let linearized = &self.linearized;
+                let linearized = self.linearized ^ self.keys[id];
                 let cache = &mut self.cache;
                 let accepted = model
                     .step(&self.state, &op.input, &op.output)
                     .and_then(|next| {
-                        let mut next_linearized = linearized.clone();
-                        next_linearized.set(id);
                         let key = CacheKey {
-                            linearized: next_linearized,
+                            linearized,
                             state: next.clone(),
                         };
                         // insert() is false when this configuration was explored before.
@@ -505,7 +557,7 @@ impl<'a, M: Model> Search<'a, M> {
                     Some(next) => {
                         let before = std::mem::replace(&mut self.state, next);
                         self.calls.push((entry, before));
-                        self.linearized.set(id);
+                        self.linearized = linearized;
                         ev.lift(entry);
                         self.entry = ev.next[HEAD];
                     }
@@ -522,7 +574,7 @@ impl<'a, M: Model> Search<'a, M> {
                     return Some(self.counterexample());
                 };
                 self.state = before;
-                self.linearized.clear(ev.op[top]);
+                self.linearized ^= self.keys[ev.op[top]];
                 ev.unlift(top);
                 self.entry = ev.next[top];
             }
@@ -536,13 +588,14 @@ impl<'a, M: Model> Search<'a, M> {
             return Verdict::Unknown;
         };
         let record = |id: usize| OpRecord::of(self.ops[id].0, self.ops[id].1);
-        Verdict::NotLinearizable(Counterexample {
+        Verdict::NotLinearizable(Box::new(Counterexample {
             partition: self.partition.clone(),
             prefix: dead.prefix.iter().map(|&id| record(id)).collect(),
             state: format!("{:?}", dead.state),
             blocking: record(dead.blocking),
             stuck: dead.stuck.iter().map(|&id| record(id)).collect(),
-        })
+            rule: None,
+        }))
     }
 }
 

@@ -8,6 +8,7 @@ pub mod lock_history;
 pub mod lock_safety;
 pub mod queue_delivery;
 pub mod raft_safety;
+pub mod unique_register;
 
 /// A latency summary in simulated nanoseconds: how many samples, their
 /// median, 99th percentile (nearest rank) and maximum.

@@ -41,8 +41,11 @@ pub struct FuzzOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedResult {
     pub seed: u64,
-    /// None when every check held; else what failed.
+    /// None when no check failed; else what failed.
     pub failure: Option<String>,
+    /// No check failed but some could not decide within their budget
+    /// (counted apart, never saved as a failure).
+    pub inconclusive: bool,
     pub digest: u64,
     pub events: u64,
     pub sim_ns: u64,
@@ -63,6 +66,10 @@ impl SweepSummary {
     /// The failing seeds, in seed order.
     pub fn failures(&self) -> impl Iterator<Item = &SeedResult> {
         self.results.iter().filter(|r| r.failure.is_some())
+    }
+    /// Seeds that did not fail but had a check that could not decide.
+    pub fn inconclusive(&self) -> usize {
+        self.results.iter().filter(|r| r.inconclusive).count()
     }
     /// Simulated events per wall-clock second.
     pub fn events_per_second(&self) -> f64 {
@@ -105,6 +112,7 @@ pub fn run_seed(template: &Scenario, seed: u64, check_determinism: bool) -> (Sce
     }
     let result = SeedResult {
         seed,
+        inconclusive: failure.is_none() && report.inconclusive() > 0,
         failure,
         digest: report.digest,
         events: report.stats.events,

@@ -161,7 +161,7 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         .map(|r| {
             r.checks
                 .iter()
-                .map(|c| json!([c.name, c.ok, c.detail]))
+                .map(|c| json!([c.name, c.verdict.name(), c.detail]))
                 .collect()
         })
         .unwrap_or_default();
@@ -216,7 +216,7 @@ const STYLE: &str = r#"
 body{font:14px/1.4 system-ui,sans-serif;margin:16px;color:#222}
 h1{font-size:20px;margin:0 0 8px} h2{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
-.ok{color:#1a7f37}.bad{color:#c62828;font-weight:600}
+.ok{color:#1a7f37}.bad{color:#c62828;font-weight:600}.undecided{color:#b26a00;font-weight:600}
 #controls{margin:10px 0;display:flex;flex-wrap:wrap;gap:10px;align-items:center}
 #controls button{padding:2px 10px}
 #diagram{border:1px solid #ddd;overflow:auto;max-height:75vh;position:relative}
@@ -266,10 +266,14 @@ function summary() {
   }
   if (D.checks.length) {
     h += '<table><tr><th>check</th><th>verdict</th><th>detail</th></tr>';
-    for (const [name, ok, detail] of D.checks) {
-      h += '<tr><td>' + esc(name) + '</td><td class="' + (ok ? 'ok">ok' : 'bad">FAILED') + '</td><td>' + esc(detail) + '</td></tr>';
+    for (const [name, verdict, detail] of D.checks) {
+      const cell = verdict === 'passed' ? 'ok">ok' : verdict === 'failed' ? 'bad">FAILED' : 'undecided">inconclusive';
+      h += '<tr><td>' + esc(name) + '</td><td class="' + cell + '</td><td>' + esc(detail) + '</td></tr>';
     }
     h += '</table>';
+    if (D.checks.some(c => c[1] === 'inconclusive')) {
+      h += '<p class="note">An inconclusive check ran out of its search budget before deciding: it is not a violation and does not fail the run.</p>';
+    }
   }
   s.innerHTML = h;
   const g = document.getElementById('goviol');

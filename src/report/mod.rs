@@ -229,8 +229,17 @@ fn or<T: fmt::Display>(v: &Option<T>, none: &str) -> String {
     v.as_ref().map_or_else(|| none.to_string(), T::to_string)
 }
 
-fn ok_or_failed(ok: &bool) -> String {
-    if *ok { "ok" } else { "FAILED" }.to_string()
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn check_verdict(v: &&'static str) -> String {
+    match *v {
+        "passed" => "ok",
+        "failed" => "FAILED",
+        other => other,
+    }
+    .to_string()
 }
 
 fn passed_or_failed(passed: &bool) -> String {
@@ -290,6 +299,9 @@ struct RunSummary<'a> {
     ops: Ops,
     #[tabled(skip)]
     passed: bool,
+    /// Checks that ran out of budget before deciding (not failures).
+    #[tabled(skip)]
+    inconclusive: usize,
     /// Printed on its own line, which tests and scripts look for.
     #[tabled(skip)]
     digest: String,
@@ -366,8 +378,9 @@ struct NodeRow<'a> {
 struct CheckRow<'a> {
     #[tabled(rename = "check")]
     name: &'a str,
-    #[tabled(rename = "verdict", display = "ok_or_failed")]
-    ok: bool,
+    /// "passed", "failed" or "inconclusive" (the tables say ok, FAILED, inconclusive).
+    #[tabled(rename = "verdict", display = "check_verdict")]
+    verdict: &'static str,
     #[tabled(display("prose", DETAIL_WIDTH))]
     detail: &'a str,
 }
@@ -404,6 +417,7 @@ impl<'a> RunSummary<'a> {
                 completed: r.ops_completed,
             },
             passed: r.passed(),
+            inconclusive: r.inconclusive(),
             digest: r.digest_hex(),
             nodes: r
                 .nodes
@@ -439,7 +453,7 @@ impl<'a> RunSummary<'a> {
                 .iter()
                 .map(|c| CheckRow {
                     name: &c.name,
-                    ok: c.ok,
+                    verdict: c.verdict.name(),
                     detail: &c.detail,
                 })
                 .collect(),
@@ -473,6 +487,12 @@ impl Summary for RunSummary<'_> {
             out += &c.tables();
         }
         out += &plain(&self.checks);
+        if self.inconclusive > 0 {
+            out += &format!(
+                "note: {} inconclusive: the search ran out of budget before deciding; not a violation, the run does not fail on it\n",
+                plural(self.inconclusive, "check was", "checks were")
+            );
+        }
         out += &format!("trace digest: {}\n", self.digest);
         out
     }
@@ -889,6 +909,8 @@ struct FuzzSummary<'a> {
     seeds: usize,
     passed: usize,
     failed: usize,
+    /// Seeds that did not fail but had a check that could not decide.
+    inconclusive: usize,
     sweeps: Vec<SweepRow<'a>>,
     failures: Vec<FailureRow<'a>>,
 }
@@ -898,6 +920,7 @@ struct SweepRow<'a> {
     scenario: &'a str,
     seeds: usize,
     failures: usize,
+    inconclusive: usize,
     #[tabled(rename = "events/s", display = "millions")]
     events_per_s: f64,
     #[tabled(rename = "sim time / wall time", display = "times")]
@@ -929,6 +952,7 @@ impl<'a> FuzzSummary<'a> {
                 scenario: &s.scenario,
                 seeds: s.results.len(),
                 failures: s.failures().count(),
+                inconclusive: s.inconclusive(),
                 events_per_s: s.events_per_second(),
                 speedup: s.speedup(),
                 wall_ns: nanos(s.wall),
@@ -947,11 +971,13 @@ impl<'a> FuzzSummary<'a> {
             .collect();
         let seeds = rows.iter().map(|r| r.seeds).sum();
         let failed = rows.iter().map(|r| r.failures).sum();
+        let inconclusive = rows.iter().map(|r| r.inconclusive).sum();
         FuzzSummary {
             jobs,
             seeds,
-            passed: seeds - failed,
+            passed: seeds - failed - inconclusive,
             failed,
+            inconclusive,
             sweeps: rows,
             failures,
         }
@@ -1503,6 +1529,7 @@ mod tests {
         let seed = |seed, failure: Option<&str>| SeedResult {
             seed,
             failure: failure.map(str::to_string),
+            inconclusive: false,
             digest: 0,
             events: 1_000_000,
             sim_ns: 5_000_000_000,
@@ -1510,8 +1537,15 @@ mod tests {
         };
         SweepSummary {
             scenario: "x".into(),
-            results: vec![seed(1, None), seed(2, Some("Log Matching"))],
-            wall: std::time::Duration::from_millis(500),
+            results: vec![
+                seed(1, None),
+                seed(2, Some("Log Matching")),
+                SeedResult {
+                    inconclusive: true,
+                    ..seed(3, None)
+                },
+            ],
+            wall: std::time::Duration::from_millis(750),
         }
     }
 
@@ -1520,22 +1554,27 @@ mod tests {
         let sweeps = [sweep()];
         let text = fuzz_summary(&sweeps, 3, Format::Tables);
         let j = json(&fuzz_summary(&sweeps, 3, Format::Json));
-        assert!(text.contains("sweep: 2 seeds on 3 jobs"), "{text}");
+        assert!(text.contains("sweep: 3 seeds on 3 jobs"), "{text}");
         assert_eq!(
             (j["seeds"].clone(), j["jobs"].clone()),
-            (2.into(), 3.into())
+            (3.into(), 3.into())
         );
         assert_eq!(
-            (j["passed"].clone(), j["failed"].clone()),
-            (1.into(), 1.into())
+            (
+                j["passed"].clone(),
+                j["failed"].clone(),
+                j["inconclusive"].clone()
+            ),
+            (1.into(), 1.into(), 1.into())
         );
         let s = &j["sweeps"][0];
         let cells = row(&text, "x");
-        assert_eq!(cells[1..3], ["2", "1"]);
+        assert_eq!(cells[1..4], ["3", "1", "1"]);
+        assert_eq!(s["inconclusive"], 1);
         assert_eq!(s["events_per_s"], 4_000_000.0);
-        assert_eq!(cells[3], "4.00M");
-        assert_eq!(s["wall_ns"], 500_000_000);
-        assert_eq!(cells[5], "500ms");
+        assert_eq!(cells[4], "4.00M");
+        assert_eq!(s["wall_ns"], 750_000_000);
+        assert_eq!(cells[6], "750ms");
         let f = &j["failures"][0];
         assert_eq!(
             (f["seed"].clone(), f["file"].clone()),

@@ -451,7 +451,7 @@ pub enum ClientOp {
 }
 
 /// Liveness and convergence expectations checked at the end of the run.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Expectations {
     /// A leader exists within this long of the run's start.
     pub leader_within_ns: Option<Nanos>,
@@ -464,4 +464,24 @@ pub struct Expectations {
     pub min_completed_ops: u64,
     /// Client histories must be linearizable (on by default).
     pub linearizable: bool,
+    /// Steps the general linearizability search may take per key (or per
+    /// lock); a history it cannot decide within them is inconclusive.
+    pub linearizability_steps: u64,
+}
+
+/// The default `[expect] linearizability_steps`.
+pub const DEFAULT_LINEARIZABILITY_STEPS: u64 = 5_000_000;
+
+impl Default for Expectations {
+    /// Nothing expected (not even linearizability), with the default search budget.
+    fn default() -> Self {
+        Expectations {
+            leader_within_ns: None,
+            leader_after_last_fault_ns: None,
+            acked_writes_applied_everywhere: false,
+            min_completed_ops: 0,
+            linearizable: false,
+            linearizability_steps: DEFAULT_LINEARIZABILITY_STEPS,
+        }
+    }
 }

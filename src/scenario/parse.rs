@@ -17,8 +17,9 @@ use toml::Spanned;
 
 use super::model::{
     Action, CacheConfig, CacheOp, CacheProtocol, CacheWorkload, ClientOp, ClockConfig,
-    Expectations, Fsync, LinkConfig, LockConfig, LockWorkload, Nanos, NetworkConfig, QueueConfig,
-    QueueWorkload, RaftConfig, RedisConfig, Scenario, Step, Target, Workload,
+    DEFAULT_LINEARIZABILITY_STEPS, Expectations, Fsync, LinkConfig, LockConfig, LockWorkload,
+    Nanos, NetworkConfig, QueueConfig, QueueWorkload, RaftConfig, RedisConfig, Scenario, Step,
+    Target, Workload,
 };
 use crate::bugs::Bugs;
 
@@ -354,6 +355,9 @@ fn write_scenario(out: &mut String, s: &Scenario) -> fmt::Result {
     )?;
     writeln!(out, "min_completed_ops = {}", e.min_completed_ops)?;
     writeln!(out, "linearizable = {}", e.linearizable)?;
+    if e.linearizability_steps != DEFAULT_LINEARIZABILITY_STEPS {
+        writeln!(out, "linearizability_steps = {}", e.linearizability_steps)?;
+    }
 
     for i in writing_order(s) {
         let step = &s.timeline[i];
@@ -624,6 +628,7 @@ struct RawExpect {
     acked_writes_applied_everywhere: Option<bool>,
     min_completed_ops: Option<Spanned<U64>>,
     linearizable: Option<bool>,
+    linearizability_steps: Option<Spanned<i64>>,
 }
 
 /// A list of names (nodes, shards, places or queues), each located.
@@ -2098,6 +2103,7 @@ fn resolve_cache_clients(
 fn resolve_expect(src: &Source<'_>, raw: Option<RawExpect>) -> Res<Expectations> {
     let mut e = Expectations {
         linearizable: true,
+        linearizability_steps: DEFAULT_LINEARIZABILITY_STEPS,
         ..Expectations::default()
     };
     let Some(raw) = raw else { return Ok(e) };
@@ -2110,6 +2116,9 @@ fn resolve_expect(src: &Source<'_>, raw: Option<RawExpect>) -> Res<Expectations>
     e.acked_writes_applied_everywhere = raw.acked_writes_applied_everywhere.unwrap_or(false);
     e.min_completed_ops = raw.min_completed_ops.map_or(0, |v| v.into_inner().0);
     e.linearizable = raw.linearizable.unwrap_or(true);
+    if let Some(v) = &raw.linearizability_steps {
+        e.linearizability_steps = src.int(v, "linearizability_steps", 1, i64::MAX)? as u64;
+    }
     Ok(e)
 }
 
@@ -3180,6 +3189,7 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
                 acked_writes_applied_everywhere: true,
                 min_completed_ops: 10,
                 linearizable: false,
+                linearizability_steps: DEFAULT_LINEARIZABILITY_STEPS,
             },
             bugs,
             key_names: vec!["k0".into(), "k1".into(), "k2".into(), "x".into()],
