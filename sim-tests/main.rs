@@ -1,6 +1,7 @@
 //! Integration tests: scenario sweeps, determinism, planted bugs, bad input, checkers.
 mod bad_input;
 mod cache;
+mod clocks;
 mod common;
 mod determinism;
 mod explore;

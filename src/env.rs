@@ -53,14 +53,19 @@ impl Timer {
 
 /// Everything a component may ask of its surroundings.
 pub trait Env {
-    /// This endpoint's local clock, in nanoseconds (skewed in simulation).
+    /// This endpoint's local (wall) clock, in nanoseconds (skewed, and
+    /// stepped by faults, in simulation). Read it for what really is wall
+    /// time, such as a workload's start and stop; measure durations on
+    /// `monotonic`.
     fn now(&self) -> u64;
     /// This endpoint's monotonic clock: drifts with `now` but never steps.
     /// Durations that must not jump, such as leases, are measured on it.
     fn monotonic(&self) -> u64;
     /// Sends a message; delivery is up to the network.
     fn send(&mut self, to: NodeId, msg: Msg);
-    /// Fires `timer` once local time has advanced by `after_ns`.
+    /// Fires `timer` once the monotonic clock has advanced by `after_ns`:
+    /// timers drift with the node's clock rate but a step of `now` never
+    /// moves them, as timers armed on CLOCK_MONOTONIC behave.
     fn set_timer(&mut self, timer: Timer, after_ns: u64);
     /// Cancels `timer` if set.
     fn cancel_timer(&mut self, timer: Timer);

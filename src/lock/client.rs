@@ -333,7 +333,7 @@ impl LockClient {
                     if let (Some(session), Some(sent)) = (self.session, sent) {
                         // The lease runs from when the renewal was sent: the
                         // client cannot know how late the leader saw it.
-                        let age_ns = env.now().saturating_sub(sent);
+                        let age_ns = env.monotonic().saturating_sub(sent);
                         env.trace(TraceEvent::LockRenewed {
                             session,
                             ttl: self.load.ttl_ns,
@@ -480,7 +480,10 @@ impl LockClient {
         let Some(session) = self.session else { return };
         self.keepalive_seq += 1;
         let seq = KEEPALIVE_SEQ_BASE + self.keepalive_seq;
-        self.keepalives.insert(seq, env.now());
+        // A renewal's age is a duration: measured on the monotonic clock.
+        // (Operation times in the history stay on `now`, the clock that
+        // orders operations across clients.)
+        self.keepalives.insert(seq, env.monotonic());
         // Answers that never come must not pile up.
         while self.keepalives.len() > 16 {
             self.keepalives.pop_first();

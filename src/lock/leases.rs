@@ -2,11 +2,17 @@
 //! wait timeouts.
 //!
 //! Neither lives in the replicated state (it has no clock). The leader keeps
-//! them on its own local clock and proposes `Expire` or `WaitTimeout` when one
+//! them on its own monotonic clock and proposes `Expire` or `WaitTimeout` when one
 //! runs out; the log decides. A new leader restarts every lease and every wait
 //! with its full length before expiring anything, so neither clock skew nor a
 //! change of leader frees a live client's lock early: a lease can only end
 //! after some leader went a whole TTL without hearing from the client.
+//!
+//! Why the monotonic clock: a lease and a wait timeout are durations, and a
+//! step of the wall clock (an operator or NTP setting it) must neither end a
+//! lease early nor keep a dead client's lock for as long as the step. The
+//! monotonic clock still drifts with the node's rate, which is what the TTL
+//! margin is for. Fencing tokens are log indices and need no clock at all.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,14 +21,14 @@ use super::state::{LockCommand, LockEvent, LockId, LockState, SessionId};
 /// Volatile leader state; empty on followers.
 #[derive(Clone, Debug, Default)]
 pub struct LeaseKeeper {
-    /// Local time of each session's last sign of life.
+    /// Monotonic time of each session's last sign of life.
     renewed: BTreeMap<SessionId, u64>,
-    /// Waiting requests (session, lock, seq) and their local deadlines.
+    /// Waiting requests (session, lock, seq) and their monotonic deadlines.
     waits: BTreeMap<(SessionId, LockId, u64), u64>,
     /// Already proposed, so not proposed again while the entry commits.
     proposed: BTreeSet<LockCommandKey>,
     wait_ns: u64,
-    /// Local time this node applied each session's opening (kept on every
+    /// Monotonic time this node applied each session's opening (kept on every
     /// node; only the planted bug uses it).
     opened_at: BTreeMap<SessionId, u64>,
     /// Planted bug `lock.expire_by_local_clock`.
@@ -51,7 +57,7 @@ impl LeaseKeeper {
         self.opened_at.insert(session, now);
     }
 
-    /// Taking office at local time `now`: every lease and wait starts afresh.
+    /// Taking office at monotonic time `now`: every lease and wait starts afresh.
     /// (The planted bug instead dates each lease from when this node saw the
     /// session open, on its own clock, as if nobody had renewed it since.)
     pub fn take_office(&mut self, now: u64, locks: &LockState) {

@@ -54,6 +54,9 @@ pub struct Raft {
     role: Role,
     leader: Option<NodeId>,
     votes: u64,
+    /// When the leader was last heard from, on the monotonic clock: the
+    /// lease is a duration, which a step of the wall clock must not stretch
+    /// or cut short.
     last_heard_from_leader: Option<u64>,
     next: Vec<u64>,
     matched: Vec<u64>,
@@ -390,7 +393,9 @@ impl Raft {
             return true;
         }
         match (self.leader, self.last_heard_from_leader) {
-            (Some(_), Some(t)) => env.now().saturating_sub(t) < self.cfg.election_timeout_min_ns,
+            (Some(_), Some(t)) => {
+                env.monotonic().saturating_sub(t) < self.cfg.election_timeout_min_ns
+            }
             _ => false,
         }
     }
@@ -457,7 +462,7 @@ impl Raft {
             self.set_role(env, Role::Follower);
         }
         self.leader = Some(from);
-        self.last_heard_from_leader = Some(env.now());
+        self.last_heard_from_leader = Some(env.monotonic());
         self.reset_election_timer(env);
     }
 

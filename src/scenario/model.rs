@@ -323,10 +323,10 @@ pub struct LinkConfig {
 /// Raft timing and feature switches.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RaftConfig {
-    /// Election timeout drawn uniformly in [min, max) of local time.
+    /// Election timeout drawn uniformly in [min, max) of monotonic time.
     pub election_timeout_min_ns: Nanos,
     pub election_timeout_max_ns: Nanos,
-    /// Leader heartbeat interval (local time).
+    /// Leader heartbeat interval (monotonic time).
     pub heartbeat_ns: Nanos,
     /// Pre-vote (Raft thesis 9.6).
     pub pre_vote: bool,

@@ -73,6 +73,14 @@ pub const SHIPPED: &[(&str, &str)] = &[
         include_str!("../../scenarios/clock-skew.toml"),
     ),
     (
+        "clock-step-back",
+        include_str!("../../scenarios/clock-step-back.toml"),
+    ),
+    (
+        "clock-step-forward",
+        include_str!("../../scenarios/clock-step-forward.toml"),
+    ),
+    (
         "crash-restart-all",
         include_str!("../../scenarios/crash-restart-all.toml"),
     ),

@@ -44,19 +44,55 @@ impl Clock {
         v.clamp(0, u64::MAX as i128) as u64
     }
 
-    /// The earliest global time >= `now_ns` at which local time reaches `local_ns`.
+    /// The drift now in force, in parts per million.
+    pub fn drift_ppm(&self) -> i64 {
+        self.drift_ppm
+    }
+
+    /// The earliest global time >= `now_ns` at which local time reaches
+    /// `local_ns` (u64::MAX if it never does before then).
     pub fn global_when(&self, local_ns: u64, now_ns: u64) -> u64 {
         if self.local(now_ns) >= local_ns {
             return now_ns;
         }
-        let rate = 1_000_000 + self.drift_ppm as i128;
-        let base = LOCAL_EPOCH_NS + self.offset_ns;
-        let mut g = ((local_ns as i128 - base) * 1_000_000 / rate).max(now_ns as i128) as u64;
-        // Integer rounding can leave us a nanosecond or two short.
-        while self.local(g) < local_ns {
-            g += 1;
+        self.first_global_reaching(local_ns as i128 - LOCAL_EPOCH_NS - self.offset_ns, now_ns)
+    }
+
+    /// The earliest global time >= `now_ns` at which the monotonic clock
+    /// reaches `mono_ns` (u64::MAX if it never does before then). Timers
+    /// are armed on it, so a step of the local clock never moves them.
+    pub fn global_when_monotonic(&self, mono_ns: u64, now_ns: u64) -> u64 {
+        if self.monotonic(now_ns) >= mono_ns {
+            return now_ns;
         }
-        g
+        self.first_global_reaching(
+            mono_ns as i128 - LOCAL_EPOCH_NS - self.mono_offset_ns,
+            now_ns,
+        )
+    }
+
+    /// The least global g >= `now_ns` with g + g * drift / 1e6 >= `target`
+    /// (the division truncating, as `local` and `monotonic` do), computed
+    /// exactly and saturating at u64::MAX; the caller has checked that
+    /// `now_ns` falls short, so `target` >= 1.
+    ///
+    /// With rate r = 1e6 + drift > 0 and g >= 0, g + trunc(g * drift / 1e6)
+    /// is floor(g * r / 1e6) for drift >= 0 and ceil(g * r / 1e6) for
+    /// drift < 0, and each bound inverts in one division:
+    /// floor(x) >= T iff x >= T, ceil(x) >= T iff x > T - 1.
+    fn first_global_reaching(&self, target: i128, now_ns: u64) -> u64 {
+        let rate = 1_000_000 + self.drift_ppm as i128;
+        if rate <= 0 {
+            return u64::MAX; // a clock that never advances (refused by the parser)
+        }
+        let g = if self.drift_ppm >= 0 {
+            // ceil(target * 1e6 / rate)
+            (target * 1_000_000 + rate - 1) / rate
+        } else {
+            // floor((target - 1) * 1e6 / rate) + 1
+            (target - 1) * 1_000_000 / rate + 1
+        };
+        g.max(now_ns as i128).min(u64::MAX as i128) as u64
     }
 
     /// Sets the offset so that local time jumps by `step_ns` now.
@@ -109,6 +145,57 @@ mod tests {
             c.monotonic(1_000_000_000),
             mono,
             "steps and offsets never move the monotonic clock"
+        );
+    }
+
+    #[test]
+    fn inverses_are_exact_for_every_rate() {
+        // The least global time reaching the target: reached there, not one
+        // nanosecond before (unless that is before now).
+        for drift in [
+            -999_999, -100_000, -20_000, -1, 0, 1, 500, 50_000, 100_000, 999_999,
+        ] {
+            for offset in [-3_000_000_000i64, 0, 7_123_456_789] {
+                let mut c = Clock::new(offset, 0);
+                c.set_drift(drift, 1_234_567);
+                for now in [0u64, 999, 3_000_000_017] {
+                    for after in [1u64, 2, 3, 999_999, 1_000_001, 150_000_000, 10_000_000_007] {
+                        let target = c.monotonic(now) + after;
+                        let g = c.global_when_monotonic(target, now);
+                        assert!(c.monotonic(g) >= target, "drift {drift} after {after}");
+                        assert!(g == now || c.monotonic(g - 1) < target, "drift {drift}");
+                        let target = c.local(now) + after;
+                        let g = c.global_when(target, now);
+                        assert!(c.local(g) >= target, "drift {drift} after {after}");
+                        assert!(g == now || c.local(g - 1) < target, "drift {drift}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inverses_saturate_instead_of_wrapping() {
+        let now = 5_000_000_000;
+        for drift in [-100_000, 0, 100_000] {
+            let c = Clock::new(0, drift);
+            for target in [u64::MAX, u64::MAX - 1, u64::MAX / 4 * 3] {
+                let g = c.global_when_monotonic(target, now);
+                assert!(g > now);
+                assert!(g == u64::MAX || c.monotonic(g) >= target, "drift {drift}");
+                assert!(c.monotonic(g - 1) < target, "drift {drift}");
+            }
+        }
+        // A slow clock reaches the end of its time only after the end of
+        // global time: never, not a wrapped early time.
+        let slow = Clock::new(0, -100_000);
+        assert_eq!(slow.global_when_monotonic(u64::MAX, now), u64::MAX);
+        assert_eq!(slow.global_when(u64::MAX, now), u64::MAX);
+        // A clock that never advances never reaches a later time.
+        let stuck = Clock::new(0, -1_000_000);
+        assert_eq!(
+            stuck.global_when_monotonic(stuck.monotonic(0) + 1, 0),
+            u64::MAX
         );
     }
 }

@@ -1026,6 +1026,7 @@ impl World {
     ) {
         let now = self.now_ns;
         let e = &mut self.eps[node];
+        let rate_before = e.clock.drift_ppm();
         // Drift first: changing it keeps local time continuous by adjusting
         // the offset, which an explicit offset then overrides.
         if let Some(d) = drift_ppm {
@@ -1037,8 +1038,12 @@ impl World {
         if let Some(s) = step_ns {
             e.clock.step(s);
         }
-        for s in e.timers.reschedule(&e.clock, now) {
-            schedule(&mut self.queue, node, s);
+        // Timers run on the monotonic clock, which a step or an offset
+        // leaves alone: their queued global times move only with the rate.
+        if e.clock.drift_ppm() != rate_before {
+            for s in e.timers.reschedule(&e.clock, now) {
+                schedule(&mut self.queue, node, s);
+            }
         }
         let ev = TraceEvent::FaultClock {
             offset: offset_ns.unwrap_or(0),
