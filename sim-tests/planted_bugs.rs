@@ -38,11 +38,7 @@ fn vote_without_log_check_is_caught() {
     hunt(
         "raft.vote_without_log_check",
         "stale-node-rejoins",
-        &[
-            "Leader Completeness",
-            "State Machine Safety",
-            "linearizable",
-        ],
+        &["Vote for up-to-date log"],
     );
 }
 
@@ -51,7 +47,7 @@ fn commit_old_term_by_count_is_caught() {
     hunt(
         "raft.commit_old_term_by_count",
         "figure-8",
-        &["Leader Completeness", "State Machine Safety"],
+        &["Leader commit rule"],
     );
 }
 
@@ -60,7 +56,7 @@ fn vote_before_persist_is_caught() {
     hunt(
         "raft.vote_before_persist",
         "crashes-during-elections",
-        &["One vote per term", "Term monotonic"],
+        &["Persist before reply"],
     );
 }
 
@@ -69,7 +65,71 @@ fn no_truncate_on_conflict_is_caught() {
     hunt(
         "raft.no_truncate_on_conflict",
         "flapping-partitions",
-        &["Log Matching"],
+        &["Truncate before overwrite"],
+    );
+}
+
+/// `bug` makes `scenario_name` fail on `seed` with `invariant`, and the
+/// same seed passes with the bug off. Each seed below passed with the bug
+/// on before the protocol-rule checks existed: the bug had not yet lost a
+/// committed entry, so only the rule it breaks can catch it there.
+fn caught_on_seed(bug: &str, scenario_name: &str, seed: u64, invariant: &str) {
+    let clean = scenario(scenario_name);
+    let mut buggy = clean.clone();
+    buggy.bugs.enable(bug).unwrap();
+    let r = run(&buggy, seed);
+    let found = r.violation.as_ref().map(|f| f.violation.invariant);
+    assert_eq!(
+        found,
+        Some(invariant),
+        "{bug} on {scenario_name} seed {seed}: {}",
+        why(&r)
+    );
+    let control = run(&clean, seed);
+    assert!(
+        control.passed(),
+        "{scenario_name} seed {seed} fails even without {bug}: {}",
+        why(&control)
+    );
+}
+
+#[test]
+fn figure_8_seed_1_breaks_the_leader_commit_rule() {
+    caught_on_seed(
+        "raft.commit_old_term_by_count",
+        "figure-8",
+        1,
+        "Leader commit rule",
+    );
+}
+
+#[test]
+fn flapping_partitions_seed_23_overwrites_without_truncating() {
+    caught_on_seed(
+        "raft.no_truncate_on_conflict",
+        "flapping-partitions",
+        23,
+        "Truncate before overwrite",
+    );
+}
+
+#[test]
+fn stale_node_rejoins_seed_52_votes_for_a_stale_log() {
+    caught_on_seed(
+        "raft.vote_without_log_check",
+        "stale-node-rejoins",
+        52,
+        "Vote for up-to-date log",
+    );
+}
+
+#[test]
+fn crashes_during_elections_seed_1_sends_before_persisting() {
+    caught_on_seed(
+        "raft.vote_before_persist",
+        "crashes-during-elections",
+        1,
+        "Persist before reply",
     );
 }
 

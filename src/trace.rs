@@ -64,6 +64,9 @@ pub enum TraceEvent {
     RaftVote {
         term: u64,
         candidate: NodeId,
+        /// The candidate's last log entry, as its request said.
+        last_index: u64,
+        last_term: u64,
     },
     RaftAppend {
         index: u64,
@@ -787,10 +790,17 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
             field_u64(line, "term", *term);
             field_str(line, "role", role.name());
         }
-        RaftVote { term, candidate } => {
+        RaftVote {
+            term,
+            candidate,
+            last_index,
+            last_term,
+        } => {
             field_u64(line, "term", *term);
             key(line, "candidate");
             put_endpoint(line, names, *candidate);
+            field_u64(line, "last_index", *last_index);
+            field_u64(line, "last_term", *last_term);
         }
         RaftAppend {
             index,

@@ -1,12 +1,28 @@
 //! Raft's safety properties, checked online after every traced event.
 //!
-//! The checker sees only trace events (plus the durable image on restart and
-//! commit), never protocol internals, so it judges what a run did, not what
-//! the code meant to do. Every check is incremental: O(1) or O(entries
+//! The checker sees only trace events, the node's durable image (on restart,
+//! vote, commit and send) and the Raft messages a node hands to the network,
+//! never protocol internals, so it judges what a run did, not what the code
+//! meant to do. Every check is incremental: O(1), O(nodes) or O(entries
 //! touched) per event.
+//!
+//! Besides the paper's five properties (Figure 3) it checks the protocol
+//! rules that protect them, so a run fails at the step that breaks a rule,
+//! not only once the damage shows in a lost committed entry:
+//! - Leader commit rule (5.3, 5.4.2, Figure 8): a leader advances its commit
+//!   index only to an entry of its own term that a quorum holds.
+//! - Truncate before overwrite (Figure 2, AppendEntries step 3): an index of
+//!   a log never changes term without a `raft.truncate` first.
+//! - Vote for up-to-date log (5.4.1): a vote goes only to a candidate whose
+//!   last (term, index) is at least the voter's durable one.
+//! - Persist before reply (Figure 2, "updated on stable storage before
+//!   responding to RPCs"; etcd's Ready contract): a message carries no term
+//!   newer than the sender's durable term, a granted vote is durable, and an
+//!   append acknowledgement covers only durable entries.
 
 use std::collections::BTreeMap;
 
+use crate::raft::RaftMsg;
 use crate::replicated::mix64;
 use crate::sim::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
@@ -93,6 +109,36 @@ fn fail(invariant: &'static str, nodes: Vec<NodeId>, detail: String) -> Check {
     })
 }
 
+/// Election restriction (5.4.1): a voter grants its vote only to a
+/// candidate whose log is at least as up to date as its own, last terms
+/// compared first, then last indexes. The voter's log is taken as stable
+/// storage holds it: that is the log it would restart with.
+fn vote_up_to_date(
+    node: NodeId,
+    term: u64,
+    candidate: NodeId,
+    cand_last: (u64, u64),
+    durable: &Persisted,
+) -> Check {
+    let own = (durable.last_term(), durable.last_index());
+    if cand_last >= own {
+        return Ok(());
+    }
+    fail(
+        "Vote for up-to-date log",
+        vec![node, candidate],
+        format!(
+            "n{} voted in term {term} for n{} whose log ends at {} (term {}), behind its own stable log ending at {} (term {})",
+            node + 1,
+            candidate + 1,
+            cand_last.1,
+            cand_last.0,
+            own.1,
+            own.0
+        ),
+    )
+}
+
 impl RaftChecker {
     /// A checker for `n` nodes with empty logs.
     pub fn new(n: usize) -> Self {
@@ -177,23 +223,35 @@ impl RaftChecker {
     }
 
     /// Checks one event of `node`. `durable` is that node's stable image,
-    /// consulted for the commit-vs-durable rule.
-    pub fn observe(
-        &mut self,
-        node: NodeId,
-        ev: &TraceEvent,
-        durable_last_index: impl FnOnce() -> u64,
-    ) -> Check {
+    /// consulted by the rules that compare against what survives a crash;
+    /// None (a bare event stream, as in unit tests) skips those rules.
+    pub fn observe(&mut self, node: NodeId, ev: &TraceEvent, durable: Option<&Persisted>) -> Check {
         match *ev {
             TraceEvent::RaftRole { term, role } => self.on_role(node, term, role),
-            TraceEvent::RaftVote { term, candidate } => self.on_vote(node, term, candidate),
+            TraceEvent::RaftVote {
+                term,
+                candidate,
+                last_index,
+                last_term,
+            } => {
+                self.on_vote(node, term, candidate)?;
+                match durable {
+                    Some(d) if candidate != node => {
+                        vote_up_to_date(node, term, candidate, (last_term, last_index), d)
+                    }
+                    _ => Ok(()),
+                }
+            }
             TraceEvent::RaftAppend {
                 index,
                 term,
                 digest,
             } => self.on_append(node, index, term, digest),
             TraceEvent::RaftTruncate { from } => self.on_truncate(node, from),
-            TraceEvent::RaftCommit { index } => self.on_commit(node, index, durable_last_index()),
+            TraceEvent::RaftCommit { index } => {
+                let durable_last = durable.map_or(u64::MAX, Persisted::last_index);
+                self.on_commit(node, index, durable_last)
+            }
             TraceEvent::RaftApply {
                 index,
                 term,
@@ -312,8 +370,22 @@ impl RaftChecker {
                     format!("leader n{} overwrote its entry {index}", node + 1),
                 );
             }
-            // An overwrite without truncation: recompute the suffix's chains,
-            // which is where a kept stale suffix shows up.
+            // Figure 2, AppendEntries step 3: a conflicting entry is deleted
+            // with all that follow it before the new one is written, so an
+            // index never changes term in place (a stale suffix would survive).
+            let old_term = self.nodes[node].term_at(index).unwrap_or(0);
+            if old_term != term {
+                return fail(
+                    "Truncate before overwrite",
+                    vec![node],
+                    format!(
+                        "n{} wrote entry {index} of term {term} over its entry of term {old_term} without truncating",
+                        node + 1
+                    ),
+                );
+            }
+            // Same term, different entry: recompute the suffix's chains,
+            // which is where Log Matching shows the difference.
             let s = &mut self.nodes[node];
             let pos = (index - s.base_index - 1) as usize;
             s.digests[pos] = digest;
@@ -435,6 +507,9 @@ impl RaftChecker {
         };
         let term = s.term_at(index).unwrap_or(0);
         let commit_term = s.max_term;
+        if s.role == Some(Role::Leader) && index > s.commit {
+            self.leader_commit_rule(node, index, term, c)?;
+        }
         self.nodes[node].commit = index;
         let known = self.committed.len() as u64;
         if index <= known {
@@ -486,6 +561,102 @@ impl RaftChecker {
             }
         }
         Ok(())
+    }
+
+    /// Leader commit rule (paper 5.3 and 5.4.2, Figure 8; etcd's
+    /// `maybeCommit` checks the term the same way): a leader counts replicas
+    /// only for an entry of its own term, and only once a quorum holds it.
+    /// A node whose snapshot covers `index` holds it as committed state.
+    fn leader_commit_rule(&self, node: NodeId, index: u64, term: u64, c: u64) -> Check {
+        let leader_term = self.nodes[node].role_term;
+        if term != leader_term {
+            return fail(
+                "Leader commit rule",
+                vec![node],
+                format!(
+                    "leader n{} of term {leader_term} advanced its commit index to {index}, an entry of term {term}",
+                    node + 1
+                ),
+            );
+        }
+        let holders: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|&k| {
+                let s = &self.nodes[k];
+                index <= s.base_index || s.chain_at(index) == Some(c)
+            })
+            .collect();
+        if holders.len() < self.nodes.len() / 2 + 1 {
+            let names: Vec<String> = holders.iter().map(|k| format!("n{}", k + 1)).collect();
+            return fail(
+                "Leader commit rule",
+                vec![node],
+                format!(
+                    "leader n{} committed entry {index} held only by {} of {} nodes ({})",
+                    node + 1,
+                    holders.len(),
+                    self.nodes.len(),
+                    names.join(", ")
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// Persist before reply (Figure 2: currentTerm, votedFor and log[] are
+    /// "updated on stable storage before responding to RPCs"; etcd's Ready
+    /// contract persists HardState and entries before sending Messages).
+    /// `durable` is the sender's stable image as the message leaves.
+    pub fn on_send(&self, node: NodeId, to: NodeId, msg: &RaftMsg, durable: &Persisted) -> Check {
+        let fail_send = |detail: String| fail("Persist before reply", vec![node, to], detail);
+        let who = || format!("n{} sent {} to n{}", node + 1, msg.name(), to + 1);
+        match msg {
+            // A pre-vote changes no state and asks at a term nobody adopted.
+            RaftMsg::PreVote { .. } | RaftMsg::PreVoteResp { .. } => return Ok(()),
+            _ => {}
+        }
+        let term = msg.term();
+        if term > durable.term {
+            return fail_send(format!(
+                "{} at term {term}, but its stable term is {}",
+                who(),
+                durable.term
+            ));
+        }
+        match msg {
+            RaftMsg::VoteResp { granted: true, .. }
+                if durable.term != term || durable.voted_for != Some(to) =>
+            {
+                let vote = durable
+                    .voted_for
+                    .map_or("none".to_string(), |v| format!("n{}", v + 1));
+                fail_send(format!(
+                    "{} granting its vote in term {term}, but its stable vote is {vote} in term {}",
+                    who(),
+                    durable.term
+                ))
+            }
+            RaftMsg::AppendResp(r) if r.success => {
+                let m = r.match_index;
+                let stable_term = durable.term_at(m);
+                let inside_snapshot = m < durable.snapshot_index();
+                if m > durable.last_index() {
+                    return fail_send(format!(
+                        "{} acknowledging entries up to {m}, but its stable log ends at {}",
+                        who(),
+                        durable.last_index()
+                    ));
+                }
+                match self.nodes[node].term_at(m) {
+                    Some(t) if !inside_snapshot && stable_term != Some(t) => fail_send(format!(
+                        "{} acknowledging entry {m} of term {t}, but its stable entry {m} is of term {}",
+                        who(),
+                        stable_term.unwrap_or(0)
+                    )),
+                    _ => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn on_apply(&mut self, node: NodeId, index: u64, term: u64, digest: u64) -> Check {
@@ -593,7 +764,7 @@ mod tests {
     fn feed(n: usize, events: &[(NodeId, TraceEvent)]) -> Option<&'static str> {
         let mut c = RaftChecker::new(n);
         for (node, ev) in events {
-            if let Err(v) = c.observe(*node, ev, || u64::MAX) {
+            if let Err(v) = c.observe(*node, ev, None) {
                 return Some(v.invariant);
             }
         }
@@ -658,22 +829,7 @@ mod tests {
 
     #[test]
     fn two_votes_in_one_term() {
-        let evs = [
-            (
-                0,
-                RaftVote {
-                    term: 3,
-                    candidate: 1,
-                },
-            ),
-            (
-                0,
-                RaftVote {
-                    term: 3,
-                    candidate: 2,
-                },
-            ),
-        ];
+        let evs = [(0, vote(3, 1, 0, 0)), (0, vote(3, 2, 0, 0))];
         assert_eq!(feed(3, &evs), Some("One vote per term"));
     }
 
@@ -756,6 +912,7 @@ mod tests {
                 },
             ),
             (0, append(1, e)),
+            (1, append(1, e)),
             (0, RaftCommit { index: 1 }),
             (
                 2,
@@ -832,8 +989,11 @@ mod tests {
     #[test]
     fn committing_beyond_the_durable_log() {
         let mut c = RaftChecker::new(1);
-        c.observe(0, &append(1, entry(1, 1)), || 0).unwrap();
-        let v = c.observe(0, &RaftCommit { index: 1 }, || 0).unwrap_err();
+        let empty = Persisted::default();
+        c.observe(0, &append(1, entry(1, 1)), Some(&empty)).unwrap();
+        let v = c
+            .observe(0, &RaftCommit { index: 1 }, Some(&empty))
+            .unwrap_err();
         assert_eq!(v.invariant, "Commit durable");
     }
 
@@ -846,7 +1006,7 @@ mod tests {
                 term: 5,
                 role: Role::Follower,
             },
-            || 0,
+            None,
         )
         .unwrap();
         let stable = Persisted {
@@ -857,5 +1017,140 @@ mod tests {
             c.on_recover(0, &stable).unwrap_err().invariant,
             "Term monotonic"
         );
+    }
+
+    fn leader(term: u64) -> TraceEvent {
+        RaftRole {
+            term,
+            role: Role::Leader,
+        }
+    }
+
+    #[test]
+    fn a_leader_committing_an_old_term_entry_by_counting() {
+        // Figure 8: entry 1 of term 1 is on a majority, but the leader of
+        // term 3 may not count it committed until an entry of term 3 is.
+        let e = entry(1, 1);
+        let evs = [
+            (0, append(1, e)),
+            (1, append(1, e)),
+            (0, leader(3)),
+            (0, RaftCommit { index: 1 }),
+        ];
+        assert_eq!(feed(3, &evs), Some("Leader commit rule"));
+        // With its own no-op on the same majority, both commit together.
+        let noop = entry(3, 0);
+        let evs = [
+            (0, append(1, e)),
+            (1, append(1, e)),
+            (0, leader(3)),
+            (0, append(2, noop)),
+            (1, append(2, noop)),
+            (0, RaftCommit { index: 2 }),
+        ];
+        assert_eq!(feed(3, &evs), None);
+    }
+
+    #[test]
+    fn a_leader_committing_what_no_quorum_holds() {
+        let e = entry(2, 1);
+        let evs = [
+            (0, leader(2)),
+            (0, append(1, e)),
+            (1, append(1, entry(1, 9))),
+            (0, RaftCommit { index: 1 }),
+        ];
+        assert_eq!(feed(3, &evs), Some("Leader commit rule"));
+    }
+
+    #[test]
+    fn an_entry_overwritten_without_truncation() {
+        let evs = [
+            (1, append(1, entry(1, 1))),
+            (1, append(2, entry(1, 2))),
+            (1, append(1, entry(2, 3))),
+        ];
+        assert_eq!(feed(3, &evs), Some("Truncate before overwrite"));
+        let evs = [
+            (1, append(1, entry(1, 1))),
+            (1, append(2, entry(1, 2))),
+            (1, RaftTruncate { from: 1 }),
+            (1, append(1, entry(2, 3))),
+        ];
+        assert_eq!(feed(3, &evs), None);
+    }
+
+    fn stable(term: u64, voted_for: Option<NodeId>, log: &[Entry]) -> Persisted {
+        Persisted {
+            term,
+            voted_for,
+            snapshot: None,
+            log: log.to_vec(),
+        }
+    }
+
+    fn vote(term: u64, candidate: NodeId, last_index: u64, last_term: u64) -> TraceEvent {
+        RaftVote {
+            term,
+            candidate,
+            last_index,
+            last_term,
+        }
+    }
+
+    #[test]
+    fn a_vote_for_a_candidate_behind_the_voters_durable_log() {
+        let d = stable(3, Some(1), &[entry(1, 1), entry(2, 2)]);
+        let check = |ev: TraceEvent| {
+            RaftChecker::new(3)
+                .observe(0, &ev, Some(&d))
+                .err()
+                .map(|v| v.invariant)
+        };
+        // A longer log of an older last term is behind (5.4.1: terms first).
+        assert_eq!(check(vote(3, 1, 5, 1)), Some("Vote for up-to-date log"));
+        assert_eq!(check(vote(3, 1, 1, 2)), Some("Vote for up-to-date log"));
+        assert_eq!(check(vote(3, 1, 2, 2)), None);
+        assert_eq!(check(vote(3, 1, 1, 3)), None);
+        // A candidate's vote for itself is not a grant.
+        assert_eq!(check(vote(3, 0, 0, 0)), None);
+    }
+
+    fn vote_resp(term: u64, granted: bool) -> RaftMsg {
+        RaftMsg::VoteResp { term, granted }
+    }
+
+    fn ack(term: u64, match_index: u64) -> RaftMsg {
+        RaftMsg::AppendResp(crate::raft::AppendReply::accept(term, match_index, 0))
+    }
+
+    #[test]
+    fn replies_sent_before_their_writes_are_stable() {
+        let mut c = RaftChecker::new(3);
+        let (a, b) = (entry(1, 1), entry(2, 2));
+        for ev in [append(1, a), append(2, b)] {
+            c.observe(0, &ev, None).unwrap();
+        }
+        let send =
+            |msg: RaftMsg, d: &Persisted| c.on_send(0, 1, &msg, d).err().map(|v| v.invariant);
+        let p = Some("Persist before reply");
+        // The vote and the term it was cast in are stable: fine.
+        assert_eq!(send(vote_resp(2, true), &stable(2, Some(1), &[a, b])), None);
+        // The vote is not (yet) stable.
+        assert_eq!(send(vote_resp(2, true), &stable(2, None, &[a, b])), p);
+        assert_eq!(send(vote_resp(2, true), &stable(1, Some(1), &[a, b])), p);
+        // A refusal at a term not yet stable.
+        assert_eq!(send(vote_resp(2, false), &stable(1, None, &[a, b])), p);
+        // Acknowledging entries stable storage does not hold, or holds
+        // with another term.
+        assert_eq!(send(ack(2, 2), &stable(2, None, &[a, b])), None);
+        assert_eq!(send(ack(2, 2), &stable(2, None, &[a])), p);
+        assert_eq!(send(ack(2, 2), &stable(2, None, &[a, entry(1, 3)])), p);
+        // A pre-vote answer asks at a term nobody adopted.
+        let pre = RaftMsg::PreVoteResp {
+            term: 5,
+            granted: true,
+        };
+        assert_eq!(send(pre, &stable(2, None, &[a, b])), None);
     }
 }

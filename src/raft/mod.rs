@@ -443,6 +443,8 @@ impl Raft {
                 env.trace(TraceEvent::RaftVote {
                     term: self.term,
                     candidate: from,
+                    last_index,
+                    last_term,
                 });
             }
             self.reset_election_timer(env);
@@ -669,6 +671,8 @@ impl Raft {
         env.trace(TraceEvent::RaftVote {
             term: self.term,
             candidate: self.id,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
         });
         self.votes = 1 << self.id;
         self.reset_election_timer(env);

@@ -27,6 +27,28 @@ impl Persisted {
     pub fn last_index(&self) -> u64 {
         self.snapshot_index() + self.log.len() as u64
     }
+
+    /// Term of the last durable entry (the snapshot's term if the log after
+    /// it is empty, 0 if there is nothing at all).
+    pub fn last_term(&self) -> u64 {
+        match self.log.last() {
+            Some(e) => e.term,
+            None => self.snapshot.as_ref().map_or(0, |s| s.term),
+        }
+    }
+
+    /// Term of the durable entry at `index`: the snapshot's term at its own
+    /// index, None inside the snapshot (compacted) or past the end.
+    pub fn term_at(&self, index: u64) -> Option<u64> {
+        let base = self.snapshot_index();
+        if index == base {
+            return Some(self.snapshot.as_ref().map_or(0, |s| s.term));
+        }
+        if index < base {
+            return None;
+        }
+        self.log.get((index - base - 1) as usize).map(|e| e.term)
+    }
 }
 
 /// One write, not yet stable.

@@ -127,14 +127,19 @@ impl Observers {
         }
     }
 
-    fn record(&mut self, t_ns: u64, subject: Subject, ev: TraceEvent, durable: Option<&Durable>) {
-        let seq = match self.tracer.record(t_ns, subject, &ev) {
+    /// Writes one event to the trace; returns its sequence number.
+    fn write(&mut self, t_ns: u64, subject: Subject, ev: &TraceEvent) -> u64 {
+        match self.tracer.record(t_ns, subject, ev) {
             Ok(seq) => seq,
             Err(e) => {
                 self.io_error.get_or_insert(e);
                 self.tracer.events()
             }
-        };
+        }
+    }
+
+    fn record(&mut self, t_ns: u64, subject: Subject, ev: TraceEvent, durable: Option<&Durable>) {
+        let seq = self.write(t_ns, subject, &ev);
         if let Some(c) = self.cache_checker.as_mut()
             && ev.kind().starts_with("cache.")
         {
@@ -176,10 +181,9 @@ impl Observers {
                         }
                     }
                 }
-                let last = || durable.map_or(0, |d| d.stable().last_index());
                 let verdict = self
                     .checker
-                    .observe(n, &ev, last)
+                    .observe(n, &ev, durable.map(Durable::stable))
                     .and_then(|_| self.lock_checker.observe(n, &ev, t_ns));
                 self.keep_first(verdict, seq, t_ns);
             }
@@ -256,17 +260,21 @@ impl Env for Ctx<'_> {
         if matches!(msg, Msg::Bus(_) | Msg::Dir(_)) {
             self.obs.stats.bus_messages += 1;
         }
-        self.obs.record(
-            self.now_ns,
-            subject(self.nodes, self.resource, &self.queue_layout, from),
-            TraceEvent::NetSend {
-                from,
-                to,
-                msg: name,
-                term,
-            },
-            None,
-        );
+        let sent = TraceEvent::NetSend {
+            from,
+            to,
+            msg: name,
+            term,
+        };
+        let who = subject(self.nodes, self.resource, &self.queue_layout, from);
+        let seq = self.obs.write(self.now_ns, who, &sent);
+        if let Msg::Raft(m) = &msg
+            && from < self.nodes
+        {
+            // Judged against stable storage as the message leaves.
+            let verdict = self.obs.checker.on_send(from, to, m, self.storage.stable());
+            self.obs.keep_first(verdict, seq, self.now_ns);
+        }
         match self.net.route(from, to, self.net_rng) {
             Fate::Drop(reason) => {
                 self.obs.stats.dropped += 1;
