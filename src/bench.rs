@@ -1,7 +1,9 @@
 //! Simulator speed measurements, shared by `distsync bench` and `cargo bench`.
 //!
-//! Wall-clock time is read here and only here, to measure; it never reaches
-//! a simulated decision.
+//! Wall-clock and CPU time are read here and only here, to measure; they
+//! never reach a simulated decision. CPU time (user plus system, of the whole
+//! process, from `getrusage`) is the figure to compare on a shared machine,
+//! where wall time also counts the time other programs held the processor.
 
 use std::time::{Duration, Instant}; // determinism-ok: benchmark timing only
 
@@ -12,16 +14,57 @@ use crate::sim::network::{Fate, Network};
 use crate::sim::queue::EventQueue;
 use crate::sim::rng::{Purpose, Rng};
 
+/// CPU time (user plus system) the process has used so far, all threads.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Wall-clock and CPU time of one measurement.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub wall: Duration,
+    pub cpu: Duration,
+}
+
+impl Timing {
+    /// Times `f`.
+    pub fn of<T>(f: impl FnOnce() -> T) -> (T, Timing) {
+        let cpu = cpu_time();
+        let start = Instant::now(); // determinism-ok: benchmark timing only
+        let out = f();
+        let wall = start.elapsed();
+        let cpu = cpu_time().saturating_sub(cpu);
+        (out, Timing { wall, cpu })
+    }
+
+    /// `count` per wall-clock second and per CPU second.
+    pub fn rates(&self, count: f64) -> (f64, f64) {
+        (
+            count / self.wall.as_secs_f64().max(1e-9),
+            count / self.cpu.as_secs_f64().max(1e-9),
+        )
+    }
+}
+
 /// Result of the bare message-passing benchmark.
 pub struct MessageBench {
     pub deliveries: u64,
-    pub wall: Duration,
+    pub time: Timing,
 }
 
 impl MessageBench {
-    /// Deliveries per wall-clock second.
-    pub fn per_second(&self) -> f64 {
-        self.deliveries as f64 / self.wall.as_secs_f64()
+    /// Deliveries per wall-clock second and per CPU second.
+    pub fn per_second(&self) -> (f64, f64) {
+        self.time.rates(self.deliveries as f64)
     }
 }
 
@@ -60,22 +103,23 @@ pub fn message_passing(deliveries: u64, in_flight: u64) -> MessageBench {
     for i in 0..in_flight {
         send(&mut queue, &mut rng, 0, (i % 2) as u8, i);
     }
-    let start = Instant::now(); // determinism-ok: benchmark timing only
-    let mut delivered = 0u64;
-    let mut checksum = 0u64;
-    while delivered < deliveries {
-        let Some((now, (to, payload))) = queue.pop() else {
-            break;
-        };
-        delivered += 1;
-        checksum = checksum.wrapping_add(payload);
-        send(&mut queue, &mut rng, now, to, payload + 1);
-    }
-    let wall = start.elapsed();
-    std::hint::black_box(checksum);
+    let (delivered, time) = Timing::of(|| {
+        let mut delivered = 0u64;
+        let mut checksum = 0u64;
+        while delivered < deliveries {
+            let Some((now, (to, payload))) = queue.pop() else {
+                break;
+            };
+            delivered += 1;
+            checksum = checksum.wrapping_add(payload);
+            send(&mut queue, &mut rng, now, to, payload + 1);
+        }
+        std::hint::black_box(checksum);
+        delivered
+    });
     MessageBench {
         deliveries: delivered,
-        wall,
+        time,
     }
 }
 
@@ -158,42 +202,43 @@ pub struct RaftBench {
     pub tracing: bool,
     pub events: u64,
     pub sim_ns: u64,
-    pub wall: Duration,
+    pub time: Timing,
     pub passed: bool,
 }
 
 impl RaftBench {
-    /// Simulated events per wall-clock second.
-    pub fn events_per_second(&self) -> f64 {
-        self.events as f64 / self.wall.as_secs_f64()
+    /// Simulated events per wall-clock second and per CPU second.
+    pub fn events_per_second(&self) -> (f64, f64) {
+        self.time.rates(self.events as f64)
     }
-    /// How many times faster than real time the cluster was simulated.
-    pub fn speedup(&self) -> f64 {
-        self.sim_ns as f64 / 1e9 / self.wall.as_secs_f64()
+    /// How many times faster than real time the cluster was simulated, per
+    /// wall-clock second and per CPU second.
+    pub fn speedup(&self) -> (f64, f64) {
+        self.time.rates(self.sim_ns as f64 / 1e9)
     }
 }
 
 /// Runs the load scenario with every checker on; `tracing` toggles the trace digest.
 pub fn raft_cluster(seconds: u64, clients: usize, rate_per_s: f64, tracing: bool) -> RaftBench {
     let sc = raft_load_scenario(seconds, clients, rate_per_s);
-    let start = Instant::now(); // determinism-ok: benchmark timing only
-    let report = run_scenario(
-        &sc,
-        RunOptions {
-            seed: 1,
-            trace: None,
-            tracing,
-        },
-    )
-    .expect("no trace file, so no I/O error");
-    let wall = start.elapsed();
+    let (report, time) = Timing::of(|| {
+        run_scenario(
+            &sc,
+            RunOptions {
+                seed: 1,
+                trace: None,
+                tracing,
+            },
+        )
+        .expect("no trace file, so no I/O error")
+    });
     RaftBench {
         clients,
         rate_per_s,
         tracing,
         events: report.stats.events,
         sim_ns: report.sim_time_ns,
-        wall,
+        time,
         passed: report.passed(),
     }
 }
@@ -202,9 +247,17 @@ pub fn raft_cluster(seconds: u64, clients: usize, rate_per_s: f64, tracing: bool
 pub struct FuzzBench {
     pub seeds: u64,
     pub jobs: usize,
-    pub seeds_per_minute: f64,
+    pub time: Timing,
     /// Seeds that failed (a healthy build has none).
     pub failed: usize,
+}
+
+impl FuzzBench {
+    /// Seeds per wall-clock minute and per CPU minute (all workers' CPU time).
+    pub fn seeds_per_minute(&self) -> (f64, f64) {
+        let (wall, cpu) = self.time.rates(self.seeds as f64);
+        (wall * 60.0, cpu * 60.0)
+    }
 }
 
 /// Fuzz throughput: `seeds` swarm seeds of the standard 10-second, 5-node
@@ -224,12 +277,12 @@ pub fn fuzz_throughput(seeds: u64, jobs: usize) -> FuzzBench {
         failures_dir: None,
         stop_at_first_failure: false,
     };
-    let start = Instant::now(); // determinism-ok: benchmark timing only
-    let sweep = fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0);
+    let (sweep, time) =
+        Timing::of(|| fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0));
     FuzzBench {
-        seeds,
+        seeds: sweep.results.len() as u64,
         jobs,
-        seeds_per_minute: sweep.results.len() as f64 / start.elapsed().as_secs_f64() * 60.0,
+        time,
         failed: sweep.failures().count(),
     }
 }
@@ -293,7 +346,7 @@ pub struct CacheBench {
     pub capacity: usize,
     pub seconds: u64,
     pub report: crate::run::CacheReport,
-    pub wall: Duration,
+    pub time: Timing,
     pub passed: bool,
 }
 
@@ -302,7 +355,7 @@ pub struct CacheBench {
 /// until the last two): hit ratio, messages and latency with every checker
 /// on.
 pub fn cache_figures(protocol: &'static str, capacity: usize, seconds: u64) -> CacheBench {
-    let (report, wall) = run_shipped(&format!("cache-{protocol}-zipf"), |sc| {
+    let (report, time) = run_shipped(&format!("cache-{protocol}-zipf"), |sc| {
         sc.cache.capacity = capacity;
         sc.duration_ns = seconds * 1_000_000_000;
         sc.cache_load.stop_ns = seconds.saturating_sub(2) * 1_000_000_000;
@@ -312,17 +365,14 @@ pub fn cache_figures(protocol: &'static str, capacity: usize, seconds: u64) -> C
         capacity,
         seconds,
         report: report.cache.clone().expect("the scenario has caches"),
-        wall,
+        time,
         passed: report.passed(),
     }
 }
 
 /// Runs a shipped scenario, changed by `adjust`, on seed 1 with every
-/// checker on: its report and the wall-clock time it took.
-fn run_shipped(
-    name: &str,
-    adjust: impl FnOnce(&mut Scenario),
-) -> (crate::run::RunReport, Duration) {
+/// checker on: its report and the time it took.
+fn run_shipped(name: &str, adjust: impl FnOnce(&mut Scenario)) -> (crate::run::RunReport, Timing) {
     let text = crate::scenario::shipped::SHIPPED
         .iter()
         .find(|(n, _)| *n == name)
@@ -331,17 +381,17 @@ fn run_shipped(
     let mut sc = crate::scenario::parse_scenario(text, &format!("{name}.toml"))
         .expect("shipped scenarios parse");
     adjust(&mut sc);
-    let start = Instant::now(); // determinism-ok: benchmark timing only
-    let report = run_scenario(
-        &sc,
-        RunOptions {
-            seed: 1,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .expect("no trace file, so no I/O error");
-    (report, start.elapsed())
+    Timing::of(|| {
+        run_scenario(
+            &sc,
+            RunOptions {
+                seed: 1,
+                trace: None,
+                tracing: true,
+            },
+        )
+        .expect("no trace file, so no I/O error")
+    })
 }
 
 /// Result of the queue benchmark.
@@ -349,15 +399,25 @@ pub struct QueueBench {
     /// Messages a second each producer sends.
     pub rate_per_s: f64,
     pub summary: crate::check::queue_delivery::QueueSummary,
-    pub wall: Duration,
+    /// Simulated time.
+    pub sim_ns: u64,
+    pub time: Timing,
     pub passed: bool,
+}
+
+impl QueueBench {
+    /// How many times faster than real time the queue was simulated, per
+    /// wall-clock second and per CPU second.
+    pub fn speedup(&self) -> (f64, f64) {
+        self.time.rates(self.sim_ns as f64 / 1e9)
+    }
 }
 
 /// The shipped steady-load queue scenario with each producer sending
 /// `rate_per_s` messages a second: simulated throughput and latency with
 /// every checker on.
 pub fn queue_throughput(rate_per_s: f64) -> QueueBench {
-    let (report, wall) = run_shipped("queue-steady", |sc| {
+    let (report, time) = run_shipped("queue-steady", |sc| {
         sc.queue_load.rate_per_s = rate_per_s;
         // Consumers take bigger batches so that they, not polling, set the pace.
         sc.queue_load.consume_batch = 64;
@@ -369,7 +429,8 @@ pub fn queue_throughput(rate_per_s: f64) -> QueueBench {
             .as_ref()
             .map(|q| q.summary.clone())
             .unwrap_or_default(),
-        wall,
+        sim_ns: report.sim_time_ns,
+        time,
         passed: report.passed(),
     }
 }

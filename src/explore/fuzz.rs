@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant}; // determinism-ok: wall time only bounds and reports a sweep
 
 use super::save_failure;
@@ -127,44 +127,66 @@ fn seed_at(first: u64, shard: (u64, u64), p: u64) -> u64 {
     first + p * shard.1 + shard.0
 }
 
-/// Sweeps every template in turn; `on_seed` is called after each seed (for progress).
+/// Sweeps every template; `on_seed` is called after each seed (for progress).
+///
+/// One work queue holds every (template, seed) pair, template by template:
+/// a worker done with its seed takes the next pair, so workers move on to the
+/// next template while the last seeds of the one before are still running,
+/// and none waits for the others at a template's end. A template's `--time`
+/// budget starts when its first seed is handed out.
 pub fn fuzz(
     templates: &[Scenario],
     opts: &FuzzOptions,
     on_seed: &(dyn Fn(&str, &SeedResult) + Sync),
 ) -> Vec<SweepSummary> {
-    templates.iter().map(|t| sweep(t, opts, on_seed)).collect()
-}
-
-fn sweep(
-    template: &Scenario,
-    opts: &FuzzOptions,
-    on_seed: &(dyn Fn(&str, &SeedResult) + Sync),
-) -> SweepSummary {
-    let (first, limit, deadline) = match opts.budget {
+    let (first, limit, per_scenario) = match opts.budget {
         Budget::Seeds { first, count } => (first, count.div_ceil(opts.shard.1.max(1)), None),
         Budget::Time {
             first,
             per_scenario,
-        } => (first, u64::MAX, Some(Instant::now() + per_scenario)), // determinism-ok
+        } => (first, u64::MAX, Some(per_scenario)),
     };
-    let next = AtomicU64::new(0);
-    let stop = AtomicBool::new(false);
-    let results = Mutex::new(Vec::new());
-    let started = Instant::now(); // determinism-ok: reporting only
+    let work = Mutex::new(WorkQueue {
+        template: 0,
+        position: 0,
+        deadline: None,
+    });
+    let sweeps: Vec<Mutex<Sweep>> = templates
+        .iter()
+        .map(|_| Mutex::new(Sweep::default()))
+        .collect();
+    let stopped: Vec<AtomicBool> = templates.iter().map(|_| AtomicBool::new(false)).collect();
+    // The next (template, position) to run, or None when every template is done.
+    let take = || {
+        let mut w = work
+            .lock()
+            .expect("no worker panics while holding the lock");
+        while w.template < templates.len() {
+            let t = w.template;
+            let out_of_time = w.deadline.is_some_and(|d| Instant::now() >= d); // determinism-ok: the --time budget decides how many seeds run, never what a run does.
+            if w.position >= limit || out_of_time || stopped[t].load(Ordering::Relaxed) {
+                w.template += 1;
+                w.position = 0;
+                w.deadline = None;
+                continue;
+            }
+            if w.position == 0 {
+                let now = Instant::now(); // determinism-ok: reporting and the --time budget only
+                w.deadline = per_scenario.map(|d| now + d);
+                sweeps[t].lock().expect("no panics").started = Some(now);
+            }
+            let p = w.position;
+            w.position += 1;
+            return Some((t, p));
+        }
+        None
+    };
     std::thread::scope(|scope| {
         for _ in 0..opts.jobs.max(1) {
             scope.spawn(|| {
                 // determinism-ok: each seed is an independent run; only the order of completion varies, and results are sorted by seed below.
-                loop {
-                    let out_of_time = deadline.is_some_and(|d| Instant::now() >= d); // determinism-ok: the --time budget decides how many seeds run, never what a run does.
-                    if stop.load(Ordering::Relaxed) || out_of_time {
-                        break;
-                    }
-                    let p = next.fetch_add(1, Ordering::Relaxed);
-                    if p >= limit {
-                        break;
-                    }
+                while let Some((t, p)) = take() {
+                    let template = &templates[t];
                     let seed = seed_at(first, opts.shard, p);
                     let sample = opts.determinism_every > 0
                         && p % opts.determinism_every == opts.determinism_every - 1;
@@ -174,30 +196,59 @@ fn sweep(
                             result.file = save_failure(&sc, dir).ok();
                         }
                         if opts.stop_at_first_failure {
-                            stop.store(true, Ordering::Relaxed);
+                            stopped[t].store(true, Ordering::Relaxed);
                         }
                     }
                     on_seed(&template.name, &result);
-                    results
-                        .lock()
-                        .expect("no worker panics while holding the lock")
-                        .push(result);
+                    let mut sweep = sweeps[t].lock().expect("no panics");
+                    sweep.results.push(result);
+                    sweep.finished = Some(Instant::now()); // determinism-ok: reporting only
                 }
             });
         }
     });
-    let mut results = results.into_inner().expect("workers finished");
-    results.sort_by_key(|r| r.seed);
-    if opts.stop_at_first_failure
-        && let Some(first_fail) = results.iter().position(|r| r.failure.is_some())
-    {
-        // Seeds after the first failure ran only because other workers were
-        // busy; dropping them keeps the result the same for any --jobs.
-        results.truncate(first_fail + 1);
-    }
-    SweepSummary {
-        scenario: template.name.clone(),
-        results,
-        wall: started.elapsed(),
-    }
+    templates
+        .iter()
+        .zip(sweeps)
+        .map(|(template, sweep)| {
+            let sweep = sweep.into_inner().expect("workers finished");
+            let mut results = sweep.results;
+            results.sort_by_key(|r| r.seed);
+            if opts.stop_at_first_failure
+                && let Some(first_fail) = results.iter().position(|r| r.failure.is_some())
+            {
+                // Seeds after the first failure ran only because other workers were
+                // busy; dropping them keeps the result the same for any --jobs.
+                results.truncate(first_fail + 1);
+            }
+            let wall = match (sweep.started, sweep.finished) {
+                (Some(start), Some(end)) => end.saturating_duration_since(start),
+                _ => Duration::ZERO,
+            };
+            SweepSummary {
+                scenario: template.name.clone(),
+                results,
+                wall,
+            }
+        })
+        .collect()
+}
+
+/// Where the shared work queue stands.
+struct WorkQueue {
+    /// The template whose seeds are being handed out.
+    template: usize,
+    /// The next seed position of that template.
+    position: u64,
+    /// When that template's `--time` budget runs out.
+    deadline: Option<Instant>,
+}
+
+/// One template's seeds as they finish.
+#[derive(Default)]
+struct Sweep {
+    results: Vec<SeedResult>,
+    /// When its first seed was handed out and its last one finished.
+    started: Option<Instant>,
+    finished: Option<Instant>,
 }

@@ -1195,8 +1195,12 @@ struct MessageRow {
     deliveries: u64,
     #[tabled(rename = "wall time", display = "duration")]
     wall_ns: u64,
+    #[tabled(rename = "cpu time", display = "duration")]
+    cpu_ns: u64,
     #[tabled(rename = "deliveries/s", display = "millions")]
     deliveries_per_s: f64,
+    #[tabled(rename = "deliveries/cpu-s", display = "millions")]
+    deliveries_per_cpu_s: f64,
 }
 
 #[derive(Serialize, Tabled)]
@@ -1209,12 +1213,18 @@ struct RaftRow {
     events: u64,
     #[tabled(rename = "wall time", display = "duration")]
     wall_ns: u64,
+    #[tabled(rename = "cpu time", display = "duration")]
+    cpu_ns: u64,
     #[tabled(rename = "events/s", display = "millions")]
     events_per_s: f64,
+    #[tabled(rename = "events/cpu-s", display = "millions")]
+    events_per_cpu_s: f64,
     #[tabled(rename = "simulated", display = "duration")]
     sim_ns: u64,
     #[tabled(rename = "x real time", display = "times")]
     speedup: f64,
+    #[tabled(rename = "x real time/cpu-s", display = "times")]
+    speedup_per_cpu_s: f64,
     #[tabled(rename = "checks", display = "passed_or_failed")]
     passed: bool,
 }
@@ -1227,8 +1237,14 @@ fn on_off(on: &bool) -> String {
 struct FuzzRow {
     seeds: u64,
     jobs: usize,
+    #[tabled(rename = "wall time", display = "duration")]
+    wall_ns: u64,
+    #[tabled(rename = "cpu time", display = "duration")]
+    cpu_ns: u64,
     #[tabled(rename = "seeds/minute", display = "whole")]
     seeds_per_minute: f64,
+    #[tabled(rename = "seeds/cpu-minute", display = "whole")]
+    seeds_per_cpu_minute: f64,
     failed: usize,
 }
 
@@ -1244,6 +1260,10 @@ struct QueueRow {
     latency_ns: QueueLatency,
     #[tabled(rename = "wall time", display = "duration")]
     wall_ns: u64,
+    #[tabled(rename = "cpu time", display = "duration")]
+    cpu_ns: u64,
+    #[tabled(rename = "x real time/cpu-s", display = "times")]
+    speedup_per_cpu_s: f64,
     #[tabled(rename = "checks", display = "passed_or_failed")]
     passed: bool,
 }
@@ -1266,6 +1286,8 @@ struct CacheRow {
     write_latency_ns: Spread,
     #[tabled(rename = "wall time", display = "duration")]
     wall_ns: u64,
+    #[tabled(rename = "cpu time", display = "duration")]
+    cpu_ns: u64,
     #[tabled(rename = "checks", display = "passed_or_failed")]
     passed: bool,
 }
@@ -1278,8 +1300,10 @@ impl BenchSummary {
                 "(a) message passing: 2 nodes, 64 in flight, 1-5ms latency, 1% loss",
                 [MessageRow {
                     deliveries: mp.deliveries,
-                    wall_ns: nanos(mp.wall),
-                    deliveries_per_s: mp.per_second(),
+                    wall_ns: nanos(mp.time.wall),
+                    cpu_ns: nanos(mp.time.cpu),
+                    deliveries_per_s: mp.per_second().0,
+                    deliveries_per_cpu_s: mp.per_second().1,
                 }],
             ),
             raft: Section::new(
@@ -1291,7 +1315,10 @@ impl BenchSummary {
                 [FuzzRow {
                     seeds: m.fuzz.seeds,
                     jobs: m.fuzz.jobs,
-                    seeds_per_minute: m.fuzz.seeds_per_minute,
+                    wall_ns: nanos(m.fuzz.time.wall),
+                    cpu_ns: nanos(m.fuzz.time.cpu),
+                    seeds_per_minute: m.fuzz.seeds_per_minute().0,
+                    seeds_per_cpu_minute: m.fuzz.seeds_per_minute().1,
                     failed: m.fuzz.failed,
                 }],
             ),
@@ -1314,10 +1341,13 @@ impl RaftRow {
             rate_per_s: b.rate_per_s,
             trace_digest: b.tracing,
             events: b.events,
-            wall_ns: nanos(b.wall),
-            events_per_s: b.events_per_second(),
+            wall_ns: nanos(b.time.wall),
+            cpu_ns: nanos(b.time.cpu),
+            events_per_s: b.events_per_second().0,
+            events_per_cpu_s: b.events_per_second().1,
             sim_ns: b.sim_ns,
-            speedup: b.speedup(),
+            speedup: b.speedup().0,
+            speedup_per_cpu_s: b.speedup().1,
             passed: b.passed,
         }
     }
@@ -1330,7 +1360,9 @@ impl QueueRow {
             produce_rate_per_s: q.summary.produce_rate_per_s(),
             consume_rate_per_s: q.summary.consume_rate_per_s(),
             latency_ns: QueueLatency::of(&q.summary),
-            wall_ns: nanos(q.wall),
+            wall_ns: nanos(q.time.wall),
+            cpu_ns: nanos(q.time.cpu),
+            speedup_per_cpu_s: q.speedup().1,
             passed: q.passed,
         }
     }
@@ -1347,7 +1379,8 @@ impl CacheRow {
             messages_per_op: c.report.messages_per_op(),
             read_latency_ns: ReadLatency::of(&s.latency),
             write_latency_ns: Spread::of(&s.latency.write),
-            wall_ns: nanos(c.wall),
+            wall_ns: nanos(c.time.wall),
+            cpu_ns: nanos(c.time.cpu),
             passed: c.passed,
         }
     }
@@ -1651,19 +1684,22 @@ mod tests {
     #[test]
     fn bench_tables_and_json_give_the_same_figures() {
         use crate::bench::*;
-        let wall = std::time::Duration::from_millis(100);
+        let time = Timing {
+            wall: std::time::Duration::from_millis(100),
+            cpu: std::time::Duration::from_millis(50),
+        };
         let cache = |protocol| CacheBench {
             protocol,
             capacity: 100,
             seconds: 20,
             report: shipped_run("cache-bus-crash", 1).cache.unwrap(),
-            wall,
+            time,
             passed: true,
         };
         let m = Measurements {
             message_passing: MessageBench {
                 deliveries: 2_000_000,
-                wall,
+                time,
             },
             raft: vec![RaftBench {
                 clients: 10,
@@ -1671,19 +1707,23 @@ mod tests {
                 tracing: true,
                 events: 56_174,
                 sim_ns: 10_000_000_000,
-                wall,
+                time,
                 passed: true,
             }],
             fuzz: FuzzBench {
                 seeds: 200,
                 jobs: 2,
-                seeds_per_minute: 6590.4,
+                time: Timing {
+                    wall: std::time::Duration::from_millis(1820),
+                    cpu: std::time::Duration::from_millis(3640),
+                },
                 failed: 0,
             },
             queue: vec![QueueBench {
                 rate_per_s: 400.0,
                 summary: shipped_run("queue-steady", 1).queue.unwrap().summary,
-                wall,
+                sim_ns: 10_000_000_000,
+                time,
                 passed: true,
             }],
             caches: vec![cache("bus"), cache("dir")],
@@ -1691,17 +1731,28 @@ mod tests {
         let text = bench_summary(&m, Format::Tables);
         let j = json(&bench_summary(&m, Format::Json));
         let mp = &j["message_passing"]["runs"][0];
-        assert_eq!(row(&text, "2000000")[2], "20.00M");
+        assert_eq!(
+            row(&text, "2000000")[1..],
+            ["100ms", "50ms", "20.00M", "40.00M"]
+        );
         assert_eq!(mp["deliveries_per_s"], 20_000_000.0);
+        let rounded = |v: &Value| v.as_f64().unwrap().round();
+        assert_eq!(rounded(&mp["deliveries_per_cpu_s"]), 40_000_000.0);
+        assert_eq!(mp["cpu_ns"], 50_000_000);
         let raft = &j["raft"]["runs"][0];
         let cells = row(&text, "10");
         assert_eq!(cells[3], raft["events"].to_string());
-        assert_eq!(cells[7], "100x");
+        assert_eq!(cells[4..7], ["100ms", "50ms", "0.56M"]);
+        assert_eq!(cells[7], "1.12M");
+        assert_eq!(cells[9..11], ["100x", "200x"]);
         assert_eq!(raft["speedup"], 100.0);
-        assert_eq!(row(&text, "200")[2], "6590");
+        assert_eq!(rounded(&raft["speedup_per_cpu_s"]), 200.0);
+        assert_eq!(rounded(&raft["events_per_cpu_s"]), 1_123_480.0);
+        assert_eq!(row(&text, "200")[2..6], ["1.82s", "3.64s", "6593", "3297"]);
         let q = &j["queue"]["runs"][0];
         let p50 = q["latency_ns"]["p50"].as_u64().unwrap();
         assert_eq!(row(&text, "400")[3], ms(&p50));
+        assert_eq!(rounded(&q["speedup_per_cpu_s"]), 200.0);
         // The caches' table has a column per run.
         let c = &j["caches"]["runs"][1];
         assert_eq!(row(&text, "protocol")[2], c["protocol"]);
