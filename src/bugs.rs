@@ -110,7 +110,7 @@ pub const CATALOGUE: &[BugInfo] = &[
     },
     BugInfo {
         name: "redis.everysec_loses_too_much",
-        mistake: "The once-a-second fsync of `appendfsync everysec` is re-armed by every write instead of running on a fixed period, so under steady load it never runs and a crash loses far more than the last second or two of writes.",
+        mistake: "The once-a-second fsync of `appendfsync everysec` is re-armed by every write instead of running one second after the previous fsync, so under steady load it never runs and a crash loses far more than the last second or two of writes.",
         caught_by: "loss within what the persistence mode permits",
         scenario: "queue-shard-crash-everysec",
         budget: 500,
