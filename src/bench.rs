@@ -15,6 +15,7 @@ use crate::sim::queue::EventQueue;
 use crate::sim::rng::{Purpose, Rng};
 
 /// CPU time (user plus system) the process has used so far, all threads.
+#[cfg(unix)]
 pub fn cpu_time() -> Duration {
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
@@ -26,6 +27,13 @@ pub fn cpu_time() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// CPU time is read through `getrusage`, which only Unix systems have;
+/// elsewhere it reads as zero (and the per-CPU-second rates as unmeasured).
+#[cfg(not(unix))]
+pub fn cpu_time() -> Duration {
+    Duration::ZERO
 }
 
 /// Wall-clock and CPU time of one measurement.

@@ -177,7 +177,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Measure simulator speed (events per wall-clock second).
+    /// Measure simulator speed (per wall-clock and per CPU second).
     #[command(after_help = "Examples:\n  distsync bench\n  distsync bench --quick --json")]
     Bench {
         /// Shorter measurements (for smoke tests).

@@ -546,6 +546,9 @@ pub struct Tracer {
     /// The protected resource's endpoint id (usize::MAX when there is none).
     resource: usize,
     queue: QueueLayout,
+    /// The quoted names of the first endpoints, as `put_endpoint` writes
+    /// them, so that a line copies a name instead of formatting it.
+    quoted: Vec<QuotedName>,
     /// When false only `seq` advances: used by benchmarks that measure the
     /// simulator without the trace.
     enabled: bool,
@@ -601,7 +604,7 @@ pub fn digest_trace(bytes: &[u8]) -> u64 {
 impl Tracer {
     /// A tracer for a cluster of `nodes` nodes (needed to name clients).
     pub fn new(nodes: usize, sink: Option<Box<dyn Write>>) -> Self {
-        Tracer {
+        let mut t = Tracer {
             seq: 0,
             digest: DIGEST_START,
             line: Vec::with_capacity(256),
@@ -609,7 +612,43 @@ impl Tracer {
             nodes,
             resource: usize::MAX,
             queue: QueueLayout::default(),
+            quoted: Vec::new(),
             enabled: true,
+        };
+        t.fill_names();
+        t
+    }
+
+    /// Fills the table of quoted endpoint names from the current naming.
+    fn fill_names(&mut self) {
+        let naming = Names {
+            quoted: &[],
+            ..self.names()
+        };
+        let quoted = (0..QUOTED_NAMES)
+            .map(|id| {
+                let mut name = Vec::with_capacity(16);
+                put_endpoint(&mut name, naming, id);
+                let mut q = QuotedName {
+                    len: 0,
+                    bytes: [0; 15],
+                };
+                if name.len() <= q.bytes.len() {
+                    q.len = name.len() as u8;
+                    q.bytes[..name.len()].copy_from_slice(&name);
+                }
+                q
+            })
+            .collect();
+        self.quoted = quoted;
+    }
+
+    fn names(&self) -> Names<'_> {
+        Names {
+            nodes: self.nodes,
+            resource: self.resource,
+            queue: self.queue,
+            quoted: &self.quoted,
         }
     }
 
@@ -623,11 +662,13 @@ impl Tracer {
     /// Names endpoint `id` "resource" in traces.
     pub fn set_resource(&mut self, id: usize) {
         self.resource = id;
+        self.fill_names();
     }
 
     /// Names the queue's endpoints `s1`.., `p1`.., `w1`.. in traces.
     pub fn set_queue_layout(&mut self, layout: QueueLayout) {
         self.queue = layout;
+        self.fill_names();
     }
 
     /// Number of events recorded so far.
@@ -681,6 +722,7 @@ impl Tracer {
                 nodes: self.nodes,
                 resource: self.resource,
                 queue: self.queue,
+                quoted: &self.quoted,
             },
         );
         line.extend_from_slice(b"}\n");
@@ -694,10 +736,22 @@ impl Tracer {
 
 /// What endpoint ids are called in traces.
 #[derive(Clone, Copy)]
-struct Names {
+struct Names<'a> {
     nodes: usize,
     resource: usize,
     queue: QueueLayout,
+    /// The quoted names of ids `0..quoted.len()`, written in advance.
+    quoted: &'a [QuotedName],
+}
+
+/// Endpoints whose quoted names a tracer keeps ready.
+const QUOTED_NAMES: usize = 128;
+
+/// A quoted endpoint name (`"n3"`), or `len` 0 when it does not fit.
+#[derive(Clone, Copy)]
+struct QuotedName {
+    len: u8,
+    bytes: [u8; 15],
 }
 
 /// The display name of an endpoint: `n3` for node 2, `c1` for the first client.
@@ -714,7 +768,12 @@ fn put_name(line: &mut Vec<u8>, prefix: u8, index: usize) {
     put_u64(line, index as u64 + 1);
 }
 
-fn put_endpoint(line: &mut Vec<u8>, names: Names, id: NodeId) {
+fn put_endpoint(line: &mut Vec<u8>, names: Names<'_>, id: NodeId) {
+    if let Some(q) = names.quoted.get(id)
+        && q.len > 0
+    {
+        return line.extend_from_slice(&q.bytes[..q.len as usize]);
+    }
     line.push(b'"');
     if id == names.resource {
         line.extend_from_slice(b"resource");
@@ -740,43 +799,55 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
 
-/// Decimal digits of `v` (1 for 0).
+/// Appends `v` in decimal, written in place into the spare capacity at the
+/// end of `line`, from the last digits back: blocks of eight digits in 32-bit
+/// arithmetic (the two halves of a block are independent work), then pairs.
 #[inline]
-fn decimal_len(v: u64) -> usize {
-    let mut len = 1;
-    let mut bound = 10u64;
-    while len < 20 && v >= bound {
-        len += 1;
-        bound = bound.wrapping_mul(10);
-    }
-    len
-}
-
-/// Appends `v` in decimal, written in place at the end of `line`, from the
-/// last digit pair back.
-#[inline]
-fn put_u64(line: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_u64(line: &mut Vec<u8>, mut v: u64) {
     if v < 10 {
         line.push(b'0' + v as u8);
         return;
     }
+    let len = v.ilog10() as usize + 1;
+    line.reserve(len);
     let start = line.len();
-    let len = decimal_len(v);
-    line.resize(start + len, 0);
-    let out = &mut line[start..];
+    let out = &mut line.spare_capacity_mut()[..len];
     let mut i = len;
+    while v >= 100_000_000 {
+        let block = (v % 100_000_000) as u32;
+        v /= 100_000_000;
+        i -= 8;
+        put_four(&mut out[i..i + 4], block / 10_000);
+        put_four(&mut out[i + 4..i + 8], block % 10_000);
+    }
+    let mut v = v as u32;
     while v >= 100 {
         let pair = (v % 100) as usize * 2;
         v /= 100;
         i -= 2;
-        out[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        out[i].write(DIGIT_PAIRS[pair]);
+        out[i + 1].write(DIGIT_PAIRS[pair + 1]);
     }
     if v >= 10 {
         let pair = v as usize * 2;
-        out[..2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        out[0].write(DIGIT_PAIRS[pair]);
+        out[1].write(DIGIT_PAIRS[pair + 1]);
     } else {
-        out[0] = b'0' + v as u8;
+        out[0].write(b'0' + v as u8);
     }
+    // SAFETY: the code above wrote all `len` bytes after `start`: blocks and
+    // pairs from the end down to index 0 or 1, then the leading digits.
+    unsafe { line.set_len(start + len) };
+}
+
+/// Writes `v` (below 10,000) as exactly four digits.
+#[inline]
+fn put_four(out: &mut [std::mem::MaybeUninit<u8>], v: u32) {
+    let (a, b) = ((v / 100) as usize * 2, (v % 100) as usize * 2);
+    out[0].write(DIGIT_PAIRS[a]);
+    out[1].write(DIGIT_PAIRS[a + 1]);
+    out[2].write(DIGIT_PAIRS[b]);
+    out[3].write(DIGIT_PAIRS[b + 1]);
 }
 
 fn put_i64(line: &mut Vec<u8>, v: i64) {
@@ -819,13 +890,13 @@ fn field_str(line: &mut Vec<u8>, name: &str, v: &str) {
     line.push(b'"');
 }
 
-fn field_nodes(line: &mut Vec<u8>, name: &str, names: Names, ids: &[NodeId]) {
+fn field_nodes(line: &mut Vec<u8>, name: &str, names: Names<'_>, ids: &[NodeId]) {
     key(line, name);
     put_node_list(line, names, ids);
 }
 
 /// A list of places: nodes `0..n`, then Redis shards (`s1`..) from `n` on.
-fn put_node_list(line: &mut Vec<u8>, names: Names, ids: &[NodeId]) {
+fn put_node_list(line: &mut Vec<u8>, names: Names<'_>, ids: &[NodeId]) {
     line.push(b'[');
     for (i, &id) in ids.iter().enumerate() {
         if i > 0 {
@@ -843,7 +914,14 @@ fn put_node_list(line: &mut Vec<u8>, names: Names, ids: &[NodeId]) {
 }
 
 /// The fields every `net.*` event shares.
-fn put_message(line: &mut Vec<u8>, names: Names, from: NodeId, to: NodeId, msg: &str, term: u64) {
+fn put_message(
+    line: &mut Vec<u8>,
+    names: Names<'_>,
+    from: NodeId,
+    to: NodeId,
+    msg: &str,
+    term: u64,
+) {
     key(line, "from");
     put_endpoint(line, names, from);
     key(line, "to");
@@ -852,7 +930,7 @@ fn put_message(line: &mut Vec<u8>, names: Names, from: NodeId, to: NodeId, msg: 
     field_u64(line, "term", term);
 }
 
-fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names) {
+fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names<'_>) {
     use TraceEvent::*;
     match ev {
         RaftRole { term, role } => {

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use crate::redis::{Resp, Store};
+use crate::trace::put_u64;
 
 /// A partition's global index: queue index * partitions + partition.
 pub type Partition = u32;
@@ -162,16 +163,32 @@ impl<'a> Tx<'a> {
     }
 }
 
+// Keys, numbers and ids are written in place rather than through `format!`:
+// a queue run builds several for every command it sends.
+
+/// `{q<part>}:<name>`.
 fn key(part: Partition, name: &str) -> Vec<u8> {
-    format!("{{q{part}}}:{name}").into_bytes()
+    let mut k = Vec::with_capacity(name.len() + 14);
+    k.extend_from_slice(b"{q");
+    put_u64(&mut k, part.into());
+    k.extend_from_slice(b"}:");
+    k.extend_from_slice(name.as_bytes());
+    k
 }
 
-fn num(n: impl ToString) -> Vec<u8> {
-    n.to_string().into_bytes()
+fn num(n: impl Into<u64>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(20);
+    put_u64(&mut b, n.into());
+    b
 }
 
+/// `<producer>:<seq>`.
 fn encode_id(id: MessageId) -> Vec<u8> {
-    format!("{}:{}", id.producer, id.seq).into_bytes()
+    let mut b = Vec::with_capacity(24);
+    put_u64(&mut b, id.producer.into());
+    b.push(b':');
+    put_u64(&mut b, id.seq);
+    b
 }
 
 fn parse<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
@@ -302,7 +319,7 @@ fn write_entries<'e>(
         .clone()
         .flat_map(|(id, b, _)| [encode_id(*id), b.clone()]);
     tx.run_with("HSET", key(part, "body"), bodies.collect());
-    let counts = entries.flat_map(|(id, _, a)| [encode_id(*id), num(a)]);
+    let counts = entries.flat_map(|(id, _, a)| [encode_id(*id), num(*a)]);
     tx.run_with("HSET", key(part, "attempts"), counts.collect());
 }
 
@@ -482,7 +499,7 @@ pub fn import(tx: &mut Tx, part: Partition, dump: &Dump) {
         .iter()
         .flat_map(|(id, _, _, left)| [num(now.saturating_add(*left)), encode_id(*id)]);
     tx.run_with("ZADD", key(part, "inflight"), scores.collect());
-    let last = dump.last_seq.iter().flat_map(|(p, s)| [num(p), num(s)]);
+    let last = dump.last_seq.iter().flat_map(|(p, s)| [num(*p), num(*s)]);
     tx.run_with("HSET", key(part, "last"), last.collect());
 }
 
@@ -679,7 +696,7 @@ mod tests {
         s.consume(0, 1, 3);
         assert_eq!(s.run(0, |tx| ack(tx, P, id(1, 2))), Ok(true));
         let mut only_last = Store::default();
-        only_last.execute(0, &[b"HSET".to_vec(), key(P, "last"), num(1), num(2)]);
+        only_last.execute(0, &[b"HSET".to_vec(), key(P, "last"), num(1u32), num(2u64)]);
         assert_eq!(s.store, only_last, "no body or attempts left behind");
         assert_eq!(s.produce(0, 1, 2, 1).duplicate, 1, "but `last` is kept");
     }
