@@ -259,6 +259,8 @@ function summary() {
   h += D.events + ' trace events &middot; ' + fmt(D.end_ns) + ' simulated';
   if (D.digest) h += ' &middot; digest ' + D.digest;
   if (D.passed !== null) h += ' &middot; <span class="' + (D.passed ? 'ok">passed' : 'bad">FAILED') + '</span>';
+  const undecided = D.checks.filter(c => c[1] === 'inconclusive').length;
+  if (undecided) h += ' &middot; <span class="undecided">' + undecided + ' inconclusive</span>';
   h += '</p>';
   if (D.violation) {
     h += '<p class="bad">Violation at ' + fmt(D.violation.t) + ' (trace event ' + D.violation.seq + '): ' +
