@@ -888,3 +888,97 @@ impl Raft {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::rng::{Purpose, Rng};
+    use crate::sim::storage::Durable;
+
+    /// A node's surroundings with clocks the test sets by hand.
+    struct Bench {
+        wall: u64,
+        mono: u64,
+        sent: Vec<(NodeId, Msg)>,
+        rng: Rng,
+        storage: Durable,
+    }
+
+    impl Env for Bench {
+        fn now(&self) -> u64 {
+            self.wall
+        }
+        fn monotonic(&self) -> u64 {
+            self.mono
+        }
+        fn send(&mut self, to: NodeId, msg: Msg) {
+            self.sent.push((to, msg));
+        }
+        fn set_timer(&mut self, _: Timer, _: u64) {}
+        fn cancel_timer(&mut self, _: Timer) {}
+        fn rng(&mut self) -> &mut Rng {
+            &mut self.rng
+        }
+        fn storage(&mut self) -> &mut Durable {
+            &mut self.storage
+        }
+        fn trace(&mut self, _: TraceEvent) {}
+    }
+
+    /// Whether a follower that heard from its leader at monotonic time 0
+    /// grants a pre-vote once its clocks read `wall` and `mono`.
+    fn grants_pre_vote_at(wall_step: i64, mono: u64) -> bool {
+        let start = 1_000_000_000_000_000;
+        let mut env = Bench {
+            wall: start,
+            mono: start,
+            sent: Vec::new(),
+            rng: Rng::stream(1, Purpose::NodeTimers, 0),
+            storage: Durable::default(),
+        };
+        let cfg = RaftConfig {
+            election_timeout_min_ns: 150_000_000,
+            election_timeout_max_ns: 300_000_000,
+            heartbeat_ns: 50_000_000,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_threshold: 1000,
+            max_entries_per_append: 64,
+        };
+        let mut raft = Raft::recover(0, 3, cfg, Bugs::default(), &Persisted::default(), &mut env);
+        let heartbeat = AppendEntries {
+            term: 1,
+            prev_index: 0,
+            prev_term: 0,
+            entries: Vec::new(),
+            commit: 0,
+            read_ctx: 0,
+        };
+        raft.on_message(&mut env, 1, RaftMsg::Append(heartbeat));
+        env.wall = start.checked_add_signed(wall_step).unwrap() + mono;
+        env.mono = start + mono;
+        env.sent.clear();
+        let pre_vote = RaftMsg::PreVote {
+            term: 2,
+            last_index: 0,
+            last_term: 0,
+        };
+        raft.on_message(&mut env, 2, pre_vote);
+        match env.sent.as_slice() {
+            [(2, Msg::Raft(RaftMsg::PreVoteResp { granted, .. }))] => *granted,
+            other => panic!("one pre-vote answer, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_leader_lease_is_measured_on_the_monotonic_clock() {
+        // Thesis 4.2.3: within election_timeout_min of hearing from the
+        // leader a follower refuses pre-votes; after it, it may grant them.
+        assert!(!grants_pre_vote_at(0, 100_000_000));
+        assert!(grants_pre_vote_at(0, 200_000_000));
+        // A forward step of the wall clock does not end the lease early...
+        assert!(!grants_pre_vote_at(5_000_000_000, 10_000_000));
+        // ...and a backward step does not stretch it.
+        assert!(grants_pre_vote_at(-5_000_000_000, 200_000_000));
+    }
+}
