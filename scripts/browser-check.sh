@@ -60,7 +60,7 @@ check() {
   echo "browser check: $name ok ($(stat -c %s "$page") bytes, loaded and drawn in $(( (end - start) / 1000000 )) ms, screenshot $out/$name.png)"
 }
 
-check "$out/figure-8/index.html" figure-8 'id="lamport"' 'class="msg' 'id="violation"' 'Leader Completeness'
+check "$out/figure-8/index.html" figure-8 'id="lamport"' 'class="msg' 'id="violation"' 'Leader commit rule'
 check "$out/queue-steady-long/index.html" queue-steady-long 'id="lamport"' 'drawn as messages sent per lane' 'id="queue-depth"' 'class="histogram"'
 check "$out/lock-deadlocks/index.html" lock-deadlocks 'id="lock-timelines"' 'deadlock victim'
 

@@ -125,7 +125,10 @@ fn a_passing_run_exits_0_and_a_caught_bug_exits_1_with_a_replay_line() {
             dir.to_str().unwrap(),
         ]);
         if code == 1 {
-            assert!(out.contains("VIOLATION: Log Matching"), "{out}");
+            assert!(
+                out.contains("VIOLATION: Truncate before overwrite"),
+                "{out}"
+            );
             assert!(
                 out.contains(&format!(
                     "replay: distsync run {good} --seed {seed} --bug raft.no_truncate_on_conflict"
