@@ -134,6 +134,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Runs one command, keeping it and its reply for the append-only file.
+    /// Runs one command given as borrowed arguments (copied for the log);
+    /// hot paths build owned arguments and use `run` directly.
     pub fn call(&mut self, args: &[&[u8]]) -> Resp {
         self.run(args.iter().map(|a| a.to_vec()).collect())
     }
@@ -252,7 +254,7 @@ fn attempts(tx: &mut Tx, part: Partition, id: MessageId) -> u32 {
 }
 
 fn moved_epoch(tx: &mut Tx, part: Partition) -> Option<u64> {
-    let reply = tx.call(&[b"GET", &key(part, "moved")]);
+    let reply = tx.run(vec![b"GET".to_vec(), key(part, "moved")]);
     bulk(reply).map(|b| parse(&b).unwrap_or(0))
 }
 
@@ -291,7 +293,7 @@ pub fn produce(
     bodies: &[Vec<u8>],
 ) -> Result<Stored, Refused> {
     check_owned(tx, part)?;
-    let reply = tx.call(&[b"HGET", &key(part, "last"), &num(producer)]);
+    let reply = tx.run(vec![b"HGET".to_vec(), key(part, "last"), num(producer)]);
     let last: Option<u64> = bulk(reply).and_then(|b| parse(&b));
     let mut out = Stored::default();
     let mut new = Vec::new();
@@ -345,7 +347,7 @@ pub fn consume(
     if max == 0 {
         return Ok(out);
     }
-    let popped = ids(tx.call(&[b"LPOP", &key(part, "ready"), &num(max)]));
+    let popped = ids(tx.run(vec![b"LPOP".to_vec(), key(part, "ready"), num(max)]));
     let deadline = tx.now_ns.saturating_add(visibility_ns);
     for id in popped {
         out.deliveries.push(deliver(tx, part, id, deadline));
@@ -382,9 +384,19 @@ fn expire_inflight(tx: &mut Tx, part: Partition, max_attempts: u32, out: &mut Co
 
 fn deliver(tx: &mut Tx, part: Partition, id: MessageId, deadline: u64) -> Delivery {
     let raw = encode_id(id);
-    let count = tx.call(&[b"HINCRBY", &key(part, "attempts"), &raw, b"1"]);
-    let body = bulk(tx.call(&[b"HGET", &key(part, "body"), &raw]));
-    tx.call(&[b"ZADD", &key(part, "inflight"), &num(deadline), &raw]);
+    let count = tx.run(vec![
+        b"HINCRBY".to_vec(),
+        key(part, "attempts"),
+        raw.clone(),
+        b"1".to_vec(),
+    ]);
+    let body = bulk(tx.run(vec![b"HGET".to_vec(), key(part, "body"), raw.clone()]));
+    tx.run(vec![
+        b"ZADD".to_vec(),
+        key(part, "inflight"),
+        num(deadline),
+        raw,
+    ]);
     Delivery {
         id,
         body: body.unwrap_or_default(),
@@ -397,11 +409,12 @@ fn deliver(tx: &mut Tx, part: Partition, id: MessageId, deadline: u64) -> Delive
 pub fn ack(tx: &mut Tx, part: Partition, id: MessageId) -> Result<bool, Refused> {
     check_owned(tx, part)?;
     let raw = encode_id(id);
-    if integer(&tx.call(&[b"ZREM", &key(part, "inflight"), &raw])) == 0 {
+    let zrem = vec![b"ZREM".to_vec(), key(part, "inflight"), raw.clone()];
+    if integer(&tx.run(zrem)) == 0 {
         return Ok(false);
     }
-    tx.call(&[b"HDEL", &key(part, "body"), &raw]);
-    tx.call(&[b"HDEL", &key(part, "attempts"), &raw]);
+    tx.run(vec![b"HDEL".to_vec(), key(part, "body"), raw.clone()]);
+    tx.run(vec![b"HDEL".to_vec(), key(part, "attempts"), raw]);
     Ok(true)
 }
 
