@@ -38,7 +38,8 @@ pub struct MessageId {
 pub struct Tx<'a> {
     store: &'a mut Store,
     now_ns: u64,
-    log: Vec<(Vec<Vec<u8>>, Resp)>,
+    /// Every command run, and whether it succeeded (its reply was no error).
+    log: Vec<(Vec<Vec<u8>>, bool)>,
 }
 
 /// Why a shard refused an operation on a partition.
@@ -133,6 +134,8 @@ impl<'a> Tx<'a> {
     }
 
     /// Runs one command, keeping it and its reply for the append-only file.
+    /// Runs one command given as borrowed arguments (copied for the log);
+    /// hot paths build owned arguments and use `run` directly.
     pub fn call(&mut self, args: &[&[u8]]) -> Resp {
         self.run(args.iter().map(|a| a.to_vec()).collect())
     }
@@ -141,14 +144,17 @@ impl<'a> Tx<'a> {
         self.now_ns
     }
 
-    /// Every command run, with its reply (the shard feeds them to `Aof::record`).
-    pub fn into_log(self) -> Vec<(Vec<Vec<u8>>, Resp)> {
+    /// Every command run, with whether it succeeded (the shard feeds them to
+    /// `Aof::record_outcome`). Only the outcome is kept: cloning every reply
+    /// into the log was a large part of a queue run's cost.
+    pub fn into_log(self) -> Vec<(Vec<Vec<u8>>, bool)> {
         self.log
     }
 
     fn run(&mut self, args: Vec<Vec<u8>>) -> Resp {
         let reply = self.store.execute(self.now_ns, &args);
-        self.log.push((args, reply.clone()));
+        let ok = !matches!(reply, Resp::Error(_));
+        self.log.push((args, ok));
         reply
     }
 
@@ -248,7 +254,7 @@ fn attempts(tx: &mut Tx, part: Partition, id: MessageId) -> u32 {
 }
 
 fn moved_epoch(tx: &mut Tx, part: Partition) -> Option<u64> {
-    let reply = tx.call(&[b"GET", &key(part, "moved")]);
+    let reply = tx.run(vec![b"GET".to_vec(), key(part, "moved")]);
     bulk(reply).map(|b| parse(&b).unwrap_or(0))
 }
 
@@ -287,7 +293,7 @@ pub fn produce(
     bodies: &[Vec<u8>],
 ) -> Result<Stored, Refused> {
     check_owned(tx, part)?;
-    let reply = tx.call(&[b"HGET", &key(part, "last"), &num(producer)]);
+    let reply = tx.run(vec![b"HGET".to_vec(), key(part, "last"), num(producer)]);
     let last: Option<u64> = bulk(reply).and_then(|b| parse(&b));
     let mut out = Stored::default();
     let mut new = Vec::new();
@@ -341,7 +347,7 @@ pub fn consume(
     if max == 0 {
         return Ok(out);
     }
-    let popped = ids(tx.call(&[b"LPOP", &key(part, "ready"), &num(max)]));
+    let popped = ids(tx.run(vec![b"LPOP".to_vec(), key(part, "ready"), num(max)]));
     let deadline = tx.now_ns.saturating_add(visibility_ns);
     for id in popped {
         out.deliveries.push(deliver(tx, part, id, deadline));
@@ -378,9 +384,19 @@ fn expire_inflight(tx: &mut Tx, part: Partition, max_attempts: u32, out: &mut Co
 
 fn deliver(tx: &mut Tx, part: Partition, id: MessageId, deadline: u64) -> Delivery {
     let raw = encode_id(id);
-    let count = tx.call(&[b"HINCRBY", &key(part, "attempts"), &raw, b"1"]);
-    let body = bulk(tx.call(&[b"HGET", &key(part, "body"), &raw]));
-    tx.call(&[b"ZADD", &key(part, "inflight"), &num(deadline), &raw]);
+    let count = tx.run(vec![
+        b"HINCRBY".to_vec(),
+        key(part, "attempts"),
+        raw.clone(),
+        b"1".to_vec(),
+    ]);
+    let body = bulk(tx.run(vec![b"HGET".to_vec(), key(part, "body"), raw.clone()]));
+    tx.run(vec![
+        b"ZADD".to_vec(),
+        key(part, "inflight"),
+        num(deadline),
+        raw,
+    ]);
     Delivery {
         id,
         body: body.unwrap_or_default(),
@@ -393,11 +409,12 @@ fn deliver(tx: &mut Tx, part: Partition, id: MessageId, deadline: u64) -> Delive
 pub fn ack(tx: &mut Tx, part: Partition, id: MessageId) -> Result<bool, Refused> {
     check_owned(tx, part)?;
     let raw = encode_id(id);
-    if integer(&tx.call(&[b"ZREM", &key(part, "inflight"), &raw])) == 0 {
+    let zrem = vec![b"ZREM".to_vec(), key(part, "inflight"), raw.clone()];
+    if integer(&tx.run(zrem)) == 0 {
         return Ok(false);
     }
-    tx.call(&[b"HDEL", &key(part, "body"), &raw]);
-    tx.call(&[b"HDEL", &key(part, "attempts"), &raw]);
+    tx.run(vec![b"HDEL".to_vec(), key(part, "body"), raw.clone()]);
+    tx.run(vec![b"HDEL".to_vec(), key(part, "attempts"), raw]);
     Ok(true)
 }
 
@@ -553,7 +570,7 @@ mod tests {
     #[derive(Default)]
     struct Shard {
         store: Store,
-        log: Vec<(u64, Vec<Vec<u8>>, Resp)>,
+        log: Vec<(u64, Vec<Vec<u8>>, bool)>,
     }
 
     impl Shard {
@@ -868,9 +885,14 @@ mod tests {
 
         let mut replayed = Store::default();
         let mut aof = Aof::new(Fsync::Always);
-        for (now, args, reply) in &s.log {
-            assert_eq!(&replayed.execute(*now, args), reply, "same reply on replay");
-            aof.record(*now, args, reply);
+        for (now, args, ok) in &s.log {
+            let reply = replayed.execute(*now, args);
+            assert_eq!(
+                !matches!(reply, Resp::Error(_)),
+                *ok,
+                "same outcome on replay"
+            );
+            aof.record(*now, args, &reply);
         }
         let live = s.messages();
         assert_eq!(messages(&mut replayed, 0, PARTS), live);

@@ -84,11 +84,9 @@ impl Shard {
                 | ShardCall::MemGet { .. }
                 | ShardCall::MemSet { .. }
         );
-        let wrote = log
-            .iter()
-            .any(|(_, reply)| !matches!(reply, Resp::Error(_)));
-        for (args, reply) in &log {
-            self.aof.record(now, args, reply);
+        let wrote = log.iter().any(|(_, ok)| *ok);
+        for (args, ok) in &log {
+            self.aof.record_outcome(now, args, *ok);
         }
         if durable {
             self.aof.sync_now(now);

@@ -95,10 +95,11 @@ pub struct Aof {
 }
 
 /// Appends one command, stamped `at_ns`, to an encoded log.
-fn encode(log: &mut Vec<u8>, at_ns: u64, args: &[&[u8]]) {
+fn encode<A: AsRef<[u8]>>(log: &mut Vec<u8>, at_ns: u64, args: &[A]) {
     log.extend_from_slice(&at_ns.to_le_bytes());
     log.extend_from_slice(&(args.len() as u32).to_le_bytes());
     for a in args {
+        let a = a.as_ref();
         log.extend_from_slice(&(a.len() as u32).to_le_bytes());
         log.extend_from_slice(a);
     }
@@ -156,7 +157,12 @@ impl Aof {
     /// Records a command that ran at `now_ns` and got `reply`; read-only
     /// commands and errors change nothing and are not logged.
     pub fn record(&mut self, now_ns: u64, args: &[Vec<u8>], reply: &Resp) {
-        if self.mode == Fsync::Off || matches!(reply, Resp::Error(_)) {
+        self.record_outcome(now_ns, args, !matches!(reply, Resp::Error(_)));
+    }
+
+    /// As `record`, for a command whose reply was an error unless `ok`.
+    pub fn record_outcome(&mut self, now_ns: u64, args: &[Vec<u8>], ok: bool) {
+        if self.mode == Fsync::Off || !ok {
             return;
         }
         let name = args.first().map_or(&[][..], Vec::as_slice);
@@ -166,8 +172,7 @@ impl Aof {
         {
             return;
         }
-        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        encode(&mut self.log, now_ns, &args);
+        encode(&mut self.log, now_ns, args);
         self.pending += 1;
         if self.mode == Fsync::Always {
             self.sync(now_ns);

@@ -177,29 +177,58 @@ pub struct Store {
     keys: BTreeMap<Vec<u8>, Entry>,
 }
 
-/// The lowercase name of a known command and its Redis arity (negative: at least).
-fn arity(name: &str) -> Option<i64> {
-    Some(match name {
-        "get" | "incr" | "llen" | "hgetall" | "ttl" | "pttl" => 2,
-        "incrby" | "hget" | "zscore" => 3,
-        "lrange" | "lrem" | "hincrby" => 4,
-        "lmove" => 5,
-        "set" | "lpush" | "rpush" | "hdel" | "zrem" | "expire" | "pexpire" | "pexpireat" => -3,
-        "del" | "exists" | "lpop" | "rpop" => -2,
-        "hset" | "zadd" | "zrangebyscore" => -4,
-        "multi" | "exec" | "discard" => 1,
-        _ => return None,
-    })
+/// The lowercase names of the known commands and their Redis arity
+/// (negative: at least).
+const COMMANDS: &[(&str, i64)] = &[
+    ("get", 2),
+    ("incr", 2),
+    ("llen", 2),
+    ("hgetall", 2),
+    ("ttl", 2),
+    ("pttl", 2),
+    ("incrby", 3),
+    ("hget", 3),
+    ("zscore", 3),
+    ("lrange", 4),
+    ("lrem", 4),
+    ("hincrby", 4),
+    ("lmove", 5),
+    ("set", -3),
+    ("lpush", -3),
+    ("rpush", -3),
+    ("hdel", -3),
+    ("zrem", -3),
+    ("expire", -3),
+    ("pexpire", -3),
+    ("pexpireat", -3),
+    ("del", -2),
+    ("exists", -2),
+    ("lpop", -2),
+    ("rpop", -2),
+    ("hset", -4),
+    ("zadd", -4),
+    ("zrangebyscore", -4),
+    ("multi", 1),
+    ("exec", 1),
+    ("discard", 1),
+];
+
+/// The lowercase name of a known command, matched case-insensitively as
+/// Redis's command table does, and its arity.
+fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
+    COMMANDS
+        .iter()
+        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        .copied()
 }
 
 /// Rejects what redis-server rejects before running a command (unknown
 /// name, wrong argument count); returns the lowercase name otherwise.
-pub(super) fn check_command(args: &[Vec<u8>]) -> Result<String, Resp> {
+pub(super) fn check_command(args: &[Vec<u8>]) -> Result<&'static str, Resp> {
     let Some(first) = args.first() else {
         return Err(err("ERR empty command"));
     };
-    let name = String::from_utf8_lossy(first).to_ascii_lowercase();
-    let Some(a) = arity(&name) else {
+    let Some((name, a)) = arity(first) else {
         // Redis's `'%.*s' ` loop: arguments are added while the list is under
         // 128 bytes, each cut to the room left; `%s` also stops at a NUL.
         let mut quoted = Vec::new();
@@ -225,7 +254,7 @@ pub(super) fn check_command(args: &[Vec<u8>]) -> Result<String, Resp> {
     };
     let n = args.len() as i64;
     if (a > 0 && n != a) || (a < 0 && n < -a) {
-        return Err(wrong_arity(&name));
+        return Err(wrong_arity(name));
     }
     Ok(name)
 }
@@ -545,10 +574,12 @@ impl Store {
             Ok(name) => name,
             Err(reply) => return reply,
         };
-        let reply = self.dispatch(now_ns, &name, args).unwrap_or_else(|e| e);
-        // Redis never keeps an empty list, hash or sorted set. Every key a
-        // command touched is among its arguments, so checking those suffices.
-        for arg in &args[1..] {
+        let reply = self.dispatch(now_ns, name, args).unwrap_or_else(|e| e);
+        // Redis never keeps an empty list, hash or sorted set. Every known
+        // command names its key first (LMOVE its two keys first), and only
+        // those keys can be left empty, so checking those suffices.
+        let keys = if name == "lmove" { 2 } else { 1 };
+        for arg in args.iter().skip(1).take(keys) {
             if self
                 .keys
                 .get(arg)
@@ -1214,7 +1245,7 @@ impl Connection {
             let msg = [&b"EXECABORT Transaction discarded because of: "[..], reason].concat();
             return error_format(&msg);
         }
-        let name = checked.as_deref().unwrap_or("");
+        let name = checked.as_ref().copied().unwrap_or("");
         match (name, self.queued.is_some()) {
             ("multi", true) => err("ERR MULTI calls can not be nested"),
             ("multi", false) => {
