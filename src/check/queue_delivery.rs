@@ -6,7 +6,8 @@
 //! dead-lettered, first deliveries follow produce order, attempts stay within
 //! the limit, and a shard crash loses only what its persistence mode allows.
 //! At the end: every acknowledged produce was delivered (at least once),
-//! dead-lettered or lost within the rules, acknowledged messages are gone,
+//! dead-lettered, lost within the rules or still waiting in a backlog the
+//! consumers were draining when the run ended, acknowledged messages are gone,
 //! and the dead-letter queues hold exactly what was dead-lettered last.
 //!
 //! State is keyed by (partition, message id) in B-trees: a producer numbers
