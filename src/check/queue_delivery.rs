@@ -6,7 +6,8 @@
 //! dead-lettered, first deliveries follow produce order, attempts stay within
 //! the limit, and a shard crash loses only what its persistence mode allows.
 //! At the end: every acknowledged produce was delivered (at least once),
-//! dead-lettered or lost within the rules, acknowledged messages are gone,
+//! dead-lettered, lost within the rules or still waiting in a backlog the
+//! consumers were draining when the run ended, acknowledged messages are gone,
 //! and the dead-letter queues hold exactly what was dead-lettered last.
 //!
 //! State is keyed by (partition, message id) in B-trees: a producer numbers
@@ -151,6 +152,9 @@ pub struct QueueChecker {
     first_pops: BTreeMap<(u32, Partition), u64>,
     /// (partition, shard) -> when the partition last finished moving there.
     migrated_in: BTreeMap<(Partition, usize), u64>,
+    /// (partition, shard) -> when that shard last handed out a message of
+    /// the partition: evidence that consumers were still draining it.
+    last_pop: BTreeMap<(Partition, usize), u64>,
     /// Finished moves by (partition, epoch), with the messages carried.
     moves: BTreeMap<(Partition, u64), u64>,
     /// consumer -> how many times it crashed.
@@ -219,6 +223,7 @@ impl QueueChecker {
             msgs: BTreeMap::new(),
             first_pops: BTreeMap::new(),
             migrated_in: BTreeMap::new(),
+            last_pop: BTreeMap::new(),
             moves: BTreeMap::new(),
             crashes: BTreeMap::new(),
             pauses: BTreeMap::new(),
@@ -276,6 +281,9 @@ impl QueueChecker {
                 attempt,
                 ..
             } => {
+                if let Some(s) = shard_of(subject) {
+                    self.last_pop.insert((partition, s), t_ns);
+                }
                 return self.on_pop(key(partition, producer, seq), attempt);
             }
             QueueReceived {
@@ -560,7 +568,7 @@ impl QueueChecker {
 
     /// End-of-run checks against where every message finally is on the shards.
     pub fn at_end(&self, final_state: &BTreeMap<(Partition, MessageId), Place>) -> Check {
-        self.all_delivered()?;
+        self.all_delivered(final_state)?;
         self.acked_gone(final_state)?;
         self.dead_letters_exact(final_state)
     }
@@ -568,11 +576,20 @@ impl QueueChecker {
     /// Acknowledged produce delivered (at least once): every message the
     /// producer was told is stored reached a consumer that lived on to
     /// process it, or was dead-lettered, or was lost as its mode permits.
-    fn all_delivered(&self) -> Check {
+    ///
+    /// At-least-once is a liveness property ("eventually delivered"), and a
+    /// run stops at a fixed time: a message still waiting in `ready` at the
+    /// end, behind a backlog the consumers were still working through, is
+    /// not lost, only not yet delivered. It is excused if, and only if, it
+    /// is in `ready` at the end and the shard it was last written to (stored,
+    /// or moved in with its partition) handed out messages of its partition
+    /// after that write. A message gone from every shard, stuck in flight,
+    /// or on a partition nobody served after it arrived is still a loss.
+    fn all_delivered(&self, final_state: &BTreeMap<Key, Place>) -> Check {
         let missing: Vec<(&Key, &Msg)> = self
             .msgs
             .iter()
-            .filter(|(_, m)| m.produced && !self.settled(m))
+            .filter(|(k, m)| m.produced && !self.settled(m) && !self.waiting(**k, m, final_state))
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -600,6 +617,31 @@ impl QueueChecker {
             || m.ever_dead
             || m.permitted_losses > 0
             || m.receipts.iter().any(|&(c, e)| self.epoch(c) == e)
+    }
+
+    /// Still waiting its turn at the end: in `ready`, on a partition its
+    /// shard kept serving after the message was last written there.
+    fn waiting(&self, k: Key, m: &Msg, final_state: &BTreeMap<Key, Place>) -> bool {
+        if final_state.get(&k) != Some(&Place::Ready) {
+            return false;
+        }
+        let Some((Some(stored_on), stored_ns)) = m.stored else {
+            return false;
+        };
+        // Where it was last written: its store, or a later move of its
+        // partition (which rewrites every message it carries).
+        let (shard, written_ns) = self
+            .migrated_in
+            .range((k.0, 0)..=(k.0, usize::MAX))
+            .filter(|&(_, &t)| t >= stored_ns)
+            .map(|(&(_, s), &t)| (s, t))
+            .fold(
+                (stored_on, stored_ns),
+                |a, b| if b.1 >= a.1 { b } else { a },
+            );
+        self.last_pop
+            .get(&(k.0, shard))
+            .is_some_and(|&t| t > written_ns)
     }
 
     fn epoch(&self, consumer: u32) -> u32 {
@@ -1109,6 +1151,82 @@ mod tests {
             end(&c, &[(1, Place::Ready)]),
             Some("Acknowledged produce delivered")
         );
+    }
+
+    /// A backlog the run ended in: 2 waits in `ready` behind 1, which the
+    /// same shard handed out after 2 arrived. Not yet delivered is not lost;
+    /// the same message gone, or stuck in flight, still is.
+    #[test]
+    fn ready_behind_a_backlog_at_the_end_is_waiting_not_lost() {
+        let evs = at(&[
+            send(1, 2),
+            stored(1, 2, 0),
+            produced(1, 2),
+            pop(1, 1),
+            received(0, 1, 1),
+        ]);
+        let (c, got) = feed(Fsync::Always, &evs);
+        assert_eq!(got, None);
+        assert_eq!(end(&c, &[(1, Place::InFlight), (2, Place::Ready)]), None);
+        assert_eq!(
+            end(&c, &[(1, Place::InFlight)]),
+            Some("Acknowledged produce delivered")
+        );
+        assert_eq!(
+            end(&c, &[(1, Place::InFlight), (2, Place::InFlight)]),
+            Some("Acknowledged produce delivered")
+        );
+    }
+
+    /// Waiting needs the partition served after the message arrived: a pop
+    /// before the store proves nothing about it.
+    #[test]
+    fn ready_on_a_partition_not_served_since_it_arrived_is_caught() {
+        let evs = at(&[
+            send(1, 1),
+            stored(1, 1, 0),
+            produced(1, 1),
+            pop(1, 1),
+            received(0, 1, 1),
+            send(2, 1),
+            stored(2, 1, 0),
+            produced(2, 1),
+        ]);
+        let (c, got) = feed(Fsync::Always, &evs);
+        assert_eq!(got, None);
+        assert_eq!(
+            end(&c, &[(1, Place::InFlight), (2, Place::Ready)]),
+            Some("Acknowledged produce delivered")
+        );
+    }
+
+    /// After its partition moved, only pops on the new shard count: pops on
+    /// the old one, or none at all since the move, leave it a loss.
+    #[test]
+    fn ready_after_a_move_waits_only_if_the_new_shard_serves_it() {
+        let moved = TraceEvent::QueueMigrated {
+            partition: 3,
+            from: 1,
+            to: 2,
+            epoch: 1,
+            messages: 1,
+        };
+        let mut c = QueueChecker::new(Fsync::Always, 3);
+        let early = [
+            (MS, send(1, 2)),
+            (2 * MS, stored(1, 2, 0)),
+            (3 * MS, produced(1, 2)),
+            (4 * MS, pop(1, 1)),
+            (5 * MS, received(0, 1, 1)),
+        ];
+        assert_eq!(feed_with(&mut c, &early), None);
+        c.observe(6 * MS, Subject::Node(0), &moved).unwrap();
+        let fin = [(1, Place::InFlight), (2, Place::Ready)];
+        assert_eq!(end(&c, &fin), Some("Acknowledged produce delivered"));
+        c.observe(7 * MS, SHARD, &pop(3, 1)).unwrap();
+        assert_eq!(end(&c, &fin), Some("Acknowledged produce delivered"));
+        c.observe(8 * MS, Subject::Shard(2), &pop(4, 1)).unwrap();
+        assert_eq!(end(&c, &fin), None);
     }
 
     #[test]
