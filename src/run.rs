@@ -260,9 +260,10 @@ fn run_world(sc: &Scenario, opts: RunOptions) -> std::io::Result<(RunReport, Wor
 fn queue_checks(world: &mut World) -> Option<CheckResult> {
     world.obs.queue_checker.as_ref()?;
     let final_state = world.queue_final_state();
+    let end_ns = world.now_ns();
     let checker = world.obs.queue_checker.as_ref()?;
     let s = checker.summary();
-    let (ok, detail) = match checker.at_end(&final_state) {
+    let (ok, detail) = match checker.at_end(&final_state, end_ns) {
         Ok(()) => (
             true,
             format!(

@@ -35,6 +35,12 @@ const EVERYSEC_WINDOW_NS: u64 = 1_000_000_000;
 /// up to 1.93 s, the planted `redis.everysec_loses_too_much` seconds).
 const EVERYSEC_SLACK_NS: u64 = 1_000_000;
 
+/// A clock may run up to 10% slow (the scenario format's drift limit,
+/// 100,000 ppm), so a lease of one visibility timeout on the shard's clock
+/// can last up to 10/9 of it in global time.
+const LEASE_STRETCH_NUM: u64 = 10;
+const LEASE_STRETCH_DEN: u64 = 9;
+
 /// How many offending messages a violation lists, to keep details readable.
 const LIST_LIMIT: usize = 5;
 
@@ -127,6 +133,8 @@ struct Msg {
     /// Latest fresh store: the shard (if the event named one) and when.
     stored: Option<(Option<usize>, u64)>,
     pops: u32,
+    /// When a shard last handed it out (global time).
+    last_pop_ns: Option<u64>,
     max_attempt: u32,
     first_receipt_ns: Option<u64>,
     /// (consumer, that consumer's crash count at the receipt).
@@ -147,6 +155,9 @@ struct Msg {
 pub struct QueueChecker {
     persistence: Fsync,
     max_attempts: u32,
+    /// The visibility timeout: how long a handed-out message may stay in
+    /// flight before its shard puts it back in line.
+    visibility_ns: u64,
     msgs: BTreeMap<Key, Msg>,
     /// (producer, partition) -> seq of the latest first pop.
     first_pops: BTreeMap<(u32, Partition), u64>,
@@ -215,11 +226,13 @@ fn fail(invariant: &'static str, detail: String) -> Check {
 
 impl QueueChecker {
     /// A checker for shards running with `persistence` and queues that
-    /// dead-letter a message after `max_attempts` deliveries.
-    pub fn new(persistence: Fsync, max_attempts: u32) -> Self {
+    /// dead-letter a message after `max_attempts` deliveries and take back a
+    /// handed-out message after `visibility_ns`.
+    pub fn new(persistence: Fsync, max_attempts: u32, visibility_ns: u64) -> Self {
         QueueChecker {
             persistence,
             max_attempts,
+            visibility_ns,
             msgs: BTreeMap::new(),
             first_pops: BTreeMap::new(),
             migrated_in: BTreeMap::new(),
@@ -284,7 +297,9 @@ impl QueueChecker {
                 if let Some(s) = shard_of(subject) {
                     self.last_pop.insert((partition, s), t_ns);
                 }
-                return self.on_pop(key(partition, producer, seq), attempt);
+                let k = key(partition, producer, seq);
+                self.msg(k).last_pop_ns = Some(t_ns);
+                return self.on_pop(k, attempt);
             }
             QueueReceived {
                 consumer,
@@ -566,9 +581,14 @@ impl QueueChecker {
             .sum()
     }
 
-    /// End-of-run checks against where every message finally is on the shards.
-    pub fn at_end(&self, final_state: &BTreeMap<(Partition, MessageId), Place>) -> Check {
-        self.all_delivered(final_state)?;
+    /// End-of-run checks against where every message finally is on the
+    /// shards when the run ends at `end_ns`.
+    pub fn at_end(
+        &self,
+        final_state: &BTreeMap<(Partition, MessageId), Place>,
+        end_ns: u64,
+    ) -> Check {
+        self.all_delivered(final_state, end_ns)?;
         self.acked_gone(final_state)?;
         self.dead_letters_exact(final_state)
     }
@@ -583,13 +603,19 @@ impl QueueChecker {
     /// not lost, only not yet delivered. It is excused if, and only if, it
     /// is in `ready` at the end and the shard it was last written to (stored,
     /// or moved in with its partition) handed out messages of its partition
-    /// after that write. A message gone from every shard, stuck in flight,
-    /// or on a partition nobody served after it arrived is still a loss.
-    fn all_delivered(&self, final_state: &BTreeMap<Key, Place>) -> Check {
+    /// after that write; or it is in flight at the end, handed out less than
+    /// a visibility timeout before (its consumer may still answer, and
+    /// otherwise the shard puts it back in line). A message gone from every
+    /// shard, in flight for longer than its lease, or on a partition nobody
+    /// served after it arrived is still a loss. (A message skipped while
+    /// later ones were served breaks first-delivery order, checked online.)
+    fn all_delivered(&self, final_state: &BTreeMap<Key, Place>, end_ns: u64) -> Check {
         let missing: Vec<(&Key, &Msg)> = self
             .msgs
             .iter()
-            .filter(|(k, m)| m.produced && !self.settled(m) && !self.waiting(**k, m, final_state))
+            .filter(|(k, m)| {
+                m.produced && !self.settled(m) && !self.waiting(**k, m, final_state, end_ns)
+            })
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -619,11 +645,14 @@ impl QueueChecker {
             || m.receipts.iter().any(|&(c, e)| self.epoch(c) == e)
     }
 
-    /// Still waiting its turn at the end: in `ready`, on a partition its
-    /// shard kept serving after the message was last written there.
-    fn waiting(&self, k: Key, m: &Msg, final_state: &BTreeMap<Key, Place>) -> bool {
-        if final_state.get(&k) != Some(&Place::Ready) {
-            return false;
+    /// Still waiting its turn at the end: in flight within its lease, or in
+    /// `ready` on a partition its shard kept serving after the message was
+    /// last written there.
+    fn waiting(&self, k: Key, m: &Msg, final_state: &BTreeMap<Key, Place>, end_ns: u64) -> bool {
+        match final_state.get(&k) {
+            Some(Place::Ready) => {}
+            Some(Place::InFlight) => return self.in_lease_at(m, end_ns),
+            _ => return false,
         }
         let Some((Some(stored_on), stored_ns)) = m.stored else {
             return false;
@@ -642,6 +671,15 @@ impl QueueChecker {
         self.last_pop
             .get(&(k.0, shard))
             .is_some_and(|&t| t > written_ns)
+    }
+
+    /// Handed out less than a visibility timeout before `end_ns`, with room
+    /// for the fastest shard clock a scenario may set (the lease runs on the
+    /// shard's clock; a slow clock stretches it in global time).
+    fn in_lease_at(&self, m: &Msg, end_ns: u64) -> bool {
+        let stretched = self.visibility_ns.saturating_mul(LEASE_STRETCH_NUM) / LEASE_STRETCH_DEN;
+        m.last_pop_ns
+            .is_some_and(|t| end_ns.saturating_sub(t) < stretched)
     }
 
     fn epoch(&self, consumer: u32) -> u32 {
@@ -807,6 +845,10 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
     const MS: u64 = 1_000_000;
+    const VISIBILITY: u64 = 400 * MS;
+    /// Most tests end the run long after their last event, so nothing is
+    /// still within its lease.
+    const END: u64 = 3_600_000 * MS;
     const SHARD: Subject = Subject::Shard(1);
 
     fn send(seq: u64, count: u32) -> TraceEvent {
@@ -904,7 +946,7 @@ mod tests {
     }
 
     fn feed(mode: Fsync, events: &[(u64, TraceEvent)]) -> (QueueChecker, Option<&'static str>) {
-        let mut c = QueueChecker::new(mode, 3);
+        let mut c = QueueChecker::new(mode, 3, VISIBILITY);
         let got = feed_with(&mut c, events);
         (c, got)
     }
@@ -920,7 +962,7 @@ mod tests {
 
     fn end(c: &QueueChecker, places: &[(u64, Place)]) -> Option<&'static str> {
         let fin: BTreeMap<Key, Place> = places.iter().map(|&(s, p)| (id(s), p)).collect();
-        c.at_end(&fin).err().map(|v| v.invariant)
+        c.at_end(&fin, END).err().map(|v| v.invariant)
     }
 
     #[test]
@@ -1069,7 +1111,7 @@ mod tests {
         ];
         assert_eq!(feed(Fsync::EverySec, &evs).1, None);
         // A pause of another shard does not count.
-        let mut c = QueueChecker::new(Fsync::EverySec, 3);
+        let mut c = QueueChecker::new(Fsync::EverySec, 3, VISIBILITY);
         c.observe(1_500 * MS, Subject::Shard(0), &TraceEvent::FaultPause)
             .unwrap();
         let evs = [(S, stored(1, 1, 0)), (5 * S, lost(1))];
@@ -1114,7 +1156,7 @@ mod tests {
             stored: 1,
             duplicate: 0,
         };
-        let mut c = QueueChecker::new(Fsync::EverySec, 3);
+        let mut c = QueueChecker::new(Fsync::EverySec, 3, VISIBILITY);
         c.observe(S, Subject::Shard(0), &stored_on_s1).unwrap();
         assert_eq!(
             feed_with(&mut c, &[(10 * S, moved), (10 * S + 500 * MS, lost(1))]),
@@ -1178,6 +1220,35 @@ mod tests {
         );
     }
 
+    /// Handed out just before the run ended: in flight within its lease is
+    /// not lost (the consumer may still answer); in flight past its lease
+    /// is, and so is a message nobody ever handed out.
+    #[test]
+    fn in_flight_within_its_lease_at_the_end_is_waiting_not_lost() {
+        let evs = at(&[send(1, 1), stored(1, 1, 0), produced(1, 1), pop(1, 1)]);
+        let (c, got) = feed(Fsync::Always, &evs);
+        assert_eq!(got, None);
+        let fin: BTreeMap<Key, Place> = [(id(1), Place::InFlight)].into_iter().collect();
+        let popped = 3 * MS;
+        assert_eq!(
+            c.at_end(&fin, popped + VISIBILITY)
+                .err()
+                .map(|v| v.invariant),
+            None
+        );
+        assert_eq!(
+            c.at_end(&fin, popped + 2 * VISIBILITY)
+                .err()
+                .map(|v| v.invariant),
+            Some("Acknowledged produce delivered")
+        );
+        let (c, _) = feed(Fsync::Always, &evs[..3]);
+        assert_eq!(
+            c.at_end(&fin, popped).err().map(|v| v.invariant),
+            Some("Acknowledged produce delivered")
+        );
+    }
+
     /// Waiting needs the partition served after the message arrived: a pop
     /// before the store proves nothing about it.
     #[test]
@@ -1211,7 +1282,7 @@ mod tests {
             epoch: 1,
             messages: 1,
         };
-        let mut c = QueueChecker::new(Fsync::Always, 3);
+        let mut c = QueueChecker::new(Fsync::Always, 3, VISIBILITY);
         let early = [
             (MS, send(1, 2)),
             (2 * MS, stored(1, 2, 0)),

@@ -466,8 +466,13 @@ impl World {
             checker: RaftChecker::new(n),
             lock_checker: LockChecker::new(n),
             cache_checker: sc.cache.enabled.then(|| CacheChecker::new(n)),
-            queue_checker: (queue_layout.producers + queue_layout.consumers > 0)
-                .then(|| QueueChecker::new(sc.redis.persistence, sc.queue.max_attempts)),
+            queue_checker: (queue_layout.producers + queue_layout.consumers > 0).then(|| {
+                QueueChecker::new(
+                    sc.redis.persistence,
+                    sc.queue.max_attempts,
+                    sc.queue.visibility_ns,
+                )
+            }),
             history: History::default(),
             stats: Stats {
                 watch_from_ns,
