@@ -154,15 +154,7 @@ pub fn raft_load_scenario(seconds: u64, clients: usize, rate_per_s: f64) -> Scen
             link,
             overrides: vec![],
         },
-        raft: RaftConfig {
-            election_timeout_min_ns: 150_000_000,
-            election_timeout_max_ns: 300_000_000,
-            heartbeat_ns: 50_000_000,
-            pre_vote: true,
-            check_quorum: true,
-            snapshot_threshold: 1000,
-            max_entries_per_append: 64,
-        },
+        raft: RaftConfig::default(),
         clocks: vec![ClockConfig::default(); 5],
         workload: Workload {
             clients,

@@ -961,8 +961,12 @@ mod tests {
     }
 
     fn end(c: &QueueChecker, places: &[(u64, Place)]) -> Option<&'static str> {
+        end_at(c, places, END)
+    }
+
+    fn end_at(c: &QueueChecker, places: &[(u64, Place)], end_ns: u64) -> Option<&'static str> {
         let fin: BTreeMap<Key, Place> = places.iter().map(|&(s, p)| (id(s), p)).collect();
-        c.at_end(&fin, END).err().map(|v| v.invariant)
+        c.at_end(&fin, end_ns).err().map(|v| v.invariant)
     }
 
     #[test]
@@ -1228,23 +1232,16 @@ mod tests {
         let evs = at(&[send(1, 1), stored(1, 1, 0), produced(1, 1), pop(1, 1)]);
         let (c, got) = feed(Fsync::Always, &evs);
         assert_eq!(got, None);
-        let fin: BTreeMap<Key, Place> = [(id(1), Place::InFlight)].into_iter().collect();
+        let fin = [(1, Place::InFlight)];
         let popped = 3 * MS;
+        assert_eq!(end_at(&c, &fin, popped + VISIBILITY), None);
         assert_eq!(
-            c.at_end(&fin, popped + VISIBILITY)
-                .err()
-                .map(|v| v.invariant),
-            None
-        );
-        assert_eq!(
-            c.at_end(&fin, popped + 2 * VISIBILITY)
-                .err()
-                .map(|v| v.invariant),
+            end_at(&c, &fin, popped + 2 * VISIBILITY),
             Some("Acknowledged produce delivered")
         );
         let (c, _) = feed(Fsync::Always, &evs[..3]);
         assert_eq!(
-            c.at_end(&fin, popped).err().map(|v| v.invariant),
+            end_at(&c, &fin, popped),
             Some("Acknowledged produce delivered")
         );
     }

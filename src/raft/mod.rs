@@ -936,15 +936,7 @@ mod tests {
             rng: Rng::stream(1, Purpose::NodeTimers, 0),
             storage: Durable::default(),
         };
-        let cfg = RaftConfig {
-            election_timeout_min_ns: 150_000_000,
-            election_timeout_max_ns: 300_000_000,
-            heartbeat_ns: 50_000_000,
-            pre_vote: true,
-            check_quorum: true,
-            snapshot_threshold: 1000,
-            max_entries_per_append: 64,
-        };
+        let cfg = RaftConfig::default();
         let mut raft = Raft::recover(0, 3, cfg, Bugs::default(), &Persisted::default(), &mut env);
         let heartbeat = AppendEntries {
             term: 1,

@@ -338,6 +338,21 @@ pub struct RaftConfig {
     pub max_entries_per_append: usize,
 }
 
+/// The scenario format's defaults (docs/scenarios.md, `[raft]`).
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            election_timeout_min_ns: 150_000_000,
+            election_timeout_max_ns: 300_000_000,
+            heartbeat_ns: 50_000_000,
+            pre_vote: true,
+            check_quorum: true,
+            snapshot_threshold: 1000,
+            max_entries_per_append: 64,
+        }
+    }
+}
+
 /// One node's clock: local = offset + (1 + drift_ppm/1e6) * global + steps.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct ClockConfig {

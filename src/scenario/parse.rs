@@ -1425,15 +1425,7 @@ fn resolve_network(src: &Source<'_>, raw: Option<RawNetwork>, names: &Nodes) -> 
 }
 
 fn resolve_raft(src: &Source<'_>, raw: Option<RawRaft>) -> Res<RaftConfig> {
-    let mut r = RaftConfig {
-        election_timeout_min_ns: 150 * NS_PER_MS,
-        election_timeout_max_ns: 300 * NS_PER_MS,
-        heartbeat_ns: 50 * NS_PER_MS,
-        pre_vote: true,
-        check_quorum: true,
-        snapshot_threshold: 1000,
-        max_entries_per_append: 64,
-    };
+    let mut r = RaftConfig::default();
     let Some(raw) = raw else { return Ok(r) };
     if let Some(e) = &raw.election_timeout {
         let (lo, hi) = match e.get_ref() {
