@@ -208,6 +208,12 @@ fn stop_quietly_on_closed_pipe() {
     }));
 }
 
+// A queue run allocates small byte strings for every Redis command it
+// models; mimalloc serves them about a third faster than the system
+// allocator (queue-steady, CPU time), for a few tens of MB more peak RSS.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     stop_quietly_on_closed_pipe();
     let cli = Cli::parse();
