@@ -214,7 +214,17 @@ fn stop_quietly_on_closed_pipe() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`,
+/// mimalloc 2.x's include/mimalloc.h; the Rust bindings name no constant).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Never hand freed pages back to the OS during a run: one process runs
+    // many worlds (bench, fuzz, shrink), and a world freed then rebuilt
+    // would otherwise fault in and zero its memory again (measured: the
+    // bench's Raft run took 43 ms instead of 23 ms). Peak RSS is unchanged.
+    // SAFETY: sets a process-wide option before any thread starts.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     stop_quietly_on_closed_pipe();
     let cli = Cli::parse();
     match cli.command {

@@ -539,6 +539,11 @@ impl QueueLayout {
 /// Receives every trace line; computes the digest and optionally writes lines out.
 pub struct Tracer {
     seq: u64,
+    /// `seq` in decimal, counted up in place: every line writes it.
+    seq_text: DecimalCounter,
+    /// The last line's time and its decimal text: events often share a time.
+    last_t: u64,
+    t_text: Vec<u8>,
     digest: u64,
     line: Vec<u8>,
     sink: Option<Box<dyn Write>>,
@@ -606,6 +611,9 @@ impl Tracer {
     pub fn new(nodes: usize, sink: Option<Box<dyn Write>>) -> Self {
         let mut t = Tracer {
             seq: 0,
+            seq_text: DecimalCounter::default(),
+            last_t: 0,
+            t_text: b"0".to_vec(),
             digest: DIGEST_START,
             line: Vec::with_capacity(256),
             sink,
@@ -699,9 +707,15 @@ impl Tracer {
         let line = &mut self.line;
         line.clear();
         line.extend_from_slice(b"{\"seq\":");
-        put_u64(line, seq);
+        line.extend_from_slice(self.seq_text.digits());
+        self.seq_text.increment();
         line.extend_from_slice(b",\"t\":");
-        put_u64(line, t_ns);
+        if t_ns != self.last_t {
+            self.last_t = t_ns;
+            self.t_text.clear();
+            put_u64(&mut self.t_text, t_ns);
+        }
+        line.extend_from_slice(&self.t_text);
         line.extend_from_slice(b",\"node\":\"");
         match subject {
             Subject::Node(n) => put_name(line, b'n', n),
@@ -731,6 +745,45 @@ impl Tracer {
             sink.write_all(line)?;
         }
         Ok(seq)
+    }
+}
+
+/// A decimal number kept as text and counted up in place: a trace line's
+/// sequence number costs a copy instead of a conversion.
+struct DecimalCounter {
+    /// Right-aligned ASCII digits; `start` is the first one in use.
+    text: [u8; 20],
+    start: usize,
+}
+
+impl Default for DecimalCounter {
+    fn default() -> Self {
+        DecimalCounter {
+            text: [b'0'; 20],
+            start: 19,
+        }
+    }
+}
+
+impl DecimalCounter {
+    fn digits(&self) -> &[u8] {
+        &self.text[self.start..]
+    }
+
+    /// Adds one, carrying through trailing nines. Twenty digits hold every
+    /// u64, and a trace never reaches 2^64 lines.
+    fn increment(&mut self) {
+        let mut i = self.text.len();
+        while i > 0 {
+            i -= 1;
+            if self.text[i] == b'9' {
+                self.text[i] = b'0';
+            } else {
+                self.text[i] += 1;
+                break;
+            }
+        }
+        self.start = self.start.min(i);
     }
 }
 
@@ -1402,6 +1455,21 @@ fn put_json_str(line: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_sequence_counter_counts_in_decimal() {
+        let mut c = DecimalCounter::default();
+        for n in 0..=100_000u64 {
+            assert_eq!(c.digits(), n.to_string().as_bytes());
+            c.increment();
+        }
+        let mut near_max = DecimalCounter {
+            text: *b"18446744073709551614",
+            start: 0,
+        };
+        near_max.increment();
+        assert_eq!(near_max.digits(), u64::MAX.to_string().as_bytes());
+    }
+
     use super::*;
 
     #[test]
