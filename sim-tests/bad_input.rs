@@ -83,7 +83,6 @@ fn bad_flags_and_missing_files_exit_2() {
         vec!["run", "/nonexistent/nowhere.toml"],
         vec!["run", good, "--seed", "minus-one"],
         vec!["run", good, "--bug", "raft.no_such_bug"],
-        vec!["run", good, "--trace", "/nonexistent/dir/trace.jsonl"],
         vec!["run"],
         vec!["frobnicate"],
         vec!["fuzz", "--shard", "3/2"],
