@@ -204,8 +204,8 @@ enum Command {
 /// answer each, so that no command reports a crash (exit 101) for them:
 /// `distsync bugs | head` closes the pipe before everything is printed, and
 /// the answer is to stop quietly, as a program killed by SIGPIPE does
-/// (status 141); any other failure (`> /dev/full`, a closed descriptor) is
-/// an output that could not be written: say so and exit `EXIT_IO`.
+/// (status 141); any other failure (`> /dev/full`) is an output that
+/// could not be written: say so and exit `EXIT_IO`.
 fn exit_cleanly_when_stdout_fails() {
     let report_panic = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

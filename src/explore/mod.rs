@@ -45,14 +45,26 @@ pub fn file_stem(name: &str) -> String {
     format!("{kept}-h{:08x}", hash >> 32)
 }
 
-/// Checks that files can be created in `dir` (creating it if missing), by
-/// writing and removing a probe file: a sweep learns before its first seed,
-/// not after its last, that it could not save what it finds.
+/// Checks that files can be created in `dir`, by creating it if missing
+/// and writing and removing a probe file: a sweep learns before its first
+/// seed, not after its last, that it could not save what it finds. Folders
+/// it created are removed again, so a sweep that saves nothing leaves
+/// nothing behind.
 pub fn check_writable(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    // Deepest first, as they must be removed.
+    let created: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+        .collect();
     let probe = dir.join(format!(".distsync-probe-{}", std::process::id()));
-    std::fs::write(&probe, b"")?;
-    std::fs::remove_file(&probe)
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b""))
+        .and_then(|()| std::fs::remove_file(&probe));
+    for p in created {
+        // Best effort: a folder something else wrote into in the meantime stays.
+        let _ = std::fs::remove_dir(p);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -73,6 +85,20 @@ mod tests {
         assert!(!odd.contains('/') && !odd.contains('.'), "{odd}");
         assert!(file_stem("").starts_with("-h"));
         assert_eq!(file_stem(&long_a), a, "the same name gives the same stem");
+    }
+
+    #[test]
+    fn a_writable_folder_is_checked_without_leaving_anything_behind() {
+        let top = std::env::temp_dir().join(format!("distsync-probe-{}", std::process::id()));
+        let dir = top.join("a/b");
+        check_writable(&dir).expect("a temporary folder is writable");
+        assert!(!top.exists(), "the folders the check made are removed");
+        std::fs::create_dir_all(&dir).unwrap();
+        check_writable(&dir).unwrap();
+        assert!(dir.exists(), "a folder that was there stays");
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+        std::fs::remove_dir_all(&top).unwrap();
+        assert!(check_writable(Path::new("/dev/full/x")).is_err());
     }
 
     #[test]
