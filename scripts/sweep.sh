@@ -23,7 +23,8 @@ for seed in $(seq "$first" "$last"); do
   ./target/release/distsync run "$scenario" --seed "$seed" "$@" > /dev/null 2> /tmp/distsync-sweep-$$.err
   code=$?
   set -e
-  if [[ $code -eq 2 ]]; then cat /tmp/distsync-sweep-$$.err >&2; exit 2; fi
+  # 2 bad input, 3 a failure that could not be saved: neither gets better with more seeds.
+  if [[ $code -eq 2 || $code -eq 3 ]]; then cat /tmp/distsync-sweep-$$.err >&2; exit $code; fi
   if [[ $code -ne 0 ]]; then
     failed=$((failed + 1))
     echo "seed $seed: $(grep -m1 -E 'VIOLATION|replay' /tmp/distsync-sweep-$$.err)"

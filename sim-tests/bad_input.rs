@@ -83,7 +83,6 @@ fn bad_flags_and_missing_files_exit_2() {
         vec!["run", "/nonexistent/nowhere.toml"],
         vec!["run", good, "--seed", "minus-one"],
         vec!["run", good, "--bug", "raft.no_such_bug"],
-        vec!["run", good, "--trace", "/nonexistent/dir/trace.jsonl"],
         vec!["run"],
         vec!["frobnicate"],
         vec!["fuzz", "--shard", "3/2"],
@@ -256,4 +255,37 @@ fn step_scripts_and_report_inputs_say_where_they_are_wrong() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("apply to scenarios"), "{err}");
+}
+
+/// A 300-line trace of queue batches claiming billions of messages each
+/// once made `report` keep 30 million messages (1.5 GB, many seconds); the
+/// report now follows at most a fixed total and says where it stopped.
+#[test]
+fn a_trace_of_huge_queue_batches_gives_a_page_that_says_where_it_stopped() {
+    let mut text = String::new();
+    for i in 0..300u64 {
+        text += &format!(
+            "{{\"t\":{},\"node\":\"s1\",\"kind\":\"queue.stored\",\"partition\":{},\"producer\":{i},\"first_seq\":1000000,\"stored\":4000000000,\"duplicate\":0}}\n",
+            i * 1000,
+            i % 8
+        );
+        text += &format!(
+            "{{\"t\":{},\"node\":\"p1\",\"kind\":\"queue.send\",\"producer\":{i},\"partition\":0,\"first_seq\":1000000,\"count\":4000000000}}\n",
+            i * 1000
+        );
+    }
+    text += "{\"t\":400000,\"node\":\"w1\",\"kind\":\"queue.received\",\"producer\":0,\"message_seq\":1000000}\n";
+    let trace = write_temp("huge-batches.jsonl", &text);
+    let out = std::env::temp_dir().join(format!("distsync-huge-batches-{}", std::process::id()));
+    let (code, msg) = distsync(&["report", &trace, "-o", out.to_str().unwrap()]);
+    assert_eq!(code, 0, "{msg}");
+    let page = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        page.contains("\"cut_at_ns\":20000"),
+        "the depth chart stops"
+    );
+    assert!(
+        page.contains("only those sent before 20000 ns"),
+        "the latencies say which messages they cover"
+    );
 }

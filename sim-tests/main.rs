@@ -7,6 +7,7 @@ mod determinism;
 mod explore;
 mod linearizability;
 mod locks;
+mod output_errors;
 mod planted_bugs;
 mod sweep;
 mod teaching;

@@ -18,16 +18,25 @@ use distsync::scenario::shipped::SHIPPED;
 use distsync::scenario::{Scenario, load_scenario, parse::scenario_to_toml};
 use distsync::trace::MemorySink;
 
-/// Exit code for bad input (files, flags).
-const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code for a violated invariant or failed expectation.
 const EXIT_FAILED: u8 = 1;
+/// Exit code for bad input (files, flags).
+const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for an output that could not be written (standard output, a
+/// trace, a report, a saved failure): what the command promised to write is
+/// missing or incomplete, which matters more than the run's own verdict,
+/// so it wins over `EXIT_FAILED`.
+const EXIT_IO: u8 = 3;
+
+/// The exit codes as every command's --help states them.
+const EXIT_CODES_HELP: &str = "Exit codes: 0 done (no check failed), 1 a violation or failed expectation, 2 bad input, 3 an output could not be written (standard output, a trace, a report or a saved failure).";
 
 #[derive(Parser)]
 #[command(
     name = "distsync",
     version,
-    about = "Deterministic simulation testbed for Raft and the services built on it"
+    about = "Deterministic simulation testbed for Raft and the services built on it",
+    after_help = EXIT_CODES_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,7 +47,7 @@ struct Cli {
 enum Command {
     /// Write a self-contained HTML report of a run: Lamport diagram, Raft roles, faults, verdicts, cache lines.
     #[command(
-        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it) and prints its size; --json prints that as JSON. Exit codes: 0 written (whatever the run's verdict), 2 bad input."
+        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it) and prints its size; --json prints that as JSON. Exit codes: 0 written (whatever the run's verdict), 2 bad input, 3 the page could not be written."
     )]
     Report {
         /// A scenario file (TOML) to run, or a trace file (.jsonl) to draw.
@@ -58,7 +67,7 @@ enum Command {
     },
     /// Step through a run one event at a time, showing what each event changed.
     #[command(
-        after_help = "Examples:\n  distsync step scenarios/leader-crash.toml\n  distsync step scenarios/cache-bus-walkthrough.toml --script walkthrough.steps\n  distsync step scenarios/figure-8.toml --bug raft.commit_old_term_by_count --seed 3\n\nCommands (one per line in a script; # starts a comment):\n  next | n, continue [N] | c [N], until T | u T, break kind K | break node X | break clear,\n  back, show [X] | s [X], help | h, quit | q\n\nExit codes: 0 done, 2 bad input (the scenario, a flag, or a script line, with file:line)."
+        after_help = "Examples:\n  distsync step scenarios/leader-crash.toml\n  distsync step scenarios/cache-bus-walkthrough.toml --script walkthrough.steps\n  distsync step scenarios/figure-8.toml --bug raft.commit_old_term_by_count --seed 3\n\nCommands (one per line in a script; # starts a comment):\n  next | n, continue [N] | c [N], until T | u T, break kind K | break node X | break clear,\n  back, show [X] | s [X], help | h, quit | q\n\nExit codes: 0 done, 2 bad input (the scenario, a flag, or a script line, with file:line),\n3 standard output could not be written."
     )]
     Step {
         /// Scenario file (TOML; see docs/scenarios.md).
@@ -76,7 +85,7 @@ enum Command {
     },
     /// Run one scenario file on one seed, checking every invariant after every event.
     #[command(
-        after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 no check failed (an inconclusive one does not fail), 1 a violation or failed expectation, 2 bad input."
+        after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 no check failed (an inconclusive one does not fail), 1 a violation or failed expectation,\n2 bad input, 3 an output could not be written (standard output, the trace, the report or the saved\nfailure; the run's verdict is still printed)."
     )]
     Run {
         /// Scenario file (TOML; see docs/scenarios.md).
@@ -105,7 +114,7 @@ enum Command {
     },
     /// Swarm-fuzz scenarios: each seed adds its own mix of faults, every checker on.
     #[command(
-        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nAn inconclusive seed (a check out of search budget) is counted apart and not saved.\nExit codes: 0 no failure, 1 failures found, 2 bad input."
+        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nAn inconclusive seed (a check out of search budget) is counted apart and not saved.\nExit codes: 0 no failure, 1 failures found, 2 bad input, 3 an output could not be written (standard\noutput, --failures-dir or --report, checked before the sweep starts and again as failures are saved)."
     )]
     Fuzz {
         /// Scenario files to use as templates (default: every shipped scenario).
@@ -144,7 +153,7 @@ enum Command {
     },
     /// Shrink a failing scenario to the smallest one that fails the same way.
     #[command(
-        after_help = "Example:\n  distsync shrink reports/failures/leader-crash-4711.toml\n\nWrites FILE.min.toml next to FILE (leader-crash-4711.min.toml) and prints sizes before and after.\nExit codes: 0 shrunk, 2 bad input or a scenario that does not fail."
+        after_help = "Example:\n  distsync shrink reports/failures/leader-crash-4711.toml\n\nWrites FILE.min.toml next to FILE (leader-crash-4711.min.toml) and prints sizes before and after.\nExit codes: 0 shrunk, 2 bad input or a scenario that does not fail, 3 FILE.min.toml or standard\noutput could not be written."
     )]
     Shrink {
         /// A scenario that fails on its own seed (e.g. one saved by run or fuzz).
@@ -158,7 +167,7 @@ enum Command {
     },
     /// List the planted bugs, or hunt them: fuzz with the bug on until caught, then shrink.
     #[command(
-        after_help = "Examples:\n  distsync bugs\n  distsync bugs --hunt\n  distsync bugs --hunt raft.vote_before_persist\n  distsync bugs --json\n\nExit codes: 0 listed, or every hunted bug found; 1 a bug escaped its budget; 2 bad input."
+        after_help = "Examples:\n  distsync bugs\n  distsync bugs --hunt\n  distsync bugs --hunt raft.vote_before_persist\n  distsync bugs --json\n\nExit codes: 0 listed, or every hunted bug found; 1 a bug escaped its budget; 2 bad input; 3 an output\ncould not be written (standard output, or --out-dir, checked before the first hunt)."
     )]
     Bugs {
         /// Hunt every bug, or just NAME.
@@ -178,7 +187,9 @@ enum Command {
         json: bool,
     },
     /// Measure simulator speed (per wall-clock and per CPU second).
-    #[command(after_help = "Examples:\n  distsync bench\n  distsync bench --quick --json")]
+    #[command(
+        after_help = "Examples:\n  distsync bench\n  distsync bench --quick --json\n\nExit codes: 0 measured, 3 standard output could not be written."
+    )]
     Bench {
         /// Shorter measurements (for smoke tests).
         #[arg(long)]
@@ -189,10 +200,13 @@ enum Command {
     },
 }
 
-/// `distsync bugs | head` closes the pipe before everything is printed;
-/// printing then fails, and the answer is to stop quietly, as a program
-/// killed by SIGPIPE does (status 141), not to report a crash.
-fn stop_quietly_on_closed_pipe() {
+/// `print!` panics when standard output cannot be written. Two causes, one
+/// answer each, so that no command reports a crash (exit 101) for them:
+/// `distsync bugs | head` closes the pipe before everything is printed, and
+/// the answer is to stop quietly, as a program killed by SIGPIPE does
+/// (status 141); any other failure (`> /dev/full`) is an output that
+/// could not be written: say so and exit `EXIT_IO`.
+fn exit_cleanly_when_stdout_fails() {
     let report_panic = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let payload = info.payload();
@@ -201,8 +215,12 @@ fn stop_quietly_on_closed_pipe() {
             .map(String::as_str)
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
-        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
-            std::process::exit(141);
+        if let Some(reason) = message.strip_prefix("failed printing to stdout: ") {
+            if reason.contains("Broken pipe") {
+                std::process::exit(141);
+            }
+            eprintln!("error: cannot write to standard output: {reason}");
+            std::process::exit(i32::from(EXIT_IO));
         }
         report_panic(info);
     }));
@@ -214,8 +232,9 @@ fn stop_quietly_on_closed_pipe() {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`,
-/// mimalloc 2.x's include/mimalloc.h; the Rust bindings name no constant).
+/// mimalloc's `mi_option_purge_delay`: its position in `mi_option_e` in
+/// include/mimalloc.h (the same in mimalloc 2.x and 3.x); the Rust
+/// bindings name no constant for it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 fn main() -> ExitCode {
@@ -225,7 +244,7 @@ fn main() -> ExitCode {
     // bench's Raft run took 43 ms instead of 23 ms). Peak RSS is unchanged.
     // SAFETY: sets a process-wide option before any thread starts.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
-    stop_quietly_on_closed_pipe();
+    exit_cleanly_when_stdout_fails();
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -424,10 +443,8 @@ fn report_command(
         let seed = seed.unwrap_or(sc.seed);
         let (report, lines) = match run_keeping_trace(&sc, seed) {
             Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(EXIT_FAILED);
-            }
+            // Only the in-memory trace could fail here, and it does not.
+            Err(e) => return output_error(e),
         };
         (sc.name.clone(), Some(seed), lines, Some(report))
     };
@@ -440,11 +457,11 @@ fn report_command(
         &lines,
     );
     if let Err(e) = std::fs::create_dir_all(out) {
-        return bad_input(format!("cannot create {}: {e}", out.display()));
+        return output_error(format!("cannot create {}: {e}", out.display()));
     }
     let file = out.join("index.html");
     if let Err(e) = std::fs::write(&file, &page) {
-        return bad_input(format!("cannot write {}: {e}", file.display()));
+        return output_error(format!("cannot write {}: {e}", file.display()));
     }
     let written = Page::new(&file, page.len(), lines.len(), report.as_ref());
     print!("{}", page_summary(&written, format));
@@ -524,6 +541,58 @@ fn bad_input(msg: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
+/// Reports an output that could not be written.
+fn output_error(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_IO)
+}
+
+/// The first error writing a trace file, shared with the writer.
+#[derive(Clone, Default)]
+struct TraceError(std::rc::Rc<std::cell::RefCell<Option<std::io::Error>>>);
+
+impl TraceError {
+    fn take(&self) -> Option<std::io::Error> {
+        self.0.borrow_mut().take()
+    }
+}
+
+/// A trace file whose first write error is kept for the end instead of
+/// stopping the run, so that a full disk still gets the run's verdict
+/// printed and the exit code says the trace is incomplete.
+struct KeepGoing<W> {
+    file: W,
+    error: TraceError,
+}
+
+impl<W: std::io::Write> KeepGoing<W> {
+    fn keep(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            self.error.0.borrow_mut().get_or_insert(e);
+        }
+    }
+    fn failed(&self) -> bool {
+        self.error.0.borrow().is_some()
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for KeepGoing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.failed() {
+            let written = self.file.write_all(buf);
+            self.keep(written);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.failed() {
+            let flushed = self.file.flush();
+            self.keep(flushed);
+        }
+        Ok(())
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_command(
     path: &Path,
@@ -540,10 +609,16 @@ fn run_command(
         Err(code) => return code,
     };
     let seed = seed.unwrap_or(sc.seed);
+    let trace_error = TraceError::default();
     let file: Option<Box<dyn std::io::Write>> = match &trace {
         Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
-            Err(e) => return bad_input(format!("cannot create trace file {}: {e}", p.display())),
+            Ok(f) => Some(Box::new(KeepGoing {
+                file: std::io::BufWriter::new(f),
+                error: trace_error.clone(),
+            })),
+            Err(e) => {
+                return output_error(format!("cannot create trace file {}: {e}", p.display()));
+            }
         },
         None => None,
     };
@@ -571,22 +646,28 @@ fn run_command(
         },
     ) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: writing the trace failed: {e}");
-            return ExitCode::from(EXIT_FAILED);
-        }
+        // Only the in-memory copy could fail here, and it does not.
+        Err(e) => return output_error(format!("writing the trace failed: {e}")),
     };
     let format = Format::json_if(json);
     print!("{}", run_summary(&report, format));
-    let mut report_failed = false;
+    // Say what could not be written, but still report a failing run and
+    // save its scenario.
+    let mut output_failed = false;
+    if let (Some(p), Some(e)) = (&trace, trace_error.take()) {
+        eprintln!(
+            "error: writing the trace to {} failed: {e}; the file is incomplete",
+            p.display()
+        );
+        output_failed = true;
+    }
     if let Some(dir) = report_dir {
         let lines = memory.take_lines();
         match write_report(dir, &sc.name, seed, &lines, &report) {
             Ok(page) => note(format, &pages_table(&[page])),
-            // Say so, but still report a failing run and save its scenario.
             Err(e) => {
                 eprintln!("error: {e}");
-                report_failed = true;
+                output_failed = true;
             }
         }
     }
@@ -619,8 +700,8 @@ fn run_command(
         }
     }
     if !failed {
-        return if report_failed {
-            ExitCode::from(EXIT_BAD_INPUT)
+        return if output_failed {
+            ExitCode::from(EXIT_IO)
         } else {
             ExitCode::SUCCESS
         };
@@ -663,9 +744,15 @@ fn run_command(
             p.display(),
             p.display()
         ),
-        Err(e) => eprintln!("could not save the failing scenario: {e}"),
+        Err(e) => {
+            eprintln!(
+                "error: could not save the failing scenario in {}: {e}",
+                failures_dir.display()
+            );
+            output_failed = true;
+        }
     }
-    ExitCode::from(EXIT_FAILED)
+    ExitCode::from(if output_failed { EXIT_IO } else { EXIT_FAILED })
 }
 
 fn default_jobs() -> usize {
@@ -706,19 +793,49 @@ fn fuzz_command(
     report_dir: Option<&Path>,
     format: Format,
 ) -> ExitCode {
+    if let Err(e) = opts.check() {
+        return bad_input(e);
+    }
+    // Each template with the file it came from.
     let mut templates = Vec::new();
+    let mut sources = Vec::new();
     if paths.is_empty() {
         for (name, text) in SHIPPED {
-            match parse_scenario(text, &format!("scenarios/{name}.toml")) {
+            let source = format!("scenarios/{name}.toml");
+            match parse_scenario(text, &source) {
                 Ok(s) => templates.push(s),
                 Err(e) => return bad_input(e),
             }
+            sources.push(source);
         }
     }
     for p in paths {
         match load_scenario(p) {
             Ok(s) => templates.push(s),
             Err(e) => return bad_input(e),
+        }
+        sources.push(p.display().to_string());
+    }
+    // Failures are saved as NAME-SEED.toml and reported by name: two
+    // templates with one name would overwrite each other's files.
+    for (i, t) in templates.iter().enumerate() {
+        if let Some(j) = templates[..i].iter().position(|u| u.name == t.name) {
+            return bad_input(format!(
+                "{} and {} are both named `{}`: the templates of one sweep need different names, \
+                 since failing seeds are saved as NAME-SEED.toml",
+                sources[j], sources[i], t.name
+            ));
+        }
+    }
+    // Learn now, not after the last seed, that nothing could be saved.
+    for dir in opts
+        .failures_dir
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(report_dir)
+    {
+        if let Err(e) = distsync::explore::check_writable(dir) {
+            return output_error(format!("cannot write in {}: {e}", dir.display()));
         }
     }
     for t in &mut templates {
@@ -762,8 +879,18 @@ fn fuzz_command(
     let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
     let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
     let inconclusive: usize = sweeps.iter().map(|s| s.inconclusive()).sum();
+    let mut output_failed = false;
+    for (s, r) in sweeps
+        .iter()
+        .flat_map(|s| s.results.iter().map(move |r| (s, r)))
+    {
+        if let Some(e) = &r.save_error {
+            eprintln!("error: {} seed {} not saved: {e}", s.scenario, r.seed);
+            output_failed = true;
+        }
+    }
     if let Some(dir) = report_dir {
-        report_failures(&sweeps, dir, format);
+        output_failed |= !report_failures(&sweeps, dir, format);
     }
     if format == Format::Tables {
         // The plain closing line CI systems read as a test tally.
@@ -772,7 +899,9 @@ fn fuzz_command(
             seeds - failed - inconclusive
         );
     }
-    if failed > 0 {
+    if output_failed {
+        ExitCode::from(EXIT_IO)
+    } else if failed > 0 {
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS
@@ -785,7 +914,12 @@ const MAX_FUZZ_REPORTS: usize = 10;
 
 /// Writes the HTML report of each failing seed (the first
 /// `MAX_FUZZ_REPORTS`), replaying the scenario file the sweep saved for it.
-fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path, format: Format) {
+/// False when one could not be written (each is said on stderr).
+fn report_failures(
+    sweeps: &[distsync::explore::fuzz::SweepSummary],
+    dir: &Path,
+    format: Format,
+) -> bool {
     let saved: Vec<(&str, u64, &Path)> = sweeps
         .iter()
         .flat_map(|s| {
@@ -794,13 +928,14 @@ fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path,
         })
         .collect();
     let mut pages = Vec::new();
+    let mut all_written = true;
     for &(name, seed, file) in saved.iter().take(MAX_FUZZ_REPORTS) {
         let written = load_scenario(file)
             .map_err(|e| e.to_string())
             .and_then(|sc| {
                 let (report, lines) = run_keeping_trace(&sc, sc.seed)?;
                 write_report(
-                    &dir.join(format!("{name}-{seed}")),
+                    &dir.join(format!("{}-{seed}", distsync::explore::file_stem(name))),
                     &sc.name,
                     sc.seed,
                     &lines,
@@ -809,7 +944,10 @@ fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path,
             });
         match written {
             Ok(page) => pages.push(page),
-            Err(e) => eprintln!("report for {name} seed {seed} not written: {e}"),
+            Err(e) => {
+                eprintln!("error: report for {name} seed {seed} not written: {e}");
+                all_written = false;
+            }
         }
     }
     if !pages.is_empty() {
@@ -824,6 +962,7 @@ fn report_failures(sweeps: &[distsync::explore::fuzz::SweepSummary], dir: &Path,
             ),
         );
     }
+    all_written
 }
 
 /// Runs a scenario keeping its trace lines in memory (for a report).
@@ -849,14 +988,18 @@ fn shrink_command(file: &Path, max_runs: u64, format: Format) -> ExitCode {
         Ok(s) => s,
         Err(e) => return bad_input(e),
     };
+    // Learn before the candidate runs that the result could not be saved.
+    let out = file.with_extension("min.toml");
+    let folder = out.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Err(e) = distsync::explore::check_writable(folder.unwrap_or(Path::new("."))) {
+        return output_error(format!("cannot write {}: {e}", out.display()));
+    }
     let shrunk = match shrink(&sc, max_runs) {
         Ok(s) => s,
         Err(e) => return bad_input(format!("{}: {e}", file.display())),
     };
-    let out = file.with_extension("min.toml");
     if let Err(e) = std::fs::write(&out, scenario_to_toml(&shrunk.minimal)) {
-        eprintln!("error: cannot write {}: {e}", out.display());
-        return ExitCode::from(EXIT_FAILED);
+        return output_error(format!("cannot write {}: {e}", out.display()));
     }
     print!("{}", shrink_summary(&shrunk, &out, format));
     ExitCode::SUCCESS
@@ -881,7 +1024,15 @@ fn hunt_command(
             known.join(", ")
         ));
     }
+    if budget == Some(0) {
+        return bad_input("--budget 0 would hunt nothing: expected at least 1 seed");
+    }
+    // Learn now, not after the hunts, that the scenarios could not be saved.
+    if let Err(e) = distsync::explore::check_writable(out_dir) {
+        return output_error(format!("cannot write in {}: {e}", out_dir.display()));
+    }
     let mut hunts = Vec::new();
+    let mut output_failed = false;
     for b in bugs {
         let h = hunt(b, budget.unwrap_or(b.budget), jobs, 400);
         if let Some(s) = &h.shrunk {
@@ -895,13 +1046,22 @@ fn hunt_command(
                     b.name,
                     p.display()
                 ),
-                Err(e) => eprintln!("{}: cannot save the shrunk scenario: {e}", b.name),
+                Err(e) => {
+                    eprintln!(
+                        "error: {}: cannot save the shrunk scenario in {}: {e}",
+                        b.name,
+                        out_dir.display()
+                    );
+                    output_failed = true;
+                }
             }
         }
         hunts.push(h);
     }
     print!("{}", hunt_summary(&hunts, format));
-    if hunts.iter().all(|h| h.found.is_some()) {
+    if output_failed {
+        ExitCode::from(EXIT_IO)
+    } else if hunts.iter().all(|h| h.found.is_some()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_FAILED)

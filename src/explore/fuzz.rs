@@ -51,6 +51,8 @@ pub struct SeedResult {
     pub sim_ns: u64,
     /// The saved scenario that replays a failure.
     pub file: Option<PathBuf>,
+    /// Why a failure could not be saved under `failures_dir`.
+    pub save_error: Option<String>,
 }
 
 /// What one scenario's sweep found.
@@ -118,13 +120,48 @@ pub fn run_seed(template: &Scenario, seed: u64, check_determinism: bool) -> (Sce
         events: report.stats.events,
         sim_ns: report.sim_time_ns,
         file: None,
+        save_error: None,
     };
     (sc, result)
 }
 
-/// Seeds for position `p` of a sweep starting at `first` under `shard`.
-fn seed_at(first: u64, shard: (u64, u64), p: u64) -> u64 {
-    first + p * shard.1 + shard.0
+/// The seed at position `p` of a sweep starting at `first` under `shard`;
+/// None past `u64::MAX`.
+fn seed_at(first: u64, shard: (u64, u64), p: u64) -> Option<u64> {
+    p.checked_mul(shard.1)?
+        .checked_add(shard.0)?
+        .checked_add(first)
+}
+
+impl FuzzOptions {
+    /// Refuses a sweep that would check nothing or whose seeds would run
+    /// past `u64::MAX` (wrapping round would report wrong seed numbers).
+    /// A `--time` sweep is not refused: it stops at the last seed.
+    pub fn check(&self) -> Result<(), String> {
+        let Budget::Seeds { first, count } = self.budget else {
+            return Ok(());
+        };
+        if count == 0 {
+            return Err("--seeds 0 would check nothing: expected at least 1".into());
+        }
+        let n = self.shard.1.max(1);
+        // This shard's last seed is `first + span`.
+        let span = (count.div_ceil(n) - 1)
+            .checked_mul(n)
+            .and_then(|x| x.checked_add(self.shard.0));
+        if span.and_then(|s| first.checked_add(s)).is_some() {
+            return Ok(());
+        }
+        Err(match span {
+            Some(span) => format!(
+                "--first-seed {first} with --seeds {count}: the last seed would pass {}; \
+                 expected --first-seed between 0 and {}",
+                u64::MAX,
+                u64::MAX - span
+            ),
+            None => format!("--seeds {count}: more seeds than there are ({})", u64::MAX),
+        })
+    }
 }
 
 /// Sweeps every template; `on_seed` is called after each seed (for progress).
@@ -176,8 +213,13 @@ pub fn fuzz(
                 sweeps[t].lock().expect("no panics").started = Some(now);
             }
             let p = w.position;
+            let Some(seed) = seed_at(first, opts.shard, p) else {
+                // Past the last seed there is: this template is done.
+                w.position = limit;
+                continue;
+            };
             w.position += 1;
-            return Some((t, p));
+            return Some((t, seed, p));
         }
         None
     };
@@ -185,15 +227,20 @@ pub fn fuzz(
         for _ in 0..opts.jobs.max(1) {
             scope.spawn(|| {
                 // determinism-ok: each seed is an independent run; only the order of completion varies, and results are sorted by seed below.
-                while let Some((t, p)) = take() {
+                while let Some((t, seed, p)) = take() {
                     let template = &templates[t];
-                    let seed = seed_at(first, opts.shard, p);
                     let sample = opts.determinism_every > 0
                         && p % opts.determinism_every == opts.determinism_every - 1;
                     let (sc, mut result) = run_seed(template, seed, sample);
                     if result.failure.is_some() {
                         if let Some(dir) = &opts.failures_dir {
-                            result.file = save_failure(&sc, dir).ok();
+                            match save_failure(&sc, dir) {
+                                Ok(p) => result.file = Some(p),
+                                Err(e) => {
+                                    result.save_error =
+                                        Some(format!("cannot save in {}: {e}", dir.display()))
+                                }
+                            }
                         }
                         if opts.stop_at_first_failure {
                             stopped[t].store(true, Ordering::Relaxed);
@@ -251,4 +298,58 @@ struct Sweep {
     /// When its first seed was handed out and its last one finished.
     started: Option<Instant>,
     finished: Option<Instant>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(budget: Budget, shard: (u64, u64)) -> FuzzOptions {
+        FuzzOptions {
+            budget,
+            jobs: 1,
+            shard,
+            determinism_every: 0,
+            failures_dir: None,
+            stop_at_first_failure: false,
+        }
+    }
+
+    #[test]
+    fn a_sweep_that_checks_nothing_or_runs_past_the_last_seed_is_refused() {
+        let seeds = |first, count| Budget::Seeds { first, count };
+        assert!(opts(seeds(u64::MAX, 1), (0, 1)).check().is_ok());
+        assert!(opts(seeds(u64::MAX - 99, 100), (0, 1)).check().is_ok());
+        let e = opts(seeds(u64::MAX - 98, 100), (0, 1)).check().unwrap_err();
+        assert!(
+            e.contains("expected --first-seed between 0 and 18446744073709551516"),
+            "{e}"
+        );
+        let e = opts(seeds(1, 0), (0, 1)).check().unwrap_err();
+        assert!(e.contains("--seeds 0"), "{e}");
+        // Shard 2 of 4 of 8 seeds runs positions 0 and 1: seeds first+1, first+5.
+        assert!(opts(seeds(u64::MAX - 5, 8), (1, 4)).check().is_ok());
+        assert!(opts(seeds(u64::MAX - 4, 8), (1, 4)).check().is_err());
+        assert!(opts(seeds(0, u64::MAX), (0, 1)).check().is_ok());
+    }
+
+    #[test]
+    fn a_timed_sweep_stops_at_the_last_seed_instead_of_wrapping() {
+        let template = crate::scenario::parse::parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"200ms\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let o = opts(
+            Budget::Time {
+                first: u64::MAX - 1,
+                per_scenario: Duration::from_secs(600),
+            },
+            (0, 1),
+        );
+        assert!(o.check().is_ok());
+        let sweep = fuzz(std::slice::from_ref(&template), &o, &|_, _| {}).remove(0);
+        let seeds: Vec<u64> = sweep.results.iter().map(|r| r.seed).collect();
+        assert_eq!(seeds, vec![u64::MAX - 1, u64::MAX]);
+    }
 }

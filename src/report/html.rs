@@ -468,6 +468,12 @@ function queue() {
   const Q = D.queue_depth;
   if (!Q) { section('queue', 'No queue in this run.'); return; }
   const host = section('queue');
+  if (Q.cut_at_ns !== null) {
+    const cut = document.createElement('p'); cut.className = 'note';
+    cut.textContent = 'The counts stop at ' + dur(Q.cut_at_ns) + ': the trace\'s batches add up to more than ' + Q.max_followed + ' messages, the most the report follows one by one.';
+    host.append(cut);
+  }
+  if (!Q.series.length) return;
   const H = 160, svg = el('svg', {width: TL_LEFT + TL_W + 40, height: H + 30, id: 'queue-depth'}, host);
   const k0 = Math.max(0, Math.floor(view.t0 / Q.bucket_ns)), k1 = Math.min(Q.series[0][0].length - 1, Math.floor(view.t1 / Q.bucket_ns));
   let max = 1;

@@ -1567,6 +1567,7 @@ mod tests {
             events: 1_000_000,
             sim_ns: 5_000_000_000,
             file: failure.map(|_| format!("reports/failures/x-{seed}.toml").into()),
+            save_error: None,
         };
         SweepSummary {
             scenario: "x".into(),

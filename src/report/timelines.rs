@@ -210,6 +210,37 @@ fn batch(first: u64, count: u64) -> std::ops::Range<u64> {
     first..first.saturating_add(count.min(MAX_BATCH))
 }
 
+/// Most queued messages the report follows one by one over a whole trace,
+/// in the depth chart and, apart, in the send-to-receipt latencies. The
+/// cap on one batch does not bound the total: 300 hand-written lines
+/// claiming huge batches made the report keep 30 million messages (1.5 GB).
+/// Two million is more than an hour of three producers at 100 messages a
+/// second; past it the depth chart stops and the latencies cover the
+/// messages sent until then, and the page says so. About 150 MB at most.
+pub const MAX_FOLLOWED_MESSAGES: u64 = 2_000_000;
+
+/// Counts the messages a collector follows against `MAX_FOLLOWED_MESSAGES`.
+#[derive(Default)]
+struct Followed {
+    count: u64,
+    /// When a batch would have passed the limit (none followed after).
+    cut_at_ns: Option<u64>,
+}
+
+impl Followed {
+    /// The part of a batch to follow: all of it, or nothing once the
+    /// limit would be passed (a half-followed batch would skew the counts).
+    fn take(&mut self, t: u64, messages: std::ops::Range<u64>) -> std::ops::Range<u64> {
+        let n = messages.end - messages.start;
+        if self.cut_at_ns.is_some() || self.count + n > MAX_FOLLOWED_MESSAGES {
+            self.cut_at_ns.get_or_insert(t);
+            return 0..0;
+        }
+        self.count += n;
+        messages
+    }
+}
+
 /// Where a queued message is, for counting.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -234,6 +265,7 @@ pub struct QueueDepth {
     by_shard: BTreeMap<String, [i64; 3]>,
     /// (t, shard, counts) after every change.
     changes: Vec<(u64, String, [i64; 3])>,
+    followed: Followed,
 }
 
 /// Buckets across the run for the depth chart.
@@ -242,6 +274,11 @@ const DEPTH_BUCKETS: u64 = 600;
 impl QueueDepth {
     pub fn observe(&mut self, l: &Line) {
         if !l.kind.starts_with("queue.") || !l.node.starts_with('s') {
+            return;
+        }
+        // Past the limit the counts stop: later pops and acks would be of
+        // messages never counted in.
+        if self.followed.cut_at_ns.is_some() {
             return;
         }
         let v = l.v;
@@ -254,7 +291,11 @@ impl QueueDepth {
                 // A batch's retried head is the duplicate part; the new
                 // messages are its tail.
                 let first = u64_of(v, "first_seq").saturating_add(u64_of(v, "duplicate"));
-                for s in batch(first, u64_of(v, "stored")) {
+                let stored = self.followed.take(l.t, batch(first, u64_of(v, "stored")));
+                if self.followed.cut_at_ns.is_some() {
+                    return;
+                }
+                for s in stored {
                     self.set(id(s), Some(Place::Ready));
                 }
             }
@@ -321,7 +362,7 @@ impl QueueDepth {
     /// Each shard's highest ready and in-flight counts, and its dead count,
     /// in each of `DEPTH_BUCKETS` slices of the run.
     pub fn finish(self, end_ns: u64) -> Value {
-        if self.changes.is_empty() {
+        if self.changes.is_empty() && self.followed.cut_at_ns.is_none() {
             return Value::Null;
         }
         let width = end_ns.max(1).div_ceil(DEPTH_BUCKETS).max(1);
@@ -364,6 +405,8 @@ impl QueueDepth {
             "bucket_ns": width,
             "shards": shards,
             "series": series,
+            "cut_at_ns": self.followed.cut_at_ns,
+            "max_followed": MAX_FOLLOWED_MESSAGES,
         })
     }
 }
@@ -379,6 +422,7 @@ pub struct Latencies {
     cache_reads: Vec<u64>,
     cache_writes: Vec<u64>,
     sent: BTreeMap<(u64, u64), u64>,
+    sends_followed: Followed,
     received: BTreeSet<(u64, u64)>,
     queue: Vec<u64>,
 }
@@ -412,7 +456,10 @@ impl Latencies {
             "queue.send" => {
                 let producer = u64_of(v, "producer");
                 let first = u64_of(v, "first_seq");
-                for seq in batch(first, u64_of(v, "count")) {
+                let sent = self
+                    .sends_followed
+                    .take(l.t, batch(first, u64_of(v, "count")));
+                for seq in sent {
                     self.sent.entry((producer, seq)).or_insert(l.t);
                 }
             }
@@ -431,6 +478,14 @@ impl Latencies {
     /// One histogram per kind of wait that occurred, plus the lock
     /// figures, which come from elsewhere.
     pub fn finish(self, lock_waits: Vec<u64>, lock_acquires: Vec<u64>) -> Value {
+        let queue = match self.sends_followed.cut_at_ns {
+            None => "queue messages, first send to first receipt".to_string(),
+            Some(t) => format!(
+                "queue messages, first send to first receipt (only those sent before {t} ns: \
+                 the trace's batches add up to more than {MAX_FOLLOWED_MESSAGES} messages, \
+                 the most the report follows)"
+            ),
+        };
         let all = [
             ("key-value operations, invoke to return", self.kv),
             (
@@ -438,7 +493,7 @@ impl Latencies {
                 lock_acquires,
             ),
             ("lock waits at the service, queued to granted", lock_waits),
-            ("queue messages, first send to first receipt", self.queue),
+            (queue.as_str(), self.queue),
             ("cache reads, start to value", self.cache_reads),
             ("cache writes, start to done", self.cache_writes),
         ];
@@ -572,6 +627,56 @@ mod tests {
         );
         assert_eq!(l.finish(Vec::new(), Vec::new()), json!([]));
         assert_eq!(q.by_shard["s1"], [0, 0, 0]);
+    }
+
+    #[test]
+    fn huge_batches_are_followed_only_up_to_the_total_limit() {
+        // 300 lines claiming 4e9 messages each, capped at 100,000 a line:
+        // 30 million messages without a limit on the total.
+        let lines: Vec<String> = (0..300u64)
+            .flat_map(|i| {
+                [
+                    format!(
+                        r#"{{"t":{i},"node":"s1","kind":"queue.stored","partition":{},"producer":{i},"first_seq":1,"stored":4000000000,"duplicate":0}}"#,
+                        i % 8
+                    ),
+                    format!(
+                        r#"{{"t":{i},"node":"p1","kind":"queue.send","producer":{i},"partition":0,"first_seq":1,"count":4000000000}}"#
+                    ),
+                ]
+            })
+            .collect();
+        let raw: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let mut l = Latencies::default();
+        let mut q = QueueDepth::default();
+        feed(&raw, |x| {
+            l.observe(x);
+            q.observe(x);
+        });
+        let whole = MAX_FOLLOWED_MESSAGES / 100_000;
+        assert_eq!(q.places.len() as u64, whole * 100_000);
+        assert_eq!(l.sent.len() as u64, whole * 100_000);
+        // The first batch past the limit is where the chart stops.
+        assert_eq!(q.followed.cut_at_ns, Some(whole));
+        assert_eq!(l.sends_followed.cut_at_ns, Some(whole));
+        let d = q.finish(300);
+        assert_eq!(d["cut_at_ns"], json!(whole));
+        assert_eq!(d["series"][0][0][599], json!(whole * 100_000));
+        // A cut limited to latencies names it in the histogram's title.
+        let mut l = Latencies::default();
+        feed(&raw[..2 * whole as usize + 2], |x| l.observe(x));
+        feed(
+            &[r#"{"t":5000,"node":"w1","kind":"queue.received","producer":0,"message_seq":1}"#],
+            |x| l.observe(x),
+        );
+        let h = l.finish(Vec::new(), Vec::new());
+        assert!(
+            h[0]["name"]
+                .as_str()
+                .unwrap()
+                .contains("only those sent before"),
+            "{h}"
+        );
     }
 
     #[test]
