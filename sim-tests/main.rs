@@ -8,5 +8,6 @@ mod explore;
 mod linearizability;
 mod locks;
 mod planted_bugs;
+mod queue;
 mod sweep;
 mod teaching;
