@@ -9,5 +9,6 @@ mod linearizability;
 mod locks;
 mod output_errors;
 mod planted_bugs;
+mod queue;
 mod sweep;
 mod teaching;

@@ -264,10 +264,10 @@ fn queue_checks(world: &mut World) -> Option<CheckResult> {
     let checker = world.obs.queue_checker.as_ref()?;
     let s = checker.summary();
     let (ok, detail) = match checker.at_end(&final_state, end_ns) {
-        Ok(()) => (
+        Ok(waiting) => (
             true,
             format!(
-                "{} acknowledged produces, {} delivered, {} dead-lettered, {} lost as the persistence mode permits",
+                "{} acknowledged produces, {} delivered, {} dead-lettered, {} lost as the persistence mode permits, {waiting} still waiting for a consumer at the end",
                 s.produced,
                 s.delivered,
                 s.dead,

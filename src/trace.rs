@@ -241,6 +241,13 @@ pub enum TraceEvent {
         seq: u64,
         attempt: u32,
     },
+    /// A shard answered a consumer's `Consume` of a partition with nothing:
+    /// no message of it was ready there (the end-of-run delivery check's
+    /// evidence that a message still in `ready` was skipped, not waiting).
+    QueueEmpty {
+        partition: u32,
+        consumer: u32,
+    },
     /// A consumer received a message.
     QueueReceived {
         consumer: u32,
@@ -406,6 +413,7 @@ pub const KINDS: &[&str] = &[
     "queue.produced",
     "queue.stored",
     "queue.pop",
+    "queue.empty",
     "queue.received",
     "queue.acked",
     "queue.nacked",
@@ -468,6 +476,7 @@ impl TraceEvent {
             QueueProduced { .. } => "queue.produced",
             QueueStored { .. } => "queue.stored",
             QueuePop { .. } => "queue.pop",
+            QueueEmpty { .. } => "queue.empty",
             QueueReceived { .. } => "queue.received",
             QueueAcked { .. } => "queue.acked",
             QueueNacked { .. } => "queue.nacked",
@@ -1369,6 +1378,13 @@ fn write_fields(line: &mut Vec<u8>, ev: &TraceEvent, names: Names<'_>) {
             field_str(line, "to", &format!("s{}", to + 1));
             field_u64(line, "epoch", *epoch);
             field_u64(line, "messages", *messages);
+        }
+        QueueEmpty {
+            partition,
+            consumer,
+        } => {
+            field_u64(line, "partition", *partition as u64);
+            field_u64(line, "consumer", *consumer as u64 + 1);
         }
         QueueConsumerCrash { consumer, holding } => {
             field_u64(line, "consumer", *consumer as u64 + 1);

@@ -6,8 +6,9 @@
 //! dead-lettered, first deliveries follow produce order, attempts stay within
 //! the limit, and a shard crash loses only what its persistence mode allows.
 //! At the end: every acknowledged produce was delivered (at least once),
-//! dead-lettered, lost within the rules or still waiting in a backlog the
-//! consumers were draining when the run ended, acknowledged messages are gone,
+//! dead-lettered, lost within the rules or still waiting for a consumer
+//! (no consume found its partition empty since it arrived, or it is in
+//! flight within its lease) when the run ended, acknowledged messages are gone,
 //! and the dead-letter queues hold exactly what was dead-lettered last.
 //!
 //! State is keyed by (partition, message id) in B-trees: a producer numbers
@@ -135,6 +136,9 @@ struct Msg {
     pops: u32,
     /// When a shard last handed it out (global time).
     last_pop_ns: Option<u64>,
+    /// When it last went back to `ready` without a fresh store: requeued,
+    /// nacked, or put there by a crash's recovery.
+    back_in_ready_ns: Option<u64>,
     max_attempt: u32,
     first_receipt_ns: Option<u64>,
     /// (consumer, that consumer's crash count at the receipt).
@@ -163,9 +167,8 @@ pub struct QueueChecker {
     first_pops: BTreeMap<(u32, Partition), u64>,
     /// (partition, shard) -> when the partition last finished moving there.
     migrated_in: BTreeMap<(Partition, usize), u64>,
-    /// (partition, shard) -> when that shard last handed out a message of
-    /// the partition: evidence that consumers were still draining it.
-    last_pop: BTreeMap<(Partition, usize), u64>,
+    /// partition -> when a shard last answered a consume of it with nothing.
+    last_empty: BTreeMap<Partition, u64>,
     /// Finished moves by (partition, epoch), with the messages carried.
     moves: BTreeMap<(Partition, u64), u64>,
     /// consumer -> how many times it crashed.
@@ -236,7 +239,7 @@ impl QueueChecker {
             msgs: BTreeMap::new(),
             first_pops: BTreeMap::new(),
             migrated_in: BTreeMap::new(),
-            last_pop: BTreeMap::new(),
+            last_empty: BTreeMap::new(),
             moves: BTreeMap::new(),
             crashes: BTreeMap::new(),
             pauses: BTreeMap::new(),
@@ -294,13 +297,30 @@ impl QueueChecker {
                 attempt,
                 ..
             } => {
-                if let Some(s) = shard_of(subject) {
-                    self.last_pop.insert((partition, s), t_ns);
-                }
                 let k = key(partition, producer, seq);
                 self.msg(k).last_pop_ns = Some(t_ns);
                 return self.on_pop(k, attempt);
             }
+            QueueEmpty { partition, .. } => {
+                self.last_empty.insert(partition, t_ns);
+            }
+            QueueRequeued {
+                partition,
+                producer,
+                seq,
+                ..
+            }
+            | QueueNacked {
+                partition,
+                producer,
+                seq,
+            } => self.msg(key(partition, producer, seq)).back_in_ready_ns = Some(t_ns),
+            QueueReverted {
+                partition,
+                producer,
+                seq,
+                place: "ready",
+            } => self.msg(key(partition, producer, seq)).back_in_ready_ns = Some(t_ns),
             QueueReceived {
                 consumer,
                 partition,
@@ -332,8 +352,14 @@ impl QueueChecker {
                 partition,
                 producer,
                 seq,
-                ..
-            } => self.on_revived(key(partition, producer, seq)),
+                place,
+            } => {
+                let k = key(partition, producer, seq);
+                self.on_revived(k);
+                if place == "ready" {
+                    self.msg(k).back_in_ready_ns = Some(t_ns);
+                }
+            }
             QueueMigrated {
                 partition,
                 to,
@@ -582,15 +608,17 @@ impl QueueChecker {
     }
 
     /// End-of-run checks against where every message finally is on the
-    /// shards when the run ends at `end_ns`.
+    /// shards when the run ends at `end_ns`. Passed, it gives how many
+    /// acknowledged messages were still waiting for a consumer.
     pub fn at_end(
         &self,
         final_state: &BTreeMap<(Partition, MessageId), Place>,
         end_ns: u64,
-    ) -> Check {
-        self.all_delivered(final_state, end_ns)?;
+    ) -> Result<u64, Violation> {
+        let waiting = self.all_delivered(final_state, end_ns)?;
         self.acked_gone(final_state)?;
-        self.dead_letters_exact(final_state)
+        self.dead_letters_exact(final_state)?;
+        Ok(waiting)
     }
 
     /// Acknowledged produce delivered (at least once): every message the
@@ -598,41 +626,52 @@ impl QueueChecker {
     /// process it, or was dead-lettered, or was lost as its mode permits.
     ///
     /// At-least-once is a liveness property ("eventually delivered"), and a
-    /// run stops at a fixed time: a message still waiting in `ready` at the
-    /// end, behind a backlog the consumers were still working through, is
-    /// not lost, only not yet delivered. It is excused if, and only if, it
-    /// is in `ready` at the end and the shard it was last written to (stored,
-    /// or moved in with its partition) handed out messages of its partition
-    /// after that write; or it is in flight at the end, handed out less than
-    /// a visibility timeout before (its consumer may still answer, and
-    /// otherwise the shard puts it back in line). A message gone from every
-    /// shard, in flight for longer than its lease, or on a partition nobody
-    /// served after it arrived is still a loss. (A message skipped while
-    /// later ones were served breaks first-delivery order, checked online.)
-    fn all_delivered(&self, final_state: &BTreeMap<Key, Place>, end_ns: u64) -> Check {
-        let missing: Vec<(&Key, &Msg)> = self
+    /// run stops at a fixed time, so a message can end the run not yet
+    /// delivered without being lost: in `ready` with no consumer having
+    /// reached it yet (behind a backlog, sent just before the end, or with
+    /// no consumers at all), or in flight, handed out less than a visibility
+    /// timeout before the end (its consumer may still answer, and otherwise
+    /// the shard puts it back in line). Such messages are counted as
+    /// waiting. A message in `ready` after a shard answered a consume of
+    /// its partition with nothing (so the shard skipped it), in flight past
+    /// its lease, or gone from every shard is a loss. (A message skipped
+    /// while later ones were served breaks first-delivery order, checked
+    /// online.)
+    fn all_delivered(
+        &self,
+        final_state: &BTreeMap<Key, Place>,
+        end_ns: u64,
+    ) -> Result<u64, Violation> {
+        let mut waiting = 0;
+        let mut missing: Vec<(&Key, &Msg)> = Vec::new();
+        for (k, m) in self
             .msgs
             .iter()
-            .filter(|(k, m)| {
-                m.produced && !self.settled(m) && !self.waiting(**k, m, final_state, end_ns)
-            })
-            .collect();
+            .filter(|(_, m)| m.produced && !self.settled(m))
+        {
+            if self.waiting(*k, m, final_state, end_ns) {
+                waiting += 1;
+            } else {
+                missing.push((k, m));
+            }
+        }
         if missing.is_empty() {
-            return Ok(());
+            return Ok(waiting);
         }
         let stories: Vec<String> = missing
             .iter()
             .take(LIST_LIMIT)
             .map(|(k, m)| self.story(**k, m))
             .collect();
-        fail(
-            "Acknowledged produce delivered",
-            format!(
+        Err(Violation {
+            invariant: "Acknowledged produce delivered",
+            detail: format!(
                 "{} acknowledged produce(s) never delivered, dead-lettered or lost within the persistence mode; {}",
                 missing.len(),
                 stories.join("; ")
             ),
-        )
+            nodes: vec![],
+        })
     }
 
     /// Delivered for at-least-once purposes. A receipt counts only if its
@@ -646,31 +685,30 @@ impl QueueChecker {
     }
 
     /// Still waiting its turn at the end: in flight within its lease, or in
-    /// `ready` on a partition its shard kept serving after the message was
-    /// last written there.
+    /// `ready` with no shard having answered a consume of its partition
+    /// with nothing since the message last went there.
     fn waiting(&self, k: Key, m: &Msg, final_state: &BTreeMap<Key, Place>, end_ns: u64) -> bool {
         match final_state.get(&k) {
             Some(Place::Ready) => {}
             Some(Place::InFlight) => return self.in_lease_at(m, end_ns),
             _ => return false,
         }
-        let Some((Some(stored_on), stored_ns)) = m.stored else {
+        let Some((_, stored_ns)) = m.stored else {
             return false;
         };
-        // Where it was last written: its store, or a later move of its
-        // partition (which rewrites every message it carries).
-        let (shard, written_ns) = self
+        // When it last went into `ready`: its store, a later move of its
+        // partition (which rewrites every message it carries), or a
+        // requeue, nack or recovery that put it back.
+        let moved_ns = self
             .migrated_in
             .range((k.0, 0)..=(k.0, usize::MAX))
-            .filter(|&(_, &t)| t >= stored_ns)
-            .map(|(&(_, s), &t)| (s, t))
-            .fold(
-                (stored_on, stored_ns),
-                |a, b| if b.1 >= a.1 { b } else { a },
-            );
-        self.last_pop
-            .get(&(k.0, shard))
-            .is_some_and(|&t| t > written_ns)
+            .map(|(_, &t)| t)
+            .filter(|&t| t >= stored_ns)
+            .max();
+        let entered_ns = stored_ns
+            .max(moved_ns.unwrap_or(0))
+            .max(m.back_in_ready_ns.unwrap_or(0));
+        self.last_empty.get(&k.0).is_none_or(|&t| t <= entered_ns)
     }
 
     /// Handed out less than a visibility timeout before `end_ns`, with room
@@ -965,8 +1003,13 @@ mod tests {
     }
 
     fn end_at(c: &QueueChecker, places: &[(u64, Place)], end_ns: u64) -> Option<&'static str> {
-        let fin: BTreeMap<Key, Place> = places.iter().map(|&(s, p)| (id(s), p)).collect();
-        c.at_end(&fin, end_ns).err().map(|v| v.invariant)
+        c.at_end(&end_places(places), end_ns)
+            .err()
+            .map(|v| v.invariant)
+    }
+
+    fn end_places(places: &[(u64, Place)]) -> BTreeMap<Key, Place> {
+        places.iter().map(|&(s, p)| (id(s), p)).collect()
     }
 
     #[test]
@@ -1186,17 +1229,20 @@ mod tests {
         assert_eq!(c.summary().lost.len(), 1);
     }
 
+    /// Acknowledged, then skipped by a consume that found its partition
+    /// empty, or gone from every shard: never received is a loss.
     #[test]
     fn produced_but_never_received_is_caught() {
         let (c, got) = feed(
             Fsync::Always,
-            &at(&[send(1, 1), stored(1, 1, 0), produced(1, 1)]),
+            &at(&[send(1, 1), stored(1, 1, 0), produced(1, 1), empty()]),
         );
         assert_eq!(got, None);
         assert_eq!(
             end(&c, &[(1, Place::Ready)]),
             Some("Acknowledged produce delivered")
         );
+        assert_eq!(end(&c, &[]), Some("Acknowledged produce delivered"));
     }
 
     /// A backlog the run ended in: 2 waits in `ready` behind 1, which the
@@ -1246,32 +1292,86 @@ mod tests {
         );
     }
 
-    /// Waiting needs the partition served after the message arrived: a pop
-    /// before the store proves nothing about it.
+    fn empty() -> TraceEvent {
+        TraceEvent::QueueEmpty {
+            partition: 3,
+            consumer: 0,
+        }
+    }
+
+    /// A message nobody asked for yet is waiting, however late it arrived;
+    /// once a shard answers a consume of its partition with nothing while
+    /// it sits in `ready`, it was skipped, and that is a loss. An empty
+    /// answer before it arrived proves nothing.
     #[test]
-    fn ready_on_a_partition_not_served_since_it_arrived_is_caught() {
+    fn ready_after_an_empty_answer_for_its_partition_is_caught() {
         let evs = at(&[
             send(1, 1),
             stored(1, 1, 0),
             produced(1, 1),
             pop(1, 1),
             received(0, 1, 1),
+            empty(),
             send(2, 1),
             stored(2, 1, 0),
             produced(2, 1),
         ]);
+        let fin = [(1, Place::InFlight), (2, Place::Ready)];
         let (c, got) = feed(Fsync::Always, &evs);
         assert_eq!(got, None);
+        assert_eq!(end(&c, &fin), None);
+        assert_eq!(c.at_end(&end_places(&fin), END), Ok(1));
+        let mut skipped = evs.clone();
+        skipped.push((skipped.len() as u64 * MS, empty()));
+        let (c, got) = feed(Fsync::Always, &skipped);
+        assert_eq!(got, None);
+        assert_eq!(end(&c, &fin), Some("Acknowledged produce delivered"));
+    }
+
+    /// No consumers at all: every acknowledged message is still waiting,
+    /// which is not a loss.
+    #[test]
+    fn without_consumers_every_message_is_waiting() {
+        let evs = at(&[send(1, 3), stored(1, 3, 0), produced(1, 3)]);
+        let (c, got) = feed(Fsync::Always, &evs);
+        assert_eq!(got, None);
+        let fin = [(1, Place::Ready), (2, Place::Ready), (3, Place::Ready)];
+        assert_eq!(c.at_end(&end_places(&fin), END), Ok(3));
+    }
+
+    /// Back in `ready` after an empty answer (its lease ran out and the
+    /// next consume requeued it): waiting again, not skipped.
+    #[test]
+    fn requeued_after_an_empty_answer_is_waiting() {
+        let requeued = TraceEvent::QueueRequeued {
+            partition: 3,
+            producer: 0,
+            seq: 1,
+            attempt: 1,
+        };
+        let evs = at(&[
+            send(1, 1),
+            stored(1, 1, 0),
+            produced(1, 1),
+            pop(1, 1),
+            empty(),
+            requeued,
+        ]);
+        let (c, got) = feed(Fsync::Always, &evs);
+        assert_eq!(got, None);
+        assert_eq!(end(&c, &[(1, Place::Ready)]), None);
+        let (c, _) = feed(Fsync::Always, &evs[..5]);
         assert_eq!(
-            end(&c, &[(1, Place::InFlight), (2, Place::Ready)]),
+            end(&c, &[(1, Place::Ready)]),
             Some("Acknowledged produce delivered")
         );
     }
 
-    /// After its partition moved, only pops on the new shard count: pops on
-    /// the old one, or none at all since the move, leave it a loss.
+    /// A move rewrites the messages it carries into `ready` on the new
+    /// shard: an empty answer before the move does not convict them, one
+    /// after it does.
     #[test]
-    fn ready_after_a_move_waits_only_if_the_new_shard_serves_it() {
+    fn ready_after_a_move_is_judged_from_the_move() {
         let moved = TraceEvent::QueueMigrated {
             partition: 3,
             from: 1,
@@ -1288,13 +1388,13 @@ mod tests {
             (5 * MS, received(0, 1, 1)),
         ];
         assert_eq!(feed_with(&mut c, &early), None);
-        c.observe(6 * MS, Subject::Node(0), &moved).unwrap();
         let fin = [(1, Place::InFlight), (2, Place::Ready)];
+        c.observe(6 * MS, SHARD, &empty()).unwrap();
         assert_eq!(end(&c, &fin), Some("Acknowledged produce delivered"));
-        c.observe(7 * MS, SHARD, &pop(3, 1)).unwrap();
-        assert_eq!(end(&c, &fin), Some("Acknowledged produce delivered"));
-        c.observe(8 * MS, Subject::Shard(2), &pop(4, 1)).unwrap();
+        c.observe(7 * MS, Subject::Node(0), &moved).unwrap();
         assert_eq!(end(&c, &fin), None);
+        c.observe(8 * MS, Subject::Shard(2), &empty()).unwrap();
+        assert_eq!(end(&c, &fin), Some("Acknowledged produce delivered"));
     }
 
     #[test]

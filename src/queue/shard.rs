@@ -351,6 +351,12 @@ fn trace_consumed(env: &mut impl Env, partition: Partition, consumer: u32, c: &C
             attempts,
         });
     }
+    if c.deliveries.is_empty() {
+        env.trace(TraceEvent::QueueEmpty {
+            partition,
+            consumer,
+        });
+    }
     for d in &c.deliveries {
         env.trace(TraceEvent::QueuePop {
             partition,
