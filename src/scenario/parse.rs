@@ -49,6 +49,10 @@ const MAX_CACHE_CAPACITY: i64 = 100_000;
 const MAX_CACHE_KEYS: i64 = 1_000_000;
 /// Largest Zipf exponent for the cache ops' key popularity.
 const MAX_ZIPF: f64 = 10.0;
+/// Shortest `cache.timeout`: the bus spreads its retries over the timeout,
+/// and below this they would come faster than any message can travel, so
+/// every operation fails and the run only burns events.
+const MIN_CACHE_TIMEOUT_NS: u64 = 1_000;
 /// `lock_clients.stop`, `queue_clients.stop` and `cache_clients.stop` word
 /// for "no stop": rounds (or messages, or cache ops) keep starting until the
 /// run ends (`stop_ns == u64::MAX`).
@@ -887,6 +891,22 @@ impl<'a> Source<'a> {
             return Err(self.err(
                 d.span(),
                 format!("{what} must be within ±1h, got {}", d.get_ref().0),
+            ));
+        }
+        Ok(ns)
+    }
+
+    /// A duration in `min_ns..=1h`; the message gives the whole range.
+    fn duration_at_least(&self, d: &Spanned<DurText>, what: &str, min_ns: Nanos) -> Res<Nanos> {
+        let ns = parse_duration(&d.get_ref().0).map_err(|m| self.err(d.span(), m))?;
+        if ns < min_ns || ns > MAX_DURATION_NS {
+            return Err(self.err(
+                d.span(),
+                format!(
+                    "{what} must be between {} and 1h, got {}",
+                    format_duration(min_ns),
+                    d.get_ref().0
+                ),
             ));
         }
         Ok(ns)
@@ -2028,7 +2048,7 @@ fn resolve_cache(
         c.arbiter = names.node(src, a, "cache.arbiter")?;
     }
     if let Some(d) = &raw.timeout {
-        c.op_timeout_ns = src.positive_duration(d, "cache.timeout")?;
+        c.op_timeout_ns = src.duration_at_least(d, "cache.timeout", MIN_CACHE_TIMEOUT_NS)?;
     }
     Ok(c)
 }
@@ -4566,10 +4586,10 @@ crash = "n2"
             }
         );
         let s = parse(&format!(
-            "{REDIS}[cache]\ncapacity = 1\ntimeout = \"1ns\"\n\
+            "{REDIS}[cache]\ncapacity = 1\ntimeout = \"1us\"\n\
              [cache_clients]\nrate = 0.001\nkeys = 1\nzipf = 0\nwrite_ratio = 0\nstop = \"0s\"\n"
         ));
-        assert_eq!((s.cache.capacity, s.cache.op_timeout_ns), (1, 1));
+        assert_eq!((s.cache.capacity, s.cache.op_timeout_ns), (1, 1_000));
         assert_eq!(
             s.cache_load,
             CacheWorkload {
@@ -4647,13 +4667,25 @@ crash = "n2"
                 format!("{CACHE}timeout = \"0s\"\n"),
                 8,
                 11,
-                "cache.timeout must be more than 0s",
+                "cache.timeout must be between 1us and 1h, got 0s",
+            ),
+            (
+                format!("{CACHE}timeout = \"4ns\"\n"),
+                8,
+                11,
+                "cache.timeout must be between 1us and 1h, got 4ns",
+            ),
+            (
+                format!("{CACHE}timeout = \"999ns\"\n"),
+                8,
+                11,
+                "cache.timeout must be between 1us and 1h, got 999ns",
             ),
             (
                 format!("{CACHE}timeout = \"2h\"\n"),
                 8,
                 11,
-                "cache.timeout must be at most 1h, got 2h",
+                "cache.timeout must be between 1us and 1h, got 2h",
             ),
             (
                 format!("{CACHE}timeout = \"-1s\"\n"),
@@ -5065,7 +5097,7 @@ crash = "n2"
             protocol: CacheProtocol::Bus,
             capacity: 100_000,
             arbiter: 2,
-            op_timeout_ns: 1,
+            op_timeout_ns: 1_001,
         };
         odd.cache_load = CacheWorkload {
             rate_per_s: 1.0 / 3.0,
