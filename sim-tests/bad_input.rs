@@ -257,3 +257,33 @@ fn step_scripts_and_report_inputs_say_where_they_are_wrong() {
     assert_eq!(code, 2);
     assert!(err.contains("apply to scenarios"), "{err}");
 }
+
+/// Values the parser once accepted and the run then hung on or ran out of
+/// memory with: each is refused, at its place, with the range allowed.
+#[test]
+fn values_no_run_can_use_exit_2_with_the_allowed_range() {
+    let cache = format!("{BASE}[redis]\nshards = 1\n[cache]\n");
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "tiny-cache-timeout.toml",
+            format!("{cache}timeout = \"4ns\"\n"),
+            ":8:11: cache.timeout must be between 1us and 1h, got 4ns",
+        ),
+        (
+            "huge-lock-count.toml",
+            format!("{BASE}[lock_clients]\nlocks = 4294967295\n"),
+            ":6:9: lock_clients.locks must be between 1 and 100000, got 4294967295",
+        ),
+        (
+            "tiny-cache-rate.toml",
+            format!("{cache}[cache_clients]\nrate = 1e-11\n"),
+            ":9:8: cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 1e-11",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = write_temp(name, text);
+        let (code, out) = distsync(&["run", &path]);
+        assert_eq!(code, 2, "{name}: expected exit 2, got {code}: {out}");
+        assert!(out.contains(&format!("{path}{want}")), "{name}: {out}");
+    }
+}

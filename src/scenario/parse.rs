@@ -31,6 +31,10 @@ const MAX_DURATION_NS: u64 = 3_600 * NS_PER_S;
 const MAX_NODES: i64 = 15;
 const MAX_DRIFT_PPM: i64 = 100_000;
 const MAX_RATE: f64 = 100_000.0;
+/// Least rate of generated operations: one every 1000 s on average, already
+/// less than one a run of the longest duration. Below it the gaps grow
+/// towards the end of u64 time, where sums with clock times would overflow.
+const MIN_RATE: f64 = 0.001;
 const MAX_CLIENTS: i64 = 1_000;
 const MAX_KEYS: i64 = 100_000;
 const MAX_CLIENT_ID: i64 = 1_000;
@@ -948,6 +952,26 @@ impl<'a> Source<'a> {
         }
     }
 
+    /// A rate of operations per second in `MIN_RATE..=MAX_RATE`; `per`
+    /// says per what, for the message.
+    fn rate(&self, v: &Spanned<f64>, what: &str, per: &str) -> Res<f64> {
+        let rate = *v.get_ref();
+        // Written as a negated range check so NaN fails too.
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+            // Tiny values in exponent form, not hundreds of zeros.
+            let got = if rate != 0.0 && rate.abs() < MIN_RATE {
+                format!("{rate:e}")
+            } else {
+                format!("{rate}")
+            };
+            return Err(self.err(
+                v.span(),
+                format!("{what} must be between {MIN_RATE} and {MAX_RATE} {per}, got {got}"),
+            ));
+        }
+        Ok(rate)
+    }
+
     fn probability(&self, p: &Spanned<f64>, what: &str) -> Res<f64> {
         let v = *p.get_ref();
         // `contains` is false for NaN, so NaN is rejected here too.
@@ -1531,14 +1555,7 @@ fn resolve_workload(
         w.clients = src.int(v, "clients", 0, MAX_CLIENTS)? as usize;
     }
     if let Some(v) = &raw.rate {
-        let rate = *v.get_ref();
-        // Written as a negated range check so NaN fails too.
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(src.err(
-                v.span(),
-                format!("rate must be more than 0 and at most {MAX_RATE} ops per second per client, got {rate}"),
-            ));
-        }
+        let rate = src.rate(v, "rate", "ops per second per client")?;
         w.rate_per_s = rate;
     }
     if let Some(v) = &raw.keys {
@@ -1957,15 +1974,8 @@ fn resolve_queue_clients(
         w.consumers = src.int(v, "queue_clients.consumers", 0, MAX_CLIENTS)? as usize;
     }
     if let Some(v) = &raw.rate {
-        let rate = *v.get_ref();
-        // Written as a negated range check so NaN fails too; the cap, as for
-        // [workload], keeps a producer from flooding one instant.
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(src.err(
-                v.span(),
-                format!("queue_clients.rate must be more than 0 and at most {MAX_RATE} messages per second per producer, got {rate}"),
-            ));
-        }
+        // The cap, as for [workload], keeps a producer from flooding one instant.
+        let rate = src.rate(v, "queue_clients.rate", "messages per second per producer")?;
         w.rate_per_s = rate;
     }
     if let Some(v) = &raw.batch {
@@ -2077,14 +2087,7 @@ fn resolve_cache_clients(
     }
     let raw = table.get_ref();
     if let Some(v) = &raw.rate {
-        let rate = *v.get_ref();
-        // Written as a negated range check so NaN fails too.
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(src.err(
-                v.span(),
-                format!("cache_clients.rate must be more than 0 and at most {MAX_RATE} ops per second per node, got {rate}"),
-            ));
-        }
+        let rate = src.rate(v, "cache_clients.rate", "ops per second per node")?;
         w.rate_per_s = rate;
     }
     if let Some(v) = &raw.keys {
@@ -3935,19 +3938,25 @@ crash = "leader"
                 format!("{REDIS}[queue_clients]\nrate = 0\n"),
                 8,
                 8,
-                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got 0",
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got 0",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nrate = 0.0009\n"),
+                8,
+                8,
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got 9e-4",
             ),
             (
                 format!("{REDIS}[queue_clients]\nrate = nan\n"),
                 8,
                 8,
-                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got NaN",
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got NaN",
             ),
             (
                 format!("{REDIS}[queue_clients]\nrate = inf\n"),
                 8,
                 8,
-                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got inf",
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got inf",
             ),
             (
                 format!("{REDIS}[queue_clients]\nbatch = 0\n"),
@@ -4736,31 +4745,37 @@ crash = "n2"
                 format!("{CACHE}[cache_clients]\nrate = 0\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got 0",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 0",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = -5\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got -5",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got -5",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = 100000.5\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got 100000.5",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 100000.5",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = nan\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got NaN",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got NaN",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = 1e-11\n"),
+                9,
+                8,
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 1e-11",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = inf\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got inf",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got inf",
             ),
             (
                 format!("{CACHE}[cache_clients]\nkeys = 0\n"),
@@ -5414,10 +5429,16 @@ crash = "n2"
             "drift_ppm must be between -100000 and 100000, got 100001",
         );
         assert_error(
+            "[workload]\nrate = 5e-324\n",
+            6,
+            8,
+            "rate must be between 0.001 and 100000 ops per second per client, got 5e-324",
+        );
+        assert_error(
             "[workload]\nrate = inf\n",
             6,
             8,
-            "rate must be more than 0 and at most 100000 ops per second per client, got inf",
+            "rate must be between 0.001 and 100000 ops per second per client, got inf",
         );
         assert_error(
             "[workload]\nclients = 2\nkeys = 0\n",
