@@ -287,3 +287,22 @@ fn values_no_run_can_use_exit_2_with_the_allowed_range() {
         assert!(out.contains(&format!("{path}{want}")), "{name}: {out}");
     }
 }
+
+/// A crash ends a pause, so the run would skip this resume: the file is
+/// refused, at the resume.
+#[test]
+fn a_resume_after_a_crash_ended_the_pause_is_refused_where_it_is() {
+    let mut text = BASE.to_string();
+    for (at, action) in [("1s", "pause"), ("2s", "crash"), ("3s", "resume")] {
+        text += &format!("[[step]]\nat = \"{at}\"\n{action} = \"n2\"\n");
+    }
+    let path = write_temp("pause-crash-resume.toml", &text);
+    let (code, out) = distsync(&["run", &path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{path}:13:10: n2 is not paused at 3s: the step at line 8 crashed it, and a crash ends a pause"
+        )),
+        "{out}"
+    );
+}

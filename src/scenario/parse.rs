@@ -2498,8 +2498,18 @@ enum Life {
 /// What the static timeline check knows about one node being paused.
 #[derive(Clone, Copy)]
 enum Paused {
-    No { resumed_by: Option<usize> },
-    Yes { line: usize, seq: usize },
+    No {
+        resumed_by: Option<usize>,
+    },
+    Yes {
+        line: usize,
+        seq: usize,
+    },
+    /// Not paused: the crash by the step at `line` ended whatever pause
+    /// there was (a restarted node comes back running).
+    Crashed {
+        line: usize,
+    },
     Unknown,
 }
 
@@ -2545,8 +2555,8 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
                     line: step.line,
                     seq,
                 };
-                if let Paused::Yes { .. } = paused[n] {
-                    paused[n] = Paused::Unknown;
+                if let Paused::Yes { .. } | Paused::Unknown = paused[n] {
+                    paused[n] = Paused::Crashed { line: step.line };
                 }
                 crashed_before |= n < nodes;
             }
@@ -2639,7 +2649,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
             }
             Action::Pause(_) => {
                 for p in &mut paused[..nodes] {
-                    if let Paused::No { .. } = p {
+                    if let Paused::No { .. } | Paused::Crashed { .. } = p {
                         *p = Paused::Unknown;
                     }
                 }
@@ -2661,6 +2671,12 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
                             names.place_name(n)
                         ));
                     }
+                    Paused::Crashed { line } => {
+                        return fail(format!(
+                            "{} is not paused at {at}: the step at line {line} crashed it, and a crash ends a pause",
+                            names.place_name(n)
+                        ));
+                    }
                     Paused::Yes { .. } | Paused::Unknown => {}
                 }
                 paused[n] = Paused::No {
@@ -2674,9 +2690,17 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
                     ));
                 }
                 let paused = &mut paused[..nodes];
-                if paused.iter().all(|p| matches!(p, Paused::No { .. })) {
+                if paused
+                    .iter()
+                    .all(|p| matches!(p, Paused::No { .. } | Paused::Crashed { .. }))
+                {
+                    let ended = if paused.iter().any(|p| matches!(p, Paused::Crashed { .. })) {
+                        "resumed or crashed"
+                    } else {
+                        "resumed"
+                    };
                     return fail(format!(
-                        "resume = \"last_paused\" at {at}, but every paused node is resumed by then"
+                        "resume = \"last_paused\" at {at}, but every paused node is {ended} by then"
                     ));
                 }
                 let latest = paused
@@ -5621,6 +5645,47 @@ crash = "n2"
             10,
             "n2 is not paused at 3s (already resumed by the step at line 9)",
         );
+        // A crash ends a pause: the simulator would skip the resume.
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "resume = \"n2\""),
+            ]),
+            15,
+            10,
+            "n2 is not paused at 3s: the step at line 9 crashed it, and a crash ends a pause",
+        );
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "restart = \"n2\""),
+                ("4s", "resume = \"n2\""),
+            ]),
+            19,
+            10,
+            "n2 is not paused at 4s: the step at line 9 crashed it, and a crash ends a pause",
+        );
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "resume = \"last_paused\""),
+            ]),
+            15,
+            10,
+            "resume = \"last_paused\" at 3s, but every paused node is resumed or crashed by then",
+        );
+        // After a crash the node can be paused again, and then resumed.
+        let again = timeline(&[
+            ("1s", "pause = \"n2\""),
+            ("2s", "crash = \"n2\""),
+            ("3s", "restart = \"n2\""),
+            ("4s", "pause = \"n2\""),
+            ("5s", "resume = \"n2\""),
+        ]);
+        parse_scenario(&format!("{HEAD}{again}"), "t.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_error(
             &timeline(&[("1s", "pause = \"n2\""), ("2s", "pause = \"n2\"")]),
             11,
