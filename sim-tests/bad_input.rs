@@ -306,3 +306,40 @@ fn a_resume_after_a_crash_ended_the_pause_is_refused_where_it_is() {
         "{out}"
     );
 }
+
+/// A byte that is not UTF-8 is reported at its line and column, in a
+/// scenario, a trace or a stepper script; a trace is told by its name in
+/// any case (`.JSONL`, `.json`), not read as a scenario.
+#[test]
+fn bad_bytes_are_located_and_traces_are_told_by_name_in_any_case() {
+    let dir = std::env::temp_dir().join(format!("distsync-bad-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let not_utf8 = "not UTF-8 text: the byte here is not valid UTF-8";
+    let scenario = file("bad.toml", &[BASE.as_bytes(), b"# caf\xe9\n"].concat());
+    let (code, out) = distsync(&["run", &scenario]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("{scenario}:5:6: {not_utf8}")),
+        "{out}"
+    );
+    let good = "{\"seq\":0,\"t\":5,\"node\":\"n1\",\"kind\":\"raft.role\"}\n";
+    let trace = file("bad.jsonl", &[good.as_bytes(), b"{\"t\xff\n"].concat());
+    let (code, out) = distsync(&["report", &trace, "-o", "/tmp/distsync-report-bad"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("{trace}:2:4: {not_utf8}")), "{out}");
+    let script = file("bad.steps", b"next\n\xc3\n");
+    let (code, out) = distsync(&["step", "scenarios/leader-crash.toml", "--script", &script]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("{script}:2:1: {not_utf8}")), "{out}");
+    for name in ["RUN.JSONL", "run.Json"] {
+        let trace = file(name, good.as_bytes());
+        let out_dir = dir.join(format!("report-{name}"));
+        let (code, out) = distsync(&["report", &trace, "-o", &out_dir.to_string_lossy()]);
+        assert_eq!(code, 0, "{name}: {out}");
+    }
+}

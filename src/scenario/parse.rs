@@ -125,8 +125,16 @@ pub fn parse_scenario(text: &str, path: &str) -> Result<Scenario, ScenarioError>
 /// Reads and parses a scenario file; read failures are reported as errors too.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
     let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_scenario(&text, &shown),
+    match std::fs::read(path) {
+        Ok(bytes) => match crate::input::utf8_text(bytes) {
+            Ok(text) => parse_scenario(&text, &shown),
+            Err((line, col)) => Err(ScenarioError {
+                path: shown,
+                line,
+                col,
+                message: crate::input::NOT_UTF8.to_owned(),
+            }),
+        },
         Err(e) => Err(ScenarioError {
             path: shown,
             line: 0,
