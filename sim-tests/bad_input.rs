@@ -289,3 +289,89 @@ fn a_trace_of_huge_queue_batches_gives_a_page_that_says_where_it_stopped() {
         "the latencies say which messages they cover"
     );
 }
+
+/// Values the parser once accepted and the run then hung on or ran out of
+/// memory with: each is refused, at its place, with the range allowed.
+#[test]
+fn values_no_run_can_use_exit_2_with_the_allowed_range() {
+    let cache = format!("{BASE}[redis]\nshards = 1\n[cache]\n");
+    let cases: &[(&str, String, &str)] = &[
+        (
+            "tiny-cache-timeout.toml",
+            format!("{cache}timeout = \"4ns\"\n"),
+            ":8:11: cache.timeout must be between 1us and 1h, got 4ns",
+        ),
+        (
+            "huge-lock-count.toml",
+            format!("{BASE}[lock_clients]\nlocks = 4294967295\n"),
+            ":6:9: lock_clients.locks must be between 1 and 100000, got 4294967295",
+        ),
+        (
+            "tiny-cache-rate.toml",
+            format!("{cache}[cache_clients]\nrate = 1e-11\n"),
+            ":9:8: cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 1e-11",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let path = write_temp(name, text);
+        let (code, out) = distsync(&["run", &path]);
+        assert_eq!(code, 2, "{name}: expected exit 2, got {code}: {out}");
+        assert!(out.contains(&format!("{path}{want}")), "{name}: {out}");
+    }
+}
+
+/// A crash ends a pause, so the run would skip this resume: the file is
+/// refused, at the resume.
+#[test]
+fn a_resume_after_a_crash_ended_the_pause_is_refused_where_it_is() {
+    let mut text = BASE.to_string();
+    for (at, action) in [("1s", "pause"), ("2s", "crash"), ("3s", "resume")] {
+        text += &format!("[[step]]\nat = \"{at}\"\n{action} = \"n2\"\n");
+    }
+    let path = write_temp("pause-crash-resume.toml", &text);
+    let (code, out) = distsync(&["run", &path]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            "{path}:13:10: n2 is not paused at 3s: the step at line 8 crashed it, and a crash ends a pause"
+        )),
+        "{out}"
+    );
+}
+
+/// A byte that is not UTF-8 is reported at its line and column, in a
+/// scenario, a trace or a stepper script; a trace is told by its name in
+/// any case (`.JSONL`, `.json`), not read as a scenario.
+#[test]
+fn bad_bytes_are_located_and_traces_are_told_by_name_in_any_case() {
+    let dir = std::env::temp_dir().join(format!("distsync-bad-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let not_utf8 = "not UTF-8 text: the byte here is not valid UTF-8";
+    let scenario = file("bad.toml", &[BASE.as_bytes(), b"# caf\xe9\n"].concat());
+    let (code, out) = distsync(&["run", &scenario]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!("{scenario}:5:6: {not_utf8}")),
+        "{out}"
+    );
+    let good = "{\"seq\":0,\"t\":5,\"node\":\"n1\",\"kind\":\"raft.role\"}\n";
+    let trace = file("bad.jsonl", &[good.as_bytes(), b"{\"t\xff\n"].concat());
+    let (code, out) = distsync(&["report", &trace, "-o", "/tmp/distsync-report-bad"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("{trace}:2:4: {not_utf8}")), "{out}");
+    let script = file("bad.steps", b"next\n\xc3\n");
+    let (code, out) = distsync(&["step", "scenarios/leader-crash.toml", "--script", &script]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains(&format!("{script}:2:1: {not_utf8}")), "{out}");
+    for name in ["RUN.JSONL", "run.Json"] {
+        let trace = file(name, good.as_bytes());
+        let out_dir = dir.join(format!("report-{name}"));
+        let (code, out) = distsync(&["report", &trace, "-o", &out_dir.to_string_lossy()]);
+        assert_eq!(code, 0, "{name}: {out}");
+    }
+}

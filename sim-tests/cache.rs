@@ -4,7 +4,8 @@
 //! only the caches it lists, and a restarted home rebuilds its directory.
 
 use distsync::run::{RunOptions, RunReport, run_scenario};
-use distsync::trace::MemorySink;
+use distsync::sim::world::World;
+use distsync::trace::{MemorySink, Tracer};
 
 use crate::common::scenario;
 
@@ -178,4 +179,31 @@ fn a_restarted_home_rebuilds_its_directory_before_serving() {
         cache.summary.failed >= 1,
         "operations homed at n1 failed while it was down"
     );
+}
+
+/// A timeout of a few nanoseconds (below what the parser accepts, so set
+/// here by hand) once gave the bus a retry timer of 0: simulated time stopped
+/// and events piled up without end. Every timer moves time on now: no
+/// stretch of events, on either protocol, leaves the clock where it was.
+#[test]
+fn a_timeout_of_a_few_nanoseconds_still_lets_time_move_on() {
+    for name in ["cache-bus-crash", "cache-dir-restart"] {
+        for timeout_ns in 1..=5 {
+            let mut sc = scenario(name);
+            sc.cache.op_timeout_ns = timeout_ns;
+            let mut world = World::new(&sc, 1, Tracer::disabled(sc.nodes));
+            'run: for _ in 0..5 {
+                let before = world.now_ns();
+                for _ in 0..50_000 {
+                    if !world.step() {
+                        break 'run;
+                    }
+                }
+                assert!(
+                    world.now_ns() > before,
+                    "{name} timeout {timeout_ns}ns: 50000 events and time stuck at {before}ns"
+                );
+            }
+        }
+    }
 }

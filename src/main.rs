@@ -50,7 +50,7 @@ enum Command {
         after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it) and prints its size; --json prints that as JSON. Exit codes: 0 written (whatever the run's verdict), 2 bad input, 3 the page could not be written."
     )]
     Report {
-        /// A scenario file (TOML) to run, or a trace file (.jsonl) to draw.
+        /// A trace to draw (JSON lines: a name ending in .jsonl or .json, any case), or else a scenario file (TOML) to run.
         input: PathBuf,
         /// Seed (default: the scenario's `seed`); scenarios only.
         #[arg(long)]
@@ -414,14 +414,14 @@ fn report_command(
     format: Format,
 ) -> ExitCode {
     use distsync::report::html::{PageInfo, render_page};
-    let is_trace = input.extension().is_some_and(|e| e == "jsonl");
+    let is_trace = distsync::input::is_trace_file(input);
     let (title, seed, lines, report) = if is_trace {
         if seed.is_some() || !bugs.is_empty() {
             return bad_input("--seed and --bug apply to scenarios, not to a trace file");
         }
-        let text = match std::fs::read_to_string(input) {
+        let text = match distsync::input::read_text(input) {
             Ok(t) => t,
-            Err(e) => return bad_input(format!("cannot read {}: {e}", input.display())),
+            Err(e) => return bad_input(e),
         };
         for (i, l) in text.lines().enumerate() {
             let line = serde_json::from_str::<serde_json::Value>(l).ok();
@@ -482,9 +482,9 @@ fn step_command(
     };
     let seed = seed.unwrap_or(sc.seed);
     if let Some(file) = script {
-        let text = match std::fs::read_to_string(file) {
+        let text = match distsync::input::read_text(file) {
             Ok(t) => t,
-            Err(e) => return bad_input(format!("cannot read {}: {e}", file.display())),
+            Err(e) => return bad_input(e),
         };
         return match distsync::step::run_script(&sc, seed, &text, &file.display().to_string()) {
             Ok(out) => {

@@ -205,8 +205,12 @@ impl Stepper {
     }
 
     /// Checks what only this scenario can tell: that a breakpoint's node
-    /// is one of its endpoints (a misspelt one would never stop).
+    /// is one of its endpoints (a misspelt one would never stop), and that
+    /// `show` names one of its nodes or queue shards.
     pub fn check(&self, cmd: &Command) -> Result<(), String> {
+        if let Command::Show(Some(x)) = cmd {
+            return self.check_shown(x);
+        }
         let Command::Break(Break::Node(x)) = cmd else {
             return Ok(());
         };
@@ -217,6 +221,21 @@ impl Stepper {
         Err(format!(
             "break node: no `{x}` in this scenario; it has {}",
             describe_names(&names)
+        ))
+    }
+
+    /// `show X`: X must be a node (`n1`..`nN`) or, with a queue, a shard.
+    fn check_shown(&self, x: &str) -> Result<(), String> {
+        if self.node_index(x).is_some() || self.shard_index(x).is_some() {
+            return Ok(());
+        }
+        let shards = match self.queue_shards() {
+            0 => String::new(),
+            n => format!(" and queue shards s1..s{n}"),
+        };
+        Err(format!(
+            "show: no node `{x}`: this scenario has n1..n{}{shards}",
+            self.sc.nodes
         ))
     }
 
@@ -270,7 +289,12 @@ impl Stepper {
                 self.show_batch(start, stop, &before, &mut out);
             }
             Command::Break(b) => {
-                self.breaks.push(b.clone());
+                // The same breakpoint twice would only be listed twice.
+                if self.breaks.contains(b) {
+                    out += "already set; ";
+                } else {
+                    self.breaks.push(b.clone());
+                }
                 out += &format!("breakpoints: {}\n", self.describe_breaks());
             }
             Command::ClearBreaks => {
@@ -294,16 +318,8 @@ impl Stepper {
                     out += &self.shard_line(j, placement, &mut Counts::default());
                     out.push('\n');
                 }
-                (None, None) => {
-                    let shards = match self.queue_shards() {
-                        0 => String::new(),
-                        n => format!(" and queue shards s1..s{n}"),
-                    };
-                    out += &format!(
-                        "no node `{x}`: this scenario has n1..n{}{shards}\n",
-                        self.sc.nodes
-                    )
-                }
+                // `check` refused any other name before this ran.
+                (None, None) => {}
             },
             Command::Help => {
                 out += HELP;
@@ -1066,6 +1082,33 @@ mod tests {
         assert!(e.starts_with("x.steps:2:1: break node: no `s1`"), "{e}");
         let e = run_script(&sc, 1, "# kinds\nb kind raft.rolee\n", "x.steps").unwrap_err();
         assert!(e.starts_with("x.steps:2:1: break kind:"), "{e}");
+    }
+
+    #[test]
+    fn show_takes_only_this_scenarios_nodes_and_shards() {
+        let sc = scenario("leader-crash");
+        let e = run_script(&sc, 1, "next\nshow n5\nshow n6\n", "x.steps").unwrap_err();
+        assert_eq!(
+            e,
+            "x.steps:3:1: show: no node `n6`: this scenario has n1..n5"
+        );
+        let queue = Stepper::new(&scenario("queue-steady"), 1);
+        assert_eq!(queue.check(&Command::Show(Some("s3".into()))), Ok(()));
+        assert_eq!(
+            queue.check(&Command::Show(Some("s4".into()))),
+            Err("show: no node `s4`: this scenario has n1..n3 and queue shards s1..s3".into())
+        );
+    }
+
+    #[test]
+    fn a_breakpoint_set_twice_is_kept_once() {
+        let mut st = Stepper::new(&scenario("leader-crash"), 1);
+        let b = Command::Break(Break::Kind("raft.role".into()));
+        assert_eq!(st.execute(&b).0, "breakpoints: kind raft.role\n");
+        assert_eq!(
+            st.execute(&b).0,
+            "already set; breakpoints: kind raft.role\n"
+        );
     }
 
     #[test]

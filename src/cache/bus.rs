@@ -1045,7 +1045,7 @@ impl Arbiter {
         for &n in &self.unreported {
             env.send(n, setup.wire(BusMsg::Recover { incarnation }));
         }
-        env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+        env.set_timer(Timer::BusTxn, retry_ns(setup.timeout_ns));
     }
 
     /// A node's answer to this home's `Recover`: its lines become the
@@ -1231,7 +1231,7 @@ impl Arbiter {
             // listed as held.
             if env.monotonic() < c.granted_at + setup.timeout_ns / 4 * 5 {
                 self.send_grant(env);
-                env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+                env.set_timer(Timer::BusTxn, retry_ns(setup.timeout_ns));
                 return;
             }
             self.current = None;
@@ -1255,7 +1255,7 @@ impl Arbiter {
             if c.granted {
                 self.send_grant(env);
             }
-            env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+            env.set_timer(Timer::BusTxn, retry_ns(setup.timeout_ns));
             return;
         }
         if !c.granted
@@ -1350,7 +1350,7 @@ impl Arbiter {
                 granted_at: 0,
                 late,
             });
-            env.set_timer(Timer::BusTxn, setup.timeout_ns / u64::from(RETRIES + 1));
+            env.set_timer(Timer::BusTxn, retry_ns(setup.timeout_ns));
         }
         let Some(c) = self.current.as_mut() else {
             return;
@@ -1411,6 +1411,14 @@ impl Arbiter {
 /// Times a transaction's snoops, memory call or grant are sent again
 /// before it fails; they are spread over the timeout.
 const RETRIES: u32 = 4;
+
+/// The wait between a transaction's tries: the timeout spread over them,
+/// and never 0, since a timer of 0 fires again at the same instant and
+/// simulated time would never move on (the parser keeps timeouts far above
+/// this; the floor holds for any caller).
+fn retry_ns(timeout_ns: u64) -> u64 {
+    (timeout_ns / u64::from(RETRIES + 1)).max(1)
+}
 
 /// What the transaction needs from memory: dirty data written before
 /// anyone can read memory again, or the data for a read; None if nothing.

@@ -276,6 +276,9 @@ impl LockClient {
             1,
             self.load.max_per_round.max(1).min(self.load.locks) as u64,
         ) as usize;
+        // A full shuffle, O(locks) a round: a sampler drawing only `count`
+        // ids would consume the RNG differently and change every pinned
+        // trace, so the parser's limit on `locks` bounds this instead.
         let mut locks: Vec<LockId> = (0..self.load.locks).collect();
         for i in (1..locks.len()).rev() {
             let j = rng.below(i as u64 + 1) as usize;

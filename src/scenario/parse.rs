@@ -31,6 +31,10 @@ const MAX_DURATION_NS: u64 = 3_600 * NS_PER_S;
 const MAX_NODES: i64 = 15;
 const MAX_DRIFT_PPM: i64 = 100_000;
 const MAX_RATE: f64 = 100_000.0;
+/// Least rate of generated operations: one every 1000 s on average, already
+/// less than one a run of the longest duration. Below it the gaps grow
+/// towards the end of u64 time, where sums with clock times would overflow.
+const MIN_RATE: f64 = 0.001;
 const MAX_CLIENTS: i64 = 1_000;
 const MAX_KEYS: i64 = 100_000;
 const MAX_CLIENT_ID: i64 = 1_000;
@@ -40,6 +44,11 @@ const MAX_VNODES: i64 = 1_024;
 const MAX_QUEUES: usize = 8;
 const MAX_PARTITIONS: i64 = 256;
 const MAX_ATTEMPTS: i64 = 100;
+/// Most locks the lock clients spread over: every round draws its locks by
+/// shuffling all of them (a draw that shipped traces pin), so this bounds
+/// each round's time and memory; at 1000 clients a run is under 2x slower
+/// than with a few locks.
+const MAX_LOCKS: i64 = 100_000;
 /// Most messages in one produce or consume request.
 const MAX_BATCH: i64 = 1_000;
 const MAX_ORDERING_KEYS: i64 = 1_000_000;
@@ -49,6 +58,10 @@ const MAX_CACHE_CAPACITY: i64 = 100_000;
 const MAX_CACHE_KEYS: i64 = 1_000_000;
 /// Largest Zipf exponent for the cache ops' key popularity.
 const MAX_ZIPF: f64 = 10.0;
+/// Shortest `cache.timeout`: the bus spreads its retries over the timeout,
+/// and below this they would come faster than any message can travel, so
+/// every operation fails and the run only burns events.
+const MIN_CACHE_TIMEOUT_NS: u64 = 1_000;
 /// `lock_clients.stop`, `queue_clients.stop` and `cache_clients.stop` word
 /// for "no stop": rounds (or messages, or cache ops) keep starting until the
 /// run ends (`stop_ns == u64::MAX`).
@@ -112,8 +125,16 @@ pub fn parse_scenario(text: &str, path: &str) -> Result<Scenario, ScenarioError>
 /// Reads and parses a scenario file; read failures are reported as errors too.
 pub fn load_scenario(path: &Path) -> Result<Scenario, ScenarioError> {
     let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_scenario(&text, &shown),
+    match std::fs::read(path) {
+        Ok(bytes) => match crate::input::utf8_text(bytes) {
+            Ok(text) => parse_scenario(&text, &shown),
+            Err((line, col)) => Err(ScenarioError {
+                path: shown,
+                line,
+                col,
+                message: crate::input::NOT_UTF8.to_owned(),
+            }),
+        },
         Err(e) => Err(ScenarioError {
             path: shown,
             line: 0,
@@ -892,6 +913,22 @@ impl<'a> Source<'a> {
         Ok(ns)
     }
 
+    /// A duration in `min_ns..=1h`; the message gives the whole range.
+    fn duration_at_least(&self, d: &Spanned<DurText>, what: &str, min_ns: Nanos) -> Res<Nanos> {
+        let ns = parse_duration(&d.get_ref().0).map_err(|m| self.err(d.span(), m))?;
+        if ns < min_ns || ns > MAX_DURATION_NS {
+            return Err(self.err(
+                d.span(),
+                format!(
+                    "{what} must be between {} and 1h, got {}",
+                    format_duration(min_ns),
+                    d.get_ref().0
+                ),
+            ));
+        }
+        Ok(ns)
+    }
+
     fn positive_duration(&self, d: &Spanned<DurText>, what: &str) -> Res<Nanos> {
         let ns = self.duration(d, what)?;
         if ns == 0 {
@@ -921,6 +958,26 @@ impl<'a> Source<'a> {
                 Ok((lo, hi))
             }
         }
+    }
+
+    /// A rate of operations per second in `MIN_RATE..=MAX_RATE`; `per`
+    /// says per what, for the message.
+    fn rate(&self, v: &Spanned<f64>, what: &str, per: &str) -> Res<f64> {
+        let rate = *v.get_ref();
+        // Written as a negated range check so NaN fails too.
+        if !(MIN_RATE..=MAX_RATE).contains(&rate) {
+            // Tiny values in exponent form, not hundreds of zeros.
+            let got = if rate != 0.0 && rate.abs() < MIN_RATE {
+                format!("{rate:e}")
+            } else {
+                format!("{rate}")
+            };
+            return Err(self.err(
+                v.span(),
+                format!("{what} must be between {MIN_RATE} and {MAX_RATE} {per}, got {got}"),
+            ));
+        }
+        Ok(rate)
     }
 
     fn probability(&self, p: &Spanned<f64>, what: &str) -> Res<f64> {
@@ -1506,14 +1563,7 @@ fn resolve_workload(
         w.clients = src.int(v, "clients", 0, MAX_CLIENTS)? as usize;
     }
     if let Some(v) = &raw.rate {
-        let rate = *v.get_ref();
-        // Written as a negated range check so NaN fails too.
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(src.err(
-                v.span(),
-                format!("rate must be more than 0 and at most {MAX_RATE} ops per second per client, got {rate}"),
-            ));
-        }
+        let rate = src.rate(v, "rate", "ops per second per client")?;
         w.rate_per_s = rate;
     }
     if let Some(v) = &raw.keys {
@@ -1636,7 +1686,7 @@ fn resolve_lock_clients(
         w.clients = src.int(v, "lock_clients.clients", 0, MAX_CLIENTS)? as usize;
     }
     if let Some(v) = &raw.locks {
-        w.locks = src.int(v, "lock_clients.locks", 1, i64::from(u32::MAX))? as u32;
+        w.locks = src.int(v, "lock_clients.locks", 1, MAX_LOCKS)? as u32;
     }
     if let Some(v) = &raw.max_per_round {
         let n = *v.get_ref();
@@ -1932,15 +1982,8 @@ fn resolve_queue_clients(
         w.consumers = src.int(v, "queue_clients.consumers", 0, MAX_CLIENTS)? as usize;
     }
     if let Some(v) = &raw.rate {
-        let rate = *v.get_ref();
-        // Written as a negated range check so NaN fails too; the cap, as for
-        // [workload], keeps a producer from flooding one instant.
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(src.err(
-                v.span(),
-                format!("queue_clients.rate must be more than 0 and at most {MAX_RATE} messages per second per producer, got {rate}"),
-            ));
-        }
+        // The cap, as for [workload], keeps a producer from flooding one instant.
+        let rate = src.rate(v, "queue_clients.rate", "messages per second per producer")?;
         w.rate_per_s = rate;
     }
     if let Some(v) = &raw.batch {
@@ -2028,7 +2071,7 @@ fn resolve_cache(
         c.arbiter = names.node(src, a, "cache.arbiter")?;
     }
     if let Some(d) = &raw.timeout {
-        c.op_timeout_ns = src.positive_duration(d, "cache.timeout")?;
+        c.op_timeout_ns = src.duration_at_least(d, "cache.timeout", MIN_CACHE_TIMEOUT_NS)?;
     }
     Ok(c)
 }
@@ -2052,14 +2095,7 @@ fn resolve_cache_clients(
     }
     let raw = table.get_ref();
     if let Some(v) = &raw.rate {
-        let rate = *v.get_ref();
-        // Written as a negated range check so NaN fails too.
-        if !(rate > 0.0 && rate <= MAX_RATE) {
-            return Err(src.err(
-                v.span(),
-                format!("cache_clients.rate must be more than 0 and at most {MAX_RATE} ops per second per node, got {rate}"),
-            ));
-        }
+        let rate = src.rate(v, "cache_clients.rate", "ops per second per node")?;
         w.rate_per_s = rate;
     }
     if let Some(v) = &raw.keys {
@@ -2470,8 +2506,18 @@ enum Life {
 /// What the static timeline check knows about one node being paused.
 #[derive(Clone, Copy)]
 enum Paused {
-    No { resumed_by: Option<usize> },
-    Yes { line: usize, seq: usize },
+    No {
+        resumed_by: Option<usize>,
+    },
+    Yes {
+        line: usize,
+        seq: usize,
+    },
+    /// Not paused: the crash by the step at `line` ended whatever pause
+    /// there was (a restarted node comes back running).
+    Crashed {
+        line: usize,
+    },
     Unknown,
 }
 
@@ -2517,8 +2563,8 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
                     line: step.line,
                     seq,
                 };
-                if let Paused::Yes { .. } = paused[n] {
-                    paused[n] = Paused::Unknown;
+                if let Paused::Yes { .. } | Paused::Unknown = paused[n] {
+                    paused[n] = Paused::Crashed { line: step.line };
                 }
                 crashed_before |= n < nodes;
             }
@@ -2611,7 +2657,7 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
             }
             Action::Pause(_) => {
                 for p in &mut paused[..nodes] {
-                    if let Paused::No { .. } = p {
+                    if let Paused::No { .. } | Paused::Crashed { .. } = p {
                         *p = Paused::Unknown;
                     }
                 }
@@ -2633,6 +2679,12 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
                             names.place_name(n)
                         ));
                     }
+                    Paused::Crashed { line } => {
+                        return fail(format!(
+                            "{} is not paused at {at}: the step at line {line} crashed it, and a crash ends a pause",
+                            names.place_name(n)
+                        ));
+                    }
                     Paused::Yes { .. } | Paused::Unknown => {}
                 }
                 paused[n] = Paused::No {
@@ -2646,9 +2698,17 @@ fn check_timeline(src: &Source<'_>, steps: &[(Step, Range<usize>)], names: &Node
                     ));
                 }
                 let paused = &mut paused[..nodes];
-                if paused.iter().all(|p| matches!(p, Paused::No { .. })) {
+                if paused
+                    .iter()
+                    .all(|p| matches!(p, Paused::No { .. } | Paused::Crashed { .. }))
+                {
+                    let ended = if paused.iter().any(|p| matches!(p, Paused::Crashed { .. })) {
+                        "resumed or crashed"
+                    } else {
+                        "resumed"
+                    };
                     return fail(format!(
-                        "resume = \"last_paused\" at {at}, but every paused node is resumed by then"
+                        "resume = \"last_paused\" at {at}, but every paused node is {ended} by then"
                     ));
                 }
                 let latest = paused
@@ -3380,8 +3440,18 @@ client = { id = 1, node = "n2", op = "get", key = "k2" }
             "[lock_clients]\nlocks = 0\n",
             6,
             9,
-            "lock_clients.locks must be between 1 and 4294967295, got 0",
+            "lock_clients.locks must be between 1 and 100000, got 0",
         );
+        // Every round shuffles all lock ids, so their number bounds a
+        // round's time and memory.
+        for big in ["100001", "4294967295"] {
+            assert_error(
+                &format!("[lock_clients]\nlocks = {big}\n"),
+                6,
+                9,
+                &format!("lock_clients.locks must be between 1 and 100000, got {big}"),
+            );
+        }
         assert_error(
             "[lock_clients]\nlocks = 3\nmax_per_round = 4\n",
             7,
@@ -3900,19 +3970,25 @@ crash = "leader"
                 format!("{REDIS}[queue_clients]\nrate = 0\n"),
                 8,
                 8,
-                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got 0",
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got 0",
+            ),
+            (
+                format!("{REDIS}[queue_clients]\nrate = 0.0009\n"),
+                8,
+                8,
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got 9e-4",
             ),
             (
                 format!("{REDIS}[queue_clients]\nrate = nan\n"),
                 8,
                 8,
-                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got NaN",
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got NaN",
             ),
             (
                 format!("{REDIS}[queue_clients]\nrate = inf\n"),
                 8,
                 8,
-                "queue_clients.rate must be more than 0 and at most 100000 messages per second per producer, got inf",
+                "queue_clients.rate must be between 0.001 and 100000 messages per second per producer, got inf",
             ),
             (
                 format!("{REDIS}[queue_clients]\nbatch = 0\n"),
@@ -4566,10 +4642,10 @@ crash = "n2"
             }
         );
         let s = parse(&format!(
-            "{REDIS}[cache]\ncapacity = 1\ntimeout = \"1ns\"\n\
+            "{REDIS}[cache]\ncapacity = 1\ntimeout = \"1us\"\n\
              [cache_clients]\nrate = 0.001\nkeys = 1\nzipf = 0\nwrite_ratio = 0\nstop = \"0s\"\n"
         ));
-        assert_eq!((s.cache.capacity, s.cache.op_timeout_ns), (1, 1));
+        assert_eq!((s.cache.capacity, s.cache.op_timeout_ns), (1, 1_000));
         assert_eq!(
             s.cache_load,
             CacheWorkload {
@@ -4647,13 +4723,25 @@ crash = "n2"
                 format!("{CACHE}timeout = \"0s\"\n"),
                 8,
                 11,
-                "cache.timeout must be more than 0s",
+                "cache.timeout must be between 1us and 1h, got 0s",
+            ),
+            (
+                format!("{CACHE}timeout = \"4ns\"\n"),
+                8,
+                11,
+                "cache.timeout must be between 1us and 1h, got 4ns",
+            ),
+            (
+                format!("{CACHE}timeout = \"999ns\"\n"),
+                8,
+                11,
+                "cache.timeout must be between 1us and 1h, got 999ns",
             ),
             (
                 format!("{CACHE}timeout = \"2h\"\n"),
                 8,
                 11,
-                "cache.timeout must be at most 1h, got 2h",
+                "cache.timeout must be between 1us and 1h, got 2h",
             ),
             (
                 format!("{CACHE}timeout = \"-1s\"\n"),
@@ -4689,31 +4777,37 @@ crash = "n2"
                 format!("{CACHE}[cache_clients]\nrate = 0\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got 0",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 0",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = -5\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got -5",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got -5",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = 100000.5\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got 100000.5",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 100000.5",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = nan\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got NaN",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got NaN",
+            ),
+            (
+                format!("{CACHE}[cache_clients]\nrate = 1e-11\n"),
+                9,
+                8,
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got 1e-11",
             ),
             (
                 format!("{CACHE}[cache_clients]\nrate = inf\n"),
                 9,
                 8,
-                "cache_clients.rate must be more than 0 and at most 100000 ops per second per node, got inf",
+                "cache_clients.rate must be between 0.001 and 100000 ops per second per node, got inf",
             ),
             (
                 format!("{CACHE}[cache_clients]\nkeys = 0\n"),
@@ -5065,7 +5159,7 @@ crash = "n2"
             protocol: CacheProtocol::Bus,
             capacity: 100_000,
             arbiter: 2,
-            op_timeout_ns: 1,
+            op_timeout_ns: 1_001,
         };
         odd.cache_load = CacheWorkload {
             rate_per_s: 1.0 / 3.0,
@@ -5367,10 +5461,16 @@ crash = "n2"
             "drift_ppm must be between -100000 and 100000, got 100001",
         );
         assert_error(
+            "[workload]\nrate = 5e-324\n",
+            6,
+            8,
+            "rate must be between 0.001 and 100000 ops per second per client, got 5e-324",
+        );
+        assert_error(
             "[workload]\nrate = inf\n",
             6,
             8,
-            "rate must be more than 0 and at most 100000 ops per second per client, got inf",
+            "rate must be between 0.001 and 100000 ops per second per client, got inf",
         );
         assert_error(
             "[workload]\nclients = 2\nkeys = 0\n",
@@ -5553,6 +5653,47 @@ crash = "n2"
             10,
             "n2 is not paused at 3s (already resumed by the step at line 9)",
         );
+        // A crash ends a pause: the simulator would skip the resume.
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "resume = \"n2\""),
+            ]),
+            15,
+            10,
+            "n2 is not paused at 3s: the step at line 9 crashed it, and a crash ends a pause",
+        );
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "restart = \"n2\""),
+                ("4s", "resume = \"n2\""),
+            ]),
+            19,
+            10,
+            "n2 is not paused at 4s: the step at line 9 crashed it, and a crash ends a pause",
+        );
+        assert_error(
+            &timeline(&[
+                ("1s", "pause = \"n2\""),
+                ("2s", "crash = \"n2\""),
+                ("3s", "resume = \"last_paused\""),
+            ]),
+            15,
+            10,
+            "resume = \"last_paused\" at 3s, but every paused node is resumed or crashed by then",
+        );
+        // After a crash the node can be paused again, and then resumed.
+        let again = timeline(&[
+            ("1s", "pause = \"n2\""),
+            ("2s", "crash = \"n2\""),
+            ("3s", "restart = \"n2\""),
+            ("4s", "pause = \"n2\""),
+            ("5s", "resume = \"n2\""),
+        ]);
+        parse_scenario(&format!("{HEAD}{again}"), "t.toml").unwrap_or_else(|e| panic!("{e}"));
         assert_error(
             &timeline(&[("1s", "pause = \"n2\""), ("2s", "pause = \"n2\"")]),
             11,
@@ -5733,8 +5874,8 @@ crash = "n2"
         };
         rich.lock_load = LockWorkload {
             clients: 1000,
-            locks: u32::MAX,
-            max_per_round: u32::MAX,
+            locks: 100_000,
+            max_per_round: 100_000,
             shared_ratio: 1.0 / 3.0,
             hold_min_ns: 0,
             hold_max_ns: 1,

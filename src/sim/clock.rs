@@ -198,4 +198,43 @@ mod tests {
             u64::MAX
         );
     }
+
+    #[test]
+    fn conversions_hold_at_the_extremes() {
+        // Every drift from a stopped clock to one running twice as fast,
+        // every offset an i64 holds, global times up to the end of u64:
+        // readings clamp, never wrap, and never run backwards; inverses
+        // land at or after now and never before the reading is reached.
+        let drifts = [-1_000_000, -999_999, -100_000, -1, 0, 1, 100_000, 1_000_000];
+        let offsets = [i64::MIN, -3_600_000_000_000, 0, 3_600_000_000_000, i64::MAX];
+        let times = [0, 1, 1_000_000_000, u64::MAX / 2, u64::MAX - 1, u64::MAX];
+        for drift in drifts {
+            for offset in offsets {
+                let c = Clock::new(offset, drift);
+                for pair in times.windows(2) {
+                    assert!(c.local(pair[0]) <= c.local(pair[1]), "{drift} {offset}");
+                    assert!(c.monotonic(pair[0]) <= c.monotonic(pair[1]), "{drift}");
+                }
+                for now in times {
+                    for target in [0, 1, c.local(now), c.local(now).saturating_add(1), u64::MAX] {
+                        let g = c.global_when(target, now);
+                        assert!(g >= now, "{drift} {offset} {now} {target}");
+                        assert!(g == u64::MAX || c.local(g) >= target, "{drift} {offset}");
+                        let g = c.global_when_monotonic(target, now);
+                        assert!(g >= now, "{drift} {offset} {now} {target}");
+                        assert!(g == u64::MAX || c.monotonic(g) >= target, "{drift}");
+                    }
+                }
+            }
+        }
+        // Steps and drift changes at the end of time keep readings in range.
+        let mut c = Clock::new(i64::MAX, 1_000_000);
+        c.step(i64::MAX);
+        c.set_drift(-1_000_000, u64::MAX);
+        assert_eq!(c.local(u64::MAX), u64::MAX);
+        c.step(i64::MIN);
+        c.step(i64::MIN);
+        c.step(i64::MIN);
+        assert_eq!(c.local(0), 0);
+    }
 }
