@@ -378,4 +378,49 @@ mod tests {
         let seeds: Vec<u64> = sweep.results.iter().map(|r| r.seed).collect();
         assert_eq!(seeds, vec![u64::MAX - 1, u64::MAX]);
     }
+
+    #[test]
+    fn seeds_over_budget_are_counted_apart_saved_with_a_note_and_the_sweep_goes_on() {
+        let template = crate::scenario::parse::parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"2s\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("distsync-fuzz-budget-{}", std::process::id()));
+        let o = FuzzOptions {
+            failures_dir: Some(dir.clone()),
+            // Hunts stop at the first failure; a seed over budget is none.
+            stop_at_first_failure: true,
+            limits: RunLimits {
+                max_events: 50,
+                ..RunLimits::default()
+            },
+            ..opts(Budget::Seeds { first: 1, count: 4 }, (0, 1))
+        };
+        let sweep = fuzz(std::slice::from_ref(&template), &o, &|_, _| {}).remove(0);
+        assert_eq!(sweep.results.len(), 4, "the sweep went on past every seed");
+        assert_eq!(sweep.budget_exceeded().count(), 4);
+        assert_eq!(sweep.failures().count(), 0);
+        assert_eq!(sweep.inconclusive(), 0);
+        for r in &sweep.results {
+            let file = r.file.as_ref().expect("saved");
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(
+                text.starts_with("# budget exceeded, not a violation"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("distsync run {} --max-events 50", file.display())),
+                "{text}"
+            );
+        }
+        // Within the default budgets the same seeds pass and nothing is saved.
+        let o = FuzzOptions {
+            failures_dir: None,
+            ..opts(Budget::Seeds { first: 1, count: 4 }, (0, 1))
+        };
+        let sweep = fuzz(std::slice::from_ref(&template), &o, &|_, _| {}).remove(0);
+        assert_eq!(sweep.budget_exceeded().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

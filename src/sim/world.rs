@@ -1354,3 +1354,82 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::shipped::SHIPPED;
+
+    fn shipped(name: &str) -> Scenario {
+        let (_, text) = SHIPPED.iter().find(|(n, _)| *n == name).unwrap();
+        crate::scenario::parse::parse_scenario(text, name).unwrap()
+    }
+
+    /// Steps `world` until `events` events have been simulated.
+    fn run_to(world: &mut World, events: u64) {
+        while world.obs.stats.events < events {
+            assert!(world.step(), "the run ended before {events} events");
+        }
+    }
+
+    #[test]
+    fn the_memory_estimate_grows_with_a_long_run() {
+        for name in [
+            "queue-steady",
+            "lock-contention",
+            "leader-crash",
+            "cache-bus-zipf",
+        ] {
+            let sc = shipped(name);
+            let mut world = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+            run_to(&mut world, 1_000);
+            let early = world.retained_bytes();
+            run_to(&mut world, 10_000);
+            let later = world.retained_bytes();
+            assert!(
+                later > early + 10_000,
+                "{name}: {early} bytes after 1,000 events, {later} after 10,000"
+            );
+            // Lengths, not the allocator: the same run gives the same figure.
+            let mut again = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+            run_to(&mut again, 10_000);
+            assert_eq!(again.retained_bytes(), later, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_budget_stops_the_run_and_says_which() {
+        let sc = shipped("queue-steady");
+        let mut world = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+        world.set_limits(RunLimits {
+            max_events: 700,
+            ..RunLimits::default()
+        });
+        world.run();
+        assert_eq!(world.obs.stats.events, 700);
+        assert!(matches!(
+            world.budget_exceeded(),
+            Some(BudgetExceeded::Events { limit: 700, .. })
+        ));
+        assert!(!world.step(), "a stopped run stays stopped");
+        let mut world = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+        world.set_limits(RunLimits {
+            max_memory_bytes: 64 << 10,
+            ..RunLimits::default()
+        });
+        world.run();
+        let Some(BudgetExceeded::Memory {
+            estimate, events, ..
+        }) = world.budget_exceeded()
+        else {
+            panic!("{:?}", world.budget_exceeded());
+        };
+        assert!(estimate > 64 << 10);
+        assert_eq!(
+            events % MEMORY_CHECK_EVERY,
+            0,
+            "checked every so many events"
+        );
+        assert_eq!(world.obs.stats.events, events);
+    }
+}
