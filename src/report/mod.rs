@@ -937,8 +937,19 @@ struct BudgetRow<'a> {
     /// "events" or "memory".
     budget: &'static str,
     /// The saved scenario that replays the seed (None: not saved).
-    #[tabled(rename = "replay", display = "replay_command")]
+    #[tabled(rename = "replay", display("budget_replay", self))]
     file: Option<String>,
+    /// The flag that sets the budget, for the replay command.
+    #[tabled(skip)]
+    #[serde(skip)]
+    flag: String,
+}
+
+fn budget_replay(file: &Option<String>, row: &BudgetRow) -> String {
+    file.as_ref().map_or_else(
+        || "-".to_string(),
+        |f| format!("distsync run {f} {}", row.flag),
+    )
 }
 
 #[derive(Serialize, Tabled)]
@@ -1006,6 +1017,7 @@ impl<'a> FuzzSummary<'a> {
                     seed: r.seed,
                     budget: r.budget_exceeded.map_or("", |b| b.kind()),
                     file: r.file.as_ref().map(|p| p.display().to_string()),
+                    flag: r.budget_exceeded.map_or(String::new(), |b| b.flag()),
                 })
             })
             .collect();
@@ -1037,7 +1049,7 @@ impl Summary for FuzzSummary<'_> {
         if !self.budget_exceeded_seeds.is_empty() {
             out += &titled(
                 Table::new(&self.budget_exceeded_seeds),
-                "seeds stopped by a budget (not violations; replay with the same --max-events/--max-memory)",
+                "seeds stopped by a budget (not violations; each file's first lines give the replay command with every budget flag)",
                 true,
             );
         }

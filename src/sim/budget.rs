@@ -81,6 +81,14 @@ impl BudgetExceeded {
         }
     }
 
+    /// The flag that sets the budget exceeded, for a replay command.
+    pub fn flag(&self) -> String {
+        match *self {
+            BudgetExceeded::Events { limit, .. } => format!("--max-events {limit}"),
+            BudgetExceeded::Memory { limit, .. } => format!("--max-memory {}", format_size(limit)),
+        }
+    }
+
     /// Simulated time when the run stopped.
     pub fn at_ns(&self) -> u64 {
         match *self {
