@@ -1665,12 +1665,14 @@ mod tests {
         );
         let s = &j["sweeps"][0];
         let cells = row(&text, "x");
-        assert_eq!(cells[1..4], ["3", "1", "1"]);
+        assert_eq!(cells[1..5], ["3", "1", "1", "0"]);
         assert_eq!(s["inconclusive"], 1);
+        assert_eq!(s["budget_exceeded"], 0);
+        assert_eq!(j["budget_exceeded"], 0);
         assert_eq!(s["events_per_s"], 4_000_000.0);
-        assert_eq!(cells[4], "4.00M");
+        assert_eq!(cells[5], "4.00M");
         assert_eq!(s["wall_ns"], 750_000_000);
-        assert_eq!(cells[6], "750ms");
+        assert_eq!(cells[7], "750ms");
         let f = &j["failures"][0];
         assert_eq!(
             (f["seed"].clone(), f["file"].clone()),
