@@ -13,11 +13,7 @@ fn run_traced(name: &str) -> (RunReport, Vec<serde_json::Value>) {
     let sink = MemorySink::default();
     let report = run_scenario(
         &scenario(name),
-        RunOptions {
-            seed: 1,
-            trace: Some(Box::new(sink.clone())),
-            tracing: true,
-        },
+        RunOptions::new(1).with_trace(Box::new(sink.clone())),
     )
     .expect("no I/O to fail");
     let lines = sink

@@ -33,15 +33,7 @@ pub fn scenario(name: &str) -> Scenario {
 
 /// Runs with the digest on and no trace file.
 pub fn run(sc: &Scenario, seed: u64) -> RunReport {
-    run_scenario(
-        sc,
-        RunOptions {
-            seed,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .expect("no trace file, no I/O")
+    run_scenario(sc, RunOptions::new(seed)).expect("no trace file, no I/O")
 }
 
 /// Seeds per scenario in the sweep (DISTSYNC_SWEEP_SEEDS overrides; default 200).

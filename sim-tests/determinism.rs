@@ -27,24 +27,10 @@ fn every_shipped_scenario_gives_the_same_trace_twice() {
     for (path, sc) in shipped_scenarios() {
         for seed in [sc.seed, 7] {
             let (a, b) = (SharedBuf::default(), SharedBuf::default());
-            let ra = run_scenario(
-                &sc,
-                RunOptions {
-                    seed,
-                    trace: Some(Box::new(a.clone())),
-                    tracing: true,
-                },
-            )
-            .unwrap();
-            let rb = run_scenario(
-                &sc,
-                RunOptions {
-                    seed,
-                    trace: Some(Box::new(b.clone())),
-                    tracing: true,
-                },
-            )
-            .unwrap();
+            let ra =
+                run_scenario(&sc, RunOptions::new(seed).with_trace(Box::new(a.clone()))).unwrap();
+            let rb =
+                run_scenario(&sc, RunOptions::new(seed).with_trace(Box::new(b.clone()))).unwrap();
             assert_eq!(
                 ra.digest,
                 rb.digest,
@@ -68,24 +54,8 @@ fn different_seeds_give_different_runs() {
         .into_iter()
         .find(|(p, _)| p.ends_with("lossy-network.toml"))
         .unwrap();
-    let a = run_scenario(
-        &sc,
-        RunOptions {
-            seed: 1,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .unwrap();
-    let b = run_scenario(
-        &sc,
-        RunOptions {
-            seed: 2,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .unwrap();
+    let a = run_scenario(&sc, RunOptions::new(1)).unwrap();
+    let b = run_scenario(&sc, RunOptions::new(2)).unwrap();
     assert_ne!(
         a.digest,
         b.digest,

@@ -5,6 +5,7 @@ use distsync::explore::fuzz::{Budget, FuzzOptions, fuzz};
 use distsync::explore::hunt::{hunt, shipped};
 use distsync::explore::shrink::shrink;
 use distsync::explore::swarm::draw;
+use distsync::run::RunLimits;
 use distsync::scenario::load_scenario;
 use distsync::scenario::parse::{parse_scenario, scenario_to_toml};
 
@@ -18,6 +19,7 @@ fn options(jobs: usize, count: u64, dir: Option<std::path::PathBuf>) -> FuzzOpti
         determinism_every: 4,
         failures_dir: dir,
         stop_at_first_failure: false,
+        limits: RunLimits::default(),
     }
 }
 
@@ -101,8 +103,8 @@ fn a_failing_seed_becomes_a_file_that_replays_edits_and_shrinks() {
     );
 
     // Shrinking keeps the failure, and is deterministic.
-    let a = shrink(&saved, 300).unwrap();
-    let b = shrink(&saved, 300).unwrap();
+    let a = shrink(&saved, 300, RunLimits::default()).unwrap();
+    let b = shrink(&saved, 300, RunLimits::default()).unwrap();
     assert_eq!(a.minimal, b.minimal);
     assert_eq!(a.signature, failed.failure.clone().unwrap());
     assert!(a.after.steps <= a.before.steps && a.after.duration_ns <= a.before.duration_ns);
@@ -117,13 +119,17 @@ fn a_failing_seed_becomes_a_file_that_replays_edits_and_shrinks() {
 #[test]
 fn shrinking_a_passing_scenario_is_an_error() {
     let sc = shipped("initial-election").unwrap();
-    assert!(shrink(&sc, 10).unwrap_err().contains("passes"));
+    assert!(
+        shrink(&sc, 10, RunLimits::default())
+            .unwrap_err()
+            .contains("passes")
+    );
 }
 
 #[test]
 fn every_planted_bug_is_hunted_down_within_its_budget_and_shrinks() {
     for bug in CATALOGUE {
-        let h = hunt(bug, bug.budget, 2, 300);
+        let h = hunt(bug, bug.budget, 2, 300, RunLimits::default());
         let (seed, tried) = h
             .found
             .unwrap_or_else(|| panic!("{} not found in {} seeds", bug.name, bug.budget));

@@ -30,15 +30,7 @@ struct Totals {
 }
 
 fn run_and_count(sc: &Scenario, seed: u64) -> Totals {
-    let r = run_scenario(
-        sc,
-        RunOptions {
-            seed,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .unwrap();
+    let r = run_scenario(sc, RunOptions::new(seed)).unwrap();
     assert!(
         r.passed(),
         "{} seed {seed}: {:?} {:?}",

@@ -1,5 +1,6 @@
 //! Integration tests: scenario sweeps, determinism, planted bugs, bad input, checkers.
 mod bad_input;
+mod budgets;
 mod cache;
 mod clocks;
 mod common;

@@ -225,9 +225,8 @@ pub fn raft_cluster(seconds: u64, clients: usize, rate_per_s: f64, tracing: bool
         run_scenario(
             &sc,
             RunOptions {
-                seed: 1,
-                trace: None,
                 tracing,
+                ..RunOptions::new(1)
             },
         )
         .expect("no trace file, so no I/O error")
@@ -276,6 +275,7 @@ pub fn fuzz_throughput(seeds: u64, jobs: usize) -> FuzzBench {
         determinism_every: 16,
         failures_dir: None,
         stop_at_first_failure: false,
+        limits: crate::run::RunLimits::default(),
     };
     let (sweep, time) =
         Timing::of(|| fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0));
@@ -381,17 +381,7 @@ fn run_shipped(name: &str, adjust: impl FnOnce(&mut Scenario)) -> (crate::run::R
     let mut sc = crate::scenario::parse_scenario(text, &format!("{name}.toml"))
         .expect("shipped scenarios parse");
     adjust(&mut sc);
-    Timing::of(|| {
-        run_scenario(
-            &sc,
-            RunOptions {
-                seed: 1,
-                trace: None,
-                tracing: true,
-            },
-        )
-        .expect("no trace file, so no I/O error")
-    })
+    Timing::of(|| run_scenario(&sc, RunOptions::new(1)).expect("no trace file, so no I/O error"))
 }
 
 /// Result of the queue benchmark.

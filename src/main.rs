@@ -12,10 +12,13 @@ use distsync::report::{
     Format, Page, bench_summary, bugs_summary, fuzz_summary, hunt_summary, page_summary,
     pages_table, run_summary, shrink_summary,
 };
-use distsync::run::{RunOptions, run_scenario, run_scenario_before_exit};
+use distsync::run::{RunLimits, RunOptions, run_scenario, run_scenario_before_exit};
 use distsync::scenario::parse::{parse_duration, parse_scenario};
 use distsync::scenario::shipped::SHIPPED;
 use distsync::scenario::{Scenario, load_scenario, parse::scenario_to_toml};
+use distsync::sim::budget::{
+    DEFAULT_MAX_EVENTS, DEFAULT_MAX_MEMORY_BYTES, format_size, parse_size,
+};
 use distsync::trace::MemorySink;
 
 /// Exit code for a violated invariant or failed expectation.
@@ -27,9 +30,56 @@ const EXIT_BAD_INPUT: u8 = 2;
 /// missing or incomplete, which matters more than the run's own verdict,
 /// so it wins over `EXIT_FAILED`.
 const EXIT_IO: u8 = 3;
+/// Exit code for a run stopped by its event or memory budget (`--max-events`,
+/// `--max-memory`) before its end, with no violation found until then: not
+/// a pass (the run was not checked to its end) and not a violation. A
+/// violation wins over it in a sweep, an output error over both.
+const EXIT_BUDGET: u8 = 4;
 
 /// The exit codes as every command's --help states them.
-const EXIT_CODES_HELP: &str = "Exit codes: 0 done (no check failed), 1 a violation or failed expectation, 2 bad input, 3 an output could not be written (standard output, a trace, a report or a saved failure).";
+const EXIT_CODES_HELP: &str = "Exit codes: 0 done (no check failed), 1 a violation or failed expectation, 2 bad input, 3 an output could not be written (standard output, a trace, a report or a saved failure), 4 a run was stopped by its event or memory budget (--max-events, --max-memory) before its end.";
+
+/// The budgets of every run a command makes.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct BudgetFlags {
+    /// Stop a run after this many simulated events and report "budget
+    /// exceeded" (exit 4) instead of a verdict [default: 100000000].
+    #[arg(long, value_name = "N", value_parser = parse_max_events)]
+    max_events: Option<u64>,
+    /// Stop a run whose estimated state (event queue, histories, Raft logs,
+    /// Redis keyspaces and append-only files; deterministic, not the
+    /// process's memory) passes SIZE, like 512MiB or 4GiB, and report
+    /// "budget exceeded" (exit 4) [default: 4GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_memory)]
+    max_memory: Option<u64>,
+}
+
+impl BudgetFlags {
+    fn limits(self) -> RunLimits {
+        RunLimits {
+            max_events: self.max_events.unwrap_or(DEFAULT_MAX_EVENTS),
+            max_memory_bytes: self.max_memory.unwrap_or(DEFAULT_MAX_MEMORY_BYTES),
+        }
+    }
+}
+
+fn parse_max_events(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of events, at least 1 (the default is {DEFAULT_MAX_EVENTS}), got `{text}`"
+        )),
+    }
+}
+
+fn parse_max_memory(text: &str) -> Result<u64, String> {
+    parse_size(text).map_err(|e| {
+        format!(
+            "{e} (the default is {})",
+            format_size(DEFAULT_MAX_MEMORY_BYTES)
+        )
+    })
+}
 
 #[derive(Parser)]
 #[command(
@@ -85,7 +135,7 @@ enum Command {
     },
     /// Run one scenario file on one seed, checking every invariant after every event.
     #[command(
-        after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 no check failed (an inconclusive one does not fail), 1 a violation or failed expectation,\n2 bad input, 3 an output could not be written (standard output, the trace, the report or the saved\nfailure; the run's verdict is still printed)."
+        after_help = "Examples:\n  distsync run scenarios/leader-crash.toml\n  distsync run scenarios/lossy-network.toml --seed 42 --trace run.jsonl\n  distsync run scenarios/seven-nodes.toml --json\n  distsync run scenarios/leader-crash.toml --bug raft.vote_without_log_check --seed 7\n\nExit codes: 0 no check failed (an inconclusive one does not fail), 1 a violation or failed expectation,\n2 bad input, 3 an output could not be written (standard output, the trace, the report or the saved\nfailure; the run's verdict is still printed), 4 the run was stopped by its event or memory budget\n(--max-events, --max-memory) before its end: not a violation, not a pass."
     )]
     Run {
         /// Scenario file (TOML; see docs/scenarios.md).
@@ -111,10 +161,12 @@ enum Command {
         /// Also write the run's HTML report to DIR/index.html (see `distsync report`).
         #[arg(long, value_name = "DIR")]
         report: Option<PathBuf>,
+        #[command(flatten)]
+        budgets: BudgetFlags,
     },
     /// Swarm-fuzz scenarios: each seed adds its own mix of faults, every checker on.
     #[command(
-        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nAn inconclusive seed (a check out of search budget) is counted apart and not saved.\nExit codes: 0 no failure, 1 failures found, 2 bad input, 3 an output could not be written (standard\noutput, --failures-dir or --report, checked before the sweep starts and again as failures are saved)."
+        after_help = "Examples:\n  distsync fuzz                                   # every shipped scenario, 100 seeds each\n  distsync fuzz scenarios/leader-crash.toml --seeds 5000\n  distsync fuzz --time 10m --jobs 2\n  distsync fuzz --seeds 100000 --shard 3/8        # the third of eight machines\n  distsync fuzz --bug raft.vote_before_persist\n  distsync fuzz --seeds 50 --json | python3 -m json.tool\n\nEvery seed's verdict is independent of --jobs and --shard. A failing seed is saved as a\nself-contained scenario under --failures-dir and its replay command printed.\nAn inconclusive seed (a check out of search budget) is counted apart and not saved.\nA seed stopped by its event or memory budget (--max-events, --max-memory: the per-seed watchdog) is\ncounted apart as \"budget exceeded\", saved with a note, and the sweep goes on.\nExit codes: 0 no failure, 1 failures found, 2 bad input, 3 an output could not be written (standard\noutput, --failures-dir or --report, checked before the sweep starts and again as failures are saved),\n4 no failure but some seeds exceeded their budget."
     )]
     Fuzz {
         /// Scenario files to use as templates (default: every shipped scenario).
@@ -150,10 +202,12 @@ enum Command {
         /// Print the summary as JSON instead of tables (progress and notes go to stderr).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        budgets: BudgetFlags,
     },
     /// Shrink a failing scenario to the smallest one that fails the same way.
     #[command(
-        after_help = "Example:\n  distsync shrink reports/failures/leader-crash-4711.toml\n\nWrites FILE.min.toml next to FILE (leader-crash-4711.min.toml) and prints sizes before and after.\nExit codes: 0 shrunk, 2 bad input or a scenario that does not fail, 3 FILE.min.toml or standard\noutput could not be written."
+        after_help = "Example:\n  distsync shrink reports/failures/leader-crash-4711.toml\n\nWrites FILE.min.toml next to FILE (leader-crash-4711.min.toml) and prints sizes before and after.\nExit codes: 0 shrunk, 2 bad input or a scenario that does not fail (one stopped by its budget does\nnot fail), 3 FILE.min.toml or standard output could not be written."
     )]
     Shrink {
         /// A scenario that fails on its own seed (e.g. one saved by run or fuzz).
@@ -164,6 +218,9 @@ enum Command {
         /// Print the summary as JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Every candidate runs within these budgets.
+        #[command(flatten)]
+        budgets: BudgetFlags,
     },
     /// List the planted bugs, or hunt them: fuzz with the bug on until caught, then shrink.
     #[command(
@@ -185,6 +242,10 @@ enum Command {
         /// Print the catalogue or the hunts as JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Every hunted seed and shrink candidate runs within these budgets
+        /// (a seed that exceeds one is not a catch).
+        #[command(flatten)]
+        budgets: BudgetFlags,
     },
     /// Measure simulator speed (per wall-clock and per CPU second).
     #[command(
@@ -256,6 +317,7 @@ fn main() -> ExitCode {
             check_determinism,
             failures_dir,
             report,
+            budgets,
         } => run_command(
             &scenario,
             seed,
@@ -265,6 +327,7 @@ fn main() -> ExitCode {
             check_determinism,
             &failures_dir,
             report.as_deref(),
+            budgets.limits(),
         ),
         Command::Fuzz {
             scenarios,
@@ -278,6 +341,7 @@ fn main() -> ExitCode {
             failures_dir,
             report,
             json,
+            budgets: budget_flags,
         } => {
             let budget = match time {
                 Some(t) => Budget::Time {
@@ -300,6 +364,7 @@ fn main() -> ExitCode {
                 determinism_every,
                 failures_dir: Some(failures_dir),
                 stop_at_first_failure: false,
+                limits: budget_flags.limits(),
             };
             fuzz_command(
                 &scenarios,
@@ -314,7 +379,8 @@ fn main() -> ExitCode {
             file,
             max_runs,
             json,
-        } => shrink_command(&file, max_runs, Format::json_if(json)),
+            budgets,
+        } => shrink_command(&file, max_runs, budgets.limits(), Format::json_if(json)),
         Command::Report {
             input,
             seed,
@@ -340,11 +406,13 @@ fn main() -> ExitCode {
             jobs,
             out_dir,
             json,
+            budgets: budget_flags,
         } => hunt_command(
             name.as_deref(),
             budget,
             jobs.unwrap_or_else(default_jobs),
             &out_dir,
+            budget_flags.limits(),
             Format::json_if(json),
         ),
         Command::Bench { quick, json } => {
@@ -603,6 +671,7 @@ fn run_command(
     check_determinism: bool,
     failures_dir: &Path,
     report_dir: Option<&Path>,
+    limits: RunLimits,
 ) -> ExitCode {
     let sc = match load_with_bugs(path, bugs) {
         Ok(s) => s,
@@ -640,9 +709,8 @@ fn run_command(
     let report = match first_run(
         &sc,
         RunOptions {
-            seed,
             trace: sink,
-            tracing: true,
+            ..RunOptions::new(seed).with_limits(limits)
         },
     ) {
         Ok(r) => r,
@@ -671,16 +739,10 @@ fn run_command(
             }
         }
     }
-    let mut failed = !report.passed();
+    // A run stopped by its budget did not pass, but did not fail either.
+    let mut failed = report.failure_signature().is_some();
     if check_determinism {
-        match run_scenario_before_exit(
-            &sc,
-            RunOptions {
-                seed,
-                trace: None,
-                tracing: true,
-            },
-        ) {
+        match run_scenario_before_exit(&sc, RunOptions::new(seed).with_limits(limits)) {
             Ok(again) if again.digest == report.digest => eprintln!(
                 "determinism: second run gave the same digest {}",
                 again.digest_hex()
@@ -699,6 +761,21 @@ fn run_command(
             }
         }
     }
+    let bug_flags: String = sc
+        .bugs
+        .enabled_names()
+        .iter()
+        .map(|b| format!(" --bug {b}"))
+        .chain([limits.flags()])
+        .collect();
+    if let (false, Some(b)) = (failed, report.budget_exceeded) {
+        eprintln!("BUDGET EXCEEDED (not a violation): {b}");
+        eprintln!(
+            "replay: distsync run {} --seed {seed}{bug_flags}",
+            path.display()
+        );
+        return ExitCode::from(if output_failed { EXIT_IO } else { EXIT_BUDGET });
+    }
     if !failed {
         return if output_failed {
             ExitCode::from(EXIT_IO)
@@ -706,12 +783,6 @@ fn run_command(
             ExitCode::SUCCESS
         };
     }
-    let bug_flags: String = sc
-        .bugs
-        .enabled_names()
-        .iter()
-        .map(|b| format!(" --bug {b}"))
-        .collect();
     if let Some(f) = &report.violation {
         let nodes: Vec<String> = f
             .violation
@@ -870,6 +941,12 @@ fn fuzz_command(
                 r.failure.as_deref().unwrap_or("")
             ));
             bar.set_message(format!("{n} failures"));
+        } else if let Some(b) = &r.budget_exceeded {
+            bar.println(format!(
+                "budget exceeded: {name} seed {}: the {} budget stopped it",
+                r.seed,
+                b.kind()
+            ));
         }
         bar.inc(1);
     };
@@ -879,6 +956,7 @@ fn fuzz_command(
     let seeds: usize = sweeps.iter().map(|s| s.results.len()).sum();
     let failed: usize = sweeps.iter().map(|s| s.failures().count()).sum();
     let inconclusive: usize = sweeps.iter().map(|s| s.inconclusive()).sum();
+    let over_budget: usize = sweeps.iter().map(|s| s.budget_exceeded().count()).sum();
     let mut output_failed = false;
     for (s, r) in sweeps
         .iter()
@@ -895,14 +973,16 @@ fn fuzz_command(
     if format == Format::Tables {
         // The plain closing line CI systems read as a test tally.
         println!(
-            "fuzz: {} passed, {failed} failed, {inconclusive} inconclusive",
-            seeds - failed - inconclusive
+            "fuzz: {} passed, {failed} failed, {inconclusive} inconclusive, {over_budget} budget exceeded",
+            seeds - failed - inconclusive - over_budget
         );
     }
     if output_failed {
         ExitCode::from(EXIT_IO)
     } else if failed > 0 {
         ExitCode::from(EXIT_FAILED)
+    } else if over_budget > 0 {
+        ExitCode::from(EXIT_BUDGET)
     } else {
         ExitCode::SUCCESS
     }
@@ -971,19 +1051,12 @@ fn run_keeping_trace(
     seed: u64,
 ) -> Result<(distsync::run::RunReport, Vec<String>), String> {
     let sink = MemorySink::default();
-    let report = run_scenario(
-        sc,
-        RunOptions {
-            seed,
-            trace: Some(Box::new(sink.clone())),
-            tracing: true,
-        },
-    )
-    .map_err(|e| format!("the run failed: {e}"))?;
+    let report = run_scenario(sc, RunOptions::new(seed).with_trace(Box::new(sink.clone())))
+        .map_err(|e| format!("the run failed: {e}"))?;
     Ok((report, sink.take_lines()))
 }
 
-fn shrink_command(file: &Path, max_runs: u64, format: Format) -> ExitCode {
+fn shrink_command(file: &Path, max_runs: u64, limits: RunLimits, format: Format) -> ExitCode {
     let sc = match load_scenario(file) {
         Ok(s) => s,
         Err(e) => return bad_input(e),
@@ -994,7 +1067,7 @@ fn shrink_command(file: &Path, max_runs: u64, format: Format) -> ExitCode {
     if let Err(e) = distsync::explore::check_writable(folder.unwrap_or(Path::new("."))) {
         return output_error(format!("cannot write {}: {e}", out.display()));
     }
-    let shrunk = match shrink(&sc, max_runs) {
+    let shrunk = match shrink(&sc, max_runs, limits) {
         Ok(s) => s,
         Err(e) => return bad_input(format!("{}: {e}", file.display())),
     };
@@ -1010,6 +1083,7 @@ fn hunt_command(
     budget: Option<u64>,
     jobs: usize,
     out_dir: &Path,
+    limits: RunLimits,
     format: Format,
 ) -> ExitCode {
     let bugs: Vec<_> = CATALOGUE
@@ -1034,7 +1108,7 @@ fn hunt_command(
     let mut hunts = Vec::new();
     let mut output_failed = false;
     for b in bugs {
-        let h = hunt(b, budget.unwrap_or(b.budget), jobs, 400);
+        let h = hunt(b, budget.unwrap_or(b.budget), jobs, 400, limits);
         if let Some(s) = &h.shrunk {
             let saved = std::fs::create_dir_all(out_dir).and_then(|_| {
                 let p = out_dir.join(format!("{}.min.toml", b.name));

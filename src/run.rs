@@ -9,6 +9,7 @@ use crate::queue::placement::Placement;
 use crate::queue::ring::{Ring, moved_fraction};
 use crate::report::human_duration as format_duration;
 use crate::scenario::Scenario;
+pub use crate::sim::budget::{BudgetExceeded, RunLimits};
 use crate::sim::world::{Found, Stats, World};
 use crate::trace::Tracer;
 
@@ -22,6 +23,33 @@ pub struct RunOptions {
     pub trace: Option<Box<dyn std::io::Write>>,
     /// False only in benchmarks that measure the simulator without tracing.
     pub tracing: bool,
+    /// The event and memory budgets.
+    pub limits: RunLimits,
+}
+
+impl RunOptions {
+    /// A traced run on `seed` that writes no trace lines, within the
+    /// default budgets.
+    pub fn new(seed: u64) -> Self {
+        RunOptions {
+            seed,
+            trace: None,
+            tracing: true,
+            limits: RunLimits::default(),
+        }
+    }
+
+    /// The same, writing the trace lines to `sink`.
+    pub fn with_trace(mut self, sink: Box<dyn std::io::Write>) -> Self {
+        self.trace = Some(sink);
+        self
+    }
+
+    /// The same, within `limits`.
+    pub fn with_limits(mut self, limits: RunLimits) -> Self {
+        self.limits = limits;
+        self
+    }
 }
 
 /// One node's state at the end.
@@ -63,6 +91,10 @@ pub enum CheckVerdict {
     /// search that ran out of steps). Not a violation: the run does not fail
     /// on it, the fuzzer counts it apart and never saves it as a failure.
     Inconclusive,
+    /// The run needed more events or memory than its budget allowed and was
+    /// stopped before its end. Not a violation, and not a pass either: the
+    /// run exits with its own code and the fuzzer counts and saves it apart.
+    BudgetExceeded,
 }
 
 impl CheckVerdict {
@@ -81,6 +113,7 @@ impl CheckVerdict {
             CheckVerdict::Passed => "passed",
             CheckVerdict::Failed => "failed",
             CheckVerdict::Inconclusive => "inconclusive",
+            CheckVerdict::BudgetExceeded => "budget exceeded",
         }
     }
 }
@@ -97,6 +130,10 @@ pub struct RunReport {
     pub ops_completed: u64,
     pub ops_total: usize,
     pub violation: Option<Found>,
+    /// The budget that stopped the run before its end (None: within budget).
+    pub budget_exceeded: Option<BudgetExceeded>,
+    /// The budgets the run had (a replay needs the same ones).
+    pub limits: RunLimits,
     pub checks: Vec<CheckResult>,
     pub digest: u64,
     pub trace_events: u64,
@@ -163,10 +200,13 @@ pub struct LockSummary {
 }
 
 impl RunReport {
-    /// True when no invariant or expectation was violated (a check that
-    /// was inconclusive does not fail the run).
+    /// True when the run reached its end and no invariant or expectation
+    /// was violated (a check that was inconclusive does not fail the run; a
+    /// run stopped by its budget did not pass, though it did not fail).
     pub fn passed(&self) -> bool {
-        self.violation.is_none() && !self.checks.iter().any(CheckResult::failed)
+        self.violation.is_none()
+            && self.budget_exceeded.is_none()
+            && !self.checks.iter().any(CheckResult::failed)
     }
 
     /// The checks that could not decide within their budget.
@@ -223,13 +263,14 @@ fn run_world(sc: &Scenario, opts: RunOptions) -> std::io::Result<(RunReport, Wor
         Tracer::disabled(sc.nodes)
     };
     let mut world = World::new(sc, opts.seed, tracer);
+    world.set_limits(opts.limits);
     world.run();
     if let Some(e) = world.obs.io_error.take() {
         return Err(e);
     }
     world.obs.tracer.finish()?;
     let mut checks = evaluate(sc, &world);
-    if world.obs.violation.is_none() {
+    if world.obs.violation.is_none() && world.budget_exceeded().is_none() {
         checks.extend(queue_checks(&mut world));
     }
     let nodes = (0..sc.nodes).map(|i| summarize(&world, i)).collect();
@@ -243,6 +284,8 @@ fn run_world(sc: &Scenario, opts: RunOptions) -> std::io::Result<(RunReport, Wor
         ops_completed: world.obs.history.completed(),
         ops_total: world.obs.history.ops().len(),
         violation: world.obs.violation.clone(),
+        budget_exceeded: world.budget_exceeded(),
+        limits: opts.limits,
         checks,
         digest: world.obs.tracer.digest(),
         trace_events: world.obs.tracer.events(),
@@ -394,6 +437,17 @@ fn evaluate(sc: &Scenario, world: &World) -> Vec<CheckResult> {
     });
     if stopped_early {
         return out; // the run did not reach its end; end-of-run checks would mislead
+    }
+    if let Some(b) = world.budget_exceeded() {
+        out.push(CheckResult {
+            name: match b {
+                BudgetExceeded::Events { .. } => "within the event budget".into(),
+                BudgetExceeded::Memory { .. } => "within the memory budget".into(),
+            },
+            verdict: CheckVerdict::BudgetExceeded,
+            detail: format!("{b}; the end-of-run checks were not made"),
+        });
+        return out; // likewise: the run was stopped before its end
     }
     let e = &sc.expect;
     let stats = &world.obs.stats;

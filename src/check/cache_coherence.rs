@@ -245,6 +245,15 @@ pub struct CacheChecker {
 }
 
 impl CacheChecker {
+    /// Estimated bytes kept: the lines, and every completed operation's
+    /// record and latency for the end-of-run history check.
+    pub fn retained_bytes(&self) -> u64 {
+        let lines: usize = self.lines.iter().map(BTreeMap::len).sum();
+        crate::sim::budget::entries::<(u32, Line)>(lines)
+            + crate::sim::budget::entries::<(u32, Key)>(self.keys.len())
+            + self.hist.retained_bytes()
+    }
+
     /// A checker for `nodes` caches, every line starting in I.
     pub fn new(nodes: usize) -> Self {
         CacheChecker {

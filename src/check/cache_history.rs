@@ -161,6 +161,12 @@ pub struct Histories {
 }
 
 impl Histories {
+    /// Estimated bytes kept: a record and a latency per completed operation.
+    pub fn retained_bytes(&self) -> u64 {
+        let done = self.read_hit_ns.len() + self.read_miss_ns.len() + self.write_ns.len();
+        crate::sim::budget::entries::<Done>(done) + crate::sim::budget::entries::<u64>(done)
+    }
+
     fn node(&mut self, node: NodeId) -> &mut NodeOps {
         if node >= self.nodes.len() {
             self.nodes.resize(node + 1, NodeOps::default());

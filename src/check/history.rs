@@ -31,6 +31,12 @@ pub struct History {
 }
 
 impl History {
+    /// Estimated bytes kept: one record per operation.
+    pub fn retained_bytes(&self) -> u64 {
+        crate::sim::budget::entries::<OpRecord>(self.ops.len())
+            + crate::sim::budget::entries::<Option<usize>>(self.open.len())
+    }
+
     /// Records client events; ignores everything else.
     pub fn observe(&mut self, t_ns: u64, ev: &TraceEvent) {
         match *ev {

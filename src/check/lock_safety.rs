@@ -91,6 +91,16 @@ fn fail(invariant: &'static str, node: NodeId, detail: String) -> Check {
 }
 
 impl LockChecker {
+    /// Estimated bytes kept: the per-session and per-token records, which
+    /// grow with the sessions and writers of a run.
+    pub fn retained_bytes(&self) -> u64 {
+        use crate::sim::budget::entries;
+        entries::<(u32, u32, u64)>(self.fenced.len())
+            + entries::<(u64, (u64, u64))>(self.renewed.len())
+            + entries::<u64>(self.expired.len())
+            + entries::<(u64, u64)>(self.ends.len())
+    }
+
     /// A checker for `n` nodes.
     pub fn new(n: usize) -> Self {
         LockChecker {

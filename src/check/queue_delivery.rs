@@ -228,6 +228,16 @@ fn fail(invariant: &'static str, detail: String) -> Check {
 }
 
 impl QueueChecker {
+    /// Estimated bytes kept: a record per message ever produced, with its
+    /// receipts, and the latencies of the summary.
+    pub fn retained_bytes(&self) -> u64 {
+        use crate::sim::budget::entries;
+        entries::<(Key, Msg)>(self.msgs.len())
+            + entries::<(u32, u32)>(self.sum.receipts as usize)
+            + entries::<u64>(self.sum.latency_ns.len())
+            + entries::<LostMessage>(self.sum.lost.len())
+    }
+
     /// A checker for shards running with `persistence` and queues that
     /// dead-letter a message after `max_attempts` deliveries and take back a
     /// handed-out message after `visibility_ns`.

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant}; // determinism-ok: wall time only bounds and reports a sweep
 
-use super::save_failure;
+use super::save_failure_with_note;
 use super::swarm::draw;
-use crate::run::{RunOptions, run_scenario};
+use crate::run::{BudgetExceeded, RunLimits, RunOptions, run_scenario};
 use crate::scenario::Scenario;
 
 /// Which seeds a sweep covers.
@@ -35,6 +35,11 @@ pub struct FuzzOptions {
     pub failures_dir: Option<PathBuf>,
     /// Stop handing out seeds once one fails (bug hunts).
     pub stop_at_first_failure: bool,
+    /// Every seed's event and memory budgets: the per-seed watchdog. A seed
+    /// that exceeds one is stopped, counted apart and saved, and the sweep
+    /// goes on (a thread cannot be interrupted from outside; a
+    /// deterministic budget also stops the seed the same way on replay).
+    pub limits: RunLimits,
 }
 
 /// One seed's outcome.
@@ -46,6 +51,9 @@ pub struct SeedResult {
     /// No check failed but some could not decide within their budget
     /// (counted apart, never saved as a failure).
     pub inconclusive: bool,
+    /// The seed needed more events or memory than the sweep's budgets: it
+    /// was stopped there, is counted apart and saved with a note saying so.
+    pub budget_exceeded: Option<BudgetExceeded>,
     pub digest: u64,
     pub events: u64,
     pub sim_ns: u64,
@@ -73,6 +81,12 @@ impl SweepSummary {
     pub fn inconclusive(&self) -> usize {
         self.results.iter().filter(|r| r.inconclusive).count()
     }
+    /// The seeds stopped by a budget, in seed order.
+    pub fn budget_exceeded(&self) -> impl Iterator<Item = &SeedResult> {
+        self.results
+            .iter()
+            .filter(|r| r.failure.is_none() && r.budget_exceeded.is_some())
+    }
     /// Simulated events per wall-clock second.
     pub fn events_per_second(&self) -> f64 {
         self.results.iter().map(|r| r.events).sum::<u64>() as f64
@@ -86,20 +100,17 @@ impl SweepSummary {
     }
 }
 
-/// Runs one seed of `template`: draws its faults, runs it, and on a sampled
-/// position runs it again to check the digest.
-pub fn run_seed(template: &Scenario, seed: u64, check_determinism: bool) -> (Scenario, SeedResult) {
+/// Runs one seed of `template` within `limits`: draws its faults, runs it,
+/// and on a sampled position runs it again to check the digest.
+pub fn run_seed(
+    template: &Scenario,
+    seed: u64,
+    check_determinism: bool,
+    limits: RunLimits,
+) -> (Scenario, SeedResult) {
     let sc = draw(template, seed);
     let run = || {
-        run_scenario(
-            &sc,
-            RunOptions {
-                seed,
-                trace: None,
-                tracing: true,
-            },
-        )
-        .expect("no trace file, no I/O")
+        run_scenario(&sc, RunOptions::new(seed).with_limits(limits)).expect("no trace file, no I/O")
     };
     let report = run();
     let mut failure = report.failure_signature();
@@ -115,6 +126,7 @@ pub fn run_seed(template: &Scenario, seed: u64, check_determinism: bool) -> (Sce
     let result = SeedResult {
         seed,
         inconclusive: failure.is_none() && report.inconclusive() > 0,
+        budget_exceeded: report.budget_exceeded,
         failure,
         digest: report.digest,
         events: report.stats.events,
@@ -123,6 +135,15 @@ pub fn run_seed(template: &Scenario, seed: u64, check_determinism: bool) -> (Sce
         save_error: None,
     };
     (sc, result)
+}
+
+/// The note a seed stopped by a budget is saved with: what stopped it, and
+/// the flags that replay it the same way.
+fn budget_note(b: &BudgetExceeded, limits: &RunLimits) -> String {
+    format!(
+        "budget exceeded, not a violation: {b}\nreplay with the same budgets: distsync run THIS_FILE{}",
+        limits.flags()
+    )
 }
 
 /// The seed at position `p` of a sweep starting at `first` under `shard`;
@@ -231,10 +252,14 @@ pub fn fuzz(
                     let template = &templates[t];
                     let sample = opts.determinism_every > 0
                         && p % opts.determinism_every == opts.determinism_every - 1;
-                    let (sc, mut result) = run_seed(template, seed, sample);
-                    if result.failure.is_some() {
+                    let (sc, mut result) = run_seed(template, seed, sample, opts.limits);
+                    let note = match result.budget_exceeded {
+                        Some(b) if result.failure.is_none() => Some(budget_note(&b, &opts.limits)),
+                        _ => None,
+                    };
+                    if result.failure.is_some() || note.is_some() {
                         if let Some(dir) = &opts.failures_dir {
-                            match save_failure(&sc, dir) {
+                            match save_failure_with_note(&sc, dir, note.as_deref()) {
                                 Ok(p) => result.file = Some(p),
                                 Err(e) => {
                                     result.save_error =
@@ -242,7 +267,7 @@ pub fn fuzz(
                                 }
                             }
                         }
-                        if opts.stop_at_first_failure {
+                        if opts.stop_at_first_failure && result.failure.is_some() {
                             stopped[t].store(true, Ordering::Relaxed);
                         }
                     }
@@ -312,6 +337,7 @@ mod tests {
             determinism_every: 0,
             failures_dir: None,
             stop_at_first_failure: false,
+            limits: RunLimits::default(),
         }
     }
 
@@ -351,5 +377,50 @@ mod tests {
         let sweep = fuzz(std::slice::from_ref(&template), &o, &|_, _| {}).remove(0);
         let seeds: Vec<u64> = sweep.results.iter().map(|r| r.seed).collect();
         assert_eq!(seeds, vec![u64::MAX - 1, u64::MAX]);
+    }
+
+    #[test]
+    fn seeds_over_budget_are_counted_apart_saved_with_a_note_and_the_sweep_goes_on() {
+        let template = crate::scenario::parse::parse_scenario(
+            "name = \"t\"\ndescription = \"d\"\nnodes = 3\nduration = \"2s\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let dir = std::env::temp_dir().join(format!("distsync-fuzz-budget-{}", std::process::id()));
+        let o = FuzzOptions {
+            failures_dir: Some(dir.clone()),
+            // Hunts stop at the first failure; a seed over budget is none.
+            stop_at_first_failure: true,
+            limits: RunLimits {
+                max_events: 50,
+                ..RunLimits::default()
+            },
+            ..opts(Budget::Seeds { first: 1, count: 4 }, (0, 1))
+        };
+        let sweep = fuzz(std::slice::from_ref(&template), &o, &|_, _| {}).remove(0);
+        assert_eq!(sweep.results.len(), 4, "the sweep went on past every seed");
+        assert_eq!(sweep.budget_exceeded().count(), 4);
+        assert_eq!(sweep.failures().count(), 0);
+        assert_eq!(sweep.inconclusive(), 0);
+        for r in &sweep.results {
+            let file = r.file.as_ref().expect("saved");
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(
+                text.starts_with("# budget exceeded, not a violation"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("distsync run {} --max-events 50", file.display())),
+                "{text}"
+            );
+        }
+        // Within the default budgets the same seeds pass and nothing is saved.
+        let o = FuzzOptions {
+            failures_dir: None,
+            ..opts(Budget::Seeds { first: 1, count: 4 }, (0, 1))
+        };
+        let sweep = fuzz(std::slice::from_ref(&template), &o, &|_, _| {}).remove(0);
+        assert_eq!(sweep.budget_exceeded().count(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

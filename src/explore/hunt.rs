@@ -6,6 +6,7 @@ use super::fuzz::{Budget, FuzzOptions, fuzz};
 use super::shrink::{Shrunk, shrink};
 use super::swarm::draw;
 use crate::bugs::BugInfo;
+use crate::run::RunLimits;
 use crate::scenario::Scenario;
 use crate::scenario::parse::parse_scenario;
 use crate::scenario::shipped::SHIPPED;
@@ -32,7 +33,7 @@ pub fn shipped(name: &str) -> Option<Scenario> {
 
 /// Hunts `bug` on its scenario with up to `budget` seeds and `jobs` workers,
 /// then shrinks the first failure with at most `shrink_runs` candidate runs.
-pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64) -> Hunt {
+pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64, limits: RunLimits) -> Hunt {
     let started = Instant::now(); // determinism-ok: reporting only
     let mut template = shipped(bug.scenario)
         .unwrap_or_else(|| panic!("bug {} names unknown scenario {}", bug.name, bug.scenario));
@@ -50,6 +51,7 @@ pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64) -> Hunt {
         determinism_every: 0,
         failures_dir: None,
         stop_at_first_failure: true,
+        limits,
     };
     let sweep = fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0);
     let first = sweep.results.iter().position(|r| r.failure.is_some());
@@ -60,7 +62,7 @@ pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64) -> Hunt {
             (
                 Some((r.seed, i as u64 + 1)),
                 r.failure.clone(),
-                shrink(&failing, shrink_runs).ok(),
+                shrink(&failing, shrink_runs, limits).ok(),
             )
         }
         None => (None, None, None),

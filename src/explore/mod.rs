@@ -13,9 +13,29 @@ use crate::scenario::parse::scenario_to_toml;
 /// `<dir>/<stem>-<seed>.toml`, the stem made from its name by `file_stem`:
 /// a self-contained file `distsync run` replays.
 pub fn save_failure(sc: &Scenario, dir: &Path) -> std::io::Result<PathBuf> {
+    save_failure_with_note(sc, dir, None)
+}
+
+/// Saves `sc` as `save_failure` does, with `note` (if any) at the top of
+/// the file as TOML comments: why it was saved and how to replay it.
+pub fn save_failure_with_note(
+    sc: &Scenario,
+    dir: &Path,
+    note: Option<&str>,
+) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(format!("{}-{}.toml", file_stem(&sc.name), sc.seed));
-    std::fs::write(&path, scenario_to_toml(sc))?;
+    let comments: String = note
+        .into_iter()
+        .flat_map(str::lines)
+        .map(|l| {
+            format!(
+                "# {}\n",
+                l.replace("THIS_FILE", &path.display().to_string())
+            )
+        })
+        .collect();
+    std::fs::write(&path, comments + &scenario_to_toml(sc))?;
     Ok(path)
 }
 

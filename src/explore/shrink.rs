@@ -9,7 +9,7 @@
 //! a fixed order, so the same input always shrinks to the same output.
 
 use super::swarm::loads_back;
-use crate::run::{RunOptions, run_scenario};
+use crate::run::{RunLimits, RunOptions, run_scenario};
 use crate::scenario::{Action, ClockConfig, Scenario, Step, Target};
 
 /// How big a failing scenario is.
@@ -37,6 +37,9 @@ struct Shrinker {
     signature: String,
     runs: u64,
     max_runs: u64,
+    /// Every candidate runs within these budgets, as the original did: a
+    /// candidate that exceeds one does not fail the same way.
+    limits: RunLimits,
 }
 
 impl Shrinker {
@@ -46,15 +49,7 @@ impl Shrinker {
             return None;
         }
         self.runs += 1;
-        let r = run_scenario(
-            c,
-            RunOptions {
-                seed: c.seed,
-                trace: None,
-                tracing: true,
-            },
-        )
-        .ok()?;
+        let r = run_scenario(c, RunOptions::new(c.seed).with_limits(self.limits)).ok()?;
         (r.failure_signature().as_deref() == Some(self.signature.as_str()))
             .then_some(r.stats.events)
     }
@@ -80,17 +75,17 @@ fn size(sc: &Scenario, events: u64) -> Size {
     }
 }
 
-/// Shrinks a failing scenario (run on its own `seed`), trying at most `max_runs` candidates.
-pub fn shrink(sc: &Scenario, max_runs: u64) -> Result<Shrunk, String> {
-    let first = run_scenario(
-        sc,
-        RunOptions {
-            seed: sc.seed,
-            trace: None,
-            tracing: true,
-        },
-    )
-    .map_err(|e| e.to_string())?;
+/// Shrinks a failing scenario (run on its own `seed` within `limits`),
+/// trying at most `max_runs` candidates.
+pub fn shrink(sc: &Scenario, max_runs: u64, limits: RunLimits) -> Result<Shrunk, String> {
+    let first = run_scenario(sc, RunOptions::new(sc.seed).with_limits(limits))
+        .map_err(|e| e.to_string())?;
+    if let Some(b) = first.budget_exceeded {
+        return Err(format!(
+            "scenario `{}` on seed {} stops at a budget, which is not a failure to shrink: {b}",
+            sc.name, sc.seed
+        ));
+    }
     let Some(signature) = first.failure_signature() else {
         return Err(format!(
             "scenario `{}` passes on seed {}: there is no failure to shrink",
@@ -102,6 +97,7 @@ pub fn shrink(sc: &Scenario, max_runs: u64) -> Result<Shrunk, String> {
         signature: signature.clone(),
         runs: 0,
         max_runs,
+        limits,
     };
     let mut best = sc.clone();
     // The violation's time bounds the run: nothing after it can matter to an online check.

@@ -32,6 +32,11 @@ pub struct Shard {
 }
 
 impl Shard {
+    /// Estimated bytes kept: the keyspace and the append-only file.
+    pub fn retained_bytes(&self) -> u64 {
+        self.store.retained_bytes() + self.aof.retained_bytes()
+    }
+
     /// A shard with an empty keyspace, persisting under `mode`.
     pub fn new(mode: Fsync, partitions: u32, fsync_debounced: bool) -> Self {
         Shard {
@@ -429,15 +434,7 @@ mod tests {
     fn a_forced_fsync_restarts_the_everysec_window() {
         let sc = crate::explore::hunt::shipped("queue-everysec-forced-sync")
             .expect("a shipped scenario");
-        let r = run_scenario(
-            &sc,
-            RunOptions {
-                seed: sc.seed,
-                trace: None,
-                tracing: true,
-            },
-        )
-        .expect("no trace file, no I/O");
+        let r = run_scenario(&sc, RunOptions::new(sc.seed)).expect("no trace file, no I/O");
         assert!(r.passed(), "{:?}", r.violation);
         let lost = &r.queue.as_ref().expect("a queue run").summary.lost;
         assert!(!lost.is_empty(), "the crash loses the last writes");

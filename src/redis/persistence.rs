@@ -259,6 +259,11 @@ impl Aof {
         self.log.len()
     }
 
+    /// Bytes held: the file, and a running rewrite's new file.
+    pub fn retained_bytes(&self) -> u64 {
+        (self.log.len() + self.rewrite.as_ref().map_or(0, |r| r.base.len())) as u64
+    }
+
     /// Rewrites completed, and whether one is running.
     pub fn rewrites(&self) -> (u64, bool) {
         (self.rewrites, self.rewrite.is_some())

@@ -568,6 +568,27 @@ fn side(b: &[u8]) -> Result<bool, Resp> {
 }
 
 impl Store {
+    /// Estimated bytes held: every key and element with its bytes and a
+    /// collection entry's overhead. Walks the whole keyspace: called once
+    /// every many events (see `sim::budget::MEMORY_CHECK_EVERY`).
+    pub fn retained_bytes(&self) -> u64 {
+        use crate::sim::budget::ENTRY_OVERHEAD as O;
+        let bytes = |b: &[u8]| b.len() as u64 + O;
+        self.keys
+            .iter()
+            .map(|(k, e)| {
+                bytes(k)
+                    + std::mem::size_of::<Entry>() as u64
+                    + match &e.value {
+                        Value::Str(s) => bytes(s),
+                        Value::List(l) => l.iter().map(|v| bytes(v)).sum(),
+                        Value::Hash(h) => h.iter().map(|(f, v)| bytes(f) + bytes(v)).sum(),
+                        Value::ZSet(z) => z.scores.keys().map(|m| 2 * bytes(m) + 24).sum(),
+                    }
+            })
+            .sum()
+    }
+
     /// Runs one command (`args[0]` is its name, any case) and returns Redis's reply.
     pub fn execute(&mut self, now_ns: u64, args: &[Vec<u8>]) -> Resp {
         let name = match check_command(args) {

@@ -169,6 +169,7 @@ fn page_data(info: &PageInfo, trace: &[String]) -> Value {
         "title": info.title,
         "seed": info.seed,
         "passed": report.map(|r| r.passed()),
+        "budget_exceeded": report.and_then(|r| r.budget_exceeded).map(|b| b.to_string()),
         "digest": report.map(|r| r.digest_hex()),
         "end_ns": end_ns,
         "events": events,
@@ -258,7 +259,8 @@ function summary() {
   if (D.seed !== null) h += 'seed ' + D.seed + ' &middot; ';
   h += D.events + ' trace events &middot; ' + fmt(D.end_ns) + ' simulated';
   if (D.digest) h += ' &middot; digest ' + D.digest;
-  if (D.passed !== null) h += ' &middot; <span class="' + (D.passed ? 'ok">passed' : 'bad">FAILED') + '</span>';
+  if (D.budget_exceeded) h += ' &middot; <span class="undecided">budget exceeded</span>';
+  else if (D.passed !== null) h += ' &middot; <span class="' + (D.passed ? 'ok">passed' : 'bad">FAILED') + '</span>';
   const undecided = D.checks.filter(c => c[1] === 'inconclusive').length;
   if (undecided) h += ' &middot; <span class="undecided">' + undecided + ' inconclusive</span>';
   h += '</p>';
@@ -269,12 +271,15 @@ function summary() {
   if (D.checks.length) {
     h += '<table><tr><th>check</th><th>verdict</th><th>detail</th></tr>';
     for (const [name, verdict, detail] of D.checks) {
-      const cell = verdict === 'passed' ? 'ok">ok' : verdict === 'failed' ? 'bad">FAILED' : 'undecided">inconclusive';
+      const cell = verdict === 'passed' ? 'ok">ok' : verdict === 'failed' ? 'bad">FAILED' : 'undecided">' + esc(verdict);
       h += '<tr><td>' + esc(name) + '</td><td class="' + cell + '</td><td>' + esc(detail) + '</td></tr>';
     }
     h += '</table>';
     if (D.checks.some(c => c[1] === 'inconclusive')) {
       h += '<p class="note">An inconclusive check ran out of its search budget before deciding: it is not a violation and does not fail the run.</p>';
+    }
+    if (D.budget_exceeded) {
+      h += '<p class="note">The run was stopped by its budget before its end (' + esc(D.budget_exceeded) + '): not a violation, and not a pass; the end-of-run checks were not made.</p>';
     }
   }
   s.innerHTML = h;

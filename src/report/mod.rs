@@ -237,6 +237,7 @@ fn check_verdict(v: &&'static str) -> String {
     match *v {
         "passed" => "ok",
         "failed" => "FAILED",
+        "budget exceeded" => "BUDGET EXCEEDED",
         other => other,
     }
     .to_string()
@@ -302,6 +303,10 @@ struct RunSummary<'a> {
     /// Checks that ran out of budget before deciding (not failures).
     #[tabled(skip)]
     inconclusive: usize,
+    /// The budget that stopped the run before its end: "events" or
+    /// "memory" (None: within budget). Neither passed nor failed.
+    #[tabled(skip)]
+    budget_exceeded: Option<&'static str>,
     /// Printed on its own line, which tests and scripts look for.
     #[tabled(skip)]
     digest: String,
@@ -418,6 +423,7 @@ impl<'a> RunSummary<'a> {
             },
             passed: r.passed(),
             inconclusive: r.inconclusive(),
+            budget_exceeded: r.budget_exceeded.map(|b| b.kind()),
             digest: r.digest_hex(),
             nodes: r
                 .nodes
@@ -491,6 +497,11 @@ impl Summary for RunSummary<'_> {
             out += &format!(
                 "note: {} inconclusive: the search ran out of budget before deciding; not a violation, the run does not fail on it\n",
                 plural(self.inconclusive, "check was", "checks were")
+            );
+        }
+        if let Some(kind) = self.budget_exceeded {
+            out += &format!(
+                "note: budget exceeded ({kind}): the run was stopped before its end; not a violation, but not a pass either (exit code 4)\n"
             );
         }
         out += &format!("trace digest: {}\n", self.digest);
@@ -911,8 +922,34 @@ struct FuzzSummary<'a> {
     failed: usize,
     /// Seeds that did not fail but had a check that could not decide.
     inconclusive: usize,
+    /// Seeds stopped by their event or memory budget (neither passed nor failed).
+    budget_exceeded: usize,
     sweeps: Vec<SweepRow<'a>>,
     failures: Vec<FailureRow<'a>>,
+    /// The seeds stopped by a budget, saved for replay like failures.
+    budget_exceeded_seeds: Vec<BudgetRow<'a>>,
+}
+
+#[derive(Serialize, Tabled)]
+struct BudgetRow<'a> {
+    scenario: &'a str,
+    seed: u64,
+    /// "events" or "memory".
+    budget: &'static str,
+    /// The saved scenario that replays the seed (None: not saved).
+    #[tabled(rename = "replay", display("budget_replay", self))]
+    file: Option<String>,
+    /// The flag that sets the budget, for the replay command.
+    #[tabled(skip)]
+    #[serde(skip)]
+    flag: String,
+}
+
+fn budget_replay(file: &Option<String>, row: &BudgetRow) -> String {
+    file.as_ref().map_or_else(
+        || "-".to_string(),
+        |f| format!("distsync run {f} {}", row.flag),
+    )
 }
 
 #[derive(Serialize, Tabled)]
@@ -921,6 +958,8 @@ struct SweepRow<'a> {
     seeds: usize,
     failures: usize,
     inconclusive: usize,
+    #[tabled(rename = "budget exceeded")]
+    budget_exceeded: usize,
     #[tabled(rename = "events/s", display = "millions")]
     events_per_s: f64,
     #[tabled(rename = "sim time / wall time", display = "times")]
@@ -953,6 +992,7 @@ impl<'a> FuzzSummary<'a> {
                 seeds: s.results.len(),
                 failures: s.failures().count(),
                 inconclusive: s.inconclusive(),
+                budget_exceeded: s.budget_exceeded().count(),
                 events_per_s: s.events_per_second(),
                 speedup: s.speedup(),
                 wall_ns: nanos(s.wall),
@@ -969,17 +1009,32 @@ impl<'a> FuzzSummary<'a> {
                 })
             })
             .collect();
+        let budget_exceeded_seeds = sweeps
+            .iter()
+            .flat_map(|s| {
+                s.budget_exceeded().map(|r| BudgetRow {
+                    scenario: &s.scenario,
+                    seed: r.seed,
+                    budget: r.budget_exceeded.map_or("", |b| b.kind()),
+                    file: r.file.as_ref().map(|p| p.display().to_string()),
+                    flag: r.budget_exceeded.map_or(String::new(), |b| b.flag()),
+                })
+            })
+            .collect();
         let seeds = rows.iter().map(|r| r.seeds).sum();
         let failed = rows.iter().map(|r| r.failures).sum();
         let inconclusive = rows.iter().map(|r| r.inconclusive).sum();
+        let budget_exceeded = rows.iter().map(|r| r.budget_exceeded).sum();
         FuzzSummary {
             jobs,
             seeds,
-            passed: seeds - failed - inconclusive,
+            passed: seeds - failed - inconclusive - budget_exceeded,
             failed,
             inconclusive,
+            budget_exceeded,
             sweeps: rows,
             failures,
+            budget_exceeded_seeds,
         }
     }
 }
@@ -990,6 +1045,13 @@ impl Summary for FuzzSummary<'_> {
         let mut out = titled(Table::new(&self.sweeps), &title, true);
         if !self.failures.is_empty() {
             out += &titled(Table::new(&self.failures), "failing seeds", true);
+        }
+        if !self.budget_exceeded_seeds.is_empty() {
+            out += &titled(
+                Table::new(&self.budget_exceeded_seeds),
+                "seeds stopped by a budget (not violations; each file's first lines give the replay command with every budget flag)",
+                true,
+            );
         }
         out
     }
@@ -1427,7 +1489,12 @@ impl Page {
             bytes,
             trace_events,
             passed: run.map(RunReport::passed),
-            failure: run.and_then(RunReport::failure_signature),
+            failure: run.and_then(|r| {
+                r.failure_signature().or_else(|| {
+                    r.budget_exceeded
+                        .map(|b| format!("budget exceeded ({})", b.kind()))
+                })
+            }),
         }
     }
 }
@@ -1436,6 +1503,7 @@ fn run_verdict(passed: &Option<bool>, page: &Page) -> String {
     match (passed, &page.failure) {
         (None, _) => "-".to_string(),
         (Some(true), _) => "passed".to_string(),
+        (Some(false), Some(f)) if f.starts_with("budget exceeded") => f.clone(),
         (Some(false), failure) => format!("FAILED: {}", failure.as_deref().unwrap_or("")),
     }
 }
@@ -1481,15 +1549,8 @@ mod tests {
 
     fn shipped_run(name: &str, seed: u64) -> RunReport {
         let sc = crate::explore::hunt::shipped(name).expect("a shipped scenario");
-        crate::run::run_scenario(
-            &sc,
-            crate::run::RunOptions {
-                seed,
-                trace: None,
-                tracing: true,
-            },
-        )
-        .expect("no trace file, no I/O")
+        crate::run::run_scenario(&sc, crate::run::RunOptions::new(seed))
+            .expect("no trace file, no I/O")
     }
 
     #[test]
@@ -1563,6 +1624,7 @@ mod tests {
             seed,
             failure: failure.map(str::to_string),
             inconclusive: false,
+            budget_exceeded: None,
             digest: 0,
             events: 1_000_000,
             sim_ns: 5_000_000_000,
@@ -1603,12 +1665,14 @@ mod tests {
         );
         let s = &j["sweeps"][0];
         let cells = row(&text, "x");
-        assert_eq!(cells[1..4], ["3", "1", "1"]);
+        assert_eq!(cells[1..5], ["3", "1", "1", "0"]);
         assert_eq!(s["inconclusive"], 1);
+        assert_eq!(s["budget_exceeded"], 0);
+        assert_eq!(j["budget_exceeded"], 0);
         assert_eq!(s["events_per_s"], 4_000_000.0);
-        assert_eq!(cells[4], "4.00M");
+        assert_eq!(cells[5], "4.00M");
         assert_eq!(s["wall_ns"], 750_000_000);
-        assert_eq!(cells[6], "750ms");
+        assert_eq!(cells[7], "750ms");
         let f = &j["failures"][0];
         assert_eq!(
             (f["seed"].clone(), f["file"].clone()),

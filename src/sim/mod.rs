@@ -1,5 +1,6 @@
 //! The simulated world: virtual time, random streams, network, clocks,
 //! storage and faults, driving the sans-IO components.
+pub mod budget;
 pub mod clock;
 pub mod network;
 pub mod queue;

@@ -85,6 +85,13 @@ impl<E> EventQueue<E> {
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
+
+    /// Estimated bytes held: a key per pending event, and the slab's slots
+    /// (which never shrink: the most events ever pending at once).
+    pub fn retained_bytes(&self) -> u64 {
+        let slot = std::mem::size_of::<Option<E>>() as u64;
+        self.heap.len() as u64 * 16 + self.slab.len() as u64 * slot + self.free.len() as u64 * 4
+    }
 }
 
 #[cfg(test)]

@@ -142,6 +142,11 @@ impl Durable {
         &self.stable
     }
 
+    /// Writes recorded and not yet synced.
+    pub fn pending_writes(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Number of syncs that wrote something.
     pub fn syncs(&self) -> u64 {
         self.syncs

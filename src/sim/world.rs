@@ -4,6 +4,7 @@
 //! duration, feeding every traced event to the online checker as it happens
 //! and stopping at the first violation.
 
+use super::budget::{BudgetExceeded, MEMORY_CHECK_EVERY, RunLimits, entries};
 use super::clock::Clock;
 use super::network::{Fate, Network};
 use super::queue::EventQueue;
@@ -369,6 +370,9 @@ pub struct World {
     last_fault_step: Option<usize>,
     /// Set once a leader is present right after the last fault step.
     leader_present_after_fault: bool,
+    /// The event and memory budgets, and which one stopped the run.
+    limits: RunLimits,
+    exceeded: Option<BudgetExceeded>,
     pub obs: Observers,
 }
 
@@ -502,6 +506,8 @@ impl World {
             pause_order: Vec::new(),
             last_fault_step,
             leader_present_after_fault: false,
+            limits: RunLimits::default(),
+            exceeded: None,
             obs,
         };
         for (i, step) in sc.timeline.iter().enumerate() {
@@ -608,9 +614,57 @@ impl World {
         self.now_ns
     }
 
-    /// Runs until the scenario's duration or the first violation.
+    /// Runs until the scenario's duration, the first violation or a
+    /// budget exceeded.
     pub fn run(&mut self) {
         while self.step() {}
+    }
+
+    /// Sets the budgets the run must stay within (the defaults otherwise).
+    pub fn set_limits(&mut self, limits: RunLimits) {
+        self.limits = limits;
+    }
+
+    /// The budget the run exceeded, which stopped it (None: within budget).
+    pub fn budget_exceeded(&self) -> Option<BudgetExceeded> {
+        self.exceeded
+    }
+
+    /// An estimate of the bytes the run keeps: the pending events, the
+    /// checkers' histories and records, the Raft logs in memory and on the
+    /// simulated disk, the Redis stand-in's keyspaces and append-only files.
+    /// Computed from lengths times element sizes, so it is the same on every
+    /// machine and on replay; it leaves out the trace (written out as it
+    /// goes) and what stays small (nodes' fixed state, timers, clocks).
+    pub fn retained_bytes(&self) -> u64 {
+        let o = &self.obs;
+        let mut bytes = self.queue.retained_bytes()
+            + o.history.retained_bytes()
+            + o.lock_checker.retained_bytes()
+            + o.queue_checker
+                .as_ref()
+                .map_or(0, QueueChecker::retained_bytes)
+            + o.cache_checker
+                .as_ref()
+                .map_or(0, CacheChecker::retained_bytes);
+        for ep in &self.eps {
+            let stored = ep.storage.stable().log.len() + ep.storage.pending_writes();
+            bytes += entries::<crate::replicated::Entry>(stored);
+            bytes += match &ep.actor {
+                Actor::Node(Some(n)) => {
+                    let r = n.raft();
+                    let kept = r.last_index().saturating_sub(r.snapshot_index());
+                    entries::<crate::replicated::Entry>(kept as usize)
+                }
+                Actor::LockClient(c) => {
+                    entries::<crate::check::lock_history::LockOp>(c.stats().history.len())
+                        + entries::<u64>(c.stats().acquire_latencies_ns.len())
+                }
+                Actor::Shard(s) => s.retained_bytes(),
+                _ => 0,
+            };
+        }
+        bytes
     }
 
     /// When the next event is due (None once nothing is left).
@@ -622,15 +676,26 @@ impl World {
     }
 
     /// Applies the next event; false once the run is over (its duration
-    /// reached, nothing left to happen, or a violation found).
+    /// reached, nothing left to happen, a violation found, or a budget
+    /// exceeded).
     pub fn step(&mut self) -> bool {
-        if self.finished || self.obs.violation.is_some() {
+        if self.finished || self.obs.violation.is_some() || self.exceeded.is_some() {
             return false;
         }
         let end = self.sc.duration_ns;
         match self.queue.pop() {
             Some((t, ev)) if t <= end => {
+                if self.obs.stats.events >= self.limits.max_events {
+                    self.exceeded = Some(BudgetExceeded::Events {
+                        limit: self.limits.max_events,
+                        at_ns: self.now_ns,
+                    });
+                    return false;
+                }
                 self.apply(t, ev);
+                if self.obs.stats.events & (MEMORY_CHECK_EVERY - 1) == 0 {
+                    self.check_memory();
+                }
                 true
             }
             _ => {
@@ -638,6 +703,19 @@ impl World {
                 self.now_ns = self.now_ns.max(end);
                 false
             }
+        }
+    }
+
+    /// Stops the run once its estimated state is over the memory budget.
+    fn check_memory(&mut self) {
+        let estimate = self.retained_bytes();
+        if estimate > self.limits.max_memory_bytes {
+            self.exceeded = Some(BudgetExceeded::Memory {
+                limit: self.limits.max_memory_bytes,
+                estimate,
+                events: self.obs.stats.events,
+                at_ns: self.now_ns,
+            });
         }
     }
 
@@ -1274,5 +1352,84 @@ impl Endpoint {
             missed_timers: 0,
             storage: Durable::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::shipped::SHIPPED;
+
+    fn shipped(name: &str) -> Scenario {
+        let (_, text) = SHIPPED.iter().find(|(n, _)| *n == name).unwrap();
+        crate::scenario::parse::parse_scenario(text, name).unwrap()
+    }
+
+    /// Steps `world` until `events` events have been simulated.
+    fn run_to(world: &mut World, events: u64) {
+        while world.obs.stats.events < events {
+            assert!(world.step(), "the run ended before {events} events");
+        }
+    }
+
+    #[test]
+    fn the_memory_estimate_grows_with_a_long_run() {
+        for name in [
+            "queue-steady",
+            "lock-contention",
+            "leader-crash",
+            "cache-bus-zipf",
+        ] {
+            let sc = shipped(name);
+            let mut world = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+            run_to(&mut world, 1_000);
+            let early = world.retained_bytes();
+            run_to(&mut world, 10_000);
+            let later = world.retained_bytes();
+            assert!(
+                later > early + 10_000,
+                "{name}: {early} bytes after 1,000 events, {later} after 10,000"
+            );
+            // Lengths, not the allocator: the same run gives the same figure.
+            let mut again = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+            run_to(&mut again, 10_000);
+            assert_eq!(again.retained_bytes(), later, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_budget_stops_the_run_and_says_which() {
+        let sc = shipped("queue-steady");
+        let mut world = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+        world.set_limits(RunLimits {
+            max_events: 700,
+            ..RunLimits::default()
+        });
+        world.run();
+        assert_eq!(world.obs.stats.events, 700);
+        assert!(matches!(
+            world.budget_exceeded(),
+            Some(BudgetExceeded::Events { limit: 700, .. })
+        ));
+        assert!(!world.step(), "a stopped run stays stopped");
+        let mut world = World::new(&sc, sc.seed, Tracer::new(sc.nodes, None));
+        world.set_limits(RunLimits {
+            max_memory_bytes: 64 << 10,
+            ..RunLimits::default()
+        });
+        world.run();
+        let Some(BudgetExceeded::Memory {
+            estimate, events, ..
+        }) = world.budget_exceeded()
+        else {
+            panic!("{:?}", world.budget_exceeded());
+        };
+        assert!(estimate > 64 << 10);
+        assert_eq!(
+            events % MEMORY_CHECK_EVERY,
+            0,
+            "checked every so many events"
+        );
+        assert_eq!(world.obs.stats.events, events);
     }
 }
