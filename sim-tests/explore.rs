@@ -20,6 +20,7 @@ fn options(jobs: usize, count: u64, dir: Option<std::path::PathBuf>) -> FuzzOpti
         failures_dir: dir,
         stop_at_first_failure: false,
         limits: RunLimits::default(),
+        extreme: false,
     }
 }
 

@@ -237,6 +237,7 @@ fn a_failure_the_sweep_cannot_save_is_reported_with_why() {
         failures_dir: Some(UNWRITABLE_DIR.into()),
         stop_at_first_failure: false,
         limits: distsync::run::RunLimits::default(),
+        extreme: false,
     };
     let sweep = fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0);
     let r = &sweep.results[0];

@@ -276,6 +276,7 @@ pub fn fuzz_throughput(seeds: u64, jobs: usize) -> FuzzBench {
         failures_dir: None,
         stop_at_first_failure: false,
         limits: crate::run::RunLimits::default(),
+        extreme: false,
     };
     let (sweep, time) =
         Timing::of(|| fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0));

@@ -202,6 +202,11 @@ enum Command {
         /// Print the summary as JSON instead of tables (progress and notes go to stderr).
         #[arg(long)]
         json: bool,
+        /// Also draw parameters at their allowed limits: clocks drifting by
+        /// 100,000 ppm, the shortest and longest cache timeouts, the smallest
+        /// rates, the most locks (see docs/fuzzing.md).
+        #[arg(long)]
+        extreme: bool,
         #[command(flatten)]
         budgets: BudgetFlags,
     },
@@ -341,6 +346,7 @@ fn main() -> ExitCode {
             failures_dir,
             report,
             json,
+            extreme,
             budgets: budget_flags,
         } => {
             let budget = match time {
@@ -365,6 +371,7 @@ fn main() -> ExitCode {
                 failures_dir: Some(failures_dir),
                 stop_at_first_failure: false,
                 limits: budget_flags.limits(),
+                extreme,
             };
             fuzz_command(
                 &scenarios,

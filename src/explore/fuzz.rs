@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant}; // determinism-ok: wall time only bounds and reports a sweep
 
 use super::save_failure_with_note;
-use super::swarm::draw;
+use super::swarm::{draw, draw_extreme};
 use crate::run::{BudgetExceeded, RunLimits, RunOptions, run_scenario};
 use crate::scenario::Scenario;
 
@@ -40,6 +40,9 @@ pub struct FuzzOptions {
     /// goes on (a thread cannot be interrupted from outside; a
     /// deterministic budget also stops the seed the same way on replay).
     pub limits: RunLimits,
+    /// Draw each seed with parameters at their allowed limits too
+    /// (`swarm::draw_extreme`), not only faults.
+    pub extreme: bool,
 }
 
 /// One seed's outcome.
@@ -107,8 +110,13 @@ pub fn run_seed(
     seed: u64,
     check_determinism: bool,
     limits: RunLimits,
+    extreme: bool,
 ) -> (Scenario, SeedResult) {
-    let sc = draw(template, seed);
+    let sc = if extreme {
+        draw_extreme(template, seed)
+    } else {
+        draw(template, seed)
+    };
     let run = || {
         run_scenario(&sc, RunOptions::new(seed).with_limits(limits)).expect("no trace file, no I/O")
     };
@@ -252,7 +260,8 @@ pub fn fuzz(
                     let template = &templates[t];
                     let sample = opts.determinism_every > 0
                         && p % opts.determinism_every == opts.determinism_every - 1;
-                    let (sc, mut result) = run_seed(template, seed, sample, opts.limits);
+                    let (sc, mut result) =
+                        run_seed(template, seed, sample, opts.limits, opts.extreme);
                     let note = match result.budget_exceeded {
                         Some(b) if result.failure.is_none() => Some(budget_note(&b, &opts.limits)),
                         _ => None,
@@ -338,6 +347,7 @@ mod tests {
             failures_dir: None,
             stop_at_first_failure: false,
             limits: RunLimits::default(),
+            extreme: false,
         }
     }
 

@@ -52,6 +52,7 @@ pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64, limits: R
         failures_dir: None,
         stop_at_first_failure: true,
         limits,
+        extreme: false,
     };
     let sweep = fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0);
     let first = sweep.results.iter().position(|r| r.failure.is_some());

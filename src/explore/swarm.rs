@@ -210,6 +210,56 @@ fn draw_shard_faults(
     }
 }
 
+/// `draw` with parameters pushed to the limits the scenario format allows:
+/// each of these, with probability 1/2, from a stream of its own (so the
+/// faults are exactly `draw`'s): every node's clock drifting by the largest
+/// drift, fast or slow; the cache's operation timeout at its shortest or at
+/// an hour; every generated rate at the smallest allowed; lock clients
+/// spread over the most locks allowed (an expectation the smallest rate
+/// makes impossible, a floor on completed operations, is lifted). Rates are
+/// never raised to their
+/// maximum: a run that must simulate 10^5 operations per second per client
+/// only meets its event budget, which proves nothing new.
+pub fn draw_extreme(template: &Scenario, seed: u64) -> Scenario {
+    use crate::scenario::parse::{MAX_DRIFT_PPM, MAX_LOCKS, MIN_CACHE_TIMEOUT_NS, MIN_RATE};
+    let mut sc = draw(template, seed);
+    let mut rng = Rng::stream(seed, Purpose::Explore, 1);
+    if rng.chance(0.5) {
+        for c in &mut sc.clocks {
+            c.drift_ppm = if rng.chance(0.5) {
+                MAX_DRIFT_PPM
+            } else {
+                -MAX_DRIFT_PPM
+            };
+        }
+    }
+    if sc.cache.enabled && rng.chance(0.5) {
+        sc.cache.op_timeout_ns = if rng.chance(0.5) {
+            MIN_CACHE_TIMEOUT_NS
+        } else {
+            3_600 * S
+        };
+    }
+    if rng.chance(0.5) {
+        if sc.workload.clients > 0 {
+            sc.workload.rate_per_s = MIN_RATE;
+            // At one operation per 1,000 s a client completes none: the
+            // template's floor on completed operations no longer applies.
+            sc.expect.min_completed_ops = 0;
+        }
+        if sc.queue_load.producers > 0 {
+            sc.queue_load.rate_per_s = MIN_RATE;
+        }
+        if sc.cache_load.rate_per_s > 0.0 {
+            sc.cache_load.rate_per_s = MIN_RATE;
+        }
+    }
+    if sc.lock_load.clients > 0 && rng.chance(0.5) {
+        sc.lock_load.locks = MAX_LOCKS as u32;
+    }
+    sc
+}
+
 /// True if the scenario's saved form loads back to the same scenario.
 pub fn loads_back(c: &Scenario) -> bool {
     let Ok(mut back) = parse_scenario(&scenario_to_toml(c), "drawn.toml") else {
@@ -317,6 +367,34 @@ fn round_ms_signed(ns: i64) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    /// Extreme draws keep `draw`'s faults, reach the limits on some seeds,
+    /// and every drawn scenario loads back unchanged.
+    #[test]
+    fn extreme_draws_reach_the_limits_and_load_back() {
+        use crate::scenario::parse::MAX_DRIFT_PPM;
+        let templates = [
+            "cache-bus-zipf",
+            "lock-contention",
+            "queue-steady",
+            "leader-crash",
+        ];
+        let mut drifted = 0;
+        for name in templates {
+            let path = format!("{}/scenarios/{name}.toml", env!("CARGO_MANIFEST_DIR"));
+            let template = crate::scenario::load_scenario(std::path::Path::new(&path)).unwrap();
+            for seed in 1..=20 {
+                let e = draw_extreme(&template, seed);
+                assert_eq!(e.timeline, draw(&template, seed).timeline, "{name} {seed}");
+                assert!(loads_back(&e), "{name} seed {seed}");
+                drifted += e.clocks.iter().all(|c| c.drift_ppm.abs() == MAX_DRIFT_PPM) as u32;
+            }
+        }
+        assert!(
+            drifted > 10 && drifted < 70,
+            "{drifted} of 80 seeds drift at the limit"
+        );
+    }
+
     use super::*;
     use crate::scenario::shipped::SHIPPED;
 

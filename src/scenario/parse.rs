@@ -29,12 +29,12 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// the simulator's time arithmetic far from overflow.
 const MAX_DURATION_NS: u64 = 3_600 * NS_PER_S;
 const MAX_NODES: i64 = 15;
-const MAX_DRIFT_PPM: i64 = 100_000;
+pub(crate) const MAX_DRIFT_PPM: i64 = 100_000;
 const MAX_RATE: f64 = 100_000.0;
 /// Least rate of generated operations: one every 1000 s on average, already
 /// less than one a run of the longest duration. Below it the gaps grow
 /// towards the end of u64 time, where sums with clock times would overflow.
-const MIN_RATE: f64 = 0.001;
+pub(crate) const MIN_RATE: f64 = 0.001;
 const MAX_CLIENTS: i64 = 1_000;
 const MAX_KEYS: i64 = 100_000;
 const MAX_CLIENT_ID: i64 = 1_000;
@@ -48,7 +48,7 @@ const MAX_ATTEMPTS: i64 = 100;
 /// shuffling all of them (a draw that shipped traces pin), so this bounds
 /// each round's time and memory; at 1000 clients a run is under 2x slower
 /// than with a few locks.
-const MAX_LOCKS: i64 = 100_000;
+pub(crate) const MAX_LOCKS: i64 = 100_000;
 /// Most messages in one produce or consume request.
 const MAX_BATCH: i64 = 1_000;
 const MAX_ORDERING_KEYS: i64 = 1_000_000;
@@ -61,7 +61,7 @@ const MAX_ZIPF: f64 = 10.0;
 /// Shortest `cache.timeout`: the bus spreads its retries over the timeout,
 /// and below this they would come faster than any message can travel, so
 /// every operation fails and the run only burns events.
-const MIN_CACHE_TIMEOUT_NS: u64 = 1_000;
+pub(crate) const MIN_CACHE_TIMEOUT_NS: u64 = 1_000;
 /// `lock_clients.stop`, `queue_clients.stop` and `cache_clients.stop` word
 /// for "no stop": rounds (or messages, or cache ops) keep starting until the
 /// run ends (`stop_ns == u64::MAX`).
