@@ -62,3 +62,16 @@ pub fn why(r: &RunReport) -> String {
     }
     parts.join("; ")
 }
+
+/// Runs the built binary: (exit code, stdout, stderr).
+pub fn distsync(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distsync"))
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -447,18 +447,7 @@ fn planted_bugs_are_caught_and_depend_on_the_model() {
     }
 }
 
-/// Runs the binary; (exit code, stdout, stderr).
-fn distsync(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_distsync"))
-        .args(args)
-        .output()
-        .expect("binary runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::distsync;
 
 /// A search that runs out of budget is inconclusive, not a violation: the
 /// run exits 0 and says so in the tables and in `--json`; the fuzzer counts

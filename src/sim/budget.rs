@@ -19,11 +19,21 @@ pub const DEFAULT_MAX_EVENTS: u64 = 100_000_000;
 /// largest shipped scenario keeps a few MiB.
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 4 << 30;
 
-/// The memory estimate is computed once every this many events (a power of
-/// two): computing it walks the shards' keyspaces, and a run's state grows
-/// by at most a few hundred bytes an event, so checking every 16,384
-/// events overshoots a budget by at most a few MiB.
+/// The memory estimate is computed at most once every this many events:
+/// computing it walks the shards' keyspaces, and a run's state grows by at
+/// most a few hundred bytes an event, so checking every 16,384 events
+/// overshoots a small budget by at most a few MiB.
 pub const MEMORY_CHECK_EVERY: u64 = 1 << 14;
+
+/// Events until the next memory check after an estimate of `estimate`
+/// bytes: at least `MEMORY_CHECK_EVERY`, and one event per KiB estimated,
+/// so that walking a large state costs a bounded amount per event (a run
+/// whose keyspace only grows would otherwise walk it again every 16,384
+/// events) while the state can grow by at most about a quarter between
+/// two checks.
+pub fn memory_check_interval(estimate: u64) -> u64 {
+    MEMORY_CHECK_EVERY.max(estimate / 1024)
+}
 
 /// The limits one run must stay within.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +185,13 @@ pub fn entries<T>(n: usize) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_large_estimate_is_checked_less_often() {
+        assert_eq!(memory_check_interval(0), MEMORY_CHECK_EVERY);
+        assert_eq!(memory_check_interval(16 << 20), MEMORY_CHECK_EVERY);
+        assert_eq!(memory_check_interval(1 << 30), 1 << 20);
+    }
+
     use super::*;
 
     #[test]

@@ -4,7 +4,9 @@
 //! duration, feeding every traced event to the online checker as it happens
 //! and stopping at the first violation.
 
-use super::budget::{BudgetExceeded, MEMORY_CHECK_EVERY, RunLimits, entries};
+use super::budget::{
+    BudgetExceeded, MEMORY_CHECK_EVERY, RunLimits, entries, memory_check_interval,
+};
 use super::clock::Clock;
 use super::network::{Fate, Network};
 use super::queue::EventQueue;
@@ -373,6 +375,8 @@ pub struct World {
     /// The event and memory budgets, and which one stopped the run.
     limits: RunLimits,
     exceeded: Option<BudgetExceeded>,
+    /// The event count at which the memory estimate is next computed.
+    next_memory_check: u64,
     pub obs: Observers,
 }
 
@@ -508,6 +512,7 @@ impl World {
             leader_present_after_fault: false,
             limits: RunLimits::default(),
             exceeded: None,
+            next_memory_check: MEMORY_CHECK_EVERY,
             obs,
         };
         for (i, step) in sc.timeline.iter().enumerate() {
@@ -693,7 +698,7 @@ impl World {
                     return false;
                 }
                 self.apply(t, ev);
-                if self.obs.stats.events & (MEMORY_CHECK_EVERY - 1) == 0 {
+                if self.obs.stats.events >= self.next_memory_check {
                     self.check_memory();
                 }
                 true
@@ -709,6 +714,7 @@ impl World {
     /// Stops the run once its estimated state is over the memory budget.
     fn check_memory(&mut self) {
         let estimate = self.retained_bytes();
+        self.next_memory_check = self.obs.stats.events + memory_check_interval(estimate);
         if estimate > self.limits.max_memory_bytes {
             self.exceeded = Some(BudgetExceeded::Memory {
                 limit: self.limits.max_memory_bytes,
