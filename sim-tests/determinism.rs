@@ -42,7 +42,7 @@ fn every_shipped_scenario_gives_the_same_trace_twice() {
                 "{} seed {seed}: traces differ",
                 path.display()
             );
-            // The printed digest is the word hash of the trace bytes (docs/trace.md).
+            // The printed digest is the four-lane hash of the trace bytes (docs/trace.md).
             assert_eq!(digest_trace(&a.0.borrow()), ra.digest, "{}", path.display());
         }
     }
