@@ -4,6 +4,22 @@
 /// go below zero.
 pub const LOCAL_EPOCH_NS: i128 = 1_000_000 * 1_000_000_000;
 
+/// `g + trunc(g * drift_ppm / 1e6)`: global time `g` as a clock drifting by
+/// `drift_ppm` counts it. In 64-bit arithmetic when the product fits (always
+/// without drift, and for the first hours of a drifting run): 128-bit
+/// division is a library call, and clocks are read at every event.
+#[inline]
+fn drifted(g: u64, drift_ppm: i64) -> i128 {
+    let wide = g as i128;
+    if drift_ppm == 0 {
+        return wide;
+    }
+    match i64::try_from(g).ok().and_then(|g| g.checked_mul(drift_ppm)) {
+        Some(product) => wide + (product / 1_000_000) as i128,
+        None => wide + wide * drift_ppm as i128 / 1_000_000,
+    }
+}
+
 /// local = epoch + offset + global * (1 + drift_ppm / 1e6).
 ///
 /// A drift change keeps local time continuous (the offset absorbs it), as a
@@ -29,8 +45,7 @@ impl Clock {
     /// Local time at global time `global_ns`.
     #[inline]
     pub fn local(&self, global_ns: u64) -> u64 {
-        let g = global_ns as i128;
-        let v = LOCAL_EPOCH_NS + self.offset_ns + g + g * self.drift_ppm as i128 / 1_000_000;
+        let v = LOCAL_EPOCH_NS + self.offset_ns + drifted(global_ns, self.drift_ppm);
         v.clamp(0, u64::MAX as i128) as u64
     }
 
@@ -39,8 +54,7 @@ impl Clock {
     /// CLOCK_MONOTONIC does when the wall clock is stepped.
     #[inline]
     pub fn monotonic(&self, global_ns: u64) -> u64 {
-        let g = global_ns as i128;
-        let v = LOCAL_EPOCH_NS + self.mono_offset_ns + g + g * self.drift_ppm as i128 / 1_000_000;
+        let v = LOCAL_EPOCH_NS + self.mono_offset_ns + drifted(global_ns, self.drift_ppm);
         v.clamp(0, u64::MAX as i128) as u64
     }
 
@@ -85,12 +99,21 @@ impl Clock {
         if rate <= 0 {
             return u64::MAX; // a clock that never advances (refused by the parser)
         }
+        // The same quotients in 64-bit arithmetic when the operands fit
+        // (about the first 2.5 simulated hours): 128-bit division is a
+        // library call, and timers are armed all the time.
+        let narrow = |numerator: i128| -> i128 {
+            match (i64::try_from(numerator), i64::try_from(rate)) {
+                (Ok(n), Ok(r)) => (n / r) as i128,
+                _ => numerator / rate,
+            }
+        };
         let g = if self.drift_ppm >= 0 {
             // ceil(target * 1e6 / rate)
-            (target * 1_000_000 + rate - 1) / rate
+            narrow(target * 1_000_000 + rate - 1)
         } else {
             // floor((target - 1) * 1e6 / rate) + 1
-            (target - 1) * 1_000_000 / rate + 1
+            narrow((target - 1) * 1_000_000) + 1
         };
         g.max(now_ns as i128).min(u64::MAX as i128) as u64
     }
@@ -117,6 +140,24 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_narrow_paths_compute_the_wide_formulas() {
+        let wide = |g: u64, d: i64| g as i128 + g as i128 * d as i128 / 1_000_000;
+        let drifts = [0, 1, -1, 7, -7, 999, -999_999, 100_000, -100_000, 1_000_000, i64::MAX / 2];
+        let mut g = 1u64;
+        while g < u64::MAX / 3 {
+            for &d in &drifts {
+                for x in [g - 1, g, g + 1, g * 3 - 1] {
+                    assert_eq!(drifted(x, d), wide(x, d), "g {x} drift {d}");
+                }
+            }
+            g = g * 3 + 1;
+        }
+        for &d in &drifts {
+            assert_eq!(drifted(u64::MAX, d), wide(u64::MAX, d));
+        }
+    }
 
     #[test]
     fn drift_and_inverse_agree() {
