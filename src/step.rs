@@ -44,7 +44,8 @@ pub enum Command {
     Break(Break),
     /// Remove every breakpoint.
     ClearBreaks,
-    /// Re-run to the event before the last one applied.
+    /// Go to the event before the last one applied, replaying from the
+    /// nearest kept copy of the world.
     Back,
     /// Show one node's state, or every node's.
     Show(Option<String>),
@@ -61,7 +62,8 @@ commands:
   break kind K | b kind K  stop at an event writing a trace line of kind K (or prefix, like cache.)
   break node X | b node X  stop at an event writing a trace line about node X (n2, s1)
   break clear              remove every breakpoint
-  back                     re-run to the event before the last one
+  back                     go to the event before the last one (replayed from a copy of the run
+                           kept every 1,024 events or so, not from the start)
   show [X] | s [X]         show node X's state (or queue shard X's), or everything
   help | h                 this list
   quit | q                 leave";
