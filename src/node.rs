@@ -145,6 +145,7 @@ impl PendingRead {
 }
 
 /// One node of the replicated key-value store.
+#[derive(Clone)]
 pub struct Node {
     raft: Raft,
     state: Replicated,
@@ -174,6 +175,7 @@ pub struct Node {
 pub type GeneratedOps = (crate::cache::load::CacheLoad, u64, u64);
 
 /// The queue's parts on a node.
+#[derive(Clone)]
 struct QueueService {
     router: Router,
     rebalancer: Rebalancer,

@@ -1,8 +1,10 @@
 //! Stepping through a run one simulator event at a time: `distsync step`.
 //!
 //! A run is deterministic, so the stepper never undoes anything: `back`
-//! starts the same scenario on the same seed again and replays it to the
-//! event before. After each event it prints the trace lines the event
+//! replays the run to the event before, from the nearest of the copies of
+//! the world it keeps as it goes (see `Checkpoints`), so that going back
+//! costs at most a few thousand events however long the run is. After each
+//! event it prints the trace lines the event
 //! wrote and the state that changed: each Raft node's role, term, vote and
 //! log (committed part before the `|`), the lock table as applied, each
 //! cached key's MESI state on each node, and the queue's messages on each
@@ -42,7 +44,8 @@ pub enum Command {
     Break(Break),
     /// Remove every breakpoint.
     ClearBreaks,
-    /// Re-run to the event before the last one applied.
+    /// Go to the event before the last one applied, replaying from the
+    /// nearest kept copy of the world.
     Back,
     /// Show one node's state, or every node's.
     Show(Option<String>),
@@ -59,7 +62,8 @@ commands:
   break kind K | b kind K  stop at an event writing a trace line of kind K (or prefix, like cache.)
   break node X | b node X  stop at an event writing a trace line about node X (n2, s1)
   break clear              remove every breakpoint
-  back                     re-run to the event before the last one
+  back                     go to the event before the last one (replayed from a copy of the run
+                           kept every 1,024 events or so, not from the start)
   show [X] | s [X]         show node X's state (or queue shard X's), or everything
   help | h                 this list
   quit | q                 leave";
@@ -160,6 +164,9 @@ pub fn run_script(sc: &Scenario, seed: u64, text: &str, name: &str) -> Result<St
     Ok(out)
 }
 
+/// The last event applied: its number, time and trace lines.
+type Last = Option<(u64, u64, Vec<String>)>;
+
 /// A run being stepped.
 pub struct Stepper {
     sc: Scenario,
@@ -168,9 +175,107 @@ pub struct Stepper {
     sink: MemorySink,
     /// Events applied so far.
     done: u64,
-    /// The last event applied: its number, time and trace lines.
-    last: Option<(u64, u64, Vec<String>)>,
+    last: Last,
     breaks: Vec<Break>,
+    checkpoints: Checkpoints,
+    /// Events applied again by `back` so far, from a checkpoint or the
+    /// start, to reach the event it goes back to.
+    replayed: u64,
+}
+
+/// Events between two checkpoints at the finest spacing.
+pub const STRIDE: u64 = 1024;
+/// Checkpoints kept at each spacing.
+pub const PER_LEVEL: u64 = 4;
+/// Most checkpoints kept, whatever the run's length.
+pub const MAX_CHECKPOINTS: usize = 64;
+/// Most bytes all checkpoints together may keep, as estimated by
+/// `World::retained_bytes` (the world's own estimate of its state).
+pub const MAX_CHECKPOINT_BYTES: u64 = 1 << 30;
+
+/// Copies of the world at events behind the current one, to go back to.
+///
+/// A copy is taken every `STRIDE` events applied, and the copies are
+/// thinned as the run moves on: of the events within `STRIDE * PER_LEVEL`
+/// of the current one, every `STRIDE`-th keeps its copy; of the next
+/// `2 * STRIDE * PER_LEVEL` before those, every `2 * STRIDE`-th; then every
+/// `4 * STRIDE`-th over twice that again, and so on. So `PER_LEVEL` or so
+/// copies per level, a level per doubling of the run's length: about 44
+/// for a million events, 60 for the event budget's 10^8. Never more than
+/// `MAX_CHECKPOINTS`, nor more than `MAX_CHECKPOINT_BYTES` estimated
+/// bytes: past either, the oldest copies go first.
+///
+/// Going back one event replays at most `STRIDE` events from the copy
+/// just behind it (the copies nearest the current event are the densest),
+/// and the replay takes the copies it passes, so that going back again
+/// stays as cheap. A copy's tracer writes nowhere (see `Tracer::detached`):
+/// a world restored from one is given the stepper's sink back.
+#[derive(Default)]
+struct Checkpoints {
+    /// By the number of events applied to reach it.
+    kept: BTreeMap<u64, Checkpoint>,
+    /// The estimated bytes of all of them.
+    bytes: u64,
+}
+
+/// The run after some event: the world, and the event that reached it.
+struct Checkpoint {
+    world: World,
+    last: Last,
+    bytes: u64,
+}
+
+/// The spacing of the checkpoints kept `distance` events behind the
+/// current one: `STRIDE` for the nearest `STRIDE * PER_LEVEL`, doubling
+/// for each level further. Level k spans the distances from
+/// `STRIDE * PER_LEVEL * (2^k - 1)` to `STRIDE * PER_LEVEL * (2^(k+1) - 1)`.
+fn spacing(distance: u64) -> u64 {
+    let level = (distance / (STRIDE * PER_LEVEL) + 1).ilog2();
+    STRIDE.saturating_mul(1u64.checked_shl(level).unwrap_or(u64::MAX))
+}
+
+/// Whether the checkpoint after event `e` is kept once the run is at
+/// event `now`: `e` must be a multiple of the spacing for its distance.
+fn kept_at(e: u64, now: u64) -> bool {
+    now.checked_sub(e)
+        .is_some_and(|d| e.is_multiple_of(spacing(d)))
+}
+
+impl Checkpoints {
+    fn add(&mut self, done: u64, world: &World, last: &Last) {
+        let world = world.clone();
+        let bytes = world.retained_bytes();
+        let last = last.clone();
+        if let Some(old) = self.kept.insert(done, Checkpoint { world, last, bytes }) {
+            self.bytes -= old.bytes;
+        }
+        self.bytes += bytes;
+        self.thin(done);
+    }
+
+    /// Keeps the checkpoints the run at event `now` wants, within the limits.
+    fn thin(&mut self, now: u64) {
+        let mut freed = 0;
+        self.kept.retain(|&e, c| {
+            let keep = kept_at(e, now);
+            if !keep {
+                freed += c.bytes;
+            }
+            keep
+        });
+        self.bytes -= freed;
+        while self.kept.len() > MAX_CHECKPOINTS
+            || (self.bytes > MAX_CHECKPOINT_BYTES && self.kept.len() > 1)
+        {
+            let (_, oldest) = self.kept.pop_first().expect("more than one kept");
+            self.bytes -= oldest.bytes;
+        }
+    }
+
+    /// The nearest checkpoint at or before event `target`.
+    fn at_or_before(&self, target: u64) -> Option<(u64, &Checkpoint)> {
+        self.kept.range(..=target).next_back().map(|(&e, c)| (e, c))
+    }
 }
 
 impl Stepper {
@@ -190,6 +295,8 @@ impl Stepper {
             done: 0,
             last: None,
             breaks: Vec::new(),
+            checkpoints: Checkpoints::default(),
+            replayed: 0,
         };
         // Starting the nodes writes trace lines of its own (event 0).
         let lines = s.take_lines();
@@ -202,6 +309,18 @@ impl Stepper {
     /// Events applied so far.
     pub fn events(&self) -> u64 {
         self.done
+    }
+
+    /// Events `back` applied again so far to reach the events it went
+    /// back to.
+    pub fn replayed(&self) -> u64 {
+        self.replayed
+    }
+
+    /// The trace digest so far: the same at an event however it was
+    /// reached, going forward or back.
+    pub fn digest(&self) -> u64 {
+        self.world.obs.tracer.digest()
     }
 
     /// Checks what only this scenario can tell: that a breakpoint's node
@@ -302,11 +421,7 @@ impl Stepper {
                 out += "breakpoints: none\n";
             }
             Command::Back => {
-                let target = self.done.saturating_sub(1);
-                let breaks = std::mem::take(&mut self.breaks);
-                *self = Stepper::new(&self.sc, self.seed);
-                self.breaks = breaks;
-                while self.done < target && self.advance() {}
+                self.back_to(self.done.saturating_sub(1));
                 self.show_last(&mut out);
                 out += &self.render_all();
             }
@@ -352,7 +467,41 @@ impl Stepper {
         self.done += 1;
         let lines = self.take_lines();
         self.last = Some((self.done, self.world.now_ns(), lines));
+        if self.done.is_multiple_of(STRIDE) {
+            self.checkpoints.add(self.done, &self.world, &self.last);
+        }
         true
+    }
+
+    /// Puts the run back at event `target` (before the current one):
+    /// restores the nearest checkpoint at or before it, or starts the run
+    /// again when there is none, and applies the events from there. What
+    /// it then shows is what going forward to `target` showed.
+    fn back_to(&mut self, target: u64) {
+        match self.checkpoints.at_or_before(target) {
+            Some((e, c)) => {
+                self.world = c.world.clone();
+                self.last = c.last.clone();
+                self.done = e;
+                self.world
+                    .obs
+                    .tracer
+                    .set_sink(Some(Box::new(self.sink.clone())));
+            }
+            None => {
+                let fresh = Stepper::new(&self.sc, self.seed);
+                self.world = fresh.world;
+                self.sink = fresh.sink;
+                self.last = fresh.last;
+                self.done = 0;
+            }
+        }
+        // Copies after the target are of events no longer applied.
+        self.checkpoints.thin(self.done);
+        while self.done < target && self.advance() {
+            self.replayed += 1;
+        }
+        self.checkpoints.thin(self.done);
     }
 
     fn take_lines(&mut self) -> Vec<String> {
@@ -1226,6 +1375,145 @@ mod tests {
             let watched = (st.world.obs.tracer.digest(), st.world.obs.tracer.events());
             assert_eq!(watched, unwatched_run(&sc, 2), "{name}");
         }
+    }
+
+    /// What the stepper shows at its current event, as `back` prints it,
+    /// with the trace's digest and length there.
+    fn seen(st: &Stepper) -> (u64, String, u64, u64) {
+        let mut shown = String::new();
+        st.show_last(&mut shown);
+        shown += &st.render_all();
+        (
+            st.events(),
+            shown,
+            st.digest(),
+            st.world.obs.tracer.events(),
+        )
+    }
+
+    #[test]
+    fn going_back_replays_at_most_a_stride_and_shows_what_going_forward_showed() {
+        let sc = scenario("queue-steady");
+        // Going forward: what each of the last 51 events shows.
+        let mut forward = Stepper::new(&sc, 1);
+        let mut ahead = Stepper::new(&sc, 1);
+        ahead.execute(&Command::Continue(None));
+        let end = ahead.events();
+        assert!(
+            end > 90_000,
+            "queue-steady is the longest shipped run: {end}"
+        );
+        let mut shown = BTreeMap::new();
+        while forward.advance() {
+            if forward.events() + 51 > end {
+                shown.insert(forward.events(), seen(&forward));
+            }
+        }
+        // Going back 50 times from the end, as a script would.
+        let mut st = ahead;
+        for i in 1..=50 {
+            let before = st.replayed();
+            let (out, go_on) = st.execute(&Command::Back);
+            assert!(go_on);
+            let replayed = st.replayed() - before;
+            assert!(
+                replayed < STRIDE,
+                "back #{i} replayed {replayed} events (from the start: {})",
+                end - i
+            );
+            let here = seen(&st);
+            assert_eq!(here.0, end - i);
+            assert_eq!(here, shown[&(end - i)], "back #{i}");
+            assert_eq!(out, here.1);
+        }
+        assert!(st.replayed() < 50 * STRIDE, "{}", st.replayed());
+        // Forward again from there: the run goes on as it did.
+        st.execute(&Command::Continue(None));
+        assert_eq!(
+            seen(&st),
+            seen(&{
+                let mut again = Stepper::new(&sc, 1);
+                again.execute(&Command::Continue(None));
+                again
+            })
+        );
+    }
+
+    #[test]
+    fn going_far_back_restores_every_kind_of_state() {
+        for name in [
+            "queue-add-shard",
+            "lock-contention",
+            "cache-dir-crash",
+            "crash-restart-all",
+        ] {
+            let sc = scenario(name);
+            let mut forward = Stepper::new(&sc, 2);
+            let targets: Vec<u64> = (0..).map(|k| k * 1_999 + 7).take(12).collect();
+            let mut shown = BTreeMap::new();
+            loop {
+                if targets.contains(&forward.events()) {
+                    shown.insert(forward.events(), seen(&forward));
+                }
+                if !forward.advance() {
+                    break;
+                }
+            }
+            let mut st = forward;
+            let end = st.events();
+            for &t in targets.iter().rev().filter(|&&t| t < end) {
+                let before = st.replayed();
+                let from = st.events();
+                st.back_to(t);
+                assert_eq!(seen(&st), shown[&t], "{name} back to {t}");
+                // From a copy at most twice the spacing kept that far
+                // back from the furthest event (the start counts as one).
+                let replayed = st.replayed() - before;
+                assert!(
+                    replayed < 2 * spacing(end - t),
+                    "{name} from {from} to {t}: {replayed}"
+                );
+                assert!(
+                    st.checkpoints.kept.keys().all(|&e| kept_at(e, t)),
+                    "{name} at {t}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_checkpoints_stay_few_however_long_the_run() {
+        let kept = |now: u64| {
+            (STRIDE..=now)
+                .step_by(STRIDE as usize)
+                .filter(|&e| kept_at(e, now))
+                .count()
+        };
+        // The event budget's 10^8 events keep fewer than the most allowed.
+        assert!(
+            kept(100_000_000) <= MAX_CHECKPOINTS,
+            "{}",
+            kept(100_000_000)
+        );
+        assert_eq!(kept(95_002), 18);
+        // The copies nearest the current event are STRIDE apart.
+        let now = 1_000_000;
+        let near: Vec<u64> = (now - STRIDE * PER_LEVEL..=now)
+            .filter(|e| e.is_multiple_of(STRIDE))
+            .collect();
+        assert!(near.iter().all(|&e| kept_at(e, now)), "{near:?}");
+        // Those up to three times further back, 2 * STRIDE apart.
+        let (k, s2) = (STRIDE * PER_LEVEL, 2 * STRIDE);
+        for e in (now - 3 * k + 1..=now - k).filter(|e| e.is_multiple_of(STRIDE)) {
+            assert_eq!(kept_at(e, now), e.is_multiple_of(s2), "{e}");
+        }
+        // And the stepper holds what the rule keeps, with their sizes.
+        let mut st = Stepper::new(&scenario("queue-steady"), 1);
+        st.execute(&Command::Continue(None));
+        let cp = &st.checkpoints;
+        assert_eq!(cp.kept.len(), kept(st.events()));
+        assert_eq!(cp.bytes, cp.kept.values().map(|c| c.bytes).sum::<u64>());
+        assert!(cp.bytes < MAX_CHECKPOINT_BYTES / 8, "{}", cp.bytes);
     }
 
     /// The value of `"field":"..."` in a trace line.

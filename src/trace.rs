@@ -721,6 +721,36 @@ impl Tracer {
         }
     }
 
+    /// A copy of this tracer's state (sequence, time, digest, naming) that
+    /// writes to no sink: a sink is an output, which a copy must not share.
+    /// `set_sink` gives the copy one; it then writes what this one would.
+    pub fn detached(&self) -> Tracer {
+        Tracer {
+            seq: self.seq,
+            seq_text: self.seq_text.clone(),
+            last_t: self.last_t,
+            t_text: self.t_text.clone(),
+            digest: self.digest.clone(),
+            // The bytes not digested yet belong to the copy's digest too.
+            line: {
+                let mut line = Vec::with_capacity(self.line.capacity());
+                line.extend_from_slice(&self.line);
+                line
+            },
+            sink: None,
+            nodes: self.nodes,
+            resource: self.resource,
+            queue: self.queue,
+            quoted: self.quoted.clone(),
+            enabled: self.enabled,
+        }
+    }
+
+    /// Writes the lines from now on to `sink` (None: to nothing).
+    pub fn set_sink(&mut self, sink: Option<Box<dyn Write>>) {
+        self.sink = sink;
+    }
+
     /// A tracer that keeps no digest and writes nothing.
     pub fn disabled(nodes: usize) -> Self {
         let mut t = Tracer::new(nodes, None);
@@ -830,6 +860,7 @@ impl Tracer {
 
 /// A decimal number kept as text and counted up in place: a trace line's
 /// sequence number costs a copy instead of a conversion.
+#[derive(Clone)]
 struct DecimalCounter {
     /// Right-aligned ASCII digits; `start` is the first one in use.
     text: [u8; 20],

@@ -245,6 +245,7 @@ struct InProgress {
 }
 
 /// One node's cache controller (and, on the arbiter node, the arbiter).
+#[derive(Clone)]
 pub struct BusCache {
     setup: BusSetup,
     homes: Homes,
@@ -959,6 +960,7 @@ impl Queued {
 }
 
 /// The arbiter: one transaction on the bus at a time, in arrival order.
+#[derive(Clone)]
 pub struct Arbiter {
     queue: VecDeque<Queued>,
     current: Option<OnBus>,

@@ -235,6 +235,7 @@ fn fail(invariant: &'static str, nodes: Vec<NodeId>, detail: String) -> Check {
 }
 
 /// The online MESI checker for one run's caches.
+#[derive(Clone)]
 pub struct CacheChecker {
     /// Per node: key -> its valid line.
     lines: Vec<BTreeMap<u32, Line>>,

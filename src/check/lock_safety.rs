@@ -64,6 +64,7 @@ fn conflicts(a: &str, b: &str) -> bool {
 }
 
 /// The online lock checker for one cluster.
+#[derive(Clone)]
 pub struct LockChecker {
     nodes: Vec<View>,
     /// At the resource: lock -> client -> token of each writer inside its

@@ -84,6 +84,7 @@ impl Shadow {
 }
 
 /// The online Raft checker for one cluster.
+#[derive(Clone)]
 pub struct RaftChecker {
     nodes: Vec<Shadow>,
     /// term -> leader elected in it (Election Safety).

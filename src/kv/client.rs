@@ -39,6 +39,7 @@ struct Current {
 const RETRY_BACKOFF_NS: u64 = 10_000_000;
 
 /// One client.
+#[derive(Clone)]
 pub struct Client {
     index: usize,
     nodes: usize,

@@ -92,6 +92,7 @@ pub struct LockClientStats {
 }
 
 /// One lock client.
+#[derive(Clone)]
 pub struct LockClient {
     /// This client's number on the wire.
     index: u32,

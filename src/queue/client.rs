@@ -51,6 +51,7 @@ struct Batch {
 }
 
 /// One simulated producer.
+#[derive(Clone)]
 pub struct Producer {
     index: u32,
     load: ProducerLoad,
@@ -244,6 +245,7 @@ pub struct ConsumerLoad {
 const IDLE_POLL_NS: u64 = 20_000_000;
 
 /// One simulated consumer.
+#[derive(Clone)]
 pub struct Consumer {
     index: u32,
     load: ConsumerLoad,

@@ -45,6 +45,7 @@ struct Job {
 }
 
 /// The leader's moves in progress.
+#[derive(Clone)]
 pub struct Rebalancer {
     setup: QueueSetup,
     next_req: u64,

@@ -48,6 +48,7 @@ const FORGET_NS: u64 = 5_000_000_000;
 const MAX_PENDING: usize = 4096;
 
 /// One node's queue router.
+#[derive(Clone)]
 pub struct Router {
     setup: QueueSetup,
     /// Request ids start at a random point per incarnation, so a shard's

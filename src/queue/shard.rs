@@ -21,6 +21,7 @@ use crate::trace::{NodeId, TraceEvent};
 const SECOND_NS: u64 = 1_000_000_000;
 
 /// One Redis shard.
+#[derive(Clone)]
 pub struct Shard {
     store: Store,
     aof: Aof,

@@ -34,6 +34,7 @@ pub enum Refusal {
     NotReady,
 }
 
+#[derive(Clone)]
 struct PendingRead {
     ctx: u64,
     index: u64,
@@ -41,6 +42,7 @@ struct PendingRead {
 }
 
 /// One Raft node's protocol state.
+#[derive(Clone)]
 pub struct Raft {
     id: NodeId,
     cluster_size: usize,

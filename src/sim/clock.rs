@@ -144,7 +144,19 @@ mod tests {
     #[test]
     fn the_narrow_paths_compute_the_wide_formulas() {
         let wide = |g: u64, d: i64| g as i128 + g as i128 * d as i128 / 1_000_000;
-        let drifts = [0, 1, -1, 7, -7, 999, -999_999, 100_000, -100_000, 1_000_000, i64::MAX / 2];
+        let drifts = [
+            0,
+            1,
+            -1,
+            7,
+            -7,
+            999,
+            -999_999,
+            100_000,
+            -100_000,
+            1_000_000,
+            i64::MAX / 2,
+        ];
         let mut g = 1u64;
         while g < u64::MAX / 3 {
             for &d in &drifts {

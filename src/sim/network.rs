@@ -15,6 +15,7 @@ pub enum Fate {
 /// Links between places: the nodes, then the Redis shards. Every other
 /// endpoint is a client, which sees the default latency and never loss or
 /// partitions (a client's link is not what the scenarios test).
+#[derive(Clone)]
 pub struct Network {
     nodes: usize,
     /// Endpoint id of the first shard, and how many there are.

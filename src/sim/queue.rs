@@ -15,6 +15,7 @@ const SLOT_BITS: u32 = 24;
 const SEQ_BITS: u32 = 64 - SLOT_BITS;
 
 /// A priority queue of events keyed by (time, insertion sequence).
+#[derive(Clone)]
 pub struct EventQueue<E> {
     /// Min-heap of `time << 64 | seq << SLOT_BITS | slot`.
     heap: BinaryHeap<Reverse<u128>>,

@@ -19,6 +19,7 @@ pub enum Purpose {
 }
 
 /// A ChaCha8 stream.
+#[derive(Clone)]
 pub struct Rng(ChaCha8Rng);
 
 impl Rng {
