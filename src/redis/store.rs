@@ -14,7 +14,8 @@
 //! [`Connection`], and there is no WATCH. Scores are formatted as Redis 7.2+
 //! formats them (see `format_double`), not as 7.0 did (`%.17g`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::resp::Resp;
 
@@ -28,7 +29,57 @@ const NS_PER_MS: u64 = 1_000_000;
 /// A reply that aborts the command early.
 type Reply = Result<Resp, Resp>;
 /// A hash's fields and values.
-type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
+type Fields = Map<Vec<u8>, Vec<u8>>;
+
+/// The keyspace, a hash's fields and a sorted set's members are looked up
+/// far more often than walked, and their keys share long prefixes that an
+/// ordered map compares byte by byte at every level. They are hashed, with
+/// a fixed hasher so nothing depends on a random seed; whatever walks them
+/// where the order shows (HGETALL, an AOF rewrite) sorts first.
+type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// The Fx hash (rustc's `FxHasher`): a multiply and a rotate per word.
+/// Not for untrusted keys, which a simulation does not have.
+#[derive(Clone, Copy, Default)]
+struct Fx(u64);
+
+impl Fx {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Fx::K);
+    }
+}
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.add(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `map`'s entries in key order.
+fn sorted<K: Ord, V>(map: &Map<K, V>) -> Vec<(&K, &V)> {
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
 
 fn err(msg: &str) -> Resp {
     Resp::Error(msg.as_bytes().to_vec())
@@ -100,7 +151,7 @@ const LISTPACK_VALUE: usize = 64;
 #[derive(Clone, Debug, Default, Eq)]
 struct ZSet {
     /// Each member's score as stored (its f64 bits), so -0 can read back as -0.
-    scores: BTreeMap<Vec<u8>, u64>,
+    scores: Map<Vec<u8>, u64>,
     order: BTreeSet<(Score, Vec<u8>)>,
     /// Whether Redis would hold this set as a skiplist rather than as a
     /// listpack (a small set). A listpack stores an integral score as an
@@ -174,7 +225,7 @@ struct Entry {
 /// The keyspace of one Redis database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
-    keys: BTreeMap<Vec<u8>, Entry>,
+    keys: Map<Vec<u8>, Entry>,
 }
 
 /// The lowercase names of the known commands and their Redis arity
@@ -622,7 +673,7 @@ impl Store {
     pub fn rewrite_commands(&self, now_ns: u64, mut emit: impl FnMut(&[&[u8]])) {
         const ITEMS_PER_CMD: usize = 64;
         let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ITEMS_PER_CMD);
-        for (key, e) in &self.keys {
+        for (key, e) in sorted(&self.keys) {
             if e.expires_at.is_some_and(|d| now_ms(now_ns) > d) {
                 continue;
             }
@@ -638,7 +689,7 @@ impl Store {
                     }
                 }
                 Value::Hash(h) => {
-                    let pairs: Vec<(&Vec<u8>, &Vec<u8>)> = h.iter().collect();
+                    let pairs = sorted(h);
                     for chunk in pairs.chunks(ITEMS_PER_CMD) {
                         args.clear();
                         args.extend([b"HSET".as_slice(), key]);
@@ -647,7 +698,7 @@ impl Store {
                     }
                 }
                 Value::ZSet(z) => {
-                    let members: Vec<(&Vec<u8>, &u64)> = z.scores.iter().collect();
+                    let members = sorted(&z.scores);
                     for chunk in members.chunks(ITEMS_PER_CMD) {
                         let scores: Vec<String> = chunk
                             .iter()
@@ -708,10 +759,8 @@ impl Store {
             }
             "hgetall" => {
                 let h = self.hash(now, &a[1])?;
-                let flat = h
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|(f, v)| [bulk(f), bulk(v)]);
+                let pairs = h.as_deref().map(sorted).unwrap_or_default();
+                let flat = pairs.into_iter().flat_map(|(f, v)| [bulk(f), bulk(v)]);
                 Ok(Resp::Array(Some(flat.collect())))
             }
             "hincrby" => self.hincrby(now, a),
@@ -794,12 +843,19 @@ impl Store {
     /// The live value at `key`, creating `empty` there if the key is missing.
     /// An aggregate left empty is removed again by `execute`.
     fn value_or(&mut self, now: u64, key: &[u8], empty: Value) -> &mut Value {
-        self.live(now, key);
-        let entry = self.keys.entry(key.to_vec()).or_insert(Entry {
-            value: empty,
-            expires_at: None,
-        });
-        &mut entry.value
+        if self.live(now, key).is_none() {
+            let entry = Entry {
+                value: empty,
+                expires_at: None,
+            };
+            self.keys.insert(key.to_vec(), entry);
+        }
+        // Looked up again rather than through `entry`, which would copy
+        // the key for every command that finds it there already.
+        match self.keys.get_mut(key) {
+            Some(entry) => &mut entry.value,
+            None => unreachable!("inserted above"),
+        }
     }
 
     fn get(&mut self, now: u64, key: &[u8]) -> Reply {
@@ -1008,7 +1064,7 @@ impl Store {
         if !a.len().is_multiple_of(2) {
             return Err(wrong_arity("hset"));
         }
-        let Value::Hash(h) = self.value_or(now, &a[1], Value::Hash(BTreeMap::new())) else {
+        let Value::Hash(h) = self.value_or(now, &a[1], Value::Hash(Map::default())) else {
             return Err(err(WRONGTYPE));
         };
         let added = a[2..]
@@ -1020,7 +1076,7 @@ impl Store {
 
     fn hincrby(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
         let by = int_arg(&a[3])?;
-        let Value::Hash(h) = self.value_or(now, &a[1], Value::Hash(BTreeMap::new())) else {
+        let Value::Hash(h) = self.value_or(now, &a[1], Value::Hash(Map::default())) else {
             return Err(err(WRONGTYPE));
         };
         let cur = match h.get(&a[2]) {
