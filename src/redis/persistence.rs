@@ -159,16 +159,16 @@ impl Aof {
 
     /// Records a command that ran at `now_ns` and got `reply`; read-only
     /// commands and errors change nothing and are not logged.
-    pub fn record(&mut self, now_ns: u64, args: &[Vec<u8>], reply: &Resp) {
+    pub fn record(&mut self, now_ns: u64, args: &[impl AsRef<[u8]>], reply: &Resp) {
         self.record_outcome(now_ns, args, !matches!(reply, Resp::Error(_)));
     }
 
     /// As `record`, for a command whose reply was an error unless `ok`.
-    pub fn record_outcome(&mut self, now_ns: u64, args: &[Vec<u8>], ok: bool) {
+    pub fn record_outcome(&mut self, now_ns: u64, args: &[impl AsRef<[u8]>], ok: bool) {
         if self.mode == Fsync::Off || !ok {
             return;
         }
-        let name = args.first().map_or(&[][..], Vec::as_slice);
+        let name = args.first().map_or(&[][..], AsRef::as_ref);
         if READ_ONLY
             .iter()
             .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
@@ -283,6 +283,12 @@ impl Aof {
     /// Rewrites completed, and whether one is running.
     pub fn rewrites(&self) -> (u64, bool) {
         (self.rewrites, self.rewrite.is_some())
+    }
+
+    /// Every command in the file with its time, synced or not.
+    #[cfg(test)]
+    pub(crate) fn commands(&self) -> impl Iterator<Item = (u64, Vec<Vec<u8>>)> + '_ {
+        decode(&self.log)
     }
 
     /// The keyspace a restarted shard starts from.
