@@ -14,8 +14,10 @@
 //! [`Connection`], and there is no WATCH. Scores are formatted as Redis 7.2+
 //! formats them (see `format_double`), not as 7.0 did (`%.17g`).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+
+use hashbrown::hash_map::EntryRef;
 
 use super::resp::Resp;
 
@@ -36,7 +38,7 @@ type Fields = Map<Vec<u8>, Vec<u8>>;
 /// ordered map compares byte by byte at every level. They are hashed, with
 /// a fixed hasher so nothing depends on a random seed; whatever walks them
 /// where the order shows (HGETALL, an AOF rewrite) sorts first.
-type Map<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+type Map<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// The Fx hash (rustc's `FxHasher`): a multiply and a rotate per word.
 /// Not for untrusted keys, which a simulation does not have.
@@ -593,6 +595,11 @@ fn parse_bound(b: &[u8]) -> Option<(f64, bool)> {
     (read.len == text.len() && !read.value.is_nan()).then_some((read.value, excluded))
 }
 
+/// Whether `entry`'s deadline has passed at `now`: then it is gone.
+fn expired(entry: &Entry, now: u64) -> bool {
+    entry.expires_at.is_some_and(|d| now_ms(now) > d)
+}
+
 /// Redis's clock (`commandTimeSnapshot()`): whole milliseconds.
 fn now_ms(now_ns: u64) -> i64 {
     (now_ns / NS_PER_MS) as i64
@@ -659,12 +666,10 @@ impl Store {
         // those keys can be left empty, so checking those suffices.
         let keys = if name == "lmove" { 2 } else { 1 };
         for arg in args.iter().skip(1).take(keys) {
-            if self
-                .keys
-                .get(*arg)
-                .is_some_and(|e| e.value.is_empty_aggregate())
+            if let EntryRef::Occupied(e) = self.keys.entry_ref(*arg)
+                && e.get().value.is_empty_aggregate()
             {
-                self.keys.remove(*arg);
+                e.remove();
             }
         }
         reply
@@ -800,15 +805,16 @@ impl Store {
     }
 
     /// The live entry at `key`, removing it first if it has expired.
+    /// One lookup, whatever it finds: every command makes at least one.
     fn live(&mut self, now: u64, key: &[u8]) -> Option<&mut Entry> {
-        if self
-            .keys
-            .get(key)
-            .is_some_and(|e| e.expires_at.is_some_and(|d| now_ms(now) > d))
-        {
-            self.keys.remove(key);
+        match self.keys.entry_ref(key) {
+            EntryRef::Vacant(_) => None,
+            EntryRef::Occupied(e) if expired(e.get(), now) => {
+                e.remove();
+                None
+            }
+            EntryRef::Occupied(e) => Some(e.into_mut()),
         }
-        self.keys.get_mut(key)
     }
 
     fn del(&mut self, now: u64, key: &[u8]) -> bool {
@@ -850,19 +856,21 @@ impl Store {
     /// The live value at `key`, creating `empty` there if the key is missing.
     /// An aggregate left empty is removed again by `execute`.
     fn value_or(&mut self, now: u64, key: &[u8], empty: Value) -> &mut Value {
-        if self.live(now, key).is_none() {
-            let entry = Entry {
-                value: empty,
-                expires_at: None,
-            };
-            self.keys.insert(key.to_vec(), entry);
-        }
-        // Looked up again rather than through `entry`, which would copy
-        // the key for every command that finds it there already.
-        match self.keys.get_mut(key) {
-            Some(entry) => &mut entry.value,
-            None => unreachable!("inserted above"),
-        }
+        let fresh = Entry {
+            value: empty,
+            expires_at: None,
+        };
+        // One lookup; the key is copied only when it is new.
+        let entry = match self.keys.entry_ref(key) {
+            EntryRef::Occupied(e) if expired(e.get(), now) => {
+                let entry = e.into_mut();
+                *entry = fresh;
+                entry
+            }
+            EntryRef::Occupied(e) => e.into_mut(),
+            EntryRef::Vacant(e) => e.insert(fresh),
+        };
+        &mut entry.value
     }
 
     fn get(&mut self, now: u64, key: &[u8]) -> Reply {
