@@ -74,9 +74,9 @@ impl Shard {
             return;
         };
         let now = env.now();
-        let mut tx = Tx::new(&mut self.store, now);
+        let mut tx = Tx::new(&mut self.store, &mut self.aof, now);
         let answer = run(&mut tx, &call, env);
-        let log = tx.into_log();
+        let wrote = tx.succeeded();
         // A move's steps are made durable before they are answered (as with
         // WAITAOF): the leader commits a move only on the strength of them,
         // so a crash must not bring back a dropped copy or lose a fence or
@@ -90,10 +90,6 @@ impl Shard {
                 | ShardCall::MemGet { .. }
                 | ShardCall::MemSet { .. }
         );
-        let wrote = log.iter().any(|(_, ok)| *ok);
-        for (args, ok) in &log {
-            self.aof.record_outcome(now, args, *ok);
-        }
         if durable {
             self.aof.sync_now(now);
             // A forced fsync restarts the once-a-second window: the next one

@@ -90,6 +90,8 @@ pub struct Aof {
     base_size: usize,
     min_size: usize,
     rewrite: Option<Rewrite>,
+    /// The last finished rewrite's buffer, emptied, kept for the next one.
+    spare: Vec<u8>,
     rewrites: u64,
     last_sync_ns: u64,
 }
@@ -149,6 +151,7 @@ impl Aof {
             base_size: 0,
             min_size,
             rewrite: None,
+            spare: Vec::new(),
             rewrites: 0,
             last_sync_ns: 0,
         }
@@ -156,16 +159,16 @@ impl Aof {
 
     /// Records a command that ran at `now_ns` and got `reply`; read-only
     /// commands and errors change nothing and are not logged.
-    pub fn record(&mut self, now_ns: u64, args: &[Vec<u8>], reply: &Resp) {
+    pub fn record(&mut self, now_ns: u64, args: &[impl AsRef<[u8]>], reply: &Resp) {
         self.record_outcome(now_ns, args, !matches!(reply, Resp::Error(_)));
     }
 
     /// As `record`, for a command whose reply was an error unless `ok`.
-    pub fn record_outcome(&mut self, now_ns: u64, args: &[Vec<u8>], ok: bool) {
+    pub fn record_outcome(&mut self, now_ns: u64, args: &[impl AsRef<[u8]>], ok: bool) {
         if self.mode == Fsync::Off || !ok {
             return;
         }
-        let name = args.first().map_or(&[][..], Vec::as_slice);
+        let name = args.first().map_or(&[][..], AsRef::as_ref);
         if READ_ONLY
             .iter()
             .any(|r| name.eq_ignore_ascii_case(r.as_bytes()))
@@ -212,12 +215,22 @@ impl Aof {
             return;
         }
         if let Some(r) = self.rewrite.take_if(|r| now_ns >= r.done_ns) {
-            let mut log = r.base;
-            let base_len = log.len();
-            log.extend_from_slice(&self.log[r.from..]);
-            self.synced = base_len + (self.synced - r.from);
-            self.base_size = log.len();
-            self.log = log;
+            // The new file takes the old one's place in the old one's buffer:
+            // the file grows back to about this size before the next rewrite,
+            // and a fresh buffer would be grown again (copied at each doubling,
+            // its pages faulted in anew) every time.
+            let (base, from) = (r.base, r.from);
+            let tail = self.log.len() - from;
+            if base.len() <= from {
+                self.log.copy_within(from.., base.len());
+                self.log[..base.len()].copy_from_slice(&base);
+                self.log.truncate(base.len() + tail);
+            } else {
+                self.log.splice(..from, base.iter().copied());
+            }
+            self.synced = base.len() + (self.synced - from);
+            self.base_size = self.log.len();
+            self.spare = base;
             self.rewrites += 1;
         }
         let size = self.log.len();
@@ -229,7 +242,8 @@ impl Aof {
         {
             return;
         }
-        let mut base = Vec::new();
+        let mut base = std::mem::take(&mut self.spare);
+        base.clear();
         // Each command carries time 0: none of them depends on when it
         // runs, and deadlines are absolute, so replay at any time is exact.
         store.rewrite_commands(now_ns, |args| encode(&mut base, 0, args));
@@ -246,7 +260,9 @@ impl Aof {
     pub fn crash(&mut self) {
         self.log.truncate(self.synced);
         self.pending = 0;
-        self.rewrite = None;
+        if let Some(r) = self.rewrite.take() {
+            self.spare = r.base;
+        }
     }
 
     /// Commands written but not yet synced (what a crash now would lose).
@@ -267,6 +283,12 @@ impl Aof {
     /// Rewrites completed, and whether one is running.
     pub fn rewrites(&self) -> (u64, bool) {
         (self.rewrites, self.rewrite.is_some())
+    }
+
+    /// Every command in the file with its time, synced or not.
+    #[cfg(test)]
+    pub(crate) fn commands(&self) -> impl Iterator<Item = (u64, Vec<Vec<u8>>)> + '_ {
+        decode(&self.log)
     }
 
     /// The keyspace a restarted shard starts from.

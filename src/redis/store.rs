@@ -14,7 +14,10 @@
 //! [`Connection`], and there is no WATCH. Scores are formatted as Redis 7.2+
 //! formats them (see `format_double`), not as 7.0 did (`%.17g`).
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+use hashbrown::hash_map::EntryRef;
 
 use super::resp::Resp;
 
@@ -28,7 +31,57 @@ const NS_PER_MS: u64 = 1_000_000;
 /// A reply that aborts the command early.
 type Reply = Result<Resp, Resp>;
 /// A hash's fields and values.
-type Fields = BTreeMap<Vec<u8>, Vec<u8>>;
+type Fields = Map<Vec<u8>, Vec<u8>>;
+
+/// The keyspace, a hash's fields and a sorted set's members are looked up
+/// far more often than walked, and their keys share long prefixes that an
+/// ordered map compares byte by byte at every level. They are hashed, with
+/// a fixed hasher so nothing depends on a random seed; whatever walks them
+/// where the order shows (HGETALL, an AOF rewrite) sorts first.
+type Map<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// The Fx hash (rustc's `FxHasher`): a multiply and a rotate per word.
+/// Not for untrusted keys, which a simulation does not have.
+#[derive(Clone, Copy, Default)]
+struct Fx(u64);
+
+impl Fx {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Fx::K);
+    }
+}
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            self.add(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut last = [0; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// `map`'s entries in key order.
+fn sorted<K: Ord, V>(map: &Map<K, V>) -> Vec<(&K, &V)> {
+    let mut entries: Vec<(&K, &V)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    entries
+}
 
 fn err(msg: &str) -> Resp {
     Resp::Error(msg.as_bytes().to_vec())
@@ -100,7 +153,7 @@ const LISTPACK_VALUE: usize = 64;
 #[derive(Clone, Debug, Default, Eq)]
 struct ZSet {
     /// Each member's score as stored (its f64 bits), so -0 can read back as -0.
-    scores: BTreeMap<Vec<u8>, u64>,
+    scores: Map<Vec<u8>, u64>,
     order: BTreeSet<(Score, Vec<u8>)>,
     /// Whether Redis would hold this set as a skiplist rather than as a
     /// listpack (a small set). A listpack stores an integral score as an
@@ -174,7 +227,7 @@ struct Entry {
 /// The keyspace of one Redis database.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Store {
-    keys: BTreeMap<Vec<u8>, Entry>,
+    keys: Map<Vec<u8>, Entry>,
 }
 
 /// The lowercase names of the known commands and their Redis arity
@@ -224,7 +277,7 @@ fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
 
 /// Rejects what redis-server rejects before running a command (unknown
 /// name, wrong argument count); returns the lowercase name otherwise.
-pub(super) fn check_command(args: &[Vec<u8>]) -> Result<&'static str, Resp> {
+pub(super) fn check_command(args: &[&[u8]]) -> Result<&'static str, Resp> {
     let Some(first) = args.first() else {
         return Err(err("ERR empty command"));
     };
@@ -542,6 +595,11 @@ fn parse_bound(b: &[u8]) -> Option<(f64, bool)> {
     (read.len == text.len() && !read.value.is_nan()).then_some((read.value, excluded))
 }
 
+/// Whether `entry`'s deadline has passed at `now`: then it is gone.
+fn expired(entry: &Entry, now: u64) -> bool {
+    entry.expires_at.is_some_and(|d| now_ms(now) > d)
+}
+
 /// Redis's clock (`commandTimeSnapshot()`): whole milliseconds.
 fn now_ms(now_ns: u64) -> i64 {
     (now_ns / NS_PER_MS) as i64
@@ -590,7 +648,14 @@ impl Store {
     }
 
     /// Runs one command (`args[0]` is its name, any case) and returns Redis's reply.
-    pub fn execute(&mut self, now_ns: u64, args: &[Vec<u8>]) -> Resp {
+    pub fn execute(&mut self, now_ns: u64, args: &[impl AsRef<[u8]>]) -> Resp {
+        let args: Vec<&[u8]> = args.iter().map(AsRef::as_ref).collect();
+        self.call(now_ns, &args)
+    }
+
+    /// As `execute`, with the arguments borrowed as they are: what a caller
+    /// that builds its commands from slices uses, without copying them.
+    pub fn call(&mut self, now_ns: u64, args: &[&[u8]]) -> Resp {
         let name = match check_command(args) {
             Ok(name) => name,
             Err(reply) => return reply,
@@ -601,12 +666,10 @@ impl Store {
         // those keys can be left empty, so checking those suffices.
         let keys = if name == "lmove" { 2 } else { 1 };
         for arg in args.iter().skip(1).take(keys) {
-            if self
-                .keys
-                .get(arg)
-                .is_some_and(|e| e.value.is_empty_aggregate())
+            if let EntryRef::Occupied(e) = self.keys.entry_ref(*arg)
+                && e.get().value.is_empty_aggregate()
             {
-                self.keys.remove(arg);
+                e.remove();
             }
         }
         reply
@@ -622,7 +685,7 @@ impl Store {
     pub fn rewrite_commands(&self, now_ns: u64, mut emit: impl FnMut(&[&[u8]])) {
         const ITEMS_PER_CMD: usize = 64;
         let mut args: Vec<&[u8]> = Vec::with_capacity(2 + 2 * ITEMS_PER_CMD);
-        for (key, e) in &self.keys {
+        for (key, e) in sorted(&self.keys) {
             if e.expires_at.is_some_and(|d| now_ms(now_ns) > d) {
                 continue;
             }
@@ -638,7 +701,7 @@ impl Store {
                     }
                 }
                 Value::Hash(h) => {
-                    let pairs: Vec<(&Vec<u8>, &Vec<u8>)> = h.iter().collect();
+                    let pairs = sorted(h);
                     for chunk in pairs.chunks(ITEMS_PER_CMD) {
                         args.clear();
                         args.extend([b"HSET".as_slice(), key]);
@@ -647,7 +710,7 @@ impl Store {
                     }
                 }
                 Value::ZSet(z) => {
-                    let members: Vec<(&Vec<u8>, &u64)> = z.scores.iter().collect();
+                    let members = sorted(&z.scores);
                     for chunk in members.chunks(ITEMS_PER_CMD) {
                         let scores: Vec<String> = chunk
                             .iter()
@@ -676,62 +739,60 @@ impl Store {
             .retain(|_, e| e.expires_at.is_none_or(|d| now_ms(now_ns) <= d));
     }
 
-    fn dispatch(&mut self, now: u64, name: &str, a: &[Vec<u8>]) -> Reply {
+    fn dispatch(&mut self, now: u64, name: &str, a: &[&[u8]]) -> Reply {
         match name {
-            "get" => self.get(now, &a[1]),
+            "get" => self.get(now, a[1]),
             "set" => self.set(now, a),
             "del" => Ok(int(a[1..].iter().filter(|k| self.del(now, k)).count())),
             "exists" => Ok(int(a[1..]
                 .iter()
                 .filter(|k| self.live(now, k).is_some())
                 .count())),
-            "incr" => self.incr_by(now, &a[1], 1),
-            "incrby" => self.incr_by(now, &a[1], int_arg(&a[2])?),
+            "incr" => self.incr_by(now, a[1], 1),
+            "incrby" => self.incr_by(now, a[1], int_arg(a[2])?),
             "lpush" | "rpush" => self.push(now, name == "lpush", a),
             "lpop" | "rpop" => self.pop(now, name == "lpop", a),
             "lmove" => self.lmove(now, a),
             "lrange" => self.lrange(now, a),
-            "llen" => Ok(int(self.list(now, &a[1])?.map_or(0, |l| l.len()))),
+            "llen" => Ok(int(self.list(now, a[1])?.map_or(0, |l| l.len()))),
             "lrem" => self.lrem(now, a),
             "hset" => self.hset(now, a),
             "hget" => Ok(Resp::Bulk(
-                self.hash(now, &a[1])?.and_then(|h| h.get(&a[2]).cloned()),
+                self.hash(now, a[1])?.and_then(|h| h.get(a[2]).cloned()),
             )),
             "hdel" => {
-                let Some(h) = self.hash(now, &a[1])? else {
+                let Some(h) = self.hash(now, a[1])? else {
                     return Ok(Resp::Integer(0));
                 };
                 Ok(int(a[2..]
                     .iter()
-                    .filter(|f| h.remove(*f).is_some())
+                    .filter(|f| h.remove(**f).is_some())
                     .count()))
             }
             "hgetall" => {
-                let h = self.hash(now, &a[1])?;
-                let flat = h
-                    .into_iter()
-                    .flatten()
-                    .flat_map(|(f, v)| [bulk(f), bulk(v)]);
+                let h = self.hash(now, a[1])?;
+                let pairs = h.as_deref().map(sorted).unwrap_or_default();
+                let flat = pairs.into_iter().flat_map(|(f, v)| [bulk(f), bulk(v)]);
                 Ok(Resp::Array(Some(flat.collect())))
             }
             "hincrby" => self.hincrby(now, a),
             "zadd" => self.zadd(now, a),
             "zrem" => {
-                let Some(z) = self.zset(now, &a[1])? else {
+                let Some(z) = self.zset(now, a[1])? else {
                     return Ok(Resp::Integer(0));
                 };
                 Ok(int(a[2..].iter().filter(|m| z.remove(m)).count()))
             }
             "zrangebyscore" => self.zrangebyscore(now, a),
             "zscore" => Ok(Resp::Bulk(
-                self.zset(now, &a[1])?
-                    .and_then(|z| z.scores.get(&a[2]))
+                self.zset(now, a[1])?
+                    .and_then(|z| z.scores.get(a[2]))
                     .map(|&b| format_double(f64::from_bits(b)).into_bytes()),
             )),
             "expire" => self.expire(now, a, 1000, "expire"),
             "pexpire" => self.expire(now, a, 1, "pexpire"),
             "pexpireat" => self.expire(now, a, 1, "pexpireat"),
-            "ttl" | "pttl" => Ok(Resp::Integer(self.ttl(now, &a[1], name == "pttl"))),
+            "ttl" | "pttl" => Ok(Resp::Integer(self.ttl(now, a[1], name == "pttl"))),
             // Transactions belong to a connection, not to the keyspace.
             _ => Err(Resp::Error(
                 format!(
@@ -744,15 +805,16 @@ impl Store {
     }
 
     /// The live entry at `key`, removing it first if it has expired.
+    /// One lookup, whatever it finds: every command makes at least one.
     fn live(&mut self, now: u64, key: &[u8]) -> Option<&mut Entry> {
-        if self
-            .keys
-            .get(key)
-            .is_some_and(|e| e.expires_at.is_some_and(|d| now_ms(now) > d))
-        {
-            self.keys.remove(key);
+        match self.keys.entry_ref(key) {
+            EntryRef::Vacant(_) => None,
+            EntryRef::Occupied(e) if expired(e.get(), now) => {
+                e.remove();
+                None
+            }
+            EntryRef::Occupied(e) => Some(e.into_mut()),
         }
-        self.keys.get_mut(key)
     }
 
     fn del(&mut self, now: u64, key: &[u8]) -> bool {
@@ -794,11 +856,20 @@ impl Store {
     /// The live value at `key`, creating `empty` there if the key is missing.
     /// An aggregate left empty is removed again by `execute`.
     fn value_or(&mut self, now: u64, key: &[u8], empty: Value) -> &mut Value {
-        self.live(now, key);
-        let entry = self.keys.entry(key.to_vec()).or_insert(Entry {
+        let fresh = Entry {
             value: empty,
             expires_at: None,
-        });
+        };
+        // One lookup; the key is copied only when it is new.
+        let entry = match self.keys.entry_ref(key) {
+            EntryRef::Occupied(e) if expired(e.get(), now) => {
+                let entry = e.into_mut();
+                *entry = fresh;
+                entry
+            }
+            EntryRef::Occupied(e) => e.into_mut(),
+            EntryRef::Vacant(e) => e.insert(fresh),
+        };
         &mut entry.value
     }
 
@@ -806,7 +877,7 @@ impl Store {
         Ok(Resp::Bulk(self.string(now, key)?.map(|s| s.clone())))
     }
 
-    fn set(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
+    fn set(&mut self, now: u64, a: &[&[u8]]) -> Reply {
         let (mut nx, mut xx, mut get, mut keep_ttl) = (false, false, false, false);
         // (amount, unit in ms, absolute)
         let mut expire: Option<(&[u8], i64, bool)> = None;
@@ -847,21 +918,21 @@ impl Store {
             }
         };
         let old = if get {
-            Some(self.string(now, &a[1])?.map(|s| s.clone()))
+            Some(self.string(now, a[1])?.map(|s| s.clone()))
         } else {
             None
         };
-        let exists = self.live(now, &a[1]).is_some();
+        let exists = self.live(now, a[1]).is_some();
         if (nx && exists) || (xx && !exists) {
             return Ok(Resp::Bulk(old.flatten()));
         }
-        let kept = self.live(now, &a[1]).and_then(|e| e.expires_at);
+        let kept = self.live(now, a[1]).and_then(|e| e.expires_at);
         let expires_at = if keep_ttl { kept } else { deadline };
         let entry = Entry {
-            value: Value::Str(a[2].clone()),
+            value: Value::Str(a[2].to_vec()),
             expires_at,
         };
-        self.keys.insert(a[1].clone(), entry);
+        self.keys.insert(a[1].to_vec(), entry);
         Ok(old.map_or_else(ok, Resp::Bulk))
     }
 
@@ -875,21 +946,21 @@ impl Store {
         Ok(Resp::Integer(n))
     }
 
-    fn push(&mut self, now: u64, left: bool, a: &[Vec<u8>]) -> Reply {
-        let Value::List(l) = self.value_or(now, &a[1], Value::List(VecDeque::new())) else {
+    fn push(&mut self, now: u64, left: bool, a: &[&[u8]]) -> Reply {
+        let Value::List(l) = self.value_or(now, a[1], Value::List(VecDeque::new())) else {
             return Err(err(WRONGTYPE));
         };
         for v in &a[2..] {
             if left {
-                l.push_front(v.clone());
+                l.push_front(v.to_vec());
             } else {
-                l.push_back(v.clone());
+                l.push_back(v.to_vec());
             }
         }
         Ok(int(l.len()))
     }
 
-    fn pop(&mut self, now: u64, left: bool, a: &[Vec<u8>]) -> Reply {
+    fn pop(&mut self, now: u64, left: bool, a: &[&[u8]]) -> Reply {
         if a.len() > 3 {
             return Err(wrong_arity(if left { "lpop" } else { "rpop" }));
         }
@@ -902,7 +973,7 @@ impl Store {
                 _ => return Err(err("ERR value is out of range, must be positive")),
             },
         };
-        let Some(l) = self.list(now, &a[1])? else {
+        let Some(l) = self.list(now, a[1])? else {
             return Ok(match count {
                 None => Resp::Bulk(None),
                 Some(_) => Resp::Array(None),
@@ -918,14 +989,14 @@ impl Store {
         }
     }
 
-    fn lmove(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
-        let (from_left, to_left) = (side(&a[3])?, side(&a[4])?);
-        if self.list(now, &a[1])?.is_none() {
+    fn lmove(&mut self, now: u64, a: &[&[u8]]) -> Reply {
+        let (from_left, to_left) = (side(a[3])?, side(a[4])?);
+        if self.list(now, a[1])?.is_none() {
             return Ok(Resp::Bulk(None));
         }
         // Redis checks the destination's type before popping anything.
-        self.list(now, &a[2])?;
-        let Some(src) = self.list(now, &a[1])? else {
+        self.list(now, a[2])?;
+        let Some(src) = self.list(now, a[1])? else {
             return Ok(Resp::Bulk(None));
         };
         let v = if from_left {
@@ -936,7 +1007,7 @@ impl Store {
         let Some(v) = v else {
             return Ok(Resp::Bulk(None));
         };
-        let Value::List(dst) = self.value_or(now, &a[2], Value::List(VecDeque::new())) else {
+        let Value::List(dst) = self.value_or(now, a[2], Value::List(VecDeque::new())) else {
             return Err(err(WRONGTYPE));
         };
         if to_left {
@@ -947,9 +1018,9 @@ impl Store {
         Ok(Resp::Bulk(Some(v)))
     }
 
-    fn lrange(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
-        let (start, stop) = (int_arg(&a[2])?, int_arg(&a[3])?);
-        let Some(l) = self.list(now, &a[1])? else {
+    fn lrange(&mut self, now: u64, a: &[&[u8]]) -> Reply {
+        let (start, stop) = (int_arg(a[2])?, int_arg(a[3])?);
+        let Some(l) = self.list(now, a[1])? else {
             return Ok(Resp::Array(Some(Vec::new())));
         };
         let len = l.len() as i64;
@@ -970,9 +1041,9 @@ impl Store {
         Ok(Resp::Array(Some(items.collect())))
     }
 
-    fn lrem(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
-        let count = int_arg(&a[2])?;
-        let Some(l) = self.list(now, &a[1])? else {
+    fn lrem(&mut self, now: u64, a: &[&[u8]]) -> Reply {
+        let count = int_arg(a[2])?;
+        let Some(l) = self.list(now, a[1])? else {
             return Ok(Resp::Integer(0));
         };
         let limit = if count == 0 {
@@ -1004,35 +1075,48 @@ impl Store {
         Ok(int(removed))
     }
 
-    fn hset(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
+    fn hset(&mut self, now: u64, a: &[&[u8]]) -> Reply {
         if !a.len().is_multiple_of(2) {
             return Err(wrong_arity("hset"));
         }
-        let Value::Hash(h) = self.value_or(now, &a[1], Value::Hash(BTreeMap::new())) else {
+        let Value::Hash(h) = self.value_or(now, a[1], Value::Hash(Map::default())) else {
             return Err(err(WRONGTYPE));
         };
-        let added = a[2..]
-            .chunks(2)
-            .filter(|fv| h.insert(fv[0].clone(), fv[1].clone()).is_none())
-            .count();
+        let mut added = 0;
+        for fv in a[2..].chunks(2) {
+            // An existing field keeps its key; only a new one copies it.
+            match h.get_mut(fv[0]) {
+                Some(v) => *v = fv[1].to_vec(),
+                None => {
+                    h.insert(fv[0].to_vec(), fv[1].to_vec());
+                    added += 1;
+                }
+            }
+        }
         Ok(int(added))
     }
 
-    fn hincrby(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
-        let by = int_arg(&a[3])?;
-        let Value::Hash(h) = self.value_or(now, &a[1], Value::Hash(BTreeMap::new())) else {
+    fn hincrby(&mut self, now: u64, a: &[&[u8]]) -> Reply {
+        let by = int_arg(a[3])?;
+        let Value::Hash(h) = self.value_or(now, a[1], Value::Hash(Map::default())) else {
             return Err(err(WRONGTYPE));
         };
-        let cur = match h.get(&a[2]) {
+        let cur = match h.get(a[2]) {
             None => 0,
             Some(v) => parse_i64(v).ok_or_else(|| err("ERR hash value is not an integer"))?,
         };
         let n = cur.checked_add(by).ok_or_else(|| err(OVERFLOW))?;
-        h.insert(a[2].clone(), n.to_string().into_bytes());
+        let n_text = n.to_string().into_bytes();
+        match h.get_mut(a[2]) {
+            Some(v) => *v = n_text,
+            None => {
+                h.insert(a[2].to_vec(), n_text);
+            }
+        }
         Ok(Resp::Integer(n))
     }
 
-    fn zadd(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
+    fn zadd(&mut self, now: u64, a: &[&[u8]]) -> Reply {
         let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = Default::default();
         let mut i = 2;
         while let Some(opt) = a.get(i) {
@@ -1068,9 +1152,9 @@ impl Store {
         }
         let scores = pairs
             .chunks(2)
-            .map(|p| parse_f64(&p[0]).ok_or_else(|| err(NOT_FLOAT)))
+            .map(|p| parse_f64(p[0]).ok_or_else(|| err(NOT_FLOAT)))
             .collect::<Result<Vec<f64>, Resp>>()?;
-        let fresh = self.zset(now, &a[1])?.is_none();
+        let fresh = self.zset(now, a[1])?.is_none();
         if fresh && xx {
             return Ok(if incr {
                 Resp::Bulk(None)
@@ -1078,7 +1162,7 @@ impl Store {
                 Resp::Integer(0)
             });
         }
-        let Value::ZSet(z) = self.value_or(now, &a[1], Value::ZSet(ZSet::default())) else {
+        let Value::ZSet(z) = self.value_or(now, a[1], Value::ZSet(ZSet::default())) else {
             return Err(err(WRONGTYPE));
         };
         // Redis 7.2 picks the encoding from the command's size: a new set is
@@ -1092,7 +1176,7 @@ impl Store {
         let mut last = None;
         for (pair, &score) in pairs.chunks(2).zip(&scores) {
             let member = &pair[1];
-            match z.scores.get(member).map(|&b| f64::from_bits(b)) {
+            match z.scores.get(*member).map(|&b| f64::from_bits(b)) {
                 Some(cur) => {
                     if nx {
                         continue;
@@ -1129,7 +1213,7 @@ impl Store {
         Ok(int(if ch { added + changed } else { added }))
     }
 
-    fn zrangebyscore(&mut self, now: u64, a: &[Vec<u8>]) -> Reply {
+    fn zrangebyscore(&mut self, now: u64, a: &[&[u8]]) -> Reply {
         let (mut with_scores, mut offset, mut count) = (false, 0i64, -1i64);
         let mut i = 4;
         while i < a.len() {
@@ -1137,19 +1221,19 @@ impl Store {
                 with_scores = true;
                 i += 1;
             } else if a[i].eq_ignore_ascii_case(b"LIMIT") && i + 2 < a.len() {
-                offset = int_arg(&a[i + 1])?;
-                count = int_arg(&a[i + 2])?;
+                offset = int_arg(a[i + 1])?;
+                count = int_arg(a[i + 2])?;
                 i += 3;
             } else {
                 return Err(err(SYNTAX));
             }
         }
         // Redis parses the options before the range, so syntax errors win.
-        let bounds = parse_bound(&a[2]).zip(parse_bound(&a[3]));
+        let bounds = parse_bound(a[2]).zip(parse_bound(a[3]));
         let Some(((min, min_ex), (max, max_ex))) = bounds else {
             return Err(err("ERR min or max is not a float"));
         };
-        let Some(z) = self.zset(now, &a[1])? else {
+        let Some(z) = self.zset(now, a[1])? else {
             return Ok(Resp::Array(Some(Vec::new())));
         };
         if offset < 0 {
@@ -1175,7 +1259,7 @@ impl Store {
         Ok(Resp::Array(Some(out)))
     }
 
-    fn expire(&mut self, now: u64, a: &[Vec<u8>], unit_ms: i64, name: &str) -> Reply {
+    fn expire(&mut self, now: u64, a: &[&[u8]], unit_ms: i64, name: &str) -> Reply {
         let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
         for opt in &a[3..] {
             match opt.to_ascii_uppercase().as_slice() {
@@ -1199,12 +1283,12 @@ impl Store {
                 "ERR GT and LT options at the same time are not compatible",
             ));
         }
-        let amount = int_arg(&a[2])?;
+        let amount = int_arg(a[2])?;
         let absolute = name == "pexpireat";
         let when = deadline(now, amount, unit_ms, absolute).ok_or_else(|| {
             Resp::Error(format!("ERR invalid expire time in '{name}' command").into_bytes())
         })?;
-        let Some(entry) = self.live(now, &a[1]) else {
+        let Some(entry) = self.live(now, a[1]) else {
             return Ok(Resp::Integer(0));
         };
         // Comparisons treat "no TTL" as an infinite one, as Redis does.
@@ -1218,7 +1302,7 @@ impl Store {
         }
         // Redis's checkAlreadyExpired: a deadline not after now deletes the key.
         if when <= now_ms(now) {
-            self.keys.remove(&a[1]);
+            self.keys.remove(a[1]);
         } else {
             entry.expires_at = Some(when);
         }
@@ -1250,7 +1334,8 @@ pub struct Connection {
 impl Connection {
     /// Handles one command from this client, queueing it inside MULTI.
     pub fn handle(&mut self, store: &mut Store, now_ns: u64, args: Vec<Vec<u8>>) -> Resp {
-        let checked = check_command(&args);
+        let borrowed: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let checked = check_command(&borrowed);
         if let Err(Resp::Error(reason)) = &checked
             && args
                 .first()
@@ -1300,7 +1385,7 @@ impl Connection {
                     Resp::Simple(b"QUEUED".to_vec())
                 }
             },
-            (_, false) => store.execute(now_ns, &args),
+            (_, false) => store.call(now_ns, &borrowed),
         }
     }
 }
