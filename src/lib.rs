@@ -9,6 +9,7 @@ pub mod cache;
 pub mod check;
 pub mod env;
 pub mod explore;
+pub mod fxmap;
 pub mod input;
 pub mod kv;
 pub mod lock;

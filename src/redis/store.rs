@@ -15,11 +15,11 @@
 //! formats them (see `format_double`), not as 7.0 did (`%.17g`).
 
 use std::collections::{BTreeSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use hashbrown::hash_map::EntryRef;
 
 use super::resp::Resp;
+use crate::fxmap::{FxMap, sorted};
 
 const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
 const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
@@ -38,50 +38,7 @@ type Fields = Map<Vec<u8>, Vec<u8>>;
 /// ordered map compares byte by byte at every level. They are hashed, with
 /// a fixed hasher so nothing depends on a random seed; whatever walks them
 /// where the order shows (HGETALL, an AOF rewrite) sorts first.
-type Map<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<Fx>>;
-
-/// The Fx hash (rustc's `FxHasher`): a multiply and a rotate per word.
-/// Not for untrusted keys, which a simulation does not have.
-#[derive(Clone, Copy, Default)]
-struct Fx(u64);
-
-impl Fx {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Fx::K);
-    }
-}
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for w in &mut words {
-            self.add(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
-        }
-        let rest = words.remainder();
-        if !rest.is_empty() {
-            let mut last = [0; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(last));
-        }
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// `map`'s entries in key order.
-fn sorted<K: Ord, V>(map: &Map<K, V>) -> Vec<(&K, &V)> {
-    let mut entries: Vec<(&K, &V)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    entries
-}
+type Map<K, V> = FxMap<K, V>;
 
 fn err(msg: &str) -> Resp {
     Resp::Error(msg.as_bytes().to_vec())
