@@ -184,16 +184,11 @@ impl Producer {
         let Some(&(partition, _)) = self.buffer.front() else {
             return;
         };
-        let mut bodies = Vec::new();
-        let mut rest = VecDeque::with_capacity(self.buffer.len());
-        for (p, body) in self.buffer.drain(..) {
-            if p == partition && bodies.len() < self.load.batch as usize {
-                bodies.push(body.to_vec());
-            } else {
-                rest.push_back((p, body));
-            }
-        }
-        self.buffer = rest;
+        let bodies: Vec<Vec<u8>> =
+            take_batch(&mut self.buffer, partition, self.load.batch as usize)
+                .into_iter()
+                .map(<[u8]>::to_vec)
+                .collect();
         let first_seq = self.next_seq;
         self.next_seq += bodies.len() as u64;
         env.trace(TraceEvent::QueueSend {
@@ -450,5 +445,74 @@ impl Consumer {
             acks.push(d.id);
         }
         self.process_next(env);
+    }
+}
+
+/// Removes and returns the first `batch` buffered messages of `partition`,
+/// leaving the others in order. Only the front of the buffer, up to the
+/// batch's last message, is touched: the others found on the way move up
+/// over the taken ones and the gap left is closed, so a batch costs what it
+/// scans, not the whole buffer (up to MAX_BUFFERED messages).
+fn take_batch(
+    buffer: &mut VecDeque<(Partition, &'static [u8])>,
+    partition: Partition,
+    batch: usize,
+) -> Vec<&'static [u8]> {
+    let mut taken = Vec::with_capacity(batch);
+    let (mut kept, mut scanned) = (0, 0);
+    while scanned < buffer.len() && taken.len() < batch {
+        let (p, body) = buffer[scanned];
+        if p == partition {
+            taken.push(body);
+        } else {
+            buffer[kept] = (p, body);
+            kept += 1;
+        }
+        scanned += 1;
+    }
+    buffer.drain(kept..scanned);
+    taken
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_takes_the_first_messages_of_its_partition_and_keeps_the_rest_in_order() {
+        const BODIES: [&[u8]; 4] = [b"a", b"b", b"c", b"d"];
+        let mut x = 7u64;
+        for round in 0..200 {
+            let len = round % 40;
+            let mut buffer: VecDeque<(Partition, &'static [u8])> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    ((x % 3) as Partition, BODIES[(x >> 8) as usize % 4])
+                })
+                .collect();
+            let partition = buffer.front().map_or(0, |&(p, _)| p);
+            let batch = 1 + round % 5;
+            // The reference: split the whole buffer in one pass.
+            let (mut want, mut rest) = (Vec::new(), Vec::new());
+            for &(p, body) in &buffer {
+                if p == partition && want.len() < batch {
+                    want.push(body);
+                } else {
+                    rest.push((p, body));
+                }
+            }
+            assert_eq!(
+                take_batch(&mut buffer, partition, batch),
+                want,
+                "round {round}"
+            );
+            assert_eq!(
+                buffer.into_iter().collect::<Vec<_>>(),
+                rest,
+                "round {round}"
+            );
+        }
     }
 }
