@@ -148,3 +148,35 @@ fn fuzz_counts_and_saves_seeds_over_budget_apart_and_goes_on() {
     assert_eq!(v["budget_exceeded_seeds"][0]["budget"], "events");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_hunt_names_the_seeds_stopped_by_a_budget() {
+    let dir = temp_dir("hunt");
+    let d = dir.to_string_lossy().into_owned();
+    let args = [
+        "bugs",
+        "--hunt",
+        "kv.ack_by_index",
+        "--budget",
+        "3",
+        "--jobs",
+        "1",
+        "--max-events",
+        "1000",
+        "--out-dir",
+        &d,
+        "--json",
+    ];
+    let (code, out, err) = distsync(&args);
+    // Not found within 3 seeds: the bug escaped, and every seed was stopped
+    // by the budget, which the hunt says instead of passing over them.
+    assert_eq!(code, 1, "{out}{err}");
+    let hunts: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(hunts[0]["seeds_to_find"], serde_json::Value::Null, "{out}");
+    assert_eq!(
+        hunts[0]["over_budget"],
+        serde_json::json!([1, 2, 3]),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -20,6 +20,11 @@ pub struct Hunt {
     pub found: Option<(u64, u64)>,
     pub signature: Option<String>,
     pub shrunk: Option<Shrunk>,
+    /// Seeds stopped by the event or memory budget before a verdict, up to
+    /// the first failing one (or all, when none failed): they proved
+    /// nothing either way, and a hunt that did not find its bug may have
+    /// missed it there.
+    pub over_budget: Vec<u64>,
     pub wall: Duration,
 }
 
@@ -56,6 +61,11 @@ pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64, limits: R
     };
     let sweep = fuzz(std::slice::from_ref(&template), &opts, &|_, _| {}).remove(0);
     let first = sweep.results.iter().position(|r| r.failure.is_some());
+    let over_budget = sweep.results[..first.unwrap_or(sweep.results.len())]
+        .iter()
+        .filter(|r| r.budget_exceeded.is_some())
+        .map(|r| r.seed)
+        .collect();
     let (found, signature, shrunk) = match first {
         Some(i) => {
             let r = &sweep.results[i];
@@ -74,6 +84,7 @@ pub fn hunt(bug: &BugInfo, budget: u64, jobs: usize, shrink_runs: u64, limits: R
         found,
         signature,
         shrunk,
+        over_budget,
         wall: started.elapsed(),
     }
 }

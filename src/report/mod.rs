@@ -1155,6 +1155,10 @@ struct HuntRow {
     seeds_to_find: Option<u64>,
     #[tabled(rename = "caught by", display("or", "-"))]
     caught_by: Option<String>,
+    /// Seeds stopped by the event or memory budget before the first failing
+    /// one: neither passed nor failed.
+    #[tabled(rename = "over budget", display = "seed_list")]
+    over_budget: Vec<u64>,
     #[tabled(rename = "wall time", display = "duration")]
     wall_ns: u64,
     // Sizes before and after shrinking (None: nothing found to shrink).
@@ -1198,10 +1202,24 @@ impl HuntRow {
             scenario: h.scenario,
             seeds_to_find: h.found.map(|(_, n)| n),
             caught_by: h.signature.clone(),
+            over_budget: h.over_budget.clone(),
             wall_ns: nanos(h.wall),
             steps: before_after(h, |s| s.steps),
             nodes: before_after(h, |s| s.nodes),
             duration_ns: before_after(h, |s| s.duration_ns),
+        }
+    }
+}
+
+/// `0`, or how many seeds and the first few of them.
+fn seed_list(seeds: &[u64]) -> String {
+    const SHOWN: usize = 5;
+    match seeds.len() {
+        0 => "0".into(),
+        n => {
+            let first: Vec<String> = seeds.iter().take(SHOWN).map(u64::to_string).collect();
+            let more = if n > SHOWN { ", ..." } else { "" };
+            format!("{n} (seed {}{more})", first.join(", "))
         }
     }
 }
@@ -1725,15 +1743,18 @@ mod tests {
             found: Some((15, 7)),
             signature: Some("Log Matching".into()),
             shrunk: Some(shrunk),
+            over_budget: vec![3, 9],
             wall: std::time::Duration::from_secs(2),
         };
         let text = hunt_summary(std::slice::from_ref(&hunt), Format::Tables);
         let h = &json(&hunt_summary(&[hunt], Format::Json))[0];
         let cells = row(&text, "raft.x");
         assert_eq!(cells[2], h["seeds_to_find"].to_string());
-        assert_eq!(cells[5], "24 -> 3");
+        assert_eq!(cells[4], "2 (seed 3, 9)");
+        assert_eq!(h["over_budget"], serde_json::json!([3, 9]));
+        assert_eq!(cells[6], "24 -> 3");
         assert_eq!(h["steps"]["before"], 24);
-        assert_eq!(cells[7], "12s -> 580ms");
+        assert_eq!(cells[8], "12s -> 580ms");
         assert_eq!(h["duration_ns"]["after"], 580_000_000);
 
         let catalogue = &crate::bugs::CATALOGUE;
