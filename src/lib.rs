@@ -22,4 +22,5 @@ pub mod run;
 pub mod scenario;
 pub mod sim;
 pub mod step;
+pub mod storage;
 pub mod trace;
