@@ -7,6 +7,8 @@
 //! Writes are recorded first and made stable by `sync`; nothing that depends
 //! on a write may leave the node before the `sync` that covers it.
 
+use serde::{Deserialize, Serialize};
+
 use crate::replicated::{Entry, Snapshot};
 use crate::trace::NodeId;
 
@@ -23,7 +25,7 @@ pub trait Storage {
 }
 
 /// A node's stable state as it would be read back after a restart.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Persisted {
     pub term: u64,
     pub voted_for: Option<NodeId>,
