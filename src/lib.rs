@@ -15,6 +15,8 @@ pub mod lock;
 pub mod node;
 pub mod queue;
 pub mod raft;
+#[cfg(feature = "real-network")]
+pub mod real;
 pub mod redis;
 pub mod replicated;
 pub mod report;
