@@ -424,3 +424,18 @@ fn damage_in_an_earlier_segment_refuses_to_start_even_at_its_end() {
         "{err}"
     );
 }
+
+#[test]
+fn a_small_entry_takes_about_ten_bytes() {
+    let e = Entry {
+        term: 3,
+        cmd: Command::Put {
+            client: 2,
+            seq: 40,
+            key: 7,
+            value: 1000,
+        },
+    };
+    let bytes = postcard::to_stdvec(&e).unwrap();
+    assert!(bytes.len() <= 10, "{} bytes", bytes.len());
+}
