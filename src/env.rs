@@ -6,7 +6,7 @@
 
 use crate::node::Msg;
 use crate::sim::rng::Rng;
-use crate::sim::storage::Durable;
+use crate::storage::Storage;
 use crate::trace::{NodeId, TraceEvent};
 
 /// Named timers; setting one replaces its previous deadline.
@@ -52,7 +52,15 @@ impl Timer {
 }
 
 /// Everything a component may ask of its surroundings.
+///
+/// The storage is an associated type, not `&mut dyn Storage`: every
+/// component takes `impl Env`, so each storage write compiles to a direct,
+/// inlinable call into the one implementation the runtime chose, and the
+/// simulator's hot path (a write per appended entry, a sync per input) pays
+/// no indirect call and no branch on which storage it is.
 pub trait Env {
+    /// Where this endpoint's durable writes go.
+    type Storage: Storage;
     /// This endpoint's local (wall) clock, in nanoseconds (skewed, and
     /// stepped by faults, in simulation). Read it for what really is wall
     /// time, such as a workload's start and stop; measure durations on
@@ -71,8 +79,8 @@ pub trait Env {
     fn cancel_timer(&mut self, timer: Timer);
     /// This endpoint's own deterministic random stream.
     fn rng(&mut self) -> &mut Rng;
-    /// Durable storage (nodes only).
-    fn storage(&mut self) -> &mut Durable;
+    /// Durable storage (nodes only): the simulator's model or the disk.
+    fn storage(&mut self) -> &mut Self::Storage;
     /// Records a trace event for this endpoint.
     fn trace(&mut self, ev: TraceEvent);
 }

@@ -16,6 +16,8 @@ pub mod lock;
 pub mod node;
 pub mod queue;
 pub mod raft;
+#[cfg(feature = "real-network")]
+pub mod real;
 pub mod redis;
 pub mod replicated;
 pub mod report;
@@ -23,4 +25,5 @@ pub mod run;
 pub mod scenario;
 pub mod sim;
 pub mod step;
+pub mod storage;
 pub mod trace;

@@ -18,7 +18,7 @@ use crate::queue::router::{QueueSetup, Router, request_ids};
 use crate::raft::{Raft, RaftMsg, Refusal};
 use crate::replicated::{Command, Replicated};
 use crate::scenario::{LockConfig, RaftConfig};
-use crate::sim::storage::Persisted;
+use crate::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
 
 /// Everything that travels between endpoints.

@@ -2,6 +2,7 @@
 //! build (the key-value store and the lock service side by side), with the
 //! snapshots that stand in for a log prefix.
 
+use serde::{Deserialize, Serialize};
 use std::rc::Rc;
 
 use crate::kv::KvState;
@@ -9,7 +10,7 @@ use crate::lock::{LockCommand, LockEvent, LockState, Mode};
 use crate::queue::placement::{Placement, RingCommand};
 
 /// A replicated command.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Appended by each new leader so it can commit entries of its own term.
     Noop,
@@ -27,7 +28,7 @@ pub enum Command {
 }
 
 /// One Raft log entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub term: u64,
     pub cmd: Command,
@@ -123,7 +124,7 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 
 /// The replicated state machine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Replicated {
     pub kv: KvState,
     pub locks: LockState,
@@ -155,7 +156,7 @@ impl Replicated {
 }
 
 /// A state-machine snapshot covering the log up to `index`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub index: u64,
     pub term: u64,

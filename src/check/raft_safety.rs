@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use crate::raft::RaftMsg;
 use crate::replicated::mix64;
-use crate::sim::storage::Persisted;
+use crate::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
 
 /// A broken invariant.

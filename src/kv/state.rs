@@ -4,10 +4,11 @@
 //! at most once: each client has one write in flight, so remembering the last
 //! applied sequence number per client is enough.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The state machine: values by key, and the last applied write per client.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvState {
     values: BTreeMap<u32, u64>,
     sessions: BTreeMap<u32, u64>,

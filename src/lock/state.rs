@@ -53,6 +53,7 @@
 //!   graph after every victim, so only cycles that exist are reported, and
 //!   the graph is acyclic after every command.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
@@ -71,7 +72,7 @@ pub const DEFAULT_REENTRY_LIMIT: u32 = 8;
 const ENDED_MEMORY: usize = 1024;
 
 /// How a lock is held or requested.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Mode {
     /// Readers: any number of sessions at once.
     Shared,
@@ -87,7 +88,7 @@ impl Mode {
 }
 
 /// One replicated lock command. Must be Copy (it lives inside Raft log entries).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockCommand {
     /// Opens a session for `client`; its id is this entry's log index.
     OpenSession { client: u32, seq: u64, ttl_ns: u64 },
@@ -137,7 +138,7 @@ impl LockCommand {
 }
 
 /// Why a lock command failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockError {
     /// The session was never opened, or ended too long ago to be remembered.
     NoSession { session: SessionId },
@@ -202,7 +203,7 @@ impl fmt::Display for LockError {
 impl std::error::Error for LockError {}
 
 /// What applying one command did; the node turns these into client replies and trace events, the checkers into verdicts.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockEvent {
     /// A session was opened.
     SessionOpened {
@@ -258,7 +259,7 @@ pub enum LockEvent {
 }
 
 /// The lock service's replicated state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockState {
     reentry_limit: u32,
     /// The last log index applied; session ids and tokens rely on it growing.
@@ -274,7 +275,7 @@ pub struct LockState {
     grant_ignores_holders: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Session {
     client: u32,
     ttl_ns: u64,
@@ -282,7 +283,7 @@ struct Session {
     waiting: Option<LockId>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Ended {
     Closed,
     Expired,
@@ -297,7 +298,7 @@ impl Ended {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 struct LockEntry {
     holders: BTreeMap<SessionId, Hold>,
     /// FIFO, except that upgrades enter ahead of ordinary waiters.
@@ -313,14 +314,14 @@ impl LockEntry {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Hold {
     mode: Mode,
     holds: u32,
     token: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Waiter {
     session: SessionId,
     /// Requested mode; Exclusive for an upgrade.
@@ -329,7 +330,7 @@ struct Waiter {
     seq: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Reply {
     seq: u64,
     events: Vec<LockEvent>,

@@ -7,13 +7,14 @@
 //! the `Moved` entry commits. Ring changes asked for while partitions are
 //! still moving wait their turn, so at most one epoch is ever in transit.
 
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 use super::functions::Partition;
 use super::ring::{Ring, ShardId};
 
 /// A replicated change to the queue's placement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RingCommand {
     /// Put a shard on the ring (no effect if it is on it).
     Add(ShardId),
@@ -24,7 +25,7 @@ pub enum RingCommand {
 }
 
 /// One partition in transit between shards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Move {
     pub from: ShardId,
     pub to: ShardId,
@@ -39,7 +40,7 @@ pub enum Route {
 }
 
 /// The replicated placement of partitions on shards.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     epoch: u64,
     ring: Ring,

@@ -8,6 +8,7 @@
 
 use crate::replicated::mix64;
 use crate::trace::fnv1a;
+use serde::{Deserialize, Serialize};
 
 /// A Redis shard's number.
 pub type ShardId = u32;
@@ -26,7 +27,7 @@ fn point(shard: ShardId, replica: u32) -> u64 {
 }
 
 /// Shards placed on a ring with virtual nodes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ring {
     vnodes: u32,
     /// (point, shard), sorted; ties broken by shard id so placement never

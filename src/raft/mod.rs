@@ -19,7 +19,7 @@ use crate::env::{Env, Timer};
 use crate::node::Msg;
 use crate::replicated::{Command, Entry, Replicated, Snapshot};
 use crate::scenario::RaftConfig;
-use crate::sim::storage::Persisted;
+use crate::storage::{Persisted, Storage};
 use crate::trace::{NodeId, Role, TraceEvent};
 pub use log::RaftLog;
 pub use message::{AppendEntries, AppendReply, RaftMsg};
@@ -907,6 +907,7 @@ mod tests {
     }
 
     impl Env for Bench {
+        type Storage = Durable;
         fn now(&self) -> u64 {
             self.wall
         }

@@ -273,6 +273,8 @@ fn schedule(queue: &mut EventQueue<Event>, ep: NodeId, s: Schedule) {
 }
 
 impl Env for Ctx<'_> {
+    type Storage = Durable;
+
     fn now(&self) -> u64 {
         self.clock.local(self.now_ns)
     }

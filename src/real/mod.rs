@@ -1,0 +1,4 @@
+//! The real deployment (feature `real-network`): what drives the same
+//! protocol components outside the simulator.
+
+pub mod wal;
