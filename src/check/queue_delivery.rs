@@ -11,17 +11,13 @@
 //! flight within its lease) when the run ended, acknowledged messages are gone,
 //! and the dead-letter queues hold exactly what was dead-lettered last.
 //!
-//! State is keyed by (partition, message id): a producer numbers its
-//! messages per partition. The per-message records, one per message ever
-//! produced, are in a hash map, so an event costs O(1) per message it names
-//! however long the run; everything that walks them sorts by key first, so
-//! what a report or a violation lists never depends on hashing. The small
-//! per-partition, per-shard and per-consumer tables stay in B-trees.
+//! State is keyed by (partition, message id) in B-trees: a producer numbers
+//! its messages per partition, and iteration order must not depend on hashing.
+//! Every event costs O(log n) per message it names.
 
 use std::collections::BTreeMap;
 
 use super::raft_safety::Violation;
-use crate::fxmap::FxMap;
 use crate::queue::functions::{MessageId, Partition, Place};
 use crate::redis::Fsync;
 use crate::trace::{Subject, TraceEvent};
@@ -166,9 +162,7 @@ pub struct QueueChecker {
     /// The visibility timeout: how long a handed-out message may stay in
     /// flight before its shard puts it back in line.
     visibility_ns: u64,
-    /// Every message ever produced, by key: looked up at every queue event,
-    /// walked only at the end (sorted where the order shows).
-    msgs: FxMap<Key, Msg>,
+    msgs: BTreeMap<Key, Msg>,
     /// (producer, partition) -> seq of the latest first pop.
     first_pops: BTreeMap<(u32, Partition), u64>,
     /// (partition, shard) -> when the partition last finished moving there.
@@ -252,7 +246,7 @@ impl QueueChecker {
             persistence,
             max_attempts,
             visibility_ns,
-            msgs: FxMap::default(),
+            msgs: BTreeMap::new(),
             first_pops: BTreeMap::new(),
             migrated_in: BTreeMap::new(),
             last_empty: BTreeMap::new(),
@@ -674,7 +668,6 @@ impl QueueChecker {
         if missing.is_empty() {
             return Ok(waiting);
         }
-        missing.sort_unstable_by_key(|(k, _)| **k);
         let stories: Vec<String> = missing
             .iter()
             .take(LIST_LIMIT)
@@ -767,16 +760,11 @@ impl QueueChecker {
     /// No delivery after ack, at the end: an acknowledged message (not
     /// revived since) is on no shard at all.
     fn acked_gone(&self, final_state: &BTreeMap<Key, Place>) -> Check {
-        let mut held: Vec<&Key> = self
+        let held: Vec<String> = self
             .msgs
             .iter()
             .filter(|(k, m)| m.acked && final_state.contains_key(k))
-            .map(|(k, _)| k)
-            .collect();
-        held.sort_unstable();
-        let held: Vec<String> = held
-            .into_iter()
-            .map(|k| format!("{} ({:?})", msg_name(*k), final_state[k]))
+            .map(|(k, _)| format!("{} ({:?})", msg_name(*k), final_state[k]))
             .collect();
         if held.is_empty() {
             return Ok(());
@@ -797,13 +785,12 @@ impl QueueChecker {
     fn dead_letters_exact(&self, final_state: &BTreeMap<Key, Place>) -> Check {
         let is_dead = |k: &Key| final_state.get(k) == Some(&Place::Dead);
         let dead_last = |k: &Key| self.msgs.get(k).is_some_and(|m| m.dead_last);
-        let mut missing: Vec<Key> = self
+        let missing: Vec<Key> = self
             .msgs
             .keys()
             .copied()
             .filter(|k| dead_last(k) && !is_dead(k))
             .collect();
-        missing.sort_unstable();
         let extra: Vec<Key> = final_state
             .keys()
             .copied()
