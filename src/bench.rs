@@ -8,11 +8,11 @@
 use std::time::{Duration, Instant}; // determinism-ok: benchmark timing only
 
 use crate::bugs::Bugs;
+use crate::rng::{Purpose, Rng};
 use crate::run::{RunOptions, run_scenario};
 use crate::scenario::*;
 use crate::sim::network::{Fate, Network};
 use crate::sim::queue::EventQueue;
-use crate::sim::rng::{Purpose, Rng};
 
 /// CPU time (user plus system) the process has used so far, all threads.
 #[cfg(unix)]

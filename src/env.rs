@@ -5,7 +5,7 @@
 //! runtime can drive the same code.
 
 use crate::node::Msg;
-use crate::sim::rng::Rng;
+use crate::rng::Rng;
 use crate::storage::Storage;
 use crate::trace::{NodeId, TraceEvent};
 

@@ -21,6 +21,7 @@ pub mod real;
 pub mod redis;
 pub mod replicated;
 pub mod report;
+pub mod rng;
 pub mod run;
 pub mod scenario;
 pub mod sim;

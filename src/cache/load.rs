@@ -3,8 +3,8 @@
 
 use std::rc::Rc;
 
+use crate::rng::Rng;
 use crate::scenario::{CacheOp, CacheWorkload};
-use crate::sim::rng::Rng;
 
 /// One node's generator.
 #[derive(Clone, Debug)]
@@ -69,7 +69,7 @@ impl CacheLoad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::rng::Purpose;
+    use crate::rng::Purpose;
 
     #[test]
     fn zipf_099_over_1000_keys_puts_the_head_first() {

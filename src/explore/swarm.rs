@@ -11,9 +11,9 @@
 //! `last_paused`), never named nodes, so they can never conflict with the
 //! template's own timeline, and the saved scenario always loads again.
 
+use crate::rng::{Purpose, Rng};
 use crate::scenario::parse::{parse_scenario, scenario_to_toml};
 use crate::scenario::{Action, LinkConfig, Scenario, Step, Target};
-use crate::sim::rng::{Purpose, Rng};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;

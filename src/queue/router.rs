@@ -13,7 +13,7 @@ use super::placement::{Placement, Route};
 use super::protocol::{QueueReply, QueueRequest, ShardAnswer, ShardCall};
 use crate::env::Env;
 use crate::node::Msg;
-use crate::sim::rng::Rng;
+use crate::rng::Rng;
 use crate::trace::NodeId;
 
 /// How the queue behaves, the same on every node.

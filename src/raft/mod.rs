@@ -894,7 +894,7 @@ impl Raft {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::rng::{Purpose, Rng};
+    use crate::rng::{Purpose, Rng};
     use crate::sim::storage::Durable;
 
     /// A node's surroundings with clocks the test sets by hand.

@@ -1,6 +1,6 @@
 //! The network model: per-link latency, loss, duplication, reordering and partitions.
 
-use super::rng::Rng;
+use crate::rng::Rng;
 use crate::scenario::{LinkConfig, NetworkConfig};
 
 /// What happens to one message.

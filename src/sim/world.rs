@@ -10,7 +10,6 @@ use super::budget::{
 use super::clock::Clock;
 use super::network::{Fate, Network};
 use super::queue::EventQueue;
-use super::rng::{Purpose, Rng};
 use super::storage::Durable;
 use super::timers::{Fired, Schedule, TimerSlots};
 use crate::cache::bus::{BusSetup, CacheBugs};
@@ -31,6 +30,7 @@ use crate::queue::functions::{MessageId, Partition, Place};
 use crate::queue::placement::{Placement, RingCommand};
 use crate::queue::router::QueueSetup;
 use crate::queue::shard::Shard;
+use crate::rng::{Purpose, Rng};
 use crate::scenario::{Action, CacheProtocol, ClientOp, Scenario, Target};
 use crate::trace::{NodeId, QueueLayout, Role, Subject, TraceEvent, Tracer};
 use std::collections::BTreeMap;
