@@ -9,6 +9,7 @@
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A hash map keyed with [`Fx`].
+// determinism-ok: the hasher is fixed (no seed), and every walk whose order can show sorts first (`sorted`)
 pub type FxMap<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<Fx>>;
 
 /// The Fx hash (rustc's `FxHasher`): a rotate, an xor and a multiply per

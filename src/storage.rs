@@ -24,6 +24,25 @@ pub trait Storage {
     fn sync(&mut self);
 }
 
+/// One write, recorded and not yet stable: what both stores keep until
+/// `sync`, and what the on-disk log writes as a record (all but snapshots,
+/// which go to a file of their own).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Write {
+    HardState {
+        term: u64,
+        voted_for: Option<NodeId>,
+    },
+    /// Remove entries at and after `from`, then append `entries` there.
+    Splice { from: u64, entries: Vec<Entry> },
+    /// Replace everything up to the snapshot's index; keep later entries only
+    /// if `keep_suffix`.
+    Snapshot {
+        snapshot: Snapshot,
+        keep_suffix: bool,
+    },
+}
+
 /// A node's stable state as it would be read back after a restart.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Persisted {
@@ -67,28 +86,32 @@ impl Persisted {
         self.log.get((index - base - 1) as usize).map(|e| e.term)
     }
 
-    /// Applies a term/vote change.
-    pub fn apply_hard_state(&mut self, term: u64, voted_for: Option<NodeId>) {
-        self.term = term;
-        self.voted_for = voted_for;
-    }
-
-    /// Applies a splice: entries at and after `from` are replaced by `entries`.
-    pub fn apply_splice(&mut self, from: u64, entries: impl IntoIterator<Item = Entry>) {
-        let keep = from.saturating_sub(self.snapshot_index() + 1) as usize;
-        self.log.truncate(keep.min(self.log.len()));
-        self.log.extend(entries);
-    }
-
-    /// Applies a snapshot: everything up to its index goes; later entries
-    /// stay only if `keep_suffix` and the log reaches that far.
-    pub fn apply_snapshot(&mut self, snapshot: Snapshot, keep_suffix: bool) {
-        let drop_n = snapshot.index.saturating_sub(self.snapshot_index()) as usize;
-        if keep_suffix && drop_n <= self.log.len() {
-            self.log.drain(..drop_n);
-        } else {
-            self.log.clear();
+    /// Applies one write, as a sync or a replay does.
+    pub fn apply(&mut self, write: Write) {
+        match write {
+            Write::HardState { term, voted_for } => {
+                self.term = term;
+                self.voted_for = voted_for;
+            }
+            Write::Splice { from, entries } => {
+                let keep = from.saturating_sub(self.snapshot_index() + 1) as usize;
+                self.log.truncate(keep.min(self.log.len()));
+                self.log.extend(entries);
+            }
+            // Everything up to the snapshot's index goes; later entries stay
+            // only if `keep_suffix` and the log reaches that far.
+            Write::Snapshot {
+                snapshot,
+                keep_suffix,
+            } => {
+                let drop_n = snapshot.index.saturating_sub(self.snapshot_index()) as usize;
+                if keep_suffix && drop_n <= self.log.len() {
+                    self.log.drain(..drop_n);
+                } else {
+                    self.log.clear();
+                }
+                self.snapshot = Some(snapshot);
+            }
         }
-        self.snapshot = Some(snapshot);
     }
 }

@@ -5,25 +5,8 @@
 //! visible bug in simulation.
 
 use crate::replicated::{Entry, Snapshot};
-use crate::storage::{Persisted, Storage};
+use crate::storage::{Persisted, Storage, Write};
 use crate::trace::NodeId;
-
-/// One write, not yet stable.
-#[derive(Clone, Debug)]
-enum Write {
-    HardState {
-        term: u64,
-        voted_for: Option<NodeId>,
-    },
-    /// Remove entries at and after `from`, then append `entries` there.
-    Splice { from: u64, entries: Vec<Entry> },
-    /// Replace everything up to the snapshot's index; keep later entries only
-    /// if `keep_suffix`.
-    Snapshot {
-        snapshot: Snapshot,
-        keep_suffix: bool,
-    },
-}
 
 /// Durable storage of one node.
 #[derive(Clone, Debug, Default)]
@@ -62,15 +45,7 @@ impl Storage for Durable {
         }
         self.syncs += 1;
         for w in self.pending.drain(..) {
-            let s = &mut self.stable;
-            match w {
-                Write::HardState { term, voted_for } => s.apply_hard_state(term, voted_for),
-                Write::Splice { from, entries } => s.apply_splice(from, entries),
-                Write::Snapshot {
-                    snapshot,
-                    keep_suffix,
-                } => s.apply_snapshot(snapshot, keep_suffix),
-            }
+            self.stable.apply(w);
         }
     }
 }

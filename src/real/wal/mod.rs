@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::replicated::{Entry, Snapshot};
-use crate::storage::{Persisted, Storage};
+use crate::storage::{Persisted, Storage, Write};
 use crate::trace::NodeId;
 
 const SNAPSHOT: &str = "snapshot";
@@ -140,19 +140,6 @@ fn io_err(path: &Path, op: &'static str) -> impl FnOnce(io::Error) -> WalError {
     move |source| WalError::Io { path, op, source }
 }
 
-/// One log record's payload.
-#[derive(Serialize, Deserialize)]
-enum Record {
-    HardState {
-        term: u64,
-        voted_for: Option<NodeId>,
-    },
-    Splice {
-        from: u64,
-        entries: Vec<Entry>,
-    },
-}
-
 /// The snapshot file's payload: the whole stable image, and the first
 /// segment not folded into it.
 #[derive(Serialize, Deserialize)]
@@ -161,29 +148,13 @@ struct Checkpoint {
     state: Persisted,
 }
 
-/// A write recorded and not yet synced.
-enum Pending {
-    HardState {
-        term: u64,
-        voted_for: Option<NodeId>,
-    },
-    Splice {
-        from: u64,
-        entries: Vec<Entry>,
-    },
-    Snapshot {
-        snapshot: Snapshot,
-        keep_suffix: bool,
-    },
-}
-
 /// A node's durable state in a data directory.
 pub struct DiskLog {
     dir: PathBuf,
     limits: WalLimits,
     /// What is on disk as of the last sync (what a restart would read).
     stable: Persisted,
-    pending: Vec<Pending>,
+    pending: Vec<Write>,
     /// The segment appended to, its number and its length.
     segment: File,
     segment_no: u64,
@@ -286,35 +257,26 @@ impl DiskLog {
         let mut batch = Vec::new();
         for w in std::mem::take(&mut self.pending) {
             match w {
-                Pending::HardState { term, voted_for } => {
-                    self.encode(&mut batch, &Record::HardState { term, voted_for })?;
-                    self.stable.apply_hard_state(term, voted_for);
-                }
-                Pending::Splice { from, entries } => {
-                    self.stats.entries += entries.len() as u64;
-                    let record = Record::Splice { from, entries };
-                    self.encode(&mut batch, &record)?;
-                    let Record::Splice { from, entries } = record else {
-                        unreachable!()
-                    };
-                    self.stable.apply_splice(from, entries);
-                }
-                Pending::Snapshot {
-                    snapshot,
-                    keep_suffix,
-                } => {
-                    // Records before the snapshot are on disk before the
-                    // checkpoint that folds them in.
+                // Records before the snapshot are on disk before the
+                // checkpoint that folds them in.
+                Write::Snapshot { .. } => {
                     self.append(&mut batch)?;
-                    self.stable.apply_snapshot(snapshot, keep_suffix);
+                    self.stable.apply(w);
                     self.checkpoint()?;
+                }
+                Write::HardState { .. } | Write::Splice { .. } => {
+                    if let Write::Splice { entries, .. } = &w {
+                        self.stats.entries += entries.len() as u64;
+                    }
+                    self.encode(&mut batch, &w)?;
+                    self.stable.apply(w);
                 }
             }
         }
         self.append(&mut batch)
     }
 
-    fn encode(&mut self, batch: &mut Vec<u8>, record: &Record) -> Result<(), WalError> {
+    fn encode(&mut self, batch: &mut Vec<u8>, record: &Write) -> Result<(), WalError> {
         let payload = postcard::to_stdvec(record).expect("log records always serialize");
         if payload.len() > self.limits.max_record_bytes {
             return Err(WalError::RecordTooLarge {
@@ -422,18 +384,18 @@ struct CheckpointRef<'a> {
 
 impl Storage for DiskLog {
     fn set_hard_state(&mut self, term: u64, voted_for: Option<NodeId>) {
-        self.pending.push(Pending::HardState { term, voted_for });
+        self.pending.push(Write::HardState { term, voted_for });
     }
 
     fn splice(&mut self, from: u64, entries: &[Entry]) {
-        self.pending.push(Pending::Splice {
+        self.pending.push(Write::Splice {
             from,
             entries: entries.to_vec(),
         });
     }
 
     fn snapshot(&mut self, snapshot: Snapshot, keep_suffix: bool) {
-        self.pending.push(Pending::Snapshot {
+        self.pending.push(Write::Snapshot {
             snapshot,
             keep_suffix,
         });
@@ -526,15 +488,21 @@ fn replay_segment(
                 });
             }
         };
-        let record: Record = postcard::from_bytes(payload).map_err(|e| WalError::Corrupt {
+        let corrupt = |reason: String| WalError::Corrupt {
             path: path.to_path_buf(),
             offset: at as u64,
-            reason: format!("record checksum matches but it does not decode: {e}"),
+            reason,
+        };
+        let record: Write = postcard::from_bytes(payload).map_err(|e| {
+            corrupt(format!(
+                "record checksum matches but it does not decode: {e}"
+            ))
         })?;
-        match record {
-            Record::HardState { term, voted_for } => stable.apply_hard_state(term, voted_for),
-            Record::Splice { from, entries } => stable.apply_splice(from, entries),
+        // Snapshots go to their own file, never into a segment.
+        if let Write::Snapshot { .. } = record {
+            return Err(corrupt("a snapshot record inside a segment".into()));
         }
+        stable.apply(record);
         at += record::HEADER + payload.len();
     }
     Ok(())
