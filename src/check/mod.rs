@@ -6,6 +6,7 @@ pub mod history_formats;
 pub mod linearizability;
 pub mod lock_history;
 pub mod lock_safety;
+mod message_table;
 pub mod queue_delivery;
 pub mod raft_safety;
 pub mod unique_register;

@@ -45,7 +45,7 @@ const LEASE_STRETCH_DEN: u64 = 9;
 /// How many offending messages a violation lists, to keep details readable.
 const LIST_LIMIT: usize = 5;
 
-type Key = (Partition, MessageId);
+use super::message_table::{Key, MessageTable};
 type Check = Result<(), Violation>;
 
 /// A message that a shard crash lost in a way its persistence mode permits.
@@ -162,7 +162,7 @@ pub struct QueueChecker {
     /// The visibility timeout: how long a handed-out message may stay in
     /// flight before its shard puts it back in line.
     visibility_ns: u64,
-    msgs: BTreeMap<Key, Msg>,
+    msgs: MessageTable<Msg>,
     /// (producer, partition) -> seq of the latest first pop.
     first_pops: BTreeMap<(u32, Partition), u64>,
     /// (partition, shard) -> when the partition last finished moving there.
@@ -246,7 +246,7 @@ impl QueueChecker {
             persistence,
             max_attempts,
             visibility_ns,
-            msgs: BTreeMap::new(),
+            msgs: MessageTable::default(),
             first_pops: BTreeMap::new(),
             migrated_in: BTreeMap::new(),
             last_empty: BTreeMap::new(),
@@ -265,7 +265,7 @@ impl QueueChecker {
     }
 
     fn msg(&mut self, k: Key) -> &mut Msg {
-        self.msgs.entry(k).or_default()
+        self.msgs.entry(k)
     }
 
     /// Online check of one traced event at simulated time `t_ns`; Err on the
@@ -526,7 +526,7 @@ impl QueueChecker {
         s.redeliveries += u64::from(attempt > 1);
         s.first_receipt_ns.get_or_insert(t_ns);
         s.last_receipt_ns = Some(t_ns);
-        let m = self.msgs.entry(k).or_default();
+        let m = self.msgs.entry(k);
         m.receipts.push((consumer, epoch));
         if m.first_receipt_ns.is_some() {
             s.duplicate_deliveries += 1;
@@ -654,11 +654,8 @@ impl QueueChecker {
     ) -> Result<u64, Violation> {
         let mut waiting = 0;
         let mut missing: Vec<(&Key, &Msg)> = Vec::new();
-        for (k, m) in self
-            .msgs
-            .iter()
-            .filter(|(_, m)| m.produced && !self.settled(m))
-        {
+        let all = self.msgs.sorted();
+        for (k, m) in all.iter().filter(|(_, m)| m.produced && !self.settled(m)) {
             if self.waiting(*k, m, final_state, end_ns) {
                 waiting += 1;
             } else {
@@ -762,9 +759,10 @@ impl QueueChecker {
     fn acked_gone(&self, final_state: &BTreeMap<Key, Place>) -> Check {
         let held: Vec<String> = self
             .msgs
-            .iter()
+            .sorted()
+            .into_iter()
             .filter(|(k, m)| m.acked && final_state.contains_key(k))
-            .map(|(k, _)| format!("{} ({:?})", msg_name(*k), final_state[k]))
+            .map(|(k, _)| format!("{} ({:?})", msg_name(k), final_state[&k]))
             .collect();
         if held.is_empty() {
             return Ok(());
@@ -787,8 +785,9 @@ impl QueueChecker {
         let dead_last = |k: &Key| self.msgs.get(k).is_some_and(|m| m.dead_last);
         let missing: Vec<Key> = self
             .msgs
-            .keys()
-            .copied()
+            .sorted()
+            .into_iter()
+            .map(|(k, _)| k)
             .filter(|k| dead_last(k) && !is_dead(k))
             .collect();
         let extra: Vec<Key> = final_state
@@ -1510,8 +1509,8 @@ mod tests {
         // Seqs 1..=2 were stored already; a retry of 1..=4 stores only 3 and 4.
         let evs = at(&[stored(1, 2, 0), stored(1, 2, 2)]);
         let (c, _) = feed(Fsync::Always, &evs);
-        assert_eq!(c.msgs[&id(3)].stored, Some((Some(1), MS)));
-        assert_eq!(c.msgs[&id(1)].stored, Some((Some(1), 0)));
+        assert_eq!(c.msgs.get(&id(3)).unwrap().stored, Some((Some(1), MS)));
+        assert_eq!(c.msgs.get(&id(1)).unwrap().stored, Some((Some(1), 0)));
     }
 
     #[test]
