@@ -1,43 +1,10 @@
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::*;
 use crate::lock::{LockCommand, Mode};
 use crate::queue::placement::{Placement, RingCommand};
+use crate::real::temp_dir::TempDir;
 use crate::replicated::{Command, Replicated};
-
-/// A fresh directory under the system temp dir, removed on drop (also when
-/// the test fails).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("distsync-wal-{}-{n}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    /// A fresh subdirectory holding a copy of `files` (name, bytes).
-    fn with_files(&self, sub: &str, files: &[(String, Vec<u8>)]) -> PathBuf {
-        let dir = self.0.join(sub);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("create dir");
-        for (name, bytes) in files {
-            fs::write(dir.join(name), bytes).expect("write file");
-        }
-        dir
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 fn entry(term: u64, i: u64) -> Entry {
     let cmd = match i % 4 {

@@ -1,0 +1,468 @@
+//! The real node's actor: one task owns the protocol `Node` and feeds it
+//! inputs (peer messages, timers, local client requests) one at a time, the
+//! pattern etcd's raft uses (inputs in, ready output out).
+//!
+//! The `Node` is the simulator's own: `RealEnv` stands behind the same
+//! `Env` seam with the system clocks, tokio-timed timer slots, the on-disk
+//! log and an outbox. Nothing here decides anything about the protocol.
+//!
+//! **Group commit and the outbox rule.** Raft asks its storage to sync at
+//! the end of every input that wrote something. Here that sync only marks a
+//! debt; the loop handles a batch of inputs that are already waiting (at
+//! most `MAX_BATCH`), then pays the debt with one fdatasync, and only then
+//! releases every message the batch produced. So nothing leaves the node
+//! before the write it may depend on is on disk (the rule the simulator
+//! checks), and a busy leader pays one fsync for many inputs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::bugs::Bugs;
+use crate::env::{Env, TIMER_KINDS, Timer};
+use crate::kv::{ClientReply, ClientRequest};
+use crate::node::{Msg, Node};
+use crate::real::wal::{DiskLog, WalError, WalStats};
+use crate::replicated::{Entry, Snapshot};
+use crate::rng::Rng;
+use crate::scenario::{LockConfig, RaftConfig};
+use crate::storage::Storage;
+use crate::trace::{NodeId, Role, TraceEvent};
+
+/// Inputs handled before one group-commit fsync: bounds the latency a
+/// batch adds to its first input.
+const MAX_BATCH: usize = 256;
+
+/// Local client requests waiting for the node's answer; more are refused
+/// (`ClientError::Busy`) rather than queued without bound.
+const MAX_PENDING_CLIENTS: usize = 4096;
+
+/// Where the node's outgoing peer messages go: the TCP transport, or a test's
+/// in-memory network. Sending never blocks; a message that cannot be queued
+/// is dropped, which Raft tolerates.
+pub trait Outbound {
+    fn send(&self, to: NodeId, msg: Msg);
+}
+
+/// How the actor is set up.
+#[derive(Clone, Debug)]
+pub struct NodeSetup {
+    pub id: NodeId,
+    pub cluster_size: usize,
+    pub raft: RaftConfig,
+    pub locks: LockConfig,
+    /// Seeds the node's random stream (election timeouts, request ids).
+    /// The caller draws it from OS entropy and prints it.
+    pub seed: u64,
+    /// The client identity this process incarnation uses for its local
+    /// requests (see `ClientHandle`); drawn at random so that a restarted
+    /// process never reuses a session's sequence numbers.
+    pub session: u32,
+}
+
+/// What a local client request can fail with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientError {
+    /// Too many requests are already waiting.
+    Busy,
+    /// The node stopped before answering.
+    Stopped,
+}
+
+/// The node's state as `/health` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    pub leader: Option<NodeId>,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    pub wal: WalStats,
+}
+
+enum Input {
+    Client {
+        req: ClientRequest,
+        answer: oneshot::Sender<ClientReply>,
+    },
+    Status(oneshot::Sender<Status>),
+}
+
+/// Asks the running node for things; cheap to clone.
+#[derive(Clone)]
+pub struct ClientHandle {
+    inputs: mpsc::Sender<Input>,
+}
+
+impl ClientHandle {
+    /// Submits a key-value or lock request and waits for the node's reply.
+    /// A follower answers `NotLeader` with its hint; `Retry` means the
+    /// outcome of a write is unknown.
+    pub async fn request(&self, req: ClientRequest) -> Result<ClientReply, ClientError> {
+        let (answer, reply) = oneshot::channel();
+        self.inputs
+            .try_send(Input::Client { req, answer })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ClientError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
+            })?;
+        reply.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// The node's current role, term, indexes and log counters.
+    pub async fn status(&self) -> Result<Status, ClientError> {
+        let (answer, reply) = oneshot::channel();
+        self.inputs
+            .send(Input::Status(answer))
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        reply.await.map_err(|_| ClientError::Stopped)
+    }
+}
+
+/// Why the actor stopped other than by being asked to.
+#[derive(Debug)]
+pub enum RuntimeError {
+    /// The log could not make a write durable: the node must not send what
+    /// depended on it, so it stops (restart it once the disk is healthy).
+    Storage(WalError),
+}
+
+impl std::fmt::Display for RuntimeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuntimeError::Storage(e) => write!(f, "stopping: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RuntimeError {}
+
+/// The storage Raft sees: the disk log with its syncs deferred to the end
+/// of the batch (see the module comment).
+pub struct GroupCommit {
+    log: DiskLog,
+    owed: bool,
+}
+
+impl Storage for GroupCommit {
+    fn set_hard_state(&mut self, term: u64, voted_for: Option<NodeId>) {
+        self.log.set_hard_state(term, voted_for);
+    }
+
+    fn splice(&mut self, from: u64, entries: &[Entry]) {
+        self.log.splice(from, entries);
+    }
+
+    fn snapshot(&mut self, snapshot: Snapshot, keep_suffix: bool) {
+        self.log.snapshot(snapshot, keep_suffix);
+    }
+
+    fn sync(&mut self) {
+        self.owed = true;
+    }
+}
+
+/// The `Env` of a real node.
+pub struct RealEnv {
+    started: Instant,
+    rng: Rng,
+    storage: GroupCommit,
+    /// Deadline per timer slot, on `Instant` (the monotonic clock).
+    timers: [Option<Instant>; TIMER_KINDS],
+    outbox: Vec<(NodeId, Msg)>,
+}
+
+impl RealEnv {
+    fn next_deadline(&self) -> Option<Instant> {
+        self.timers.iter().flatten().min().copied()
+    }
+
+    /// Takes the timers due at `now`, clearing their slots.
+    fn due(&mut self, now: Instant) -> Vec<Timer> {
+        let mut due = Vec::new();
+        for (i, slot) in self.timers.iter_mut().enumerate() {
+            if slot.is_some_and(|d| d <= now) {
+                *slot = None;
+                due.push(Timer::from_index(i));
+            }
+        }
+        due
+    }
+}
+
+impl Env for RealEnv {
+    type Storage = GroupCommit;
+
+    fn now(&self) -> u64 {
+        // Before 1970 only on a badly set clock; 0 then, as nothing here
+        // orders events by wall time.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn monotonic(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn send(&mut self, to: NodeId, msg: Msg) {
+        self.outbox.push((to, msg));
+    }
+
+    fn set_timer(&mut self, timer: Timer, after_ns: u64) {
+        self.timers[timer as usize] = Some(Instant::now() + Duration::from_nanos(after_ns));
+    }
+
+    fn cancel_timer(&mut self, timer: Timer) {
+        self.timers[timer as usize] = None;
+    }
+
+    fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    fn storage(&mut self) -> &mut GroupCommit {
+        &mut self.storage
+    }
+
+    fn trace(&mut self, _ev: TraceEvent) {}
+}
+
+/// The actor: the node, its environment and its inputs.
+pub struct Runtime<O: Outbound> {
+    setup: NodeSetup,
+    node: Node,
+    env: RealEnv,
+    outbound: O,
+    peers: mpsc::Receiver<(NodeId, Msg)>,
+    inputs: mpsc::Receiver<Input>,
+    /// Local requests by the sequence number their reply will carry.
+    waiting: BTreeMap<u64, oneshot::Sender<ClientReply>>,
+    next_seq: u64,
+}
+
+impl<O: Outbound> Runtime<O> {
+    /// Recovers the node from `log` (already opened: a corrupt directory is
+    /// the caller's error to report) and returns the actor with a handle
+    /// for local requests.
+    pub fn new(
+        setup: NodeSetup,
+        log: DiskLog,
+        outbound: O,
+        peers: mpsc::Receiver<(NodeId, Msg)>,
+    ) -> (Runtime<O>, ClientHandle) {
+        let stable = log.stable().clone();
+        let mut env = RealEnv {
+            started: Instant::now(),
+            rng: Rng::stream(setup.seed, crate::rng::Purpose::NodeTimers, setup.id as u64),
+            storage: GroupCommit { log, owed: false },
+            timers: [None; TIMER_KINDS],
+            outbox: Vec::new(),
+        };
+        let node = Node::start(
+            setup.id,
+            setup.cluster_size,
+            &setup.raft,
+            &setup.locks,
+            Bugs::default(),
+            &stable,
+            None,
+            None,
+            &mut env,
+        );
+        let (tx, inputs) = mpsc::channel(MAX_PENDING_CLIENTS);
+        let runtime = Runtime {
+            setup,
+            node,
+            env,
+            outbound,
+            peers,
+            inputs,
+            waiting: BTreeMap::new(),
+            next_seq: 1,
+        };
+        (runtime, ClientHandle { inputs: tx })
+    }
+
+    /// Runs until `stop` turns true or the storage fails. A stop finishes
+    /// the batch in hand and its fsync first, so every message sent was
+    /// durable. (A kill -9 is safe too: nothing unsynced was ever sent.)
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
+        // Whatever recovery wrote (none today) and the first timers' sends.
+        self.commit_and_release()?;
+        loop {
+            let sleep = self.env.next_deadline().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                Some((from, msg)) = self.peers.recv() => {
+                    self.on_peer(from, msg);
+                    self.drain_ready();
+                }
+                Some(input) = self.inputs.recv() => {
+                    self.on_input(input);
+                    self.drain_ready();
+                }
+                () = sleep_until(sleep) => {
+                    self.fire_timers();
+                }
+            }
+            self.commit_and_release()?;
+        }
+        self.commit_and_release()
+    }
+
+    /// Handles inputs that are already waiting, up to the batch limit, so
+    /// one fsync covers them all.
+    fn drain_ready(&mut self) {
+        for _ in 1..MAX_BATCH {
+            if let Ok((from, msg)) = self.peers.try_recv() {
+                self.on_peer(from, msg);
+            } else if let Ok(input) = self.inputs.try_recv() {
+                self.on_input(input);
+            } else {
+                break;
+            }
+        }
+        self.fire_timers();
+    }
+
+    fn on_peer(&mut self, from: NodeId, msg: Msg) {
+        // Only Raft travels between nodes in this deployment; a client
+        // request from a peer's address would be answered to a peer.
+        if from < self.setup.cluster_size && matches!(msg, Msg::Raft(_)) {
+            self.node.on_message(&mut self.env, from, msg);
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::Client { req, answer } => {
+                if self.waiting.len() >= MAX_PENDING_CLIENTS {
+                    // Answers whose asker gave up make room first.
+                    self.waiting.retain(|_, a| !a.is_closed());
+                }
+                if self.waiting.len() >= MAX_PENDING_CLIENTS {
+                    let _ = answer.send(ClientReply::Retry);
+                    return;
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.waiting.insert(seq, answer);
+                let me = self.client_endpoint();
+                self.node
+                    .on_message(&mut self.env, me, Msg::Request { seq, req });
+            }
+            Input::Status(answer) => {
+                let _ = answer.send(self.status());
+            }
+        }
+    }
+
+    fn fire_timers(&mut self) {
+        for timer in self.env.due(Instant::now()) {
+            self.node.on_timer(&mut self.env, timer);
+        }
+    }
+
+    /// Local requests come from a client endpoint numbered after the nodes,
+    /// as the simulator numbers its clients; the node's session table then
+    /// keys this process's writes by `setup.session`.
+    fn client_endpoint(&self) -> NodeId {
+        self.setup.cluster_size + self.setup.session as usize
+    }
+
+    /// Pays the batch's fsync debt, then releases what the batch produced.
+    fn commit_and_release(&mut self) -> Result<(), RuntimeError> {
+        if std::mem::take(&mut self.env.storage.owed)
+            && let Err(e) = self.env.storage.log.try_sync()
+        {
+            self.env.outbox.clear();
+            return Err(RuntimeError::Storage(copy_error(e)));
+        }
+        let me = self.client_endpoint();
+        for (to, msg) in std::mem::take(&mut self.env.outbox) {
+            if to == me {
+                if let Msg::Reply { seq, reply } = msg
+                    && let Some(answer) = self.waiting.remove(&seq)
+                {
+                    let _ = answer.send(reply);
+                }
+            } else if to < self.setup.cluster_size {
+                self.outbound.send(to, msg);
+            }
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> Status {
+        let raft = self.node.raft();
+        Status {
+            id: self.setup.id,
+            role: raft.role(),
+            term: raft.term(),
+            leader: raft.leader_hint(),
+            commit_index: raft.commit_index(),
+            applied_index: raft.applied_index(),
+            last_index: raft.last_index(),
+            snapshot_index: raft.snapshot_index(),
+            wal: self.env.storage.log.stats(),
+        }
+    }
+}
+
+/// The log keeps its error (it stops for good); the runtime reports it.
+fn copy_error(e: &WalError) -> WalError {
+    match e {
+        WalError::Io { path, op, source } => WalError::Io {
+            path: path.clone(),
+            op,
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        WalError::Corrupt {
+            path,
+            offset,
+            reason,
+        } => WalError::Corrupt {
+            path: path.clone(),
+            offset: *offset,
+            reason: reason.clone(),
+        },
+        WalError::RecordTooLarge { what, bytes, limit } => WalError::RecordTooLarge {
+            what,
+            bytes: *bytes,
+            limit: *limit,
+        },
+        WalError::Stopped => WalError::Stopped,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// 64 bits from the operating system's entropy source, for a real node's
+/// seed and session: a real run is not a replay, but printing the seed lets
+/// the simulator start from the same random stream.
+pub fn os_entropy() -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests;
