@@ -84,6 +84,10 @@ impl Msg {
                 ..
             } => "Put",
             Msg::Request {
+                req: ClientRequest::Delete { .. },
+                ..
+            } => "Delete",
+            Msg::Request {
                 req: ClientRequest::Lock(r),
                 ..
             } => match r {
@@ -336,28 +340,19 @@ impl Node {
     fn on_request(&mut self, env: &mut impl Env, from: NodeId, seq: u64, req: ClientRequest) {
         let waiter = Waiter { client: from, seq };
         let client_index = (from - self.cluster_size) as u32;
+        let client = client_index;
         match req {
             ClientRequest::Put { key, value } => {
-                if self.raft.role() == Role::Leader
-                    && self.state.kv.applied_seq(client_index) >= seq
-                {
-                    // A retry of a write that is already applied.
-                    return reply(env, waiter, ClientReply::Ok(None));
-                }
-                match self.raft.propose(
-                    env,
-                    Command::Put {
-                        client: client_index,
-                        seq,
-                        key,
-                        value,
-                    },
-                ) {
-                    Ok(index) => {
-                        self.writes.insert(index, waiter);
-                    }
-                    Err(r) => reply(env, waiter, refusal_reply(r)),
-                }
+                let cmd = Command::Put {
+                    client,
+                    seq,
+                    key,
+                    value,
+                };
+                self.propose_write(env, waiter, cmd);
+            }
+            ClientRequest::Delete { key } => {
+                self.propose_write(env, waiter, Command::Delete { client, seq, key });
             }
             ClientRequest::Lock(r) => self.on_lock_request(env, waiter, client_index, r),
             ClientRequest::Get { key } => match self.raft.read_index(env) {
@@ -366,6 +361,22 @@ impl Node {
                 }
                 Err(r) => reply(env, waiter, refusal_reply(r)),
             },
+        }
+    }
+
+    /// Proposes a client's key-value write; its reply waits for the commit.
+    fn propose_write(&mut self, env: &mut impl Env, waiter: Waiter, cmd: Command) {
+        let client_index = (waiter.client - self.cluster_size) as u32;
+        if self.raft.role() == Role::Leader && self.state.kv.applied_seq(client_index) >= waiter.seq
+        {
+            // A retry of a write that is already applied.
+            return reply(env, waiter, ClientReply::Ok(None));
+        }
+        match self.raft.propose(env, cmd) {
+            Ok(index) => {
+                self.writes.insert(index, waiter);
+            }
+            Err(r) => reply(env, waiter, refusal_reply(r)),
         }
     }
 
@@ -577,7 +588,7 @@ impl Node {
             };
             // Only the entry this node proposed answers its client.
             let ours = self.ack_by_index
-                || matches!(entry.cmd, Command::Put { client, seq, .. }
+                || matches!(entry.cmd, Command::Put { client, seq, .. } | Command::Delete { client, seq, .. }
                     if client as usize + self.cluster_size == w.client && seq == w.seq);
             reply(
                 env,

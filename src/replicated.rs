@@ -21,6 +21,8 @@ pub enum Command {
         key: u32,
         value: u64,
     },
+    /// A key-value delete.
+    Delete { client: u32, seq: u64, key: u32 },
     /// A lock-service command.
     Lock(LockCommand),
     /// A change to the queue's placement of partitions on shards.
@@ -47,12 +49,16 @@ impl Entry {
                 key,
                 value,
             } => [t, 1 + client as u64, seq, key as u64, value, 0],
+            Command::Delete { client, seq, key } => [t, 3 << 40, client as u64, seq, key as u64, 0],
             Command::Lock(l) => lock_words(t, &l),
             Command::Ring(r) => ring_words(t, &r),
         };
         // Noop and Put hash five words, as they always have, so their digests
         // (and the traces of key-value runs) stay stable.
-        let n = if matches!(self.cmd, Command::Lock(_) | Command::Ring(_)) {
+        let n = if matches!(
+            self.cmd,
+            Command::Lock(_) | Command::Ring(_) | Command::Delete { .. }
+        ) {
             6
         } else {
             5
@@ -150,6 +156,10 @@ impl Replicated {
                 self.kv.put(*client, *seq, *key, *value);
                 Vec::new()
             }
+            Command::Delete { client, seq, key } => {
+                self.kv.delete(*client, *seq, *key);
+                Vec::new()
+            }
             Command::Lock(l) => self.locks.apply(index, l),
         }
     }
@@ -196,6 +206,14 @@ mod tests {
             e(1, Command::Noop),
             e(2, Command::Noop),
             e(1, put),
+            e(
+                1,
+                Command::Delete {
+                    client: 0,
+                    seq: 1,
+                    key: 0,
+                },
+            ),
             e(1, open),
             e(1, acq(Mode::Shared, false)),
             e(1, acq(Mode::Shared, true)),

@@ -224,7 +224,9 @@ impl Client {
             ClientReply::Ok(value) => {
                 let value = match cur.req {
                     ClientRequest::Put { value, .. } => Some(value),
-                    ClientRequest::Get { .. } | ClientRequest::Lock(_) => value,
+                    ClientRequest::Get { .. }
+                    | ClientRequest::Delete { .. }
+                    | ClientRequest::Lock(_) => value,
                 };
                 self.finish(env, Outcome::Ok, value);
             }
@@ -283,6 +285,7 @@ fn describe(req: ClientRequest) -> (&'static str, u32, Option<u64>) {
     match req {
         ClientRequest::Get { key } => ("get", key, None),
         ClientRequest::Put { key, value } => ("put", key, Some(value)),
+        ClientRequest::Delete { key } => ("delete", key, None),
         ClientRequest::Lock(_) => ("lock", 0, None),
     }
 }

@@ -9,8 +9,18 @@ use crate::lock::protocol::{LockReply, LockRequest};
 /// A client's request as carried over the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientRequest {
-    Get { key: u32 },
-    Put { key: u32, value: u64 },
+    Get {
+        key: u32,
+    },
+    Put {
+        key: u32,
+        value: u64,
+    },
+    /// Removes the key (the real deployment's `DELETE /kv/{key}`; the
+    /// simulator's generated clients only read and write).
+    Delete {
+        key: u32,
+    },
     Lock(LockRequest),
 }
 

@@ -26,7 +26,19 @@ impl KvState {
         true
     }
 
-    /// The value of `key`, if ever written.
+    /// Removes `key` (a no-op if absent), under the same session rule as
+    /// `put`; returns false if it was a duplicate and skipped.
+    pub fn delete(&mut self, client: u32, seq: u64, key: u32) -> bool {
+        let last = self.sessions.entry(client).or_insert(0);
+        if seq <= *last {
+            return false;
+        }
+        *last = seq;
+        self.values.remove(&key);
+        true
+    }
+
+    /// The value of `key`, if written and not deleted since.
     pub fn get(&self, key: u32) -> Option<u64> {
         self.values.get(&key).copied()
     }
@@ -51,5 +63,19 @@ mod tests {
             "a late duplicate must not roll the value back"
         );
         assert_eq!(s.get(0), Some(11));
+    }
+
+    #[test]
+    fn a_delete_removes_once_and_a_late_duplicate_put_does_not_revive() {
+        let mut s = KvState::default();
+        assert!(s.put(1, 1, 0, 10));
+        assert!(s.delete(1, 2, 0));
+        assert_eq!(s.get(0), None);
+        assert!(
+            !s.put(1, 1, 0, 10),
+            "a duplicate put must not revive the key"
+        );
+        assert!(!s.delete(1, 2, 0));
+        assert_eq!(s.get(0), None);
     }
 }

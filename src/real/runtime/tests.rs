@@ -174,6 +174,13 @@ fn a_cluster_elects_commits_and_answers_reads() {
         c.put(2, 20).await;
         assert_eq!(c.get(1).await, Some(10));
         assert_eq!(c.get(3).await, None);
+        let leader = c.leader().await;
+        let deleted = c.handles[leader]
+            .request(ClientRequest::Delete { key: 2 })
+            .await
+            .unwrap();
+        assert_eq!(deleted, ClientReply::Ok(None));
+        assert_eq!(c.get(2).await, None);
         // A follower refuses and names the leader.
         let leader = c.leader().await;
         let follower = (leader + 1) % N;
