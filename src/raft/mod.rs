@@ -162,6 +162,11 @@ impl Raft {
     pub fn snapshot_index(&self) -> u64 {
         self.log.snapshot_index()
     }
+    /// The entries held in [from, to], clamped to the log (entries a
+    /// snapshot covers are gone).
+    pub fn entries(&self, from: u64, to: u64) -> &[Entry] {
+        self.log.slice(from, to)
+    }
     /// True once a leader has committed an entry of its own term, and so
     /// knows every entry committed before it took office (Raft 5.4.2).
     pub fn committed_in_term(&self) -> bool {

@@ -1,7 +1,11 @@
 //! The real deployment (feature `real-network`): what drives the same
 //! protocol components outside the simulator.
 
+pub mod http;
+pub mod http_client;
 pub mod runtime;
 #[cfg(test)]
 mod temp_dir;
+#[cfg(test)]
+mod test_cluster;
 pub mod wal;

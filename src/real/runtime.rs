@@ -90,7 +90,26 @@ enum Input {
         answer: oneshot::Sender<ClientReply>,
     },
     Status(oneshot::Sender<Status>),
+    Log {
+        from: u64,
+        limit: usize,
+        answer: oneshot::Sender<LogPage>,
+    },
 }
+
+/// A page of the node's Raft log, as `/raft/log` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogPage {
+    /// The first index still held (entries before it are in the snapshot).
+    pub first_index: u64,
+    pub last_index: u64,
+    pub commit_index: u64,
+    /// (index, entry) from the requested index on.
+    pub entries: Vec<(u64, Entry)>,
+}
+
+/// The most entries one `log` call returns.
+pub const MAX_LOG_PAGE: usize = 1000;
 
 /// Asks the running node for things; cheap to clone.
 #[derive(Clone)]
@@ -110,6 +129,21 @@ impl ClientHandle {
                 mpsc::error::TrySendError::Full(_) => ClientError::Busy,
                 mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
             })?;
+        reply.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Up to `limit` (at most `MAX_LOG_PAGE`) log entries from index `from`.
+    pub async fn log(&self, from: u64, limit: usize) -> Result<LogPage, ClientError> {
+        let (answer, reply) = oneshot::channel();
+        let limit = limit.min(MAX_LOG_PAGE);
+        self.inputs
+            .send(Input::Log {
+                from,
+                limit,
+                answer,
+            })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
         reply.await.map_err(|_| ClientError::Stopped)
     }
 
@@ -364,6 +398,28 @@ impl<O: Outbound> Runtime<O> {
             }
             Input::Status(answer) => {
                 let _ = answer.send(self.status());
+            }
+            Input::Log {
+                from,
+                limit,
+                answer,
+            } => {
+                let raft = self.node.raft();
+                let first = raft.snapshot_index() + 1;
+                let from = from.max(first);
+                let to = from.saturating_add(limit as u64).saturating_sub(1);
+                let entries = raft
+                    .entries(from, to)
+                    .iter()
+                    .zip(from..)
+                    .map(|(e, i)| (i, *e))
+                    .collect();
+                let _ = answer.send(LogPage {
+                    first_index: first,
+                    last_index: raft.last_index(),
+                    commit_index: raft.commit_index(),
+                    entries,
+                });
             }
         }
     }

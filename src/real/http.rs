@@ -1,0 +1,404 @@
+//! The node's HTTP API (axum): health, the Raft leader and log, and the
+//! key-value store. Every handler asks the node's actor through its
+//! `ClientHandle`; none holds protocol state of its own.
+//!
+//! Errors are JSON `{"error": code, "message": text}` with the status the
+//! table in docs/deploy.md gives; a follower answers writes and reads with
+//! 307 to the leader's HTTP address.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::kv::{ClientReply, ClientRequest};
+use crate::real::runtime::{ClientError, ClientHandle, LogPage, Status};
+use crate::replicated::Command;
+use crate::trace::NodeId;
+
+/// The largest request body accepted; larger ones get 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How long a request may wait for the node (a write for its commit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default and largest page of `/raft/log`.
+const DEFAULT_LOG_LIMIT: usize = 100;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub node: ClientHandle,
+    pub me: NodeId,
+    /// Every node's HTTP base URL (`http://host:port`), for redirects and
+    /// `/raft/leader`.
+    pub http_urls: BTreeMap<NodeId, String>,
+}
+
+/// The router, with the body limit and JSON fallbacks for unknown paths and
+/// methods.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/raft/leader", get(leader))
+        .route("/raft/log", get(log))
+        .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(api)
+}
+
+/// Serves `api` on `listener` until `stop` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(api))
+        .with_graceful_shutdown(stop)
+        .await
+}
+
+/// An API error: status, stable code, human message, optional headers.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    location: Option<String>,
+    retry_after: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            location: None,
+            retry_after: false,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": self.code, "message": self.message});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        let headers = resp.headers_mut();
+        if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, loc);
+        }
+        if self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(body: Value) -> ApiResult {
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
+}
+
+fn node_name(id: NodeId) -> String {
+    format!("n{}", id + 1)
+}
+
+fn stopped(e: ClientError) -> ApiError {
+    match e {
+        ClientError::Busy => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many requests are waiting for this node; retry shortly",
+            );
+            e.retry_after = true;
+            e
+        }
+        ClientError::Stopped => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stopping",
+            "the node is shutting down",
+        ),
+    }
+}
+
+async fn status(api: &Api) -> Result<Status, ApiError> {
+    api.node.status().await.map_err(stopped)
+}
+
+async fn health(State(api): State<Api>) -> ApiResult {
+    let s = status(&api).await?;
+    ok(json!({
+        "node": node_name(s.id),
+        "role": s.role.name(),
+        "term": s.term,
+        "leader": s.leader.map(node_name),
+        "commit_index": s.commit_index,
+        "applied_index": s.applied_index,
+        "last_index": s.last_index,
+        "snapshot_index": s.snapshot_index,
+        "wal": {
+            "syncs": s.wal.syncs,
+            "fsyncs": s.wal.fsyncs,
+            "entries": s.wal.entries,
+        },
+    }))
+}
+
+async fn leader(State(api): State<Api>) -> ApiResult {
+    let s = status(&api).await?;
+    ok(json!({
+        "leader": s.leader.map(node_name),
+        "leader_url": s.leader.and_then(|l| api.http_urls.get(&l)),
+        "term": s.term,
+        "this_node": node_name(s.id),
+        "role": s.role.name(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn log(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult {
+    let q: LogQuery = match query.as_deref() {
+        None | Some("") => LogQuery {
+            from: None,
+            limit: None,
+        },
+        Some(q) => serde_urlencoded_query(q)?,
+    };
+    let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT);
+    if limit == 0 || limit > crate::real::runtime::MAX_LOG_PAGE {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!(
+                "limit must be between 1 and {}, got {limit}",
+                crate::real::runtime::MAX_LOG_PAGE
+            ),
+        ));
+    }
+    let page: LogPage = api
+        .node
+        .log(q.from.unwrap_or(1), limit)
+        .await
+        .map_err(stopped)?;
+    let entries: Vec<Value> = page
+        .entries
+        .iter()
+        .map(|(index, e)| json!({"index": index, "term": e.term, "command": command_json(&e.cmd)}))
+        .collect();
+    ok(json!({
+        "first_index": page.first_index,
+        "last_index": page.last_index,
+        "commit_index": page.commit_index,
+        "entries": entries,
+    }))
+}
+
+/// `from=5&limit=10`: only those two names, each an unsigned integer.
+fn serde_urlencoded_query(q: &str) -> Result<LogQuery, ApiError> {
+    let mut out = LogQuery {
+        from: None,
+        limit: None,
+    };
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                format!("query parameter `{name}`: expected {what}, got `{value}`"),
+            )
+        };
+        match name {
+            "from" => out.from = Some(value.parse().map_err(|_| bad("an unsigned integer"))?),
+            "limit" => out.limit = Some(value.parse().map_err(|_| bad("an unsigned integer"))?),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!("unknown query parameter `{name}` (expected `from` and `limit`)"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn command_json(cmd: &Command) -> Value {
+    match *cmd {
+        Command::Noop => json!({"type": "noop"}),
+        Command::Put { key, value, .. } => json!({"type": "put", "key": key, "value": value}),
+        Command::Delete { key, .. } => json!({"type": "delete", "key": key}),
+        Command::Lock(l) => json!({"type": "lock", "summary": format!("{l:?}")}),
+        Command::Ring(r) => json!({"type": "ring", "summary": format!("{r:?}")}),
+    }
+}
+
+fn parse_key(raw: &str) -> Result<u32, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_key",
+            format!("key `{raw}`: expected an unsigned 32-bit integer (0 to 4294967295)"),
+        )
+    })
+}
+
+/// Sends `req` to the node and turns refusals into HTTP answers: 307 to the
+/// leader, 503 with Retry-After when none is known or the outcome is open.
+async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, ApiError> {
+    let reply = tokio::time::timeout(REQUEST_TIMEOUT, api.node.request(req))
+        .await
+        .map_err(|_| {
+            let mut e = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "no answer from the cluster within {} s; a write's outcome is unknown",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            );
+            e.retry_after = true;
+            e
+        })?
+        .map_err(stopped)?;
+    match reply {
+        ClientReply::Ok(v) => Ok(v),
+        ClientReply::NotLeader(Some(l)) if l != api.me && api.http_urls.contains_key(&l) => {
+            let mut e = ApiError::new(
+                StatusCode::TEMPORARY_REDIRECT,
+                "not_leader",
+                format!("{} is the leader", node_name(l)),
+            );
+            e.location = Some(format!("{}{path}", api.http_urls[&l]));
+            Err(e)
+        }
+        ClientReply::NotLeader(_) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_leader",
+                "no leader is known yet; retry shortly",
+            );
+            e.retry_after = true;
+            Err(e)
+        }
+        ClientReply::Retry => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "retry",
+                "the node lost leadership or is not ready; a write's outcome is unknown, retry it",
+            );
+            e.retry_after = true;
+            Err(e)
+        }
+        ClientReply::Lock(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the node answered a key-value request with a lock reply",
+        )),
+    }
+}
+
+async fn kv_get(State(api): State<Api>, Path(raw): Path<String>) -> ApiResult {
+    let key = parse_key(&raw)?;
+    match ask(&api, ClientRequest::Get { key }, &format!("/kv/{key}")).await? {
+        Some(value) => ok(json!({"key": key, "value": value})),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("key {key} has no value"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutBody {
+    value: u64,
+}
+
+async fn kv_put(
+    State(api): State<Api>,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let key = parse_key(&raw)?;
+    let body = body.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "body_too_large"
+        } else {
+            "bad_body"
+        };
+        ApiError::new(
+            status,
+            code,
+            format!("{} (at most {MAX_BODY_BYTES} bytes)", r.body_text()),
+        )
+    })?;
+    let PutBody { value } = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            format!("expected a JSON object {{\"value\": <unsigned 64-bit integer>}}: {e}"),
+        )
+    })?;
+    ask(
+        &api,
+        ClientRequest::Put { key, value },
+        &format!("/kv/{key}"),
+    )
+    .await?;
+    ok(json!({"key": key, "value": value}))
+}
+
+async fn kv_delete(State(api): State<Api>, Path(raw): Path<String>) -> ApiResult {
+    let key = parse_key(&raw)?;
+    ask(&api, ClientRequest::Delete { key }, &format!("/kv/{key}")).await?;
+    ok(json!({"key": key, "deleted": true}))
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!(
+            "no such path: {} (see docs/deploy.md for the API)",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// The HTTP URL of a listen address, for redirects.
+pub fn base_url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests;

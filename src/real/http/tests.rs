@@ -1,0 +1,251 @@
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::*;
+use crate::real::http_client::{HttpResponse, request, request_following};
+use crate::real::test_cluster::{Cluster, N, run_local};
+
+/// Serves every node of `c` on an ephemeral loopback port; their URLs.
+async fn serve_all(c: &Cluster) -> Vec<String> {
+    let mut listeners = Vec::new();
+    for _ in 0..N {
+        listeners.push(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind loopback"),
+        );
+    }
+    let urls: BTreeMap<NodeId, String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, base_url(l.local_addr().unwrap())))
+        .collect();
+    for (id, listener) in listeners.into_iter().enumerate() {
+        let api = Api {
+            node: c.handles[id].clone(),
+            me: id,
+            http_urls: urls.clone(),
+        };
+        tokio::task::spawn_local(serve(listener, api, std::future::pending()));
+    }
+    urls.into_values().collect()
+}
+
+/// One request from a blocking thread, so the servers on this thread run.
+async fn call(method: &'static str, url: String, body: Option<&'static [u8]>) -> HttpResponse {
+    tokio::task::spawn_blocking(move || request(method, &url, body, Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .expect("the request")
+}
+
+async fn call_following(
+    method: &'static str,
+    url: String,
+    body: Option<&'static [u8]>,
+) -> HttpResponse {
+    tokio::task::spawn_blocking(move || {
+        request_following(method, &url, body, Duration::from_secs(5)).map(|(r, _)| r)
+    })
+    .await
+    .unwrap()
+    .expect("the request")
+}
+
+fn json_of(r: &HttpResponse) -> Value {
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| {
+        panic!(
+            "status {} body {:?} is not JSON: {e}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )
+    })
+}
+
+#[test]
+fn the_key_value_api_writes_reads_deletes_and_redirects_to_the_leader() {
+    run_local(|| async {
+        let mut c = Cluster::new("http-kv");
+        c.start();
+        let urls = serve_all(&c).await;
+        let leader = c.leader().await;
+        let follower = (leader + 1) % N;
+
+        // A follower redirects a write to the leader; following it commits.
+        let r = call(
+            "PUT",
+            format!("{}/kv/7", urls[follower]),
+            Some(br#"{"value": 42}"#),
+        )
+        .await;
+        assert_eq!(r.status, 307, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.header("location"),
+            Some(format!("{}/kv/7", urls[leader]).as_str())
+        );
+        assert_eq!(json_of(&r)["error"], "not_leader");
+        let r = call_following(
+            "PUT",
+            format!("{}/kv/7", urls[follower]),
+            Some(br#"{"value": 42}"#),
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(json_of(&r)["value"], 42);
+
+        let r = call_following("GET", format!("{}/kv/7", urls[follower]), None).await;
+        assert_eq!(
+            (r.status, json_of(&r)["value"].clone()),
+            (200, Value::from(42))
+        );
+        let r = call("DELETE", format!("{}/kv/7", urls[leader]), None).await;
+        assert_eq!(r.status, 200);
+        let r = call("GET", format!("{}/kv/7", urls[leader]), None).await;
+        assert_eq!(
+            (r.status, json_of(&r)["error"].clone()),
+            (404, Value::from("not_found"))
+        );
+
+        // Health, leader and log.
+        let h = json_of(&call("GET", format!("{}/health", urls[leader]), None).await);
+        assert_eq!(h["role"], "leader");
+        assert_eq!(h["node"], format!("n{}", leader + 1));
+        let l = json_of(&call("GET", format!("{}/raft/leader", urls[follower]), None).await);
+        assert_eq!(l["leader"], format!("n{}", leader + 1));
+        assert_eq!(l["leader_url"], urls[leader]);
+        let log = json_of(
+            &call(
+                "GET",
+                format!("{}/raft/log?from=1&limit=1000", urls[leader]),
+                None,
+            )
+            .await,
+        );
+        let kinds: Vec<&str> = log["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["command"]["type"].as_str().unwrap())
+            .filter(|t| *t != "noop")
+            .collect();
+        assert_eq!(kinds, ["put", "delete"]);
+        c.stop().await;
+    });
+}
+
+/// A request (method, URL, body) and the status and error code it must get.
+type Case = (
+    &'static str,
+    String,
+    Option<&'static [u8]>,
+    u16,
+    &'static str,
+);
+
+#[test]
+fn bad_requests_get_json_errors_with_the_right_status() {
+    run_local(|| async {
+        let mut c = Cluster::new("http-errors");
+        c.start();
+        let urls = serve_all(&c).await;
+        let leader = c.leader().await;
+        let u = &urls[leader];
+        let big: &'static [u8] = Box::leak(vec![b' '; MAX_BODY_BYTES + 1].into_boxed_slice());
+        let cases: Vec<Case> = vec![
+            ("GET", format!("{u}/kv/abc"), None, 400, "bad_key"),
+            ("GET", format!("{u}/kv/4294967296"), None, 400, "bad_key"),
+            ("PUT", format!("{u}/kv/1"), Some(b"{"), 400, "bad_body"),
+            (
+                "PUT",
+                format!("{u}/kv/1"),
+                Some(br#"{"value": -1}"#),
+                400,
+                "bad_body",
+            ),
+            (
+                "PUT",
+                format!("{u}/kv/1"),
+                Some(br#"{"value": 1, "x": 2}"#),
+                400,
+                "bad_body",
+            ),
+            ("PUT", format!("{u}/kv/1"), None, 400, "bad_body"),
+            ("PUT", format!("{u}/kv/1"), Some(big), 413, "body_too_large"),
+            (
+                "POST",
+                format!("{u}/kv/1"),
+                Some(b"{}"),
+                405,
+                "method_not_allowed",
+            ),
+            ("GET", format!("{u}/nope"), None, 404, "not_found"),
+            (
+                "GET",
+                format!("{u}/raft/log?limit=0"),
+                None,
+                400,
+                "bad_query",
+            ),
+            (
+                "GET",
+                format!("{u}/raft/log?from=x"),
+                None,
+                400,
+                "bad_query",
+            ),
+            (
+                "GET",
+                format!("{u}/raft/log?since=1"),
+                None,
+                400,
+                "bad_query",
+            ),
+        ];
+        for (method, url, body, status, code) in cases {
+            let r = call(method, url.clone(), body).await;
+            assert_eq!(
+                r.status,
+                status,
+                "{method} {url}: {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            assert_eq!(json_of(&r)["error"], code, "{method} {url}");
+            assert!(
+                json_of(&r)["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+        c.stop().await;
+    });
+}
+
+#[test]
+fn without_a_leader_writes_get_503_with_retry_after() {
+    run_local(|| async {
+        let mut c = Cluster::new("http-no-leader");
+        c.start();
+        let urls = serve_all(&c).await;
+        c.leader().await;
+        // Cut every node off: nobody can lead, so nobody names a leader
+        // once check-quorum has stepped the old one down.
+        for cut in c.cut.borrow_mut().iter_mut() {
+            *cut = true;
+        }
+        let mut answered = None;
+        for _ in 0..100 {
+            let r = call("PUT", format!("{}/kv/1", urls[0]), Some(br#"{"value": 1}"#)).await;
+            if r.status == 503 {
+                answered = Some(r);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = answered.expect("a 503 once no leader is known");
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert!(["no_leader", "retry"].contains(&json_of(&r)["error"].as_str().unwrap()));
+        c.stop().await;
+    });
+}
