@@ -1,6 +1,7 @@
 //! The real deployment (feature `real-network`): what drives the same
 //! protocol components outside the simulator.
 
+pub mod client_cmd;
 pub mod http;
 pub mod http_client;
 pub mod runtime;

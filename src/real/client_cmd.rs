@@ -1,0 +1,183 @@
+//! `distsync client`: one request to a running cluster's HTTP API,
+//! following redirects to the leader and retrying while none is known.
+
+use std::time::{Duration, Instant};
+
+use crate::real::http_client::{HttpResponse, request_following};
+
+/// Exit codes of `distsync client`.
+pub const EXIT_OK: u8 = 0;
+/// The cluster answered with an error (a missing key included).
+pub const EXIT_ANSWERED_ERROR: u8 = 1;
+/// Bad arguments.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// No answer: the node could not be reached or did not answer in time.
+pub const EXIT_UNREACHABLE: u8 = 5;
+
+/// What to ask.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum ClientOp {
+    /// Write VALUE (an unsigned 64-bit integer) at KEY (an unsigned 32-bit integer).
+    Put { key: String, value: String },
+    /// Read KEY (linearizable).
+    Get { key: String },
+    /// Delete KEY.
+    Delete { key: String },
+    /// The node's role, term, leader and indexes.
+    Health,
+    /// Who leads.
+    Leader,
+    /// Raft log entries.
+    Log {
+        /// First index to show.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Most entries to show (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+    },
+}
+
+/// `distsync client`'s flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ClientArgs {
+    /// Any node's HTTP API; writes and reads are redirected to the leader
+    #[arg(long, env = "DISTSYNC_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Give up after this long, retries included (e.g. 500ms, 10s)
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub op: ClientOp,
+}
+
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let ns = crate::scenario::parse::parse_duration(text)
+        .map_err(|e| format!("{e} (e.g. 500ms or 10s)"))?;
+    if ns == 0 {
+        return Err("expected a duration above zero, e.g. 10s".to_owned());
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// Runs one client command; prints the answer's JSON on standard output
+/// (errors on standard error) and returns the exit code.
+pub fn run_client(args: &ClientArgs) -> u8 {
+    let base = args.url.trim_end_matches('/');
+    let (method, path, body) = match request_of(&args.op) {
+        Ok(r) => r,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    if let Err(e) = crate::real::http_client::split_url(base) {
+        eprintln!("error: --url {e}");
+        return EXIT_BAD_INPUT;
+    }
+    let url = format!("{base}{path}");
+    let deadline = Instant::now() + args.timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer = request_following(method, &url, body.as_deref(), left.max(MIN_TRY));
+        match answer {
+            Ok((resp, _)) if resp.status == 503 && Instant::now() + RETRY_PAUSE < deadline => {
+                // No leader yet, or a write's outcome is open: the same
+                // request again is what the answer asks for.
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            Ok((resp, _)) => return print_answer(&resp),
+            Err(e) if Instant::now() + RETRY_PAUSE < deadline && retryable(&e) => {
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            Err(e) => {
+                eprintln!("error: {url}: {e}");
+                return EXIT_UNREACHABLE;
+            }
+        }
+    }
+}
+
+/// The shortest time one attempt is given.
+const MIN_TRY: Duration = Duration::from_millis(100);
+
+/// Between retries while the cluster has no leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Refused or reset connections happen while a node restarts.
+fn retryable(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionReset | ConnectionAborted | TimedOut | WouldBlock
+    )
+}
+
+type Request = (&'static str, String, Option<Vec<u8>>);
+
+fn request_of(op: &ClientOp) -> Result<Request, String> {
+    let key = |k: &str| {
+        k.parse::<u32>()
+            .map_err(|_| format!("key `{k}`: expected an unsigned 32-bit integer"))
+    };
+    Ok(match op {
+        ClientOp::Put { key: k, value } => {
+            let v: u64 = value
+                .parse()
+                .map_err(|_| format!("value `{value}`: expected an unsigned 64-bit integer"))?;
+            let body = format!("{{\"value\": {v}}}").into_bytes();
+            ("PUT", format!("/kv/{}", key(k)?), Some(body))
+        }
+        ClientOp::Get { key: k } => ("GET", format!("/kv/{}", key(k)?), None),
+        ClientOp::Delete { key: k } => ("DELETE", format!("/kv/{}", key(k)?), None),
+        ClientOp::Health => ("GET", "/health".to_owned(), None),
+        ClientOp::Leader => ("GET", "/raft/leader".to_owned(), None),
+        ClientOp::Log { from, limit } => {
+            if !(1..=1000).contains(limit) {
+                return Err(format!("--limit {limit}: expected 1 to 1000"));
+            }
+            ("GET", format!("/raft/log?from={from}&limit={limit}"), None)
+        }
+    })
+}
+
+fn print_answer(resp: &HttpResponse) -> u8 {
+    let text = String::from_utf8_lossy(&resp.body);
+    if (200..300).contains(&resp.status) {
+        println!("{}", text.trim_end());
+        EXIT_OK
+    } else {
+        let message = serde_json::from_slice::<serde_json::Value>(&resp.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| text.trim_end().to_owned());
+        eprintln!("error: HTTP {}: {message}", resp.status);
+        EXIT_ANSWERED_ERROR
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_become_requests_or_clear_errors() {
+        let put = ClientOp::Put {
+            key: "7".into(),
+            value: "42".into(),
+        };
+        let (m, p, b) = request_of(&put).unwrap();
+        assert_eq!((m, p.as_str()), ("PUT", "/kv/7"));
+        assert_eq!(b.unwrap(), br#"{"value": 42}"#);
+        for bad in [
+            ClientOp::Get { key: "-1".into() },
+            ClientOp::Put {
+                key: "1".into(),
+                value: "x".into(),
+            },
+            ClientOp::Log { from: 1, limit: 0 },
+        ] {
+            assert!(request_of(&bad).is_err(), "{bad:?}");
+        }
+    }
+}
