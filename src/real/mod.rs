@@ -1,4 +1,5 @@
 //! The real deployment (feature `real-network`): what drives the same
 //! protocol components outside the simulator.
 
+pub mod transport;
 pub mod wal;
