@@ -368,3 +368,38 @@ fn the_flags_flatten_into_a_command() {
     assert_eq!(cli.flags.heartbeat_timeout.as_deref(), Some("1s"));
     assert_eq!(cli.flags.redis_url.as_deref(), Some("redis://r"));
 }
+
+#[test]
+fn env_example_documents_every_variable_and_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("env.example");
+    let text = fs::read_to_string(&path).expect("env.example at the repository root");
+    let mut e: BTreeMap<String, String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let vars = [
+        "NODE_ID",
+        "PEERS",
+        "RAFT_PORT",
+        "HTTP_PORT",
+        "DATA_DIR",
+        "REDIS_URL",
+        "CACHE_CAPACITY",
+        "ENABLE_METRICS",
+        "LOG_LEVEL",
+        "LOG_FORMAT",
+        "HEARTBEAT_INTERVAL",
+        "HEARTBEAT_TIMEOUT",
+        "CLUSTER_ID",
+    ];
+    for var in vars {
+        assert!(e.contains_key(var), "env.example lacks {var}");
+    }
+    assert_eq!(e.len(), vars.len(), "env.example sets only these: {e:?}");
+    let dir = TempDir::new("example");
+    e.insert("DATA_DIR".into(), dir.0.to_str().unwrap().into());
+    let cfg = load(&e).expect("env.example is a valid configuration");
+    assert_eq!((cfg.node_id, cfg.raft_port, cfg.http_port), (0, 7001, 8081));
+}
