@@ -488,7 +488,7 @@ async fn admit(
     known: Rc<BTreeSet<NodeId>>,
 ) {
     let me = Named(shared.hello.node);
-    let _ = stream.set_nodelay(true);
+    peer::tune(&stream);
     let expect = Expect::Accepted { known: &known };
     let exchange = handshake::exchange(&mut stream, &shared.hello, expect);
     let peer = match timeout(HANDSHAKE_TIMEOUT, exchange).await {

@@ -6,6 +6,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -23,6 +24,12 @@ use crate::trace::NodeId;
 /// Frames gathered into one socket write while more wait in the queue:
 /// fewer syscalls under load, and a bound on the copy.
 const BATCH_BYTES: usize = 256 << 10;
+
+/// Idle time before the first keepalive probe.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+
+/// Time between keepalive probes.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The parts of a peer that its task owns.
 pub struct Peer {
@@ -158,8 +165,7 @@ async fn dial(peer: &Peer, shared: &Shared) -> Result<TcpStream, DialError> {
         Ok(Err(e)) => return Err(DialError::Unreachable(e.to_string())),
         Ok(Ok(s)) => s,
     };
-    // Raft's messages are small and latency-bound; batching is done here.
-    let _ = stream.set_nodelay(true);
+    tune(&stream);
     let hello = handshake::exchange(&mut stream, &shared.hello, Expect::Dialed(peer.id));
     match timeout(HANDSHAKE_TIMEOUT, hello).await {
         Err(_) => Err(DialError::Unreachable(format!(
@@ -168,6 +174,23 @@ async fn dial(peer: &Peer, shared: &Shared) -> Result<TcpStream, DialError> {
         Ok(Err(HandshakeError::Io(e))) => Err(DialError::Unreachable(e.to_string())),
         Ok(Err(e)) => Err(DialError::Refused(e)),
         Ok(Ok(_)) => Ok(stream),
+    }
+}
+
+/// Socket options for every peer connection, dialed or accepted. Nagle's
+/// delay is off: Raft's messages are small and latency-bound, and the writer
+/// batches frames itself. Keepalive probes find a peer whose host vanished
+/// without closing the connection (power loss, a dropped route) in about
+/// `KEEPALIVE_IDLE` plus the kernel's probe count times `KEEPALIVE_INTERVAL`;
+/// between two followers no message may pass for a long time, so silence
+/// alone cannot tell. Failures only lose the tuning, never the connection.
+pub fn tune(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        debug!("cannot enable TCP keepalive: {e}");
     }
 }
 

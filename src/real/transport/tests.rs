@@ -617,3 +617,20 @@ async fn bad_settings_and_a_taken_port_are_refused() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn peer_sockets_get_nodelay_and_keepalive() {
+    within(5, async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (dialed, (accepted, _)) = (dialed.unwrap(), accepted.unwrap());
+        for s in [&dialed, &accepted] {
+            peer::tune(s);
+            let sock = socket2::SockRef::from(s);
+            assert!(s.nodelay().unwrap());
+            assert!(sock.keepalive().unwrap());
+        }
+    })
+    .await;
+}
