@@ -1,5 +1,6 @@
-//! The handshake that opens every connection, in both directions: each side
-//! sends its hello at once, then reads and checks the other's.
+//! The handshake that opens every connection, checked in both directions:
+//! the dialer sends its hello; the accepting side checks it and answers
+//! with its own only if it accepts; the dialer then checks the answer.
 //!
 //! ```text
 //! magic: b"DSYN" | version: u32 BE | len: u32 BE (<= MAX_HELLO_BYTES) | postcard((cluster_id, node))
@@ -136,6 +137,11 @@ impl fmt::Display for HandshakeError {
                 Named(*me)
             ),
             HandshakeError::Malformed(reason) => write!(f, "malformed hello: {reason}"),
+            HandshakeError::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => write!(
+                f,
+                "the peer closed the connection during the handshake: it refused us, and its \
+                 log says why"
+            ),
             HandshakeError::Io(e) => write!(f, "connection failed during the handshake: {e}"),
         }
     }
@@ -230,17 +236,32 @@ pub fn check(ours: &Hello, theirs: &Hello, expect: Expect<'_>) -> Result<(), Han
     }
 }
 
-/// Sends our hello, reads the peer's and checks it; the peer's node id on
-/// success. Both sides write first: a hello fits in any socket buffer, so
-/// neither waits on the other.
-pub async fn exchange(
+/// The dialing side: sends our hello, then reads and checks the answer.
+/// The peer's node id on success.
+pub async fn dial(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     ours: &Hello,
-    expect: Expect<'_>,
+    dialed: NodeId,
 ) -> Result<NodeId, HandshakeError> {
     let bytes = encode(ours)?;
     stream.write_all(&bytes).await.map_err(HandshakeError::Io)?;
     let theirs = read(stream, ours.version).await?;
-    check(ours, &theirs, expect)?;
+    check(ours, &theirs, Expect::Dialed(dialed))?;
+    Ok(theirs.node)
+}
+
+/// The accepting side: reads and checks the dialer's hello, and answers
+/// with ours only if it is accepted. A refused dialer sees the connection
+/// close before any answer, counts it as a failed attempt and backs off
+/// (the refusal and both sides' values are logged here, by the refuser).
+pub async fn accept(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    ours: &Hello,
+    known: &BTreeSet<NodeId>,
+) -> Result<NodeId, HandshakeError> {
+    let theirs = read(stream, ours.version).await?;
+    check(ours, &theirs, Expect::Accepted { known })?;
+    let bytes = encode(ours)?;
+    stream.write_all(&bytes).await.map_err(HandshakeError::Io)?;
     Ok(theirs.node)
 }

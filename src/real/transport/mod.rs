@@ -5,8 +5,9 @@
 //! - **Frames** (`frame.rs`): u32 big-endian length, then the `Msg` in
 //!   postcard; at most `max_frame` bytes (`MAX_FRAME_BYTES` by default). A
 //!   bad frame closes that connection; the peer task redials or waits.
-//! - **Handshake** (`handshake.rs`): both sides send magic, protocol version,
-//!   cluster id and node id, and check the other's before any frame.
+//! - **Handshake** (`handshake.rs`): magic, protocol version, cluster id and
+//!   node id, sent by the dialer, checked and answered by the acceptor,
+//!   checked again by the dialer, before any frame.
 //! - **One connection per pair**: the node with the smaller id dials, the
 //!   other accepts; the connection carries both directions. A newer accepted
 //!   connection from the same peer replaces the old one (the dialer only
@@ -46,7 +47,7 @@ use tracing::{info, warn};
 pub use handshake::{MAX_CLUSTER_ID_BYTES, PROTOCOL_VERSION};
 
 use backoff::Backoff;
-use handshake::{Expect, Hello};
+use handshake::Hello;
 use peer::Peer;
 
 use crate::node::Msg;
@@ -489,9 +490,8 @@ async fn admit(
 ) {
     let me = Named(shared.hello.node);
     peer::tune(&stream);
-    let expect = Expect::Accepted { known: &known };
-    let exchange = handshake::exchange(&mut stream, &shared.hello, expect);
-    let peer = match timeout(HANDSHAKE_TIMEOUT, exchange).await {
+    let hello = handshake::accept(&mut stream, &shared.hello, &known);
+    let peer = match timeout(HANDSHAKE_TIMEOUT, hello).await {
         Err(_) => {
             return warn!(
                 "{me}: refused the connection from {from}: no complete hello within {HANDSHAKE_TIMEOUT:?}"

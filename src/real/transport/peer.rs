@@ -6,7 +6,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -16,7 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::backoff::Backoff;
 use super::frame::{self, FrameError};
-use super::handshake::{self, Expect, HandshakeError};
+use super::handshake::{self, HandshakeError};
 use super::{CONNECT_TIMEOUT, HANDSHAKE_TIMEOUT, Named, PeerCounters, Shared};
 use crate::node::Msg;
 use crate::trace::NodeId;
@@ -24,6 +24,10 @@ use crate::trace::NodeId;
 /// Frames gathered into one socket write while more wait in the queue:
 /// fewer syscalls under load, and a bound on the copy.
 const BATCH_BYTES: usize = 256 << 10;
+
+/// How long a connection must have lasted for the next redial to wait
+/// only about `backoff_min` again.
+const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 
 /// Idle time before the first keepalive probe.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
@@ -73,14 +77,20 @@ pub async fn dial_loop(mut peer: Peer, shared: Rc<Shared>, mut backoff: Backoff)
     loop {
         match dial(&peer, &shared).await {
             Ok(stream) => {
-                backoff.reset();
                 failures = 0;
                 info!("{me}: connected to {them} at {}", peer.addr);
+                let up = Instant::now();
                 let end = serve_counted(stream, &mut peer, &shared).await;
                 if let ConnEnd::QueueClosed = end {
                     return;
                 }
                 log_end(&shared, peer.id, &end);
+                // Only a connection that lasted starts the delays afresh: a
+                // peer that accepts and at once drops us (say, on a bad
+                // frame) is redialed no faster than one that refuses.
+                if up.elapsed() >= STABLE_CONNECTION {
+                    backoff.reset();
+                }
             }
             Err(DialError::Refused(e)) => {
                 warn!(
@@ -166,7 +176,7 @@ async fn dial(peer: &Peer, shared: &Shared) -> Result<TcpStream, DialError> {
         Ok(Ok(s)) => s,
     };
     tune(&stream);
-    let hello = handshake::exchange(&mut stream, &shared.hello, Expect::Dialed(peer.id));
+    let hello = handshake::dial(&mut stream, &shared.hello, peer.id);
     match timeout(HANDSHAKE_TIMEOUT, hello).await {
         Err(_) => Err(DialError::Unreachable(format!(
             "no complete hello within {HANDSHAKE_TIMEOUT:?}"
