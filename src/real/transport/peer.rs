@@ -135,7 +135,10 @@ pub async fn accepted_loop(
         info!("{me}: accepted the connection from {them}");
         tokio::select! {
             newer = conns.recv() => {
-                info!("{me}: a newer connection from {them} replaces the current one");
+                // None: the accept loop is gone (shutdown), and so is this task.
+                if newer.is_some() {
+                    info!("{me}: a newer connection from {them} replaces the current one");
+                }
                 peer.counters.connected.set(false);
                 next = newer;
             }
