@@ -17,6 +17,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::real::transport::MAX_CLUSTER_ID_BYTES;
 use crate::scenario::parse::parse_duration;
 use crate::trace::NodeId;
 
@@ -391,10 +392,8 @@ impl NodeConfig {
         }
         let cluster_id = match src.get(CLUSTER_ID) {
             None => DEFAULT_CLUSTER_ID.to_owned(),
-            Some(g) if g.value.len() <= crate::real::transport::MAX_CLUSTER_ID_BYTES => {
-                g.value.to_owned()
-            }
-            Some(g) => return Err(g.err("at most 256 bytes")),
+            Some(g) if g.value.len() <= MAX_CLUSTER_ID_BYTES => g.value.to_owned(),
+            Some(g) => return Err(g.err(format!("at most {MAX_CLUSTER_ID_BYTES} bytes"))),
         };
         Ok(NodeConfig {
             node_id,

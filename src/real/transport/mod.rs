@@ -133,7 +133,7 @@ impl TransportConfig {
     }
 
     fn validate(&self) -> Result<(), TransportError> {
-        let bad = |field, value: String, expected| {
+        let bad = |field, value: String, expected: String| {
             Err(TransportError::Config {
                 field,
                 value,
@@ -144,14 +144,14 @@ impl TransportConfig {
             return bad(
                 "cluster_id",
                 format!("{:?}", self.cluster_id),
-                "1 to 256 bytes",
+                format!("1 to {MAX_CLUSTER_ID_BYTES} bytes"),
             );
         }
         if !(1..=MAX_QUEUE_LIMIT).contains(&self.queue_limit) {
             return bad(
                 "queue_limit",
                 self.queue_limit.to_string(),
-                "1 to 1048576 messages",
+                format!("1 to {MAX_QUEUE_LIMIT} messages"),
             );
         }
         if self.backoff_min.is_zero() || self.backoff_min > self.backoff_max {
@@ -161,14 +161,14 @@ impl TransportConfig {
                     "{:?} (backoff_max {:?})",
                     self.backoff_min, self.backoff_max
                 ),
-                "more than zero and at most backoff_max",
+                "more than zero and at most backoff_max".to_owned(),
             );
         }
         if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&self.max_frame) {
             return bad(
                 "max_frame",
                 self.max_frame.to_string(),
-                "1024 to 67108864 bytes",
+                format!("{MIN_FRAME_BYTES} to {MAX_FRAME_BYTES} bytes"),
             );
         }
         Ok(())
@@ -184,7 +184,7 @@ pub enum TransportError {
     Config {
         field: &'static str,
         value: String,
-        expected: &'static str,
+        expected: String,
     },
 }
 

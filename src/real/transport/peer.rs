@@ -25,6 +25,10 @@ use crate::trace::NodeId;
 /// fewer syscalls under load, and a bound on the copy.
 const BATCH_BYTES: usize = 256 << 10;
 
+/// The largest read or write buffer kept between frames; a larger one
+/// (a snapshot went by) is freed.
+const RETAINED_BUFFER_BYTES: usize = 1 << 20;
+
 /// How long a connection must have lasted for the next redial to wait
 /// only about `backoff_min` again.
 const STABLE_CONNECTION: Duration = Duration::from_secs(1);
@@ -253,6 +257,10 @@ async fn read_loop(
                 if shared.inbox.try_send((peer, msg)).is_err() {
                     PeerCounters::bump(&counters.dropped_inbound, 1);
                 }
+                // One snapshot must not pin its size for the connection's life.
+                if buf.capacity() > RETAINED_BUFFER_BYTES {
+                    buf = Vec::new();
+                }
             }
             Ok(None) => return ConnEnd::PeerClosed,
             Err(e) => return ConnEnd::Frame(e),
@@ -295,5 +303,8 @@ async fn write_loop(
             return ConnEnd::Write(e);
         }
         PeerCounters::bump(&counters.sent, frames);
+        if batch.capacity() > RETAINED_BUFFER_BYTES {
+            batch = Vec::new();
+        }
     }
 }
