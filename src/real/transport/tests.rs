@@ -639,3 +639,43 @@ async fn peer_sockets_get_nodelay_and_keepalive() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_message_over_the_frame_limit_is_dropped_and_the_link_stays_up() {
+    within(5, async {
+        let addrs = free_addrs(2);
+        let mut small = config(0, &addrs);
+        small.max_frame = MIN_FRAME_BYTES;
+        let (a, _rx_a) = start(small).await;
+        let (b, mut rx_b) = start(config(1, &addrs)).await;
+        deliver(&a, 0, 1, &mut rx_b, 1).await;
+        let big = Msg::Queue {
+            seq: 1,
+            req: QueueRequest::Produce {
+                partition: 0,
+                producer: 0,
+                first_seq: 0,
+                bodies: Rc::new(vec![vec![7; 2 * MIN_FRAME_BYTES]]),
+            },
+        };
+        let before = a.stats().peers[&1].dropped;
+        a.send(1, big);
+        a.send(1, vote(2));
+        loop {
+            let (_, msg) = rx_b.recv().await.expect("inbox open");
+            assert!(
+                !matches!(msg, Msg::Queue { .. }),
+                "the oversized message arrived"
+            );
+            if msg == vote(2) {
+                break;
+            }
+        }
+        let p = a.stats().peers[&1];
+        assert_eq!(p.dropped, before + 1, "{p:?}");
+        assert!(p.connected && p.reconnects == 0, "{p:?}");
+        a.shutdown().await;
+        b.shutdown().await;
+    })
+    .await;
+}
