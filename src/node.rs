@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::bugs::Bugs;
 use crate::cache::bus::{BusCache, BusMsg, BusSetup};
 use crate::env::{Env, Timer};
@@ -22,7 +24,7 @@ use crate::storage::Persisted;
 use crate::trace::{NodeId, Role, TraceEvent};
 
 /// Everything that travels between endpoints.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
     Raft(RaftMsg),
     Request {

@@ -28,6 +28,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use super::lines::{Key, Line, Lines};
 use super::load::CacheLoad;
 use super::mesi::{self, BusOp, Next, ProcessorOp, State};
@@ -39,7 +41,7 @@ use crate::scenario::CacheOp;
 use crate::trace::{NodeId, TraceEvent};
 
 /// The bus's messages between caches and the arbiter.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BusMsg {
     /// A cache asks for a transaction; `txn` is the cache's own number.
     Request {

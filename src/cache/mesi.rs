@@ -30,12 +30,14 @@
 //!   flush. A checker calls [`is_possible`] to flag them; this module never
 //!   panics.
 
+use serde::{Deserialize, Serialize};
+
 use BusOp::{BusRd, BusRdX, BusUpgr, Flush};
 use ProcessorOp::{Evict, Read, Write};
 use State::{Exclusive as E, Invalid as I, Modified as M, Shared as S};
 
 /// A cache line's MESI state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum State {
     /// The only valid copy, and dirty: memory is stale.
     Modified,
@@ -98,7 +100,7 @@ impl ProcessorOp {
 }
 
 /// Bus transactions (serialised by the bus arbiter).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BusOp {
     /// Read the line, to share it.
     BusRd,

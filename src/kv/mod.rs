@@ -4,10 +4,12 @@ pub mod state;
 
 pub use state::KvState;
 
+use serde::{Deserialize, Serialize};
+
 use crate::lock::protocol::{LockReply, LockRequest};
 
 /// A client's request as carried over the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientRequest {
     Get {
         key: u32,
@@ -25,7 +27,7 @@ pub enum ClientRequest {
 }
 
 /// A node's answer to a client request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientReply {
     /// The lock service's answer.
     Lock(LockReply),

@@ -1,10 +1,12 @@
 //! What lock clients and nodes say to each other over the network.
 
+use serde::{Deserialize, Serialize};
+
 use super::state::{LockCommand, LockError, LockEvent, LockId, Mode, SessionId};
 use crate::trace::TraceEvent;
 
 /// A lock client's request to a node.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockRequest {
     /// Open a session whose lease lasts `ttl_ns` without a keep-alive.
     Open { ttl_ns: u64 },
@@ -25,7 +27,7 @@ pub enum LockRequest {
 }
 
 /// A node's answer to a lock request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockReply {
     /// The session is open.
     Session(SessionId),

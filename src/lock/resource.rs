@@ -8,13 +8,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use super::state::LockId;
 use crate::env::Env;
 use crate::node::Msg;
 use crate::trace::{NodeId, TraceEvent};
 
 /// Whether a write opens or closes the writer's critical section.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     Begin,
     End,

@@ -20,13 +20,15 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::redis::{Aof, Resp, Store};
 
 /// A partition's global index: queue index * partitions + partition.
 pub type Partition = u32;
 
 /// A message's identity: its producer and that producer's sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MessageId {
     pub producer: u32,
     pub seq: u64,
@@ -43,14 +45,14 @@ pub struct Tx<'a> {
 }
 
 /// Why a shard refused an operation on a partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Refused {
     /// The partition left this shard at ring epoch `epoch` (or is leaving).
     Moved { epoch: u64 },
 }
 
 /// What a produce did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Stored {
     /// New messages appended.
     pub stored: u32,
@@ -59,7 +61,7 @@ pub struct Stored {
 }
 
 /// One message handed to a consumer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Delivery {
     pub id: MessageId,
     pub body: Vec<u8>,
@@ -108,7 +110,7 @@ impl Place {
 }
 
 /// A partition's whole content, carried from one shard to another.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Dump {
     /// Waiting messages in list order: id, body, attempts so far.
     pub ready: Vec<(MessageId, Vec<u8>, u32)>,

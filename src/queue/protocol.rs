@@ -3,10 +3,12 @@
 
 use std::rc::Rc;
 
+use serde::{Deserialize, Serialize};
+
 use super::functions::{Delivery, Dump, MessageId, Partition, Refused, Stored};
 
 /// A producer's or consumer's request, sent to any node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueRequest {
     /// Store a batch: seqs first_seq.. in order, one per body.
     Produce {
@@ -42,7 +44,7 @@ impl QueueRequest {
 }
 
 /// A node's answer to a queue request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QueueReply {
     /// The shard stored the batch (or already had it).
     Produced(Stored),
@@ -55,7 +57,7 @@ pub enum QueueReply {
 }
 
 /// One call of the queue's Redis functions on a shard.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardCall {
     Produce {
         partition: Partition,
@@ -126,7 +128,7 @@ impl ShardCall {
 }
 
 /// A shard's answer to a call.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ShardAnswer {
     Stored(Stored),
     Delivered(Vec<Delivery>),

@@ -1,9 +1,11 @@
 //! Raft's messages between nodes.
 
+use serde::{Deserialize, Serialize};
+
 use crate::replicated::{Entry, Snapshot};
 
 /// A message between Raft peers. Every message carries the sender's term.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RaftMsg {
     /// Would you vote for me at `term`? Does not change anyone's term (thesis 9.6).
     PreVote {
@@ -62,7 +64,7 @@ impl RaftMsg {
 
 /// AppendEntries: entries after (prev_index, prev_term); empty = heartbeat.
 /// `read_ctx` asks the follower to confirm leadership for ReadIndex reads up to it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppendEntries {
     pub term: u64,
     pub prev_index: u64,
@@ -77,7 +79,7 @@ pub struct AppendEntries {
 /// `conflict_term` (0 = follower log too short) and the first index the
 /// follower holds of that term; `reject_index` is the `prev_index` refused
 /// (0 = the sender's term was stale).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppendReply {
     pub term: u64,
     pub success: bool,

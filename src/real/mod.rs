@@ -2,6 +2,7 @@
 //! protocol components outside the simulator.
 
 pub mod client_cmd;
+pub mod config;
 pub mod http;
 pub mod http_client;
 pub mod runtime;
@@ -9,4 +10,5 @@ pub mod runtime;
 mod temp_dir;
 #[cfg(test)]
 mod test_cluster;
+pub mod transport;
 pub mod wal;
