@@ -85,6 +85,9 @@ pub struct NodeFlags {
     /// Nodes of different clusters refuse each other [env: CLUSTER_ID; default distsync]
     #[arg(long, value_name = "ID")]
     pub cluster_id: Option<String>,
+    /// Every node's HTTP address, for redirects to the leader: n1=host:port,... [env: HTTP_PEERS; default: each PEERS host with HTTP_PORT]
+    #[arg(long, value_name = "LIST")]
+    pub http_peers: Option<String>,
 }
 
 /// A host and port as written in `PEERS`. Names are resolved when the node
@@ -138,6 +141,8 @@ pub struct NodeConfig {
     /// This node's Raft port (its entry in `peers`).
     pub raft_port: u16,
     pub http_port: u16,
+    /// Every node's HTTP address (this one's port is `http_port`), by id.
+    pub http_peers: BTreeMap<NodeId, HostPort>,
     /// Exists and is writable.
     pub data_dir: PathBuf,
     /// Empty when `REDIS_URL` is not set.
@@ -241,6 +246,11 @@ const HEARTBEAT_TIMEOUT: Setting = Setting {
     flag: "--heartbeat-timeout",
     given: |f| &f.heartbeat_timeout,
 };
+const HTTP_PEERS: Setting = Setting {
+    var: "HTTP_PEERS",
+    flag: "--http-peers",
+    given: |f| &f.http_peers,
+};
 const CLUSTER_ID: Setting = Setting {
     var: "CLUSTER_ID",
     flag: "--cluster-id",
@@ -329,9 +339,13 @@ impl NodeConfig {
                 port
             }
         };
-        let http_port = match src.get(HTTP_PORT) {
-            None => DEFAULT_HTTP_PORT,
-            Some(g) => parse_port(g)?,
+        let http_port = match (src.get(HTTP_PORT), src.get(HTTP_PEERS)) {
+            (Some(g), _) => parse_port(g)?,
+            // This node's entry in HTTP_PEERS, when that is given alone.
+            (None, Some(g)) => parse_peers(g)?
+                .get(&node_id)
+                .map_or(DEFAULT_HTTP_PORT, |hp| hp.port),
+            (None, None) => DEFAULT_HTTP_PORT,
         };
         if let Some((id, _)) = peers
             .iter()
@@ -347,6 +361,7 @@ impl NodeConfig {
                 me.host
             )));
         }
+        let http_peers = http_peers(&src, &peers, node_id, http_port)?;
         let data_dir = check_data_dir(src.required(DATA_DIR, "a writable directory")?)?;
         let redis = match src.get(REDIS_URL) {
             None => Vec::new(),
@@ -400,6 +415,7 @@ impl NodeConfig {
             raft_port,
             peers,
             http_port,
+            http_peers,
             data_dir,
             redis,
             cache_capacity,
@@ -411,6 +427,59 @@ impl NodeConfig {
             cluster_id,
         })
     }
+}
+
+/// Every node's HTTP address: `HTTP_PEERS` when given (the same nodes as
+/// `PEERS`, this node's port agreeing with `HTTP_PORT`), else each Raft
+/// host with this node's `HTTP_PORT`. Nodes sharing a host cannot all use
+/// one port, so without `HTTP_PEERS` only this node's address is known
+/// there, and a follower cannot redirect (the API says so).
+fn http_peers(
+    src: &Sources<'_>,
+    peers: &BTreeMap<NodeId, HostPort>,
+    me: NodeId,
+    http_port: u16,
+) -> Result<BTreeMap<NodeId, HostPort>, ConfigError> {
+    let Some(g) = src.get(HTTP_PEERS) else {
+        let derived: BTreeMap<NodeId, HostPort> = peers
+            .iter()
+            .map(|(id, hp)| {
+                let host = hp.host.clone();
+                (
+                    *id,
+                    HostPort {
+                        host,
+                        port: http_port,
+                    },
+                )
+            })
+            .collect();
+        let hosts: BTreeSet<&str> = peers.values().map(|hp| hp.host.as_str()).collect();
+        if hosts.len() < peers.len() {
+            return Ok(derived.into_iter().filter(|(id, _)| *id == me).collect());
+        }
+        return Ok(derived);
+    };
+    let given = parse_peers(g)?;
+    if given.keys().ne(peers.keys()) {
+        return Err(g.err(format!("the same nodes as PEERS ({})", names(peers.keys()))));
+    }
+    if given[&me].port != http_port {
+        return Err(g.err(format!(
+            "{}'s entry on port {http_port}, this node's HTTP_PORT",
+            name(me)
+        )));
+    }
+    if let Some((id, _)) = given
+        .iter()
+        .find(|(_, hp)| peers.values().any(|raft| raft == *hp))
+    {
+        return Err(g.err(format!(
+            "HTTP addresses apart from every Raft address in PEERS ({}'s is one)",
+            name(*id)
+        )));
+    }
+    Ok(given)
 }
 
 /// `n1` is node 0, as in traces and scenario files.

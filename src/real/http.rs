@@ -291,6 +291,18 @@ async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, A
             e.location = Some(format!("{}{path}", api.http_urls[&l]));
             Err(e)
         }
+        ClientReply::NotLeader(Some(l)) if l != api.me => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "leader_address_unknown",
+                format!(
+                    "{} is the leader, but its HTTP address is not configured here (set HTTP_PEERS)",
+                    node_name(l)
+                ),
+            );
+            e.retry_after = true;
+            Err(e)
+        }
         ClientReply::NotLeader(_) => {
             let mut e = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -384,6 +384,7 @@ fn env_example_documents_every_variable_and_is_valid() {
         "PEERS",
         "RAFT_PORT",
         "HTTP_PORT",
+        "HTTP_PEERS",
         "DATA_DIR",
         "REDIS_URL",
         "CACHE_CAPACITY",
@@ -402,4 +403,53 @@ fn env_example_documents_every_variable_and_is_valid() {
     e.insert("DATA_DIR".into(), dir.0.to_str().unwrap().into());
     let cfg = load(&e).expect("env.example is a valid configuration");
     assert_eq!((cfg.node_id, cfg.raft_port, cfg.http_port), (0, 7001, 8081));
+}
+
+#[test]
+fn http_peers_are_given_or_derived_from_distinct_hosts() {
+    let dir = TempDir::new("http-peers");
+    // One host and no HTTP_PEERS: only this node's own address is known.
+    let c = load(&env(&dir)).expect("valid");
+    assert_eq!(c.http_peers, BTreeMap::from([(1, hp("127.0.0.1", 8080))]));
+    // Distinct hosts: each host with HTTP_PORT.
+    let spread = with(
+        with(env(&dir), "PEERS", "n1=a:7001,n2=b:7001,n3=c:7001"),
+        "HTTP_PORT",
+        "8001",
+    );
+    let c = load(&spread).expect("valid");
+    assert_eq!(c.http_peers[&0], hp("a", 8001));
+    assert_eq!(c.http_peers[&2], hp("c", 8001));
+    // Given: this node's port comes from it unless HTTP_PORT says otherwise.
+    let given = with(
+        env(&dir),
+        "HTTP_PEERS",
+        "n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003",
+    );
+    let c = load(&given).expect("valid");
+    assert_eq!(c.http_port, 8002);
+    assert_eq!(c.http_peers.len(), 3);
+    refused(
+        load(&with(given.clone(), "HTTP_PORT", "9000")),
+        "HTTP_PEERS",
+        "HTTP_PORT",
+    );
+    refused(
+        load(&with(
+            env(&dir),
+            "HTTP_PEERS",
+            "n1=127.0.0.1:8001,n2=127.0.0.1:8002",
+        )),
+        "HTTP_PEERS",
+        "the same nodes as PEERS",
+    );
+    refused(
+        load(&with(
+            env(&dir),
+            "HTTP_PEERS",
+            "n1=127.0.0.1:7001,n2=127.0.0.1:8002,n3=127.0.0.1:8003",
+        )),
+        "HTTP_PEERS",
+        "apart from every Raft address",
+    );
 }
