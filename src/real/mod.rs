@@ -5,6 +5,7 @@ pub mod client_cmd;
 pub mod config;
 pub mod http;
 pub mod http_client;
+pub mod node_cmd;
 pub mod runtime;
 #[cfg(test)]
 mod temp_dir;

@@ -45,6 +45,12 @@ pub trait Outbound {
     fn send(&self, to: NodeId, msg: Msg);
 }
 
+impl Outbound for crate::real::transport::Transport {
+    fn send(&self, to: NodeId, msg: Msg) {
+        crate::real::transport::Transport::send(self, to, msg);
+    }
+}
+
 /// How the actor is set up.
 #[derive(Clone, Debug)]
 pub struct NodeSetup {
@@ -203,6 +209,7 @@ impl Storage for GroupCommit {
 
 /// The `Env` of a real node.
 pub struct RealEnv {
+    id: NodeId,
     started: Instant,
     rng: Rng,
     storage: GroupCommit,
@@ -264,7 +271,13 @@ impl Env for RealEnv {
         &mut self.storage
     }
 
-    fn trace(&mut self, _ev: TraceEvent) {}
+    fn trace(&mut self, ev: TraceEvent) {
+        // Role changes are what an operator watches; the full trace is
+        // for the checkers.
+        if let TraceEvent::RaftRole { term, role } = ev {
+            tracing::info!("n{}: {} in term {term}", self.id + 1, role.name());
+        }
+    }
 }
 
 /// The actor: the node, its environment and its inputs.
@@ -292,6 +305,7 @@ impl<O: Outbound> Runtime<O> {
     ) -> (Runtime<O>, ClientHandle) {
         let stable = log.stable().clone();
         let mut env = RealEnv {
+            id: setup.id,
             started: Instant::now(),
             rng: Rng::stream(setup.seed, crate::rng::Purpose::NodeTimers, setup.id as u64),
             storage: GroupCommit { log, owed: false },
