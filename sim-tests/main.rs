@@ -13,3 +13,4 @@ mod planted_bugs;
 mod queue;
 mod sweep;
 mod teaching;
+mod trace_merge;

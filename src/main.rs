@@ -97,11 +97,12 @@ struct Cli {
 enum Command {
     /// Write a self-contained HTML report of a run: Lamport diagram, Raft roles, faults, verdicts, cache lines.
     #[command(
-        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n\nWrites DIR/index.html (no network needed to view it) and prints its size; --json prints that as JSON. Exit codes: 0 written (whatever the run's verdict), 2 bad input, 3 the page could not be written."
+        after_help = "Examples:\n  distsync report scenarios/leader-crash.toml -o reports/leader-crash\n  distsync report scenarios/figure-8.toml --seed 2 --bug raft.commit_old_term_by_count -o reports/figure-8\n  distsync report run.jsonl -o reports/from-trace    # a trace written by `run --trace`\n  distsync report n1.jsonl n2.jsonl n3.jsonl -o reports/cluster    # real nodes' traces (`node --trace`), merged by time\n\nWrites DIR/index.html (no network needed to view it) and prints its size; --json prints that as JSON. Traces are also checked by the Raft checker (its verdict shows in the `run` column). Exit codes: 0 written (whatever a scenario run's verdict), 1 the traces break a Raft safety property (the page is still written), 2 bad input, 3 the page could not be written."
     )]
     Report {
-        /// A trace to draw (JSON lines: a name ending in .jsonl or .json, any case), or else a scenario file (TOML) to run.
-        input: PathBuf,
+        /// Traces to draw (JSON lines: names ending in .jsonl or .json, any case; several are merged by time), or else one scenario file (TOML) to run.
+        #[arg(required = true, num_args = 1..)]
+        inputs: Vec<PathBuf>,
         /// Seed (default: the scenario's `seed`); scenarios only.
         #[arg(long)]
         seed: Option<u64>,
@@ -260,6 +261,9 @@ enum Command {
     Node {
         #[command(flatten)]
         flags: distsync::real::config::NodeFlags,
+        /// Append the node's trace (JSON lines, docs/trace.md) to FILE; merge the nodes' traces with `distsync report`.
+        #[arg(long, value_name = "FILE")]
+        trace: Option<PathBuf>,
     },
     /// Talk to a running cluster's HTTP API: put, get, delete, health, leader, log (feature real-network).
     #[cfg(feature = "real-network")]
@@ -407,12 +411,12 @@ fn main() -> ExitCode {
             budgets,
         } => shrink_command(&file, max_runs, budgets.limits(), Format::json_if(json)),
         Command::Report {
-            input,
+            inputs,
             seed,
             bugs,
             out,
             json,
-        } => report_command(&input, seed, &bugs, &out, Format::json_if(json)),
+        } => report_command(&inputs, seed, &bugs, &out, Format::json_if(json)),
         Command::Step {
             scenario,
             seed,
@@ -446,7 +450,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         #[cfg(feature = "real-network")]
-        Command::Node { flags } => ExitCode::from(distsync::real::node_cmd::run_node(&flags)),
+        Command::Node { flags, trace } => {
+            ExitCode::from(distsync::real::node_cmd::run_node(&flags, trace.as_deref()))
+        }
         #[cfg(feature = "real-network")]
         Command::Client { args } => ExitCode::from(distsync::real::client_cmd::run_client(&args)),
     }
@@ -504,36 +510,39 @@ fn note(format: Format, text: &str) {
 }
 
 fn report_command(
-    input: &Path,
+    inputs: &[PathBuf],
     seed: Option<u64>,
     bugs: &[String],
     out: &Path,
     format: Format,
 ) -> ExitCode {
     use distsync::report::html::{PageInfo, render_page};
-    let is_trace = distsync::input::is_trace_file(input);
-    let (title, seed, lines, report) = if is_trace {
+    let traces = inputs
+        .iter()
+        .filter(|p| distsync::input::is_trace_file(p))
+        .count();
+    if traces != inputs.len() && inputs.len() > 1 {
+        return bad_input(
+            "several inputs must all be traces (.jsonl or .json); a scenario file goes alone",
+        );
+    }
+    let mut trace_check = None;
+    let (title, seed, lines, report) = if traces > 0 {
         if seed.is_some() || !bugs.is_empty() {
             return bad_input("--seed and --bug apply to scenarios, not to a trace file");
         }
-        let text = match distsync::input::read_text(input) {
-            Ok(t) => t,
+        let (lines, values) = match read_traces(inputs) {
+            Ok(l) => l,
             Err(e) => return bad_input(e),
         };
-        for (i, l) in text.lines().enumerate() {
-            let line = serde_json::from_str::<serde_json::Value>(l).ok();
-            if !line.is_some_and(|v| v["kind"].is_string() && v["t"].is_u64()) {
-                return bad_input(format!(
-                    "{}:{}:1: expected a trace line, a JSON object with \"t\" and \"kind\" (docs/trace.md)",
-                    input.display(),
-                    i + 1
-                ));
-            }
+        match distsync::check::raft_trace::check_raft_lines(&values) {
+            Ok(v) => trace_check = Some(v),
+            Err(e) => return bad_input(format!("the merged trace: {e}")),
         }
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        (input.display().to_string(), None, lines, None)
+        let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
+        (names.join(" + "), None, lines, None)
     } else {
-        let sc = match load_with_bugs(input, bugs) {
+        let sc = match load_with_bugs(&inputs[0], bugs) {
             Ok(s) => s,
             Err(code) => return code,
         };
@@ -560,9 +569,53 @@ fn report_command(
     if let Err(e) = std::fs::write(&file, &page) {
         return output_error(format!("cannot write {}: {e}", file.display()));
     }
-    let written = Page::new(&file, page.len(), lines.len(), report.as_ref());
+    let mut written = Page::new(&file, page.len(), lines.len(), report.as_ref());
+    let mut broken = false;
+    if let Some(v) = &trace_check {
+        written = written.with_trace_check(v);
+        broken = v.violation.is_some();
+    }
     print!("{}", page_summary(&written, format));
-    ExitCode::SUCCESS
+    if broken {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Reads trace files and merges their lines by time (a stable sort: one
+/// file's lines keep their order), renumbering `seq` across the merge.
+/// Times count from the first event: a real node stamps its lines with the
+/// system clock, nanoseconds since 1970. Returns the lines as text and as
+/// JSON.
+fn read_traces(inputs: &[PathBuf]) -> Result<(Vec<String>, Vec<serde_json::Value>), String> {
+    let mut all: Vec<(u64, String, serde_json::Value)> = Vec::new();
+    for input in inputs {
+        let text = distsync::input::read_text(input)?;
+        for (i, l) in text.lines().enumerate() {
+            let line = serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(|v| v["kind"].is_string() && v["t"].is_u64());
+            let Some(v) = line else {
+                return Err(format!(
+                    "{}:{}:1: expected a trace line, a JSON object with \"t\" and \"kind\" (docs/trace.md)",
+                    input.display(),
+                    i + 1
+                ));
+            };
+            all.push((v["t"].as_u64().unwrap_or(0), l.to_owned(), v));
+        }
+    }
+    let origin = all.iter().map(|(t, ..)| *t).min().unwrap_or(0);
+    if inputs.len() > 1 || origin > 0 {
+        all.sort_by_key(|(t, ..)| *t);
+        for (seq, (t, text, v)) in all.iter_mut().enumerate() {
+            v["seq"] = serde_json::Value::from(seq as u64);
+            v["t"] = serde_json::Value::from(*t - origin);
+            *text = v.to_string();
+        }
+    }
+    Ok(all.into_iter().map(|(_, text, v)| (text, v)).unzip())
 }
 
 fn step_command(

@@ -9,6 +9,7 @@ pub mod lock_safety;
 mod message_table;
 pub mod queue_delivery;
 pub mod raft_safety;
+pub mod raft_trace;
 pub mod unique_register;
 
 /// A latency summary in simulated nanoseconds: how many samples, their

@@ -223,6 +223,24 @@ impl RaftChecker {
         Ok(())
     }
 
+    /// A restart read from a node's own trace (`raft.recover`), where no
+    /// stable image is at hand: the node keeps the entries it logged up to
+    /// `last_index` (what its disk held; later ones were never synced) and
+    /// starts over with nothing committed or applied past its snapshot.
+    /// The rules that compare with the stable image itself are the
+    /// simulator's (`on_recover`).
+    pub fn on_restart_in_trace(&mut self, node: NodeId, last_index: u64, snapshot_index: u64) {
+        let s = &mut self.nodes[node];
+        if last_index < s.last_index() && last_index >= s.base_index {
+            let keep = (last_index - s.base_index) as usize;
+            s.entries.truncate(keep);
+            s.digests.truncate(keep);
+        }
+        s.commit = snapshot_index.max(s.base_index);
+        s.applied = s.commit;
+        s.role = None;
+    }
+
     /// Checks one event of `node`. `durable` is that node's stable image,
     /// consulted by the rules that compare against what survives a crash;
     /// None (a bare event stream, as in unit tests) skips those rules.

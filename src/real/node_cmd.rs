@@ -31,8 +31,9 @@ pub const EXIT_BAD_CONFIG: u8 = 2;
 /// started together may not be in DNS yet).
 const RESOLVE_FOR: Duration = Duration::from_secs(30);
 
-/// Runs a node; returns its exit code.
-pub fn run_node(flags: &NodeFlags) -> u8 {
+/// Runs a node, writing its trace to `trace_path` if given; returns its
+/// exit code.
+pub fn run_node(flags: &NodeFlags, trace_path: Option<&std::path::Path>) -> u8 {
     // Variables whose names or values are not UTF-8 are not ours.
     let env: BTreeMap<String, String> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -59,6 +60,22 @@ pub fn run_node(flags: &NodeFlags) -> u8 {
             return EXIT_FAILED;
         }
     };
+    // The trace file is opened (appended to: a restarted node continues
+    // its trace) before anything runs, so a bad path is a clear error.
+    let trace: Option<Box<dyn std::io::Write>> = match trace_path {
+        None => None,
+        Some(path) => match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            Ok(f) => Some(Box::new(std::io::BufWriter::new(f))),
+            Err(e) => {
+                eprintln!("error: --trace {}: {e}", path.display());
+                return EXIT_BAD_CONFIG;
+            }
+        },
+    };
     let (seed, session) = match (os_entropy(), os_entropy()) {
         (Ok(seed), Ok(session)) => (seed, session as u32),
         (Err(e), _) | (_, Err(e)) => {
@@ -84,10 +101,16 @@ pub fn run_node(flags: &NodeFlags) -> u8 {
         }
     };
     let local = LocalSet::new();
-    runtime.block_on(local.run_until(run(cfg, log, seed, session)))
+    runtime.block_on(local.run_until(run(cfg, log, seed, session, trace)))
 }
 
-async fn run(cfg: NodeConfig, log: DiskLog, seed: u64, session: u32) -> u8 {
+async fn run(
+    cfg: NodeConfig,
+    log: DiskLog,
+    seed: u64,
+    session: u32,
+    trace: Option<Box<dyn std::io::Write>>,
+) -> u8 {
     let me = cfg.node_id;
     let name = format!("n{}", me + 1);
     let Some(addrs) = resolve_all(&cfg.peers).await else {
@@ -127,7 +150,7 @@ async fn run(cfg: NodeConfig, log: DiskLog, seed: u64, session: u32) -> u8 {
         seed,
         session,
     };
-    let (actor, handle) = Runtime::new(setup, log, transport.clone(), inbox);
+    let (actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
     let (stop_tx, stop_rx) = watch::channel(false);
     let api = Api {
         node: handle,

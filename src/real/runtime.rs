@@ -28,7 +28,7 @@ use crate::replicated::{Entry, Snapshot};
 use crate::rng::Rng;
 use crate::scenario::{LockConfig, RaftConfig};
 use crate::storage::Storage;
-use crate::trace::{NodeId, Role, TraceEvent};
+use crate::trace::{NodeId, Role, Subject, TraceEvent, Tracer};
 
 /// Inputs handled before one group-commit fsync: bounds the latency a
 /// batch adds to its first input.
@@ -216,9 +216,40 @@ pub struct RealEnv {
     /// Deadline per timer slot, on `Instant` (the monotonic clock).
     timers: [Option<Instant>; TIMER_KINDS],
     outbox: Vec<(NodeId, Msg)>,
+    /// The node's own trace (`distsync node --trace`): the simulator's
+    /// event kinds and fields, stamped with the system clock.
+    tracer: Option<Tracer>,
 }
 
 impl RealEnv {
+    /// Writes one event to the trace, if there is one. A trace that cannot
+    /// be written is given up with one warning: the node matters more.
+    fn record(&mut self, ev: &TraceEvent) {
+        let t = self.now();
+        if let Some(tracer) = self.tracer.as_mut()
+            && let Err(e) = tracer.record(t, Subject::Node(self.id), ev)
+        {
+            tracing::warn!(
+                "n{}: cannot write the trace ({e}); tracing stops",
+                self.id + 1
+            );
+            self.tracer = None;
+        }
+    }
+
+    /// Pushes the trace's buffered lines to its file.
+    fn flush_trace(&mut self) {
+        if let Some(tracer) = self.tracer.as_mut()
+            && let Err(e) = tracer.finish()
+        {
+            tracing::warn!(
+                "n{}: cannot write the trace ({e}); tracing stops",
+                self.id + 1
+            );
+            self.tracer = None;
+        }
+    }
+
     fn next_deadline(&self) -> Option<Instant> {
         self.timers.iter().flatten().min().copied()
     }
@@ -277,6 +308,7 @@ impl Env for RealEnv {
         if let TraceEvent::RaftRole { term, role } = ev {
             tracing::info!("n{}: {} in term {term}", self.id + 1, role.name());
         }
+        self.record(&ev);
     }
 }
 
@@ -296,12 +328,15 @@ pub struct Runtime<O: Outbound> {
 impl<O: Outbound> Runtime<O> {
     /// Recovers the node from `log` (already opened: a corrupt directory is
     /// the caller's error to report) and returns the actor with a handle
-    /// for local requests.
+    /// for local requests. With `trace`, the node writes its trace there
+    /// (docs/trace.md; the network's send and deliver lines are this
+    /// node's own).
     pub fn new(
         setup: NodeSetup,
         log: DiskLog,
         outbound: O,
         peers: mpsc::Receiver<(NodeId, Msg)>,
+        trace: Option<Box<dyn std::io::Write>>,
     ) -> (Runtime<O>, ClientHandle) {
         let stable = log.stable().clone();
         let mut env = RealEnv {
@@ -311,6 +346,7 @@ impl<O: Outbound> Runtime<O> {
             storage: GroupCommit { log, owed: false },
             timers: [None; TIMER_KINDS],
             outbox: Vec::new(),
+            tracer: trace.map(|sink| Tracer::new(setup.cluster_size, Some(sink))),
         };
         let node = Node::start(
             setup.id,
@@ -388,6 +424,12 @@ impl<O: Outbound> Runtime<O> {
         // Only Raft travels between nodes in this deployment; a client
         // request from a peer's address would be answered to a peer.
         if from < self.setup.cluster_size && matches!(msg, Msg::Raft(_)) {
+            self.env.record(&TraceEvent::NetDeliver {
+                from,
+                to: self.setup.id,
+                msg: msg.name(),
+                term: msg.term(),
+            });
             self.node.on_message(&mut self.env, from, msg);
         }
     }
@@ -468,9 +510,16 @@ impl<O: Outbound> Runtime<O> {
                     let _ = answer.send(reply);
                 }
             } else if to < self.setup.cluster_size {
+                self.env.record(&TraceEvent::NetSend {
+                    from: self.setup.id,
+                    to,
+                    msg: msg.name(),
+                    term: msg.term(),
+                });
                 self.outbound.send(to, msg);
             }
         }
+        self.env.flush_trace();
         Ok(())
     }
 

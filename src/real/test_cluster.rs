@@ -99,7 +99,7 @@ impl Cluster {
                 inboxes: self.inboxes.clone(),
                 cut: self.cut.clone(),
             };
-            let (runtime, handle) = Runtime::new(setup(id), log, net, peers);
+            let (runtime, handle) = Runtime::new(setup(id), log, net, peers, None);
             let (stop, stopped) = watch::channel(false);
             self.tasks
                 .push(tokio::task::spawn_local(runtime.run(stopped)));

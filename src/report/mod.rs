@@ -1517,6 +1517,21 @@ impl Page {
     }
 }
 
+impl Page {
+    /// The verdict of the Raft checker over the traces the page was drawn
+    /// from, shown where a run's verdict would be.
+    pub fn with_trace_check(mut self, verdict: &crate::check::raft_trace::TraceVerdict) -> Self {
+        self.passed = Some(verdict.violation.is_none());
+        self.failure = verdict.violation.as_ref().map(|(line, v)| {
+            format!(
+                "{} at line {line} of the merged trace: {}",
+                v.invariant, v.detail
+            )
+        });
+        self
+    }
+}
+
 fn run_verdict(passed: &Option<bool>, page: &Page) -> String {
     match (passed, &page.failure) {
         (None, _) => "-".to_string(),
