@@ -406,3 +406,44 @@ fn a_small_entry_takes_about_ten_bytes() {
     let bytes = postcard::to_stdvec(&e).unwrap();
     assert!(bytes.len() <= 10, "{} bytes", bytes.len());
 }
+
+#[test]
+fn a_snapshot_record_inside_a_segment_refuses_to_start() {
+    let tmp = TempDir::new("snapshot-in-segment");
+    let mut log = open(&tmp.0);
+    log.splice(1, &[entry(1, 1)]);
+    log.sync();
+    drop(log);
+    // A well-framed record that decodes, but of the kind that only ever
+    // goes to the snapshot file, followed by an intact record.
+    let segment = segment_path(&tmp.0, segment_numbers(&tmp.0).unwrap()[0]);
+    let mut bytes = fs::read(&segment).unwrap();
+    let at = bytes.len();
+    let snapshot = Write::Snapshot {
+        snapshot: snapshot_at(1, 1),
+        keep_suffix: false,
+    };
+    record::frame(&mut bytes, &postcard::to_allocvec(&snapshot).unwrap());
+    let after = Write::HardState {
+        term: 2,
+        voted_for: None,
+    };
+    record::frame(&mut bytes, &postcard::to_allocvec(&after).unwrap());
+    fs::write(&segment, &bytes).unwrap();
+    match DiskLog::open(&tmp.0, WalLimits::default()) {
+        Err(WalError::Corrupt {
+            path,
+            offset,
+            reason,
+        }) => {
+            assert_eq!(path, segment);
+            assert_eq!(offset, at as u64);
+            assert!(
+                reason.contains("snapshot record inside a segment"),
+                "{reason}"
+            );
+        }
+        Err(e) => panic!("expected a located corruption, got {e}"),
+        Ok(_) => panic!("a snapshot record inside a segment must refuse to start"),
+    }
+}
