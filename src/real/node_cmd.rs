@@ -24,7 +24,8 @@ pub const EXIT_STOPPED: u8 = 0;
 /// Failed while running: a port could not be bound, the disk failed.
 pub const EXIT_FAILED: u8 = 1;
 /// Bad configuration, or a data directory that refuses to start (a corrupt
-/// log record: the message names the file and byte offset).
+/// log record: the message names the file and byte offset; or a directory
+/// another running node holds).
 pub const EXIT_BAD_CONFIG: u8 = 2;
 
 /// How long start-up waits for peers' host names to resolve (containers
@@ -49,7 +50,7 @@ pub fn run_node(flags: &NodeFlags, trace_path: Option<&std::path::Path>) -> u8 {
     let name = format!("n{}", cfg.node_id + 1);
     let log = match DiskLog::open(&cfg.data_dir, WalLimits::default()) {
         Ok(log) => log,
-        Err(e @ WalError::Corrupt { .. }) => {
+        Err(e @ (WalError::Corrupt { .. } | WalError::InUse { .. })) => {
             error!("{name}: {e}");
             eprintln!("error: {e}");
             return EXIT_BAD_CONFIG;

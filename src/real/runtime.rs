@@ -23,7 +23,7 @@ use crate::bugs::Bugs;
 use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::{ClientReply, ClientRequest};
 use crate::node::{Msg, Node};
-use crate::real::wal::{DiskLog, WalError, WalStats};
+use crate::real::wal::{DiskLog, WalStats};
 use crate::replicated::{Entry, Snapshot};
 use crate::rng::Rng;
 use crate::scenario::{LockConfig, RaftConfig};
@@ -167,9 +167,10 @@ impl ClientHandle {
 /// Why the actor stopped other than by being asked to.
 #[derive(Debug)]
 pub enum RuntimeError {
-    /// The log could not make a write durable: the node must not send what
-    /// depended on it, so it stops (restart it once the disk is healthy).
-    Storage(WalError),
+    /// The log could not make a write durable (the log's error, which it
+    /// keeps): the node must not send what depended on it, so it stops
+    /// (restart it once the disk is healthy).
+    Storage(String),
 }
 
 impl std::fmt::Display for RuntimeError {
@@ -499,7 +500,7 @@ impl<O: Outbound> Runtime<O> {
             && let Err(e) = self.env.storage.log.try_sync()
         {
             self.env.outbox.clear();
-            return Err(RuntimeError::Storage(copy_error(e)));
+            return Err(RuntimeError::Storage(e.to_string()));
         }
         let me = self.client_endpoint();
         for (to, msg) in std::mem::take(&mut self.env.outbox) {
@@ -536,32 +537,6 @@ impl<O: Outbound> Runtime<O> {
             snapshot_index: raft.snapshot_index(),
             wal: self.env.storage.log.stats(),
         }
-    }
-}
-
-/// The log keeps its error (it stops for good); the runtime reports it.
-fn copy_error(e: &WalError) -> WalError {
-    match e {
-        WalError::Io { path, op, source } => WalError::Io {
-            path: path.clone(),
-            op,
-            source: std::io::Error::new(source.kind(), source.to_string()),
-        },
-        WalError::Corrupt {
-            path,
-            offset,
-            reason,
-        } => WalError::Corrupt {
-            path: path.clone(),
-            offset: *offset,
-            reason: reason.clone(),
-        },
-        WalError::RecordTooLarge { what, bytes, limit } => WalError::RecordTooLarge {
-            what,
-            bytes: *bytes,
-            limit: *limit,
-        },
-        WalError::Stopped => WalError::Stopped,
     }
 }
 

@@ -35,6 +35,7 @@ use crate::trace::NodeId;
 const SNAPSHOT: &str = "snapshot";
 const SNAPSHOT_TMP: &str = "snapshot.tmp";
 const SEGMENT_EXT: &str = "wal";
+const LOCK: &str = "LOCK";
 
 /// Size limits of the log.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +100,9 @@ pub enum WalError {
     },
     /// An earlier failure stopped the log; every later sync is refused.
     Stopped,
+    /// Another process holds the data directory: two nodes writing one log
+    /// would destroy it.
+    InUse { path: PathBuf },
 }
 
 impl fmt::Display for WalError {
@@ -122,6 +126,11 @@ impl fmt::Display for WalError {
                 "a {what} of {bytes} bytes exceeds the write-ahead log's limit of {limit} bytes"
             ),
             WalError::Stopped => write!(f, "the write-ahead log stopped after an earlier error"),
+            WalError::InUse { path } => write!(
+                f,
+                "{} is locked by another running process: each node needs a data directory of its own",
+                path.display()
+            ),
         }
     }
 }
@@ -164,6 +173,8 @@ pub struct DiskLog {
     /// safely (the kernel may already have dropped the dirty pages), so the
     /// log stops and the runtime must stop the node before it sends.
     failure: Option<WalError>,
+    /// Held open for its lock: the directory is this process's while it is.
+    _lock: File,
 }
 
 impl DiskLog {
@@ -172,6 +183,7 @@ impl DiskLog {
     pub fn open(dir: impl Into<PathBuf>, limits: WalLimits) -> Result<DiskLog, WalError> {
         let dir = dir.into();
         fs::create_dir_all(&dir).map_err(io_err(&dir, "create directory"))?;
+        let lock = lock_dir(&dir)?;
         let tmp = dir.join(SNAPSHOT_TMP);
         if tmp.exists() {
             fs::remove_file(&tmp).map_err(io_err(&tmp, "remove"))?;
@@ -215,6 +227,7 @@ impl DiskLog {
             segment_len,
             stats: WalStats::default(),
             failure: None,
+            _lock: lock,
         };
         if numbers.is_empty() {
             log.sync_dir()?;
@@ -404,6 +417,32 @@ impl Storage for DiskLog {
     /// Really fdatasyncs; on failure the log stops (see `failure`).
     fn sync(&mut self) {
         let _ = self.try_sync();
+    }
+}
+
+/// Takes the data directory's lock file (`LOCK`, an advisory `flock`
+/// released when the process exits, however it exits).
+fn lock_dir(dir: &Path) -> Result<File, WalError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path, "open"))?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if taken {
+        return Ok(file);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::WouldBlock {
+        Err(WalError::InUse {
+            path: dir.to_path_buf(),
+        })
+    } else {
+        Err(io_err(&path, "lock")(err))
     }
 }
 

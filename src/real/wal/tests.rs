@@ -96,6 +96,7 @@ fn one_sync_writes_every_pending_record_with_one_fdatasync() {
     let s = log.stats();
     assert_eq!(s.fsyncs - before.fsyncs, 1);
     assert_eq!((s.syncs, s.records, s.entries), (1, 51, 50));
+    drop(log);
     assert_eq!(open(&tmp.0).stable().log.len(), 50);
 }
 
@@ -446,4 +447,17 @@ fn a_snapshot_record_inside_a_segment_refuses_to_start() {
         Err(e) => panic!("expected a located corruption, got {e}"),
         Ok(_) => panic!("a snapshot record inside a segment must refuse to start"),
     }
+}
+
+#[test]
+fn a_data_directory_in_use_is_refused_until_its_holder_lets_go() {
+    let tmp = TempDir::new("in-use");
+    let first = open(&tmp.0);
+    match DiskLog::open(&tmp.0, WalLimits::default()) {
+        Err(WalError::InUse { path }) => assert_eq!(path, tmp.0),
+        Err(e) => panic!("expected InUse, got {e}"),
+        Ok(_) => panic!("two logs on one directory"),
+    }
+    drop(first);
+    assert!(DiskLog::open(&tmp.0, WalLimits::default()).is_ok());
 }
