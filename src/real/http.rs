@@ -90,6 +90,14 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Marks the answer worth retrying in a second (`Retry-After: 1`).
+    fn retry_after(mut self) -> ApiError {
+        self.retry_after = true;
+        self
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code, "message": self.message});
@@ -117,15 +125,12 @@ fn node_name(id: NodeId) -> String {
 
 fn stopped(e: ClientError) -> ApiError {
     match e {
-        ClientError::Busy => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "busy",
-                "too many requests are waiting for this node; retry shortly",
-            );
-            e.retry_after = true;
-            e
-        }
+        ClientError::Busy => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many requests are waiting for this node; retry shortly",
+        )
+        .retry_after(),
         ClientError::Stopped => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "stopping",
@@ -268,16 +273,15 @@ async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, A
     let reply = tokio::time::timeout(REQUEST_TIMEOUT, api.node.request(req))
         .await
         .map_err(|_| {
-            let mut e = ApiError::new(
+            ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
                 format!(
                     "no answer from the cluster within {} s; a write's outcome is unknown",
                     REQUEST_TIMEOUT.as_secs()
                 ),
-            );
-            e.retry_after = true;
-            e
+            )
+            .retry_after()
         })?
         .map_err(stopped)?;
     match reply {
@@ -291,36 +295,27 @@ async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, A
             e.location = Some(format!("{}{path}", api.http_urls[&l]));
             Err(e)
         }
-        ClientReply::NotLeader(Some(l)) if l != api.me => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "leader_address_unknown",
-                format!(
-                    "{} is the leader, but its HTTP address is not configured here (set HTTP_PEERS)",
-                    node_name(l)
-                ),
-            );
-            e.retry_after = true;
-            Err(e)
-        }
-        ClientReply::NotLeader(_) => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no_leader",
-                "no leader is known yet; retry shortly",
-            );
-            e.retry_after = true;
-            Err(e)
-        }
-        ClientReply::Retry => {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "retry",
-                "the node lost leadership or is not ready; a write's outcome is unknown, retry it",
-            );
-            e.retry_after = true;
-            Err(e)
-        }
+        ClientReply::NotLeader(Some(l)) if l != api.me => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "leader_address_unknown",
+            format!(
+                "{} is the leader, but its HTTP address is not configured here (set HTTP_PEERS)",
+                node_name(l)
+            ),
+        )
+        .retry_after()),
+        ClientReply::NotLeader(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_leader",
+            "no leader is known yet; retry shortly",
+        )
+        .retry_after()),
+        ClientReply::Retry => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "retry",
+            "the node lost leadership or is not ready; a write's outcome is unknown, retry it",
+        )
+        .retry_after()),
         ClientReply::Lock(_) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",

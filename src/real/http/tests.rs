@@ -217,6 +217,13 @@ fn bad_requests_get_json_errors_with_the_right_status() {
                     .as_str()
                     .is_some_and(|m| !m.is_empty())
             );
+            if status == 405 {
+                let allow = r.header("allow").unwrap_or_default();
+                assert!(
+                    allow.contains("PUT") && allow.contains("DELETE"),
+                    "Allow: {allow:?}"
+                );
+            }
         }
         c.stop().await;
     });
