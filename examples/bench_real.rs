@@ -1,0 +1,386 @@
+//! Failover and latency figures of a real 3-node cluster on loopback, and
+//! the same put load against a 3-member etcd cluster when `etcd` is on the
+//! PATH. Run by `scripts/bench_real.sh`, which builds it.
+//!
+//!     bench_real [--bin PATH] [--trials N] [--seconds S]
+
+#[path = "../real-tests/cluster.rs"]
+mod cluster;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, TempDir, free_ports};
+use distsync::real::http_client::{request, request_following};
+use serde_json::Value;
+
+/// How long any one phase may wait for the cluster before giving up.
+const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
+const CLIENT_COUNTS: [usize; 3] = [1, 8, 64];
+
+struct Args {
+    bin: PathBuf,
+    trials: usize,
+    seconds: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        bin: PathBuf::from("target/release/distsync"),
+        trials: 20,
+        seconds: 5,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let v = it.next().unwrap_or_else(|| panic!("{a} needs a value"));
+        match a.as_str() {
+            "--bin" => args.bin = PathBuf::from(v),
+            "--trials" => args.trials = v.parse().expect("--trials: a number"),
+            "--seconds" => args.seconds = v.parse().expect("--seconds: a number"),
+            _ => panic!("unknown argument {a}: expected --bin, --trials or --seconds"),
+        }
+    }
+    args
+}
+
+/// The value at quantile `q` of sorted `xs` (nearest rank).
+fn quantile(xs: &[Duration], q: f64) -> Duration {
+    assert!(!xs.is_empty());
+    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
+    xs[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Waits until every running node has applied what the leader committed.
+fn wait_caught_up(c: &Cluster, deadline: Instant) {
+    let leader = c.wait_leader(deadline);
+    let target = c.health(leader).expect("leader health")["commit_index"]
+        .as_u64()
+        .unwrap();
+    for i in (0..c.len()).filter(|&i| c.is_running(i)) {
+        while c
+            .health(i)
+            .and_then(|h| h["applied_index"].as_u64())
+            .is_none_or(|a| a < target)
+        {
+            assert!(Instant::now() < deadline, "n{} did not catch up", i + 1);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+fn failover(bin: &Path, trials: usize) -> Vec<Duration> {
+    let mut c = Cluster::start_all("bench-failover", bin, 3, Instant::now() + PHASE_TIMEOUT);
+    let mut times = Vec::new();
+    for trial in 0..trials {
+        let deadline = Instant::now() + PHASE_TIMEOUT;
+        let leader = c.wait_leader(deadline);
+        assert!(c.put(leader, 1, trial as u64, deadline), "warm-up write");
+        wait_caught_up(&c, deadline);
+        let killed_at = Instant::now();
+        c.kill9(leader);
+        let via = c.other_running(leader);
+        assert!(
+            c.put(via, 2, trial as u64, deadline),
+            "no write after the kill"
+        );
+        let took = killed_at.elapsed();
+        eprintln!("failover trial {}: {}", trial + 1, ms(took));
+        times.push(took);
+        c.start(leader);
+        wait_caught_up(&c, deadline);
+    }
+    times.sort();
+    times
+}
+
+/// A store the load generator puts into: one put, true once acknowledged.
+trait Target: Sync {
+    fn put(&self, client: usize, seq: u64) -> bool;
+}
+
+struct DistsyncTarget {
+    url: String,
+}
+
+impl Target for DistsyncTarget {
+    fn put(&self, client: usize, seq: u64) -> bool {
+        let key = (client as u64 * 100_000 + seq % 100_000) as u32;
+        let body = format!("{{\"value\":{seq}}}");
+        let url = format!("{}/kv/{key}", self.url);
+        matches!(
+            request_following("PUT", &url, Some(body.as_bytes()), Duration::from_secs(5)),
+            Ok((r, _)) if r.status == 200
+        )
+    }
+}
+
+struct EtcdTarget {
+    url: String,
+}
+
+impl Target for EtcdTarget {
+    fn put(&self, client: usize, seq: u64) -> bool {
+        let key = (client as u64 * 100_000 + seq % 100_000) as u32;
+        let body = format!(
+            "{{\"key\":\"{}\",\"value\":\"{}\"}}",
+            base64(key.to_string().as_bytes()),
+            base64(seq.to_string().as_bytes())
+        );
+        let url = format!("{}/v3/kv/put", self.url);
+        matches!(
+            request("POST", &url, Some(body.as_bytes()), Duration::from_secs(5)),
+            Ok(r) if r.status == 200
+        )
+    }
+}
+
+struct LoadResult {
+    clients: usize,
+    ok: usize,
+    failed: usize,
+    p50: Duration,
+    p99: Duration,
+    per_s: f64,
+}
+
+/// `clients` threads putting as fast as they can for `seconds`.
+fn load(target: &dyn Target, clients: usize, seconds: u64) -> LoadResult {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let (mut lat, failed) = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|client| {
+                let stop = stop.clone();
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    let mut failed = 0;
+                    let mut seq = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let t = Instant::now();
+                        if target.put(client, seq) {
+                            lat.push(t.elapsed());
+                        } else {
+                            failed += 1;
+                        }
+                        seq += 1;
+                    }
+                    (lat, failed)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("load thread"))
+            .fold((Vec::new(), 0), |(mut all, f), (lat, failed)| {
+                all.extend(lat);
+                (all, f + failed)
+            })
+    });
+    let elapsed = started.elapsed();
+    lat.sort();
+    assert!(!lat.is_empty(), "no put succeeded with {clients} clients");
+    LoadResult {
+        clients,
+        ok: lat.len(),
+        failed,
+        p50: quantile(&lat, 0.5),
+        p99: quantile(&lat, 0.99),
+        per_s: lat.len() as f64 / elapsed.as_secs_f64(),
+    }
+}
+
+fn print_load(name: &str, r: &LoadResult) {
+    println!(
+        "{name:8} {:3} clients: p50 {:>9}  p99 {:>9}  {:8.0} puts/s  ({} ok, {} failed)",
+        r.clients,
+        ms(r.p50),
+        ms(r.p99),
+        r.per_s,
+        r.ok,
+        r.failed
+    );
+}
+
+fn wal_stats(c: &Cluster, i: usize) -> (u64, u64) {
+    let h = c.health(i).expect("leader health");
+    (
+        h["wal"]["syncs"].as_u64().unwrap(),
+        h["wal"]["entries"].as_u64().unwrap(),
+    )
+}
+
+fn distsync_load(bin: &Path, seconds: u64) -> Vec<LoadResult> {
+    let c = Cluster::start_all("bench-load", bin, 3, Instant::now() + PHASE_TIMEOUT);
+    let leader = c.wait_leader(Instant::now() + PHASE_TIMEOUT);
+    let target = DistsyncTarget { url: c.url(leader) };
+    let mut results = Vec::new();
+    for clients in CLIENT_COUNTS {
+        let before = wal_stats(&c, leader);
+        let r = load(&target, clients, seconds);
+        let after = wal_stats(&c, leader);
+        print_load("distsync", &r);
+        if clients == 64 {
+            let syncs = after.0 - before.0;
+            let entries = after.1 - before.1;
+            println!(
+                "distsync  64 clients: leader fsyncs per committed entry {:.3} ({syncs} syncs, {entries} entries)",
+                syncs as f64 / entries.max(1) as f64
+            );
+        }
+        assert_eq!(c.leader(), Some(leader), "leadership moved during the load");
+        results.push(r);
+    }
+    results
+}
+
+/// A 3-member etcd cluster on loopback, every member killed on drop.
+struct Etcd {
+    dir: TempDir,
+    children: Vec<Child>,
+    client_urls: Vec<String>,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_etcd() -> Option<Etcd> {
+    let etcd = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("etcd"))
+        .find(|p| p.is_file())?;
+    let dir = TempDir::new("bench-etcd");
+    let ports = free_ports(6);
+    let peer = |i: usize| format!("http://127.0.0.1:{}", ports[i]);
+    let client = |i: usize| format!("http://127.0.0.1:{}", ports[3 + i]);
+    let cluster = (0..3)
+        .map(|i| format!("e{i}={}", peer(i)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut e = Etcd {
+        dir,
+        children: Vec::new(),
+        client_urls: (0..3).map(client).collect(),
+    };
+    for i in 0..3 {
+        let log = std::fs::File::create(e.dir.0.join(format!("e{i}.log"))).ok()?;
+        let child = Command::new(&etcd)
+            .args(["--name", &format!("e{i}")])
+            .args([
+                "--data-dir",
+                &e.dir.0.join(format!("e{i}")).to_string_lossy(),
+            ])
+            .args(["--listen-peer-urls", &peer(i)])
+            .args(["--initial-advertise-peer-urls", &peer(i)])
+            .args(["--listen-client-urls", &client(i)])
+            .args(["--advertise-client-urls", &client(i)])
+            .args(["--initial-cluster", &cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "bench"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().ok()?)
+            .stderr(log)
+            .spawn()
+            .ok()?;
+        e.children.push(child);
+    }
+    Some(e)
+}
+
+/// The client URL of etcd's leader, polled until `deadline`.
+fn etcd_leader(e: &Etcd, deadline: Instant) -> Option<String> {
+    while Instant::now() < deadline {
+        for url in &e.client_urls {
+            let status = request(
+                "POST",
+                &format!("{url}/v3/maintenance/status"),
+                Some(b"{}"),
+                Duration::from_secs(1),
+            );
+            if let Ok(r) = status
+                && r.status == 200
+                && let Ok(v) = serde_json::from_slice::<Value>(&r.body)
+                && v["leader"].is_string()
+                && v["leader"] == v["header"]["member_id"]
+            {
+                return Some(url.clone());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn main() {
+    let args = parse_args();
+    assert!(args.bin.is_file(), "{}: build it first", args.bin.display());
+    println!(
+        "machine: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let times = failover(&args.bin, args.trials);
+    println!(
+        "failover after kill -9 of the leader, {} trials: p50 {}  p99 {}  max {}",
+        times.len(),
+        ms(quantile(&times, 0.5)),
+        ms(quantile(&times, 0.99)),
+        ms(*times.last().unwrap())
+    );
+
+    let ours = distsync_load(&args.bin, args.seconds);
+
+    match start_etcd() {
+        None => println!("etcd: not on the PATH (or failed to start); no comparison"),
+        Some(e) => {
+            let Some(url) = etcd_leader(&e, Instant::now() + PHASE_TIMEOUT) else {
+                println!("etcd: no leader within {PHASE_TIMEOUT:?}; no comparison");
+                return;
+            };
+            let target = EtcdTarget { url };
+            for (clients, mine) in CLIENT_COUNTS.into_iter().zip(&ours) {
+                let r = load(&target, clients, args.seconds);
+                print_load("etcd", &r);
+                println!(
+                    "ratio    {clients:3} clients: distsync/etcd throughput {:.2}x, p50 latency {:.2}x",
+                    mine.per_s / r.per_s,
+                    mine.p50.as_secs_f64() / r.p50.as_secs_f64()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Failover and put-latency figures of a real 3-node distsync cluster on
+# loopback (kill -9 of the leader, 20 trials; 1, 8 and 64 concurrent
+# clients; the leader's fsyncs per committed entry), and the same put load
+# against a 3-member etcd cluster when `etcd` is installed (Debian:
+# apt-get install etcd-server). Every process it starts is killed on exit.
+#
+#   scripts/bench_real.sh [--trials N] [--seconds S]
+#
+# Not a test: it takes about a minute and wants an otherwise idle machine.
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+cargo build --release --features real-network --bin distsync --example bench_real
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+disk="$(df --output=source "${TMPDIR:-/tmp}" | tail -n 1)"
+echo "temp dir on $disk (lsblk ROTA=$(lsblk -ndo ROTA "$disk" 2>/dev/null | tr -d ' ' || echo '?'); a VM's virtio disk may claim to rotate)"
+if command -v etcd >/dev/null; then
+    echo "etcd: $(etcd --version 2>/dev/null | head -n 1)"
+fi
+exec target/release/examples/bench_real --bin target/release/distsync "$@"
