@@ -107,6 +107,11 @@ impl Cluster {
             .join(",")
     }
 
+    /// Node `i`'s trace, appended to by each of its incarnations.
+    pub fn trace_path(&self, i: usize) -> PathBuf {
+        self.dir.0.join(format!("n{}.jsonl", i + 1))
+    }
+
     /// The command that runs node `i`, its environment set, output not yet routed.
     pub fn command(&self, i: usize) -> Command {
         let mut cmd = Command::new(&self.bin);
@@ -116,6 +121,8 @@ impl Cluster {
             .env("HTTP_PEERS", Self::list(&self.http_ports))
             .env("DATA_DIR", self.data_dir(i))
             .env("LOG_LEVEL", "info")
+            .arg("--trace")
+            .arg(self.trace_path(i))
             .stdin(Stdio::null());
         cmd
     }

@@ -173,6 +173,30 @@ fn check_acked(c: &Cluster, acked: &BTreeMap<u32, u64>, deadline: Instant) -> Ve
     seen
 }
 
+/// Stops every node with SIGTERM (so each flushes its trace), then runs
+/// `distsync report` over the nodes' traces: its Raft checker must pass.
+fn check_traces(c: &mut Cluster, deadline: Instant) {
+    let running: Vec<usize> = (0..c.len()).filter(|&i| c.is_running(i)).collect();
+    for i in running {
+        let status = c.terminate(i, deadline);
+        assert_eq!(status.code(), Some(0), "n{} after SIGTERM", i + 1);
+    }
+    let mut cmd = Command::new(bin());
+    cmd.arg("report");
+    for i in 0..c.len() {
+        cmd.arg(c.trace_path(i));
+    }
+    cmd.arg("-o").arg(c.dir.0.join("report"));
+    let out = run_bounded(cmd, deadline);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.code() == Some(0) && stdout.contains("passed"),
+        "distsync report over the merged traces ({:?}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn acknowledged_writes_survive_a_leader_killed_and_restarted() {
     let deadline = deadline();
@@ -249,6 +273,7 @@ fn acknowledged_writes_survive_a_leader_killed_and_restarted() {
     );
     // The writes after the failover are past any snapshot: every node's log holds them.
     assert!(seen.iter().all(|&n| n >= 200), "{seen:?}");
+    check_traces(&mut c, deadline);
 }
 
 #[test]
@@ -269,6 +294,7 @@ fn nothing_acknowledged_is_lost_when_every_node_restarts_at_once() {
     // Under 1,000 entries: no snapshot, so each node's log shows every write.
     let seen = check_acked(&c, &acked, deadline);
     assert_eq!(seen, vec![acked.len(); c.len()]);
+    check_traces(&mut c, deadline);
 }
 
 #[test]
