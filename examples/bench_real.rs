@@ -75,8 +75,16 @@ fn wait_caught_up(c: &Cluster, deadline: Instant) {
     }
 }
 
+/// Three nodes without traces: the figures are the protocol's and the disk's.
+fn untraced_cluster(name: &str, bin: &Path) -> Cluster {
+    let mut c = Cluster::new(name, bin, 3);
+    c.trace = false;
+    c.start_each(Instant::now() + PHASE_TIMEOUT);
+    c
+}
+
 fn failover(bin: &Path, trials: usize) -> Vec<Duration> {
-    let mut c = Cluster::start_all("bench-failover", bin, 3, Instant::now() + PHASE_TIMEOUT);
+    let mut c = untraced_cluster("bench-failover", bin);
     let mut times = Vec::new();
     for trial in 0..trials {
         let deadline = Instant::now() + PHASE_TIMEOUT;
@@ -219,7 +227,7 @@ fn wal_stats(c: &Cluster, i: usize) -> (u64, u64) {
 }
 
 fn distsync_load(bin: &Path, seconds: u64) -> Vec<LoadResult> {
-    let c = Cluster::start_all("bench-load", bin, 3, Instant::now() + PHASE_TIMEOUT);
+    let c = untraced_cluster("bench-load", bin);
     let leader = c.wait_leader(Instant::now() + PHASE_TIMEOUT);
     let target = DistsyncTarget { url: c.url(leader) };
     let mut results = Vec::new();

@@ -60,6 +60,8 @@ pub struct Cluster {
     children: Vec<Option<Child>>,
     /// Incarnations started per node, so each keeps its own log file.
     starts: Vec<u32>,
+    /// Whether nodes write traces (`--trace`); off for the benchmark.
+    pub trace: bool,
 }
 
 impl Cluster {
@@ -73,17 +75,23 @@ impl Cluster {
             http_ports: ports[n..].to_vec(),
             children: (0..n).map(|_| None).collect(),
             starts: vec![0; n],
+            trace: true,
         }
     }
 
     /// Starts every node and waits for a leader.
     pub fn start_all(name: &str, bin: &Path, n: usize, deadline: Instant) -> Cluster {
         let mut c = Cluster::new(name, bin, n);
-        for i in 0..n {
-            c.start(i);
-        }
-        c.wait_leader(deadline);
+        c.start_each(deadline);
         c
+    }
+
+    /// Starts every node of a new cluster and waits for a leader.
+    pub fn start_each(&mut self, deadline: Instant) {
+        for i in 0..self.len() {
+            self.start(i);
+        }
+        self.wait_leader(deadline);
     }
 
     pub fn len(&self) -> usize {
@@ -121,9 +129,10 @@ impl Cluster {
             .env("HTTP_PEERS", Self::list(&self.http_ports))
             .env("DATA_DIR", self.data_dir(i))
             .env("LOG_LEVEL", "info")
-            .arg("--trace")
-            .arg(self.trace_path(i))
             .stdin(Stdio::null());
+        if self.trace {
+            cmd.arg("--trace").arg(self.trace_path(i));
+        }
         cmd
     }
 
