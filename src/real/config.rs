@@ -61,13 +61,13 @@ pub struct NodeFlags {
     /// The directory of this node's write-ahead log [env: DATA_DIR]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
-    /// Redis shards, comma-separated redis:// URLs [env: REDIS_URL]
+    /// Redis shards, comma-separated redis:// URLs; checked, not used yet (the queue is not served) [env: REDIS_URL]
     #[arg(long, value_name = "URLS")]
     pub redis_url: Option<String>,
-    /// Entries in this node's cache [env: CACHE_CAPACITY; default 1000]
+    /// Entries in this node's cache; checked, not used yet (the caches are not served) [env: CACHE_CAPACITY; default 1000]
     #[arg(long, value_name = "N")]
     pub cache_capacity: Option<String>,
-    /// Serve Prometheus metrics: true, false, 1 or 0 [env: ENABLE_METRICS; default false]
+    /// Serve Prometheus metrics: true, false, 1 or 0; checked, not served yet [env: ENABLE_METRICS; default false]
     #[arg(long, value_name = "BOOL")]
     pub enable_metrics: Option<String>,
     /// error, warn, info, debug or trace [env: LOG_LEVEL; default info]

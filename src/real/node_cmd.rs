@@ -84,6 +84,14 @@ pub fn run_node(flags: &NodeFlags, trace_path: Option<&std::path::Path>) -> u8 {
             return EXIT_FAILED;
         }
     };
+    // Settings the node reads but whose services are not built yet: say so
+    // rather than let a user believe they are on.
+    if cfg.enable_metrics {
+        warn!("{name}: ENABLE_METRICS is set, but this node serves no metrics yet; ignored");
+    }
+    if !cfg.redis.is_empty() {
+        warn!("{name}: REDIS_URL is set, but this node does not serve the queue yet; ignored");
+    }
     let stable = log.stable();
     info!(
         "{name}: starting with seed {seed:#018x}; recovered term {}, {} log entries after snapshot index {}",
@@ -119,7 +127,12 @@ async fn run(
     };
     let listen = addrs[&me];
     let mut transport_cfg = TransportConfig::new(cfg.cluster_id.clone(), me, listen, addrs.clone());
-    transport_cfg.backoff_max = cfg.heartbeat_timeout.max(Duration::from_millis(100)) * 4;
+    // A link lost while a peer was down must be back within about a
+    // heartbeat of the peer's return: only the smaller id dials, so a long
+    // backoff would leave the restarted peer cut off from a node it could
+    // elect a leader with. A refused dial on a LAN costs next to nothing.
+    transport_cfg.backoff_min = transport_cfg.backoff_min.min(cfg.heartbeat_interval);
+    transport_cfg.backoff_max = cfg.heartbeat_interval.max(transport_cfg.backoff_min);
     let (transport, inbox) = match Transport::start(
         transport_cfg,
         Rng::stream(seed, Purpose::Network, me as u64),
