@@ -535,9 +535,11 @@ fn report_command(
             Ok(l) => l,
             Err(e) => return bad_input(e),
         };
+        // A line drawn fine may still lack a field the checker needs (a
+        // hand-written trace): the page is still worth writing, unchecked.
         match distsync::check::raft_trace::check_raft_lines(&values) {
             Ok(v) => trace_check = Some(v),
-            Err(e) => return bad_input(format!("the merged trace: {e}")),
+            Err(e) => note(format, &format!("Raft check not run: {e}\n")),
         }
         let names: Vec<String> = inputs.iter().map(|p| p.display().to_string()).collect();
         (names.join(" + "), None, lines, None)
