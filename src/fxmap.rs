@@ -9,8 +9,11 @@
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A hash map keyed with [`Fx`].
-// determinism-ok: the hasher is fixed (no seed), and every walk whose order can show sorts first (`sorted`)
-pub type FxMap<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<Fx>>;
+///
+/// The hasher is fixed (no seed). Walks whose order could show (HGETALL, an
+/// AOF rewrite) go through `sorted`; the others (byte estimates, expiry's
+/// `retain`) do not depend on order.
+pub type FxMap<K, V> = hashbrown::HashMap<K, V, BuildHasherDefault<Fx>>; // determinism-ok: fixed hasher; every order-visible walk sorts first
 
 /// The Fx hash (rustc's `FxHasher`): a rotate, an xor and a multiply per
 /// word. Not for untrusted keys, which a simulation does not have.
