@@ -98,9 +98,15 @@ pub struct HostPort {
     pub port: u16,
 }
 
+/// As written in `PEERS`: an IPv6 host in brackets (`[::1]:7001`), so the
+/// text is also what a resolver and a URL take.
 impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.host, self.port)
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
     }
 }
 

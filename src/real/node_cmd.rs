@@ -172,7 +172,7 @@ async fn run(
         http_urls: cfg
             .http_peers
             .iter()
-            .map(|(id, hp)| (*id, http_url(hp)))
+            .map(|(id, hp)| (*id, format!("http://{hp}")))
             .collect(),
     };
     let mut http_stop = stop_rx.clone();
@@ -213,47 +213,29 @@ fn raft_config(cfg: &NodeConfig) -> RaftConfig {
     }
 }
 
-fn http_url(hp: &HostPort) -> String {
-    if hp.host.contains(':') {
-        format!("http://[{}]:{}", hp.host, hp.port)
-    } else {
-        format!("http://{hp}")
-    }
-}
-
 /// Resolves every node's Raft address, retrying names that do not resolve
 /// yet for up to `RESOLVE_FOR`.
 async fn resolve_all(peers: &BTreeMap<NodeId, HostPort>) -> Option<BTreeMap<NodeId, SocketAddr>> {
     let started = Instant::now();
     let mut out = BTreeMap::new();
     for (id, hp) in peers {
-        let target = if hp.host.contains(':') {
-            format!("[{}]:{}", hp.host, hp.port)
-        } else {
-            hp.to_string()
-        };
+        let target = hp.to_string();
         loop {
-            match tokio::net::lookup_host(target.as_str()).await {
-                Ok(mut addrs) => {
-                    if let Some(a) = addrs.next() {
+            let why = match tokio::net::lookup_host(target.as_str()).await {
+                Ok(mut addrs) => match addrs.next() {
+                    Some(a) => {
                         out.insert(*id, a);
                         break;
                     }
-                }
-                Err(e) if started.elapsed() >= RESOLVE_FOR => {
-                    eprintln!(
-                        "error: PEERS: n{}'s address {target} does not resolve after {} s: {e}",
-                        id + 1,
-                        RESOLVE_FOR.as_secs()
-                    );
-                    return None;
-                }
-                Err(_) => {}
-            }
+                    None => "it resolves to no address".to_owned(),
+                },
+                Err(e) => e.to_string(),
+            };
             if started.elapsed() >= RESOLVE_FOR {
                 eprintln!(
-                    "error: PEERS: n{}'s address {target} resolves to nothing",
-                    id + 1
+                    "error: PEERS: n{}'s address {target} does not resolve after {} s: {why}",
+                    id + 1,
+                    RESOLVE_FOR.as_secs()
                 );
                 return None;
             }

@@ -1,27 +1,5 @@
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use super::*;
-
-/// A fresh directory under the system's temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path =
-            std::env::temp_dir().join(format!("distsync-config-{}-{n}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::real::temp_dir::TempDir;
 
 /// The smallest complete environment: node 2 of three on one host.
 fn env(dir: &TempDir) -> BTreeMap<String, String> {
@@ -452,4 +430,10 @@ fn http_peers_are_given_or_derived_from_distinct_hosts() {
         "HTTP_PEERS",
         "apart from every Raft address",
     );
+}
+
+#[test]
+fn an_ipv6_address_prints_as_written_in_peers() {
+    assert_eq!(hp("::1", 7001).to_string(), "[::1]:7001");
+    assert_eq!(hp("node1", 7001).to_string(), "node1:7001");
 }
