@@ -87,18 +87,14 @@ impl<T: Default> MessageTable<T> {
         while chunks.len() <= c {
             chunks.push((0..CHUNK).map(|_| None).collect());
         }
-        match &chunks[c][i] {
-            Some((part, _)) if *part != partition => return self.overflow_entry(k),
-            Some(_) => {}
-            None => {
-                self.len += 1;
-                chunks[c][i] = Some((partition, T::default()));
-            }
+        if matches!(&chunks[c][i], Some((part, _)) if *part != partition) {
+            return self.overflow_entry(k);
         }
-        match &mut self.dense[p][c][i] {
-            Some((_, rec)) => rec,
-            None => unreachable!("the slot was filled above"),
+        let slot = &mut self.dense[p][c][i];
+        if slot.is_none() {
+            self.len += 1;
         }
+        &mut slot.get_or_insert_with(|| (partition, T::default())).1
     }
 
     /// Every record in key order (partition, producer, seq).

@@ -186,7 +186,7 @@ async fn log(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult {
             from: None,
             limit: None,
         },
-        Some(q) => serde_urlencoded_query(q)?,
+        Some(q) => parse_log_query(q)?,
     };
     let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT);
     if limit == 0 || limit > crate::real::runtime::MAX_LOG_PAGE {
@@ -218,7 +218,7 @@ async fn log(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult {
 }
 
 /// `from=5&limit=10`: only those two names, each an unsigned integer.
-fn serde_urlencoded_query(q: &str) -> Result<LogQuery, ApiError> {
+fn parse_log_query(q: &str) -> Result<LogQuery, ApiError> {
     let mut out = LogQuery {
         from: None,
         limit: None,
