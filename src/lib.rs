@@ -28,3 +28,4 @@ pub mod sim;
 pub mod step;
 pub mod storage;
 pub mod trace;
+pub mod trace_merge;

@@ -254,7 +254,7 @@ enum Command {
         budgets: BudgetFlags,
     },
     /// Run one real node of a cluster: Raft over TCP, an on-disk log, the HTTP API (feature real-network).
-    #[cfg(feature = "real-network")]
+    #[cfg(all(feature = "real-network", not(madsim)))]
     #[command(
         after_help = "Every flag also reads the environment variable of the same name (see env.example and docs/deploy.md).\n\nExamples:\n  distsync node --node-id n1 --peers n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003 \\\n    --http-peers n1=127.0.0.1:8001,n2=127.0.0.1:8002,n3=127.0.0.1:8003 --data-dir data/n1\n  NODE_ID=n2 PEERS=... HTTP_PEERS=... DATA_DIR=data/n2 distsync node\n\nExit codes: 0 stopped by SIGTERM or Ctrl-C, 1 failed while running (a port taken, a disk error), 2 bad configuration or a data directory that refuses to start (a corrupt record, named with its file and byte offset)."
     )]
@@ -449,7 +449,7 @@ fn main() -> ExitCode {
             print!("{}", bench_summary(&measured, Format::json_if(json)));
             ExitCode::SUCCESS
         }
-        #[cfg(feature = "real-network")]
+        #[cfg(all(feature = "real-network", not(madsim)))]
         Command::Node { flags, trace } => {
             ExitCode::from(distsync::real::node_cmd::run_node(&flags, trace.as_deref()))
         }
@@ -585,39 +585,15 @@ fn report_command(
     }
 }
 
-/// Reads trace files and merges their lines by time (a stable sort: one
-/// file's lines keep their order), renumbering `seq` across the merge.
-/// Times count from the first event: a real node stamps its lines with the
-/// system clock, nanoseconds since 1970. Returns the lines as text and as
-/// JSON.
+/// Reads trace files and merges them (`distsync::trace_merge`): the lines
+/// as text and as JSON.
 fn read_traces(inputs: &[PathBuf]) -> Result<(Vec<String>, Vec<serde_json::Value>), String> {
-    let mut all: Vec<(u64, String, serde_json::Value)> = Vec::new();
+    let mut traces = Vec::new();
     for input in inputs {
         let text = distsync::input::read_text(input)?;
-        for (i, l) in text.lines().enumerate() {
-            let line = serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .filter(|v| v["kind"].is_string() && v["t"].is_u64());
-            let Some(v) = line else {
-                return Err(format!(
-                    "{}:{}:1: expected a trace line, a JSON object with \"t\" and \"kind\" (docs/trace.md)",
-                    input.display(),
-                    i + 1
-                ));
-            };
-            all.push((v["t"].as_u64().unwrap_or(0), l.to_owned(), v));
-        }
+        traces.push((input.display().to_string(), text));
     }
-    let origin = all.iter().map(|(t, ..)| *t).min().unwrap_or(0);
-    if inputs.len() > 1 || origin > 0 {
-        all.sort_by_key(|(t, ..)| *t);
-        for (seq, (t, text, v)) in all.iter_mut().enumerate() {
-            v["seq"] = serde_json::Value::from(seq as u64);
-            v["t"] = serde_json::Value::from(*t - origin);
-            *text = v.to_string();
-        }
-    }
-    Ok(all.into_iter().map(|(_, text, v)| (text, v)).unzip())
+    distsync::trace_merge::merge(&traces)
 }
 
 fn step_command(
