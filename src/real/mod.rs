@@ -3,8 +3,13 @@
 
 pub mod client_cmd;
 pub mod config;
+// The HTTP API runs on axum, which binds tokio's own sockets, and the node
+// command builds tokio's runtime: neither exists under madsim, whose tests
+// drive the runtime and transport below directly (madsim-tests/).
+#[cfg(not(madsim))]
 pub mod http;
 pub mod http_client;
+#[cfg(not(madsim))]
 pub mod node_cmd;
 pub mod runtime;
 #[cfg(test)]

@@ -163,6 +163,7 @@ async fn run(
         locks: LockConfig::default(),
         seed,
         session,
+        bugs: Default::default(),
     };
     let (actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -65,6 +65,9 @@ pub struct NodeSetup {
     /// requests (see `ClientHandle`); drawn at random so that a restarted
     /// process never reuses a session's sequence numbers.
     pub session: u32,
+    /// Planted bugs: none in a deployment; the madsim tests plant some to
+    /// show that their checks catch them.
+    pub bugs: Bugs,
 }
 
 /// What a local client request can fail with.
@@ -354,7 +357,7 @@ impl<O: Outbound> Runtime<O> {
             setup.cluster_size,
             &setup.raft,
             &setup.locks,
-            Bugs::default(),
+            setup.bugs,
             &stable,
             None,
             None,
@@ -381,7 +384,7 @@ impl<O: Outbound> Runtime<O> {
         // Whatever recovery wrote (none today) and the first timers' sends.
         self.commit_and_release()?;
         loop {
-            let sleep = self.env.next_deadline().map(tokio::time::Instant::from_std);
+            let sleep = self.env.next_deadline();
             tokio::select! {
                 biased;
                 changed = stop.changed() => {
@@ -540,10 +543,12 @@ impl<O: Outbound> Runtime<O> {
     }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+/// Sleeps until `deadline`, or forever without one. (A duration rather
+/// than tokio's own `Instant`: madsim's time keeps std's, and the two
+/// agree on the clock.)
+async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
+        Some(d) => tokio::time::sleep(d.saturating_duration_since(Instant::now())).await,
         None => std::future::pending().await,
     }
 }

@@ -60,6 +60,7 @@ fn setup(id: NodeId) -> NodeSetup {
         locks: LockConfig::default(),
         seed: 7,
         session: 1000 + id as u32,
+        bugs: Default::default(),
     }
 }
 

@@ -236,6 +236,13 @@ pub fn check(ours: &Hello, theirs: &Hello, expect: Expect<'_>) -> Result<(), Han
     }
 }
 
+/// Writes a hello and flushes it: a stream that buffers writes (madsim's
+/// does, until a flush) must not sit on it while we wait for the answer.
+async fn send(stream: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> Result<(), HandshakeError> {
+    stream.write_all(bytes).await.map_err(HandshakeError::Io)?;
+    stream.flush().await.map_err(HandshakeError::Io)
+}
+
 /// The dialing side: sends our hello, then reads and checks the answer.
 /// The peer's node id on success.
 pub async fn dial(
@@ -244,7 +251,7 @@ pub async fn dial(
     dialed: NodeId,
 ) -> Result<NodeId, HandshakeError> {
     let bytes = encode(ours)?;
-    stream.write_all(&bytes).await.map_err(HandshakeError::Io)?;
+    send(stream, &bytes).await?;
     let theirs = read(stream, ours.version).await?;
     check(ours, &theirs, Expect::Dialed(dialed))?;
     Ok(theirs.node)
@@ -262,6 +269,6 @@ pub async fn accept(
     let theirs = read(stream, ours.version).await?;
     check(ours, &theirs, Expect::Accepted { known })?;
     let bytes = encode(ours)?;
-    stream.write_all(&bytes).await.map_err(HandshakeError::Io)?;
+    send(stream, &bytes).await?;
     Ok(theirs.node)
 }

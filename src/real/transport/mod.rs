@@ -40,7 +40,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout};
 use tracing::{info, warn};
 
@@ -459,23 +459,46 @@ async fn accept_loop(
     known: Rc<BTreeSet<NodeId>>,
 ) {
     let me = Named(shared.hello.node);
-    let mut handshakes = JoinSet::new();
+    let mut handshakes = Handshakes(Vec::new());
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, from)) if handshakes.len() < MAX_PENDING_HANDSHAKES => {
-                    let admit = admit(stream, from, Rc::clone(&shared), Rc::clone(&handoff), Rc::clone(&known));
-                    handshakes.spawn_local(admit);
-                }
-                Ok((_, from)) => warn!(
-                    "{me}: {MAX_PENDING_HANDSHAKES} handshakes already in progress; closing the connection from {from}"
-                ),
-                Err(e) => {
-                    warn!("{me}: accepting a connection failed: {e}");
-                    sleep(ACCEPT_RETRY).await;
-                }
-            },
-            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => {}
+        match listener.accept().await {
+            Ok((stream, from)) if handshakes.in_progress() < MAX_PENDING_HANDSHAKES => {
+                let admit = admit(
+                    stream,
+                    from,
+                    Rc::clone(&shared),
+                    Rc::clone(&handoff),
+                    Rc::clone(&known),
+                );
+                handshakes.0.push(tokio::task::spawn_local(admit));
+            }
+            Ok((_, from)) => warn!(
+                "{me}: {MAX_PENDING_HANDSHAKES} handshakes already in progress; closing the connection from {from}"
+            ),
+            Err(e) => {
+                warn!("{me}: accepting a connection failed: {e}");
+                sleep(ACCEPT_RETRY).await;
+            }
+        }
+    }
+}
+
+/// The accept loop's handshake tasks, ended with it. (tokio's `JoinSet`
+/// would do, but madsim's runtime has none.)
+struct Handshakes(Vec<JoinHandle<()>>);
+
+impl Handshakes {
+    /// Forgets finished tasks; how many are left.
+    fn in_progress(&mut self) -> usize {
+        self.0.retain(|t| !t.is_finished());
+        self.0.len()
+    }
+}
+
+impl Drop for Handshakes {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
         }
     }
 }

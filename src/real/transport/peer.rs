@@ -34,9 +34,11 @@ const RETAINED_BUFFER_BYTES: usize = 1 << 20;
 const STABLE_CONNECTION: Duration = Duration::from_secs(1);
 
 /// Idle time before the first keepalive probe.
+#[cfg(not(madsim))]
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 
 /// Time between keepalive probes.
+#[cfg(not(madsim))]
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The parts of a peer that its task owns.
@@ -203,6 +205,13 @@ async fn dial(peer: &Peer, shared: &Shared) -> Result<TcpStream, DialError> {
 /// alone cannot tell. Failures only lose the tuning, never the connection.
 pub fn tune(stream: &TcpStream) {
     let _ = stream.set_nodelay(true);
+    // madsim's simulated stream has no socket to tune.
+    #[cfg(not(madsim))]
+    keepalive(stream);
+}
+
+#[cfg(not(madsim))]
+fn keepalive(stream: &TcpStream) {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL);
@@ -232,7 +241,12 @@ async fn serve(
     peer: NodeId,
     shared: &Shared,
 ) -> ConnEnd {
+    // Owned halves where tokio has them; madsim's stream has no
+    // `into_split`, and the generic split serves it the same.
+    #[cfg(not(madsim))]
     let (r, mut w) = stream.into_split();
+    #[cfg(madsim)]
+    let (r, mut w) = tokio::io::split(stream);
     let mut r = BufReader::new(r);
     tokio::select! {
         end = read_loop(&mut r, peer, counters, shared) => end,
@@ -298,7 +312,13 @@ async fn write_loop(
                 None
             };
         }
-        if let Err(e) = w.write_all(&batch).await {
+        // Flushed at once: the batch is what was waiting, and a stream
+        // that buffers writes (madsim's) would otherwise hold it.
+        let written = match w.write_all(&batch).await {
+            Ok(()) => w.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             PeerCounters::bump(&counters.dropped, frames);
             return ConnEnd::Write(e);
         }
