@@ -19,6 +19,7 @@ use std::fs::{self, OpenOptions};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -114,18 +115,32 @@ fn node_ip(id: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, id as u8 + 1))
 }
 
+/// With `RUST_LOG` set to a level (`info`, `debug`...), the nodes' log
+/// lines (connections, roles), stamped with simulated time; none otherwise.
+fn init_logging() {
+    let Ok(level) = std::env::var("RUST_LOG") else {
+        return;
+    };
+    let level: tracing::Level = level.parse().unwrap_or_else(|_| {
+        panic!("RUST_LOG={level:?}: expected error, warn, info, debug or trace")
+    });
+    // Already set by an earlier run in this process: keep it.
+    let _ = tracing_subscriber::fmt().with_max_level(level).try_init();
+}
+
 /// Runs `spec` on a fresh madsim runtime seeded with its seed.
 pub fn run(spec: RunSpec) -> RunResult {
+    // Tests run side by side and may run the same seed: each run gets its
+    // own directory, or they would share logs and traces.
+    static RUNS: AtomicU64 = AtomicU64::new(0);
     let scratch = Scratch(scratch_base().join(format!(
-        "distsync-madsim-{}-{}n-{}",
+        "distsync-madsim-{}-{}",
         std::process::id(),
-        spec.nodes,
-        spec.seed
+        RUNS.fetch_add(1, Ordering::Relaxed)
     )));
     let _ = fs::remove_dir_all(&scratch.0);
     fs::create_dir_all(&scratch.0).expect("create the run's scratch directory");
-    // RUST_LOG=info shows the nodes' log lines (connections, roles).
-    madsim::runtime::init_logger();
+    init_logging();
     let mut rt = Runtime::with_seed_and_config(spec.seed, madsim::Config::default());
     // A hang is a failure, not a stuck CI job: the run's own phases take
     // well under a minute of simulated time.

@@ -45,6 +45,7 @@ fn spec(nodes: usize, seed: u64) -> RunSpec {
 fn sweep(nodes: usize) {
     let seeds = seeds();
     let (mut kills, mut partitions, mut writes, mut reads, mut terms) = (0, 0, 0, 0, 0);
+    let mut digest = Fnv::default();
     for &seed in &seeds {
         let r = run(spec(nodes, seed));
         if let Some(failure) = &r.failure {
@@ -66,13 +67,35 @@ fn sweep(nodes: usize) {
         writes += r.acked_writes;
         reads += r.ok_reads;
         terms += r.max_term;
+        for line in &r.trace {
+            digest.add(line.as_bytes());
+        }
     }
     eprintln!(
-        "madsim, {nodes} nodes, {} seeds: {kills} kills, {partitions} partitions, {writes} acknowledged writes, {reads} reads, mean highest term {:.1}; no violation",
+        "madsim, {nodes} nodes, {} seeds: {kills} kills, {partitions} partitions, {writes} acknowledged writes, {reads} reads, mean highest term {:.1}; no violation; traces digest {:016x}",
         seeds.len(),
-        terms as f64 / seeds.len() as f64
+        terms as f64 / seeds.len() as f64,
+        digest.0
     );
     assert!(kills > 0 && partitions > 0, "the nemesis did nothing");
+}
+
+/// FNV-1a over every line of every run: equal on every machine and every
+/// process for the same seeds, as the runs must be.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes.iter().chain(b"\n") {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Writes a failed run's merged trace where `distsync report` can read it;
