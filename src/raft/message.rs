@@ -60,6 +60,20 @@ impl RaftMsg {
             RaftMsg::AppendResp(m) => m.term,
         }
     }
+
+    /// Whether the message may leave before its sender's writes of the same
+    /// step are durable: a leader's replication may (Raft thesis 10.2.1,
+    /// the leader writes to its disk in parallel with replicating), since
+    /// it promises nothing about the leader's own log, and its term was
+    /// made durable when the leader stood for election. Every answer and
+    /// every vote request waits: each vouches for a write of its sender's
+    /// (an appended entry, a vote, a term). A leader that does send early
+    /// must still not count its own new entries toward a commit before
+    /// they are durable; a store that syncs before the next input is
+    /// handled (the real runtime's) gives that for free.
+    pub fn may_precede_own_sync(&self) -> bool {
+        matches!(self, RaftMsg::Append(_) | RaftMsg::InstallSnapshot { .. })
+    }
 }
 
 /// AppendEntries: entries after (prev_index, prev_term); empty = heartbeat.

@@ -10,9 +10,12 @@
 //! the end of every input that wrote something. Here that sync only marks a
 //! debt; the loop handles a batch of inputs that are already waiting (at
 //! most `MAX_BATCH`), then pays the debt with one fdatasync, and only then
-//! releases every message the batch produced. So nothing leaves the node
+//! releases the messages the batch produced. So nothing leaves the node
 //! before the write it may depend on is on disk (the rule the simulator
-//! checks), and a busy leader pays one fsync for many inputs.
+//! checks), and a busy leader pays one fsync for many inputs. The one
+//! exception is a leader's replication, which depends on none of its own
+//! new writes: it leaves just before the fsync, so followers write in
+//! parallel with the leader (Raft thesis 10.2.1).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -498,15 +501,32 @@ impl<O: Outbound> Runtime<O> {
     }
 
     /// Pays the batch's fsync debt, then releases what the batch produced.
+    /// A leader's replication goes out first, so the followers' writes
+    /// overlap ours (`RaftMsg::may_precede_own_sync`); that is safe here
+    /// because the batch's inputs are all handled already and no answer to
+    /// that replication is read before the fsync below returns.
     fn commit_and_release(&mut self) -> Result<(), RuntimeError> {
-        if std::mem::take(&mut self.env.storage.owed)
-            && let Err(e) = self.env.storage.log.try_sync()
-        {
-            self.env.outbox.clear();
-            return Err(RuntimeError::Storage(e.to_string()));
+        if std::mem::take(&mut self.env.storage.owed) {
+            self.release(|msg| matches!(msg, Msg::Raft(m) if m.may_precede_own_sync()));
+            if let Err(e) = self.env.storage.log.try_sync() {
+                self.env.outbox.clear();
+                return Err(RuntimeError::Storage(e.to_string()));
+            }
         }
+        self.release(|_| true);
+        self.env.flush_trace();
+        Ok(())
+    }
+
+    /// Sends the outbox's messages that `now` picks (peer messages to the
+    /// transport, replies to the waiting local clients); keeps the rest.
+    fn release(&mut self, now: impl Fn(&Msg) -> bool) {
         let me = self.client_endpoint();
-        for (to, msg) in std::mem::take(&mut self.env.outbox) {
+        let (go, keep) = std::mem::take(&mut self.env.outbox)
+            .into_iter()
+            .partition(|(_, msg)| now(msg));
+        self.env.outbox = keep;
+        for (to, msg) in go {
             if to == me {
                 if let Msg::Reply { seq, reply } = msg
                     && let Some(answer) = self.waiting.remove(&seq)
@@ -523,8 +543,6 @@ impl<O: Outbound> Runtime<O> {
                 self.outbound.send(to, msg);
             }
         }
-        self.env.flush_trace();
-        Ok(())
     }
 
     fn status(&self) -> Status {

@@ -118,3 +118,73 @@ where
     }
     out
 }
+
+/// A network that records what is sent.
+#[derive(Clone, Default)]
+struct Recorder(std::rc::Rc<std::cell::RefCell<Vec<(NodeId, &'static str)>>>);
+
+impl Outbound for Recorder {
+    fn send(&self, to: NodeId, msg: Msg) {
+        self.0.borrow_mut().push((to, msg.name()));
+    }
+}
+
+#[test]
+fn only_a_leaders_replication_leaves_before_the_fsync() {
+    use crate::raft::message::{AppendEntries, AppendReply, RaftMsg};
+    run_local(|| async {
+        let dir = crate::real::temp_dir::TempDir::new("runtime-early-release");
+        let log = DiskLog::open(dir.0.join("n1"), Default::default()).unwrap();
+        let sent = Recorder::default();
+        let (_peers_tx, peers) = mpsc::channel(8);
+        let setup = NodeSetup {
+            id: 0,
+            cluster_size: 3,
+            raft: RaftConfig::default(),
+            locks: LockConfig::default(),
+            seed: 1,
+            session: 1,
+            bugs: Bugs::default(),
+        };
+        let (mut rt, _handle) = Runtime::new(setup, log, sent.clone(), peers, None);
+        let append = AppendEntries {
+            term: 1,
+            prev_index: 0,
+            prev_term: 0,
+            entries: Vec::new(),
+            commit: 0,
+            read_ctx: 0,
+        };
+        let (answer, mut answered) = oneshot::channel();
+        rt.waiting.insert(7, answer);
+        let me = rt.client_endpoint();
+        rt.env.outbox = vec![
+            (
+                2,
+                Msg::Raft(RaftMsg::AppendResp(AppendReply::accept(1, 0, 0))),
+            ),
+            (1, Msg::Raft(RaftMsg::Append(append))),
+            (
+                me,
+                Msg::Reply {
+                    seq: 7,
+                    reply: ClientReply::Ok(None),
+                },
+            ),
+        ];
+        // The batch wrote something, and the disk fails to sync it.
+        rt.env.storage.owed = true;
+        rt.env.storage.log.fail_for_test();
+        assert!(rt.commit_and_release().is_err());
+        // The replication left; the answer and the client's reply, which
+        // vouch for writes that never became durable, did not.
+        assert_eq!(*sent.0.borrow(), vec![(1, "Append")]);
+        assert!(
+            matches!(
+                answered.try_recv(),
+                Err(oneshot::error::TryRecvError::Empty)
+            ),
+            "the client was answered"
+        );
+    });
+}

@@ -251,6 +251,16 @@ impl DiskLog {
         self.failure.as_ref()
     }
 
+    /// Makes every later sync fail as a dying disk's would.
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&mut self) {
+        self.failure = Some(WalError::Io {
+            path: PathBuf::from("test"),
+            op: "fdatasync",
+            source: io::Error::other("the test's disk failed"),
+        });
+    }
+
     /// Writes and syncs everything pending; the error also stops the log.
     pub fn try_sync(&mut self) -> Result<(), &WalError> {
         if self.failure.is_none()
