@@ -654,8 +654,10 @@ impl QueueChecker {
     ) -> Result<u64, Violation> {
         let mut waiting = 0;
         let mut missing: Vec<(&Key, &Msg)> = Vec::new();
-        let all = self.msgs.sorted();
-        for (k, m) in all.iter().filter(|(_, m)| m.produced && !self.settled(m)) {
+        let open = self
+            .msgs
+            .sorted_where(|_, m| m.produced && !self.settled(m));
+        for (k, m) in &open {
             if self.waiting(*k, m, final_state, end_ns) {
                 waiting += 1;
             } else {
@@ -759,9 +761,8 @@ impl QueueChecker {
     fn acked_gone(&self, final_state: &BTreeMap<Key, Place>) -> Check {
         let held: Vec<String> = self
             .msgs
-            .sorted()
+            .sorted_where(|k, m| m.acked && final_state.contains_key(k))
             .into_iter()
-            .filter(|(k, m)| m.acked && final_state.contains_key(k))
             .map(|(k, _)| format!("{} ({:?})", msg_name(k), final_state[&k]))
             .collect();
         if held.is_empty() {
@@ -785,10 +786,9 @@ impl QueueChecker {
         let dead_last = |k: &Key| self.msgs.get(k).is_some_and(|m| m.dead_last);
         let missing: Vec<Key> = self
             .msgs
-            .sorted()
+            .sorted_where(|k, m| m.dead_last && !is_dead(k))
             .into_iter()
             .map(|(k, _)| k)
-            .filter(|k| dead_last(k) && !is_dead(k))
             .collect();
         let extra: Vec<Key> = final_state
             .keys()
