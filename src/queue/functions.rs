@@ -141,10 +141,12 @@ impl<'a> Tx<'a> {
     /// arguments are borrowed all the way into the file's buffer: building
     /// owned ones and a log of them was a large part of a queue run's cost.
     pub fn call(&mut self, args: &[&[u8]]) -> Resp {
-        let reply = self.store.call(self.now_ns, args);
+        let (reply, name) = self.store.call_named(self.now_ns, args);
         let ok = !matches!(reply, Resp::Error(_));
         self.succeeded |= ok;
-        self.aof.record_outcome(self.now_ns, args, ok);
+        if let Some(name) = name {
+            self.aof.record_named(self.now_ns, name, args, ok);
+        }
         reply
     }
 

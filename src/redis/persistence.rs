@@ -23,7 +23,7 @@
 //! file takes.
 
 use super::resp::Resp;
-use super::store::Store;
+use super::store::{Store, pack, packed_in};
 
 /// Redis's persistence choices (redis.conf `appendonly` / `appendfsync`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +50,18 @@ const READ_ONLY: &[&str] = &[
     "ttl",
     "pttl",
 ];
+
+/// `READ_ONLY`, packed (`store::pack`) for the check of every command a
+/// queue operation runs.
+const READ_ONLY_PACKED: [u128; READ_ONLY.len()] = {
+    let mut out = [0; READ_ONLY.len()];
+    let mut i = 0;
+    while i < READ_ONLY.len() {
+        out[i] = pack(READ_ONLY[i].as_bytes());
+        i += 1;
+    }
+    out
+};
 
 const SECOND_NS: u64 = 1_000_000_000;
 
@@ -175,6 +187,20 @@ impl Aof {
         {
             return;
         }
+        self.append(now_ns, args);
+    }
+
+    /// As `record_outcome`, for a command the store ran and named (its
+    /// lowercase name, as `Store::call_named` gives it): an exact comparison
+    /// with the read-only names instead of a case-insensitive one.
+    pub fn record_named(&mut self, now_ns: u64, name: &str, args: &[&[u8]], ok: bool) {
+        if self.mode == Fsync::Off || !ok || packed_in(name, &READ_ONLY_PACKED) {
+            return;
+        }
+        self.append(now_ns, args);
+    }
+
+    fn append(&mut self, now_ns: u64, args: &[impl AsRef<[u8]>]) {
         encode(&mut self.log, now_ns, args);
         self.pending += 1;
         if self.mode == Fsync::Always {

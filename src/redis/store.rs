@@ -223,14 +223,68 @@ const COMMANDS: &[(&str, i64)] = &[
     ("discard", 1),
 ];
 
+/// A command name of up to 16 bytes as one integer, byte `i` in bits
+/// `8i..8i + 8` (no name contains a zero byte, so the padding cannot be
+/// mistaken for one): names compare in one instruction, not by a call to
+/// `memcmp` per candidate.
+pub(super) const fn pack(name: &[u8]) -> u128 {
+    let mut v = 0u128;
+    let mut i = 0;
+    while i < name.len() && i < 16 {
+        v |= (name[i] as u128) << (8 * i);
+        i += 1;
+    }
+    v
+}
+
+/// `COMMANDS`' names, packed.
+const PACKED: [u128; COMMANDS.len()] = {
+    let mut out = [0; COMMANDS.len()];
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        out[i] = pack(COMMANDS[i].0.as_bytes());
+        i += 1;
+    }
+    out
+};
+
 /// The lowercase name of a known command, matched case-insensitively as
 /// Redis's command table does, and its arity.
 fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
-    COMMANDS
-        .iter()
-        .find(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
-        .copied()
+    // Every command of a queue operation comes through here: the name is
+    // lowered and packed once and compared as an integer with each entry,
+    // instead of a case-insensitive byte comparison with each in turn.
+    if name.len() > 16 {
+        return None;
+    }
+    let mut lower = [0u8; 16];
+    for (l, c) in lower.iter_mut().zip(name) {
+        *l = c.to_ascii_lowercase();
+    }
+    let key = u128::from_le_bytes(lower);
+    // A zero byte in the name would pack like the padding: compare lengths too.
+    let i = PACKED.iter().position(|&p| p == key)?;
+    (COMMANDS[i].0.len() == name.len()).then_some(COMMANDS[i])
 }
+
+/// Whether `name`, a lowercase known command name, is one of `set`'s
+/// (packed) names.
+pub(super) fn packed_in(name: &str, set: &[u128]) -> bool {
+    set.contains(&pack(name.as_bytes()))
+}
+
+/// Commands that can take elements out of a list, hash or sorted set and
+/// so leave it empty. Any other command leaves its key holding at least one
+/// element or no aggregate at all (the ones that create an aggregate add
+/// to it before they can fail), so only these need the emptiness check.
+const MAY_EMPTY: [u128; 6] = [
+    pack(b"lpop"),
+    pack(b"rpop"),
+    pack(b"lmove"),
+    pack(b"lrem"),
+    pack(b"hdel"),
+    pack(b"zrem"),
+];
 
 /// Rejects what redis-server rejects before running a command (unknown
 /// name, wrong argument count); returns the lowercase name otherwise.
@@ -286,6 +340,27 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
         return None;
     }
     std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// Appends `n` in decimal, as `n.to_string()` writes it, without the
+/// formatting machinery: every delivery of a queue message counts its
+/// attempts this way.
+fn put_i64(out: &mut Vec<u8>, n: i64) {
+    if n < 0 {
+        out.push(b'-');
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn int_arg(b: &[u8]) -> Result<i64, Resp> {
@@ -613,23 +688,40 @@ impl Store {
     /// As `execute`, with the arguments borrowed as they are: what a caller
     /// that builds its commands from slices uses, without copying them.
     pub fn call(&mut self, now_ns: u64, args: &[&[u8]]) -> Resp {
+        self.call_named(now_ns, args).0
+    }
+
+    /// As `call`, also giving the command's lowercase name when it is a
+    /// known one (None when it was refused before running), so a caller
+    /// that logs writes need not look the name up again.
+    pub fn call_named(&mut self, now_ns: u64, args: &[&[u8]]) -> (Resp, Option<&'static str>) {
         let name = match check_command(args) {
             Ok(name) => name,
-            Err(reply) => return reply,
+            Err(reply) => return (reply, None),
         };
         let reply = self.dispatch(now_ns, name, args).unwrap_or_else(|e| e);
         // Redis never keeps an empty list, hash or sorted set. Every known
         // command names its key first (LMOVE its two keys first), and only
         // those keys can be left empty, so checking those suffices.
         let keys = if name == "lmove" { 2 } else { 1 };
-        for arg in args.iter().skip(1).take(keys) {
-            if let EntryRef::Occupied(e) = self.keys.entry_ref(*arg)
-                && e.get().value.is_empty_aggregate()
-            {
-                e.remove();
+        if packed_in(name, &MAY_EMPTY) {
+            for arg in args.iter().skip(1).take(keys) {
+                if let EntryRef::Occupied(e) = self.keys.entry_ref(*arg)
+                    && e.get().value.is_empty_aggregate()
+                {
+                    e.remove();
+                }
             }
+        } else {
+            debug_assert!(
+                args.iter().skip(1).take(keys).all(|k| self
+                    .keys
+                    .get(*k)
+                    .is_none_or(|e| !e.value.is_empty_aggregate())),
+                "{name} left an empty aggregate"
+            );
         }
-        reply
+        (reply, Some(name))
     }
 
     /// The commands that rebuild this keyspace as it stands at `now_ns`, as
@@ -899,7 +991,8 @@ impl Store {
         };
         let n = parse_i64(s).ok_or_else(|| err(NOT_INTEGER))?;
         let n = n.checked_add(by).ok_or_else(|| err(OVERFLOW))?;
-        *s = n.to_string().into_bytes();
+        s.clear();
+        put_i64(s, n);
         Ok(Resp::Integer(n))
     }
 
@@ -1043,7 +1136,12 @@ impl Store {
         for fv in a[2..].chunks(2) {
             // An existing field keeps its key; only a new one copies it.
             match h.get_mut(fv[0]) {
-                Some(v) => *v = fv[1].to_vec(),
+                // The old value's buffer takes the new bytes: no allocation
+                // when it is big enough, as a counter's always is.
+                Some(v) => {
+                    v.clear();
+                    v.extend_from_slice(fv[1]);
+                }
                 None => {
                     h.insert(fv[0].to_vec(), fv[1].to_vec());
                     added += 1;
@@ -1063,11 +1161,15 @@ impl Store {
             Some(v) => parse_i64(v).ok_or_else(|| err("ERR hash value is not an integer"))?,
         };
         let n = cur.checked_add(by).ok_or_else(|| err(OVERFLOW))?;
-        let n_text = n.to_string().into_bytes();
         match h.get_mut(a[2]) {
-            Some(v) => *v = n_text,
+            Some(v) => {
+                v.clear();
+                put_i64(v, n);
+            }
             None => {
-                h.insert(a[2].to_vec(), n_text);
+                let mut v = Vec::with_capacity(20);
+                put_i64(&mut v, n);
+                h.insert(a[2].to_vec(), v);
             }
         }
         Ok(Resp::Integer(n))
