@@ -257,11 +257,30 @@ fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
     if name.len() > 16 {
         return None;
     }
-    let mut lower = [0u8; 16];
-    for (l, c) in lower.iter_mut().zip(name) {
-        *l = c.to_ascii_lowercase();
+    // Loaded as two overlapping words (from each end; the overlap holds
+    // the same bytes twice), not through a buffer filled byte by byte,
+    // which the processor cannot read back as a word until every byte
+    // store has landed.
+    let n = name.len();
+    let word = |at: usize| u64::from_le_bytes(name[at..at + 8].try_into().unwrap_or([0; 8]));
+    let half = |at: usize| u32::from_le_bytes(name[at..at + 4].try_into().unwrap_or([0; 4]));
+    let v = match n {
+        8.. => u128::from(word(0)) | u128::from(word(n - 8)) << (8 * (n - 8)),
+        4.. => u128::from(half(0) as u64 | u64::from(half(n - 4)) << (8 * (n - 4))),
+        _ => pack(name),
+    };
+    const ONES: u128 = u128::MAX / 0xff;
+    const HIGH: u128 = ONES * 0x80;
+    if v & HIGH != 0 {
+        // Not ASCII: no command's name, in any case.
+        return None;
     }
-    let key = u128::from_le_bytes(lower);
+    // All sixteen bytes lowered at once: a byte's high bit, free in ASCII,
+    // is set by the first sum when the byte is at least `A` and by the
+    // second when it is past `Z`; no sum carries into the next byte.
+    let at_least_a = v + ONES * u128::from(0x80 - b'A');
+    let past_z = v + ONES * u128::from(0x80 - b'Z' - 1);
+    let key = v | ((at_least_a & !past_z & HIGH) >> 2);
     // A zero byte in the name would pack like the padding: compare lengths too.
     let i = PACKED.iter().position(|&p| p == key)?;
     (COMMANDS[i].0.len() == name.len()).then_some(COMMANDS[i])
@@ -272,19 +291,6 @@ fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
 pub(super) fn packed_in(name: &str, set: &[u128]) -> bool {
     set.contains(&pack(name.as_bytes()))
 }
-
-/// Commands that can take elements out of a list, hash or sorted set and
-/// so leave it empty. Any other command leaves its key holding at least one
-/// element or no aggregate at all (the ones that create an aggregate add
-/// to it before they can fail), so only these need the emptiness check.
-const MAY_EMPTY: [u128; 6] = [
-    pack(b"lpop"),
-    pack(b"rpop"),
-    pack(b"lmove"),
-    pack(b"lrem"),
-    pack(b"hdel"),
-    pack(b"zrem"),
-];
 
 /// Rejects what redis-server rejects before running a command (unknown
 /// name, wrong argument count); returns the lowercase name otherwise.
@@ -700,11 +706,12 @@ impl Store {
             Err(reply) => return (reply, None),
         };
         let reply = self.dispatch(now_ns, name, args).unwrap_or_else(|e| e);
-        // Redis never keeps an empty list, hash or sorted set. Every known
-        // command names its key first (LMOVE its two keys first), and only
-        // those keys can be left empty, so checking those suffices.
+        // Redis never keeps an empty list, hash or sorted set. Commands that
+        // take elements out remove a key they emptied themselves, except
+        // LMOVE, whose source may also be its destination: its two keys
+        // (named first) are checked once it is done.
         let keys = if name == "lmove" { 2 } else { 1 };
-        if packed_in(name, &MAY_EMPTY) {
+        if name == "lmove" {
             for arg in args.iter().skip(1).take(keys) {
                 if let EntryRef::Occupied(e) = self.keys.entry_ref(*arg)
                     && e.get().value.is_empty_aggregate()
@@ -813,10 +820,10 @@ impl Store {
                 let Some(h) = self.hash(now, a[1])? else {
                     return Ok(Resp::Integer(0));
                 };
-                Ok(int(a[2..]
-                    .iter()
-                    .filter(|f| h.remove(**f).is_some())
-                    .count()))
+                let removed = a[2..].iter().filter(|f| h.remove(**f).is_some()).count();
+                let emptied = h.is_empty();
+                self.forget_if(emptied, a[1]);
+                Ok(int(removed))
             }
             "hgetall" => {
                 let h = self.hash(now, a[1])?;
@@ -830,7 +837,10 @@ impl Store {
                 let Some(z) = self.zset(now, a[1])? else {
                     return Ok(Resp::Integer(0));
                 };
-                Ok(int(a[2..].iter().filter(|m| z.remove(m)).count()))
+                let removed = a[2..].iter().filter(|m| z.remove(m)).count();
+                let emptied = z.scores.is_empty();
+                self.forget_if(emptied, a[1]);
+                Ok(int(removed))
             }
             "zrangebyscore" => self.zrangebyscore(now, a),
             "zscore" => Ok(Resp::Bulk(
@@ -1030,12 +1040,25 @@ impl Store {
             });
         };
         let mut take = || if left { l.pop_front() } else { l.pop_back() };
-        match count {
-            None => Ok(Resp::Bulk(take())),
+        let reply = match count {
+            None => Resp::Bulk(take()),
             Some(c) => {
                 let items = (0..c).map_while(|_| take()).map(|v| Resp::Bulk(Some(v)));
-                Ok(Resp::Array(Some(items.collect())))
+                Resp::Array(Some(items.collect()))
             }
+        };
+        let emptied = l.is_empty();
+        self.forget_if(emptied, a[1]);
+        Ok(reply)
+    }
+
+    /// Removes `key` when `emptied`: Redis never keeps an empty list, hash
+    /// or sorted set. Each command that takes elements out calls it, once
+    /// it is done with the collection, so only a key it did empty costs a
+    /// second lookup.
+    fn forget_if(&mut self, emptied: bool, key: &[u8]) {
+        if emptied {
+            self.keys.remove(key);
         }
     }
 
@@ -1122,6 +1145,8 @@ impl Store {
                 }
             }
         }
+        let emptied = l.is_empty();
+        self.forget_if(emptied, a[1]);
         Ok(int(removed))
     }
 
