@@ -1013,7 +1013,7 @@ fn put_endpoint_uncached(line: &mut Vec<u8>, names: Names<'_>, id: NodeId) {
 }
 
 /// "00" to "99": integers are written two digits at a step.
-const DIGIT_PAIRS: &[u8; 200] = b"\
+pub(crate) const DIGIT_PAIRS: &[u8; 200] = b"\
 0001020304050607080910111213141516171819\
 2021222324252627282930313233343536373839\
 4041424344454647484950515253545556575859\

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::redis::{Aof, Resp, Store};
+use crate::trace::DIGIT_PAIRS;
 
 /// A partition's global index: queue index * partitions + partition.
 pub type Partition = u32;
@@ -198,19 +199,26 @@ impl Short {
         self.len += b.len() as u8;
     }
 
-    /// `n` in decimal.
+    /// `n` in decimal, written in place from the last digit back, two
+    /// digits a step: keys, ids and counts are built for every command.
     fn push_u64(&mut self, mut n: u64) {
-        let mut digits = [0; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+        let len = n.checked_ilog10().unwrap_or(0) as usize + 1;
+        let at = usize::from(self.len);
+        let out = &mut self.bytes[at..at + len];
+        let mut i = len;
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            i -= 2;
+            out[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
         }
-        self.push(&digits[i..]);
+        if n >= 10 {
+            let pair = n as usize * 2;
+            out[..2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+        } else {
+            out[0] = b'0' + n as u8;
+        }
+        self.len += len as u8;
     }
 }
 
