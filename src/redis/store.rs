@@ -15,6 +15,7 @@
 //! formats them (see `format_double`), not as 7.0 did (`%.17g`).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::rc::Rc;
 
 use hashbrown::hash_map::EntryRef;
 
@@ -106,12 +107,17 @@ impl Score {
 const LISTPACK_ENTRIES: usize = 128;
 const LISTPACK_VALUE: usize = 64;
 
+/// A sorted set's member: one copy of its bytes, shared by both indexes,
+/// so adding a member copies it once and removing one builds no key to
+/// find it in the order (the queue adds and removes one per delivery).
+type Member = Rc<[u8]>;
+
 /// Members with scores, indexed both ways; ordered by (score, member) as in Redis.
 #[derive(Clone, Debug, Default, Eq)]
 struct ZSet {
     /// Each member's score as stored (its f64 bits), so -0 can read back as -0.
-    scores: Map<Vec<u8>, u64>,
-    order: BTreeSet<(Score, Vec<u8>)>,
+    scores: Map<Member, u64>,
+    order: BTreeSet<(Score, Member)>,
     /// Whether Redis would hold this set as a skiplist rather than as a
     /// listpack (a small set). A listpack stores an integral score as an
     /// integer (`zzlInsertAt`), so a -0 stored there reads back as 0; a
@@ -136,18 +142,22 @@ impl ZSet {
             0.0
         };
         let s = Score::new(score);
-        if let Some(old) = self.scores.insert(member.to_vec(), score.to_bits()) {
-            self.order
-                .remove(&(Score::new(f64::from_bits(old)), member.to_vec()));
-        }
-        self.order.insert((s, member.to_vec()));
+        let member = match self.scores.get_key_value(member) {
+            Some((m, &old)) => {
+                let m = Rc::clone(m);
+                self.order
+                    .remove(&(Score::new(f64::from_bits(old)), Rc::clone(&m)));
+                m
+            }
+            None => Member::from(member),
+        };
+        self.scores.insert(Rc::clone(&member), score.to_bits());
+        self.order.insert((s, member));
     }
 
     fn remove(&mut self, member: &[u8]) -> bool {
-        match self.scores.remove(member) {
-            Some(old) => self
-                .order
-                .remove(&(Score::new(f64::from_bits(old)), member.to_vec())),
+        match self.scores.remove_entry(member) {
+            Some((m, old)) => self.order.remove(&(Score::new(f64::from_bits(old)), m)),
             None => false,
         }
     }
@@ -777,7 +787,7 @@ impl Store {
                             chunk
                                 .iter()
                                 .zip(&scores)
-                                .flat_map(|((m, _), s)| [s.as_bytes(), m.as_slice()]),
+                                .flat_map(|((m, _), s)| [s.as_bytes(), &m[..]]),
                         );
                         emit(&zadd);
                     }
@@ -1324,7 +1334,7 @@ impl Store {
             return Ok(Resp::Array(Some(Vec::new())));
         }
         let take = usize::try_from(count).unwrap_or(usize::MAX);
-        let from = (Score::new(min), Vec::new());
+        let from = (Score::new(min), Member::from(&[][..]));
         let mut out = Vec::new();
         let hits = z
             .order
