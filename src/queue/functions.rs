@@ -260,10 +260,24 @@ fn parse<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
 }
 
 fn parse_id(b: &[u8]) -> Option<MessageId> {
-    let (producer, seq) = std::str::from_utf8(b).ok()?.split_once(':')?;
+    let colon = b.iter().position(|&c| c == b':')?;
     Some(MessageId {
-        producer: producer.parse().ok()?,
-        seq: seq.parse().ok()?,
+        producer: u32::try_from(parse_u64(&b[..colon])?).ok()?,
+        seq: parse_u64(&b[colon + 1..])?,
+    })
+}
+
+/// An unsigned decimal as `str::parse::<u64>` reads one (an optional `+`,
+/// then at least one digit, nothing else, no overflow), straight from the
+/// bytes: every id a consume or an expiry reads back goes through it.
+fn parse_u64(b: &[u8]) -> Option<u64> {
+    let digits = b.strip_prefix(b"+").unwrap_or(b);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &c| {
+        let d = c.checked_sub(b'0').filter(|&d| d < 10)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
     })
 }
 
@@ -297,7 +311,16 @@ fn strings(reply: Resp) -> Vec<Vec<u8>> {
 
 /// Ids of an array reply; members the queue did not write are ignored.
 fn ids(reply: Resp) -> Vec<MessageId> {
-    strings(reply).iter().filter_map(|b| parse_id(b)).collect()
+    match reply {
+        Resp::Array(Some(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Resp::Bulk(Some(b)) => parse_id(b),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn hash_all(tx: &mut Tx, part: Partition, name: &str) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -957,5 +980,40 @@ mod tests {
         assert_eq!(parse_score(b"123"), 123);
         assert_eq!(parse_id(b"4:18446744073709551615"), Some(id(4, u64::MAX)));
         assert_eq!(parse_id(b"4-1"), None);
+    }
+
+    #[test]
+    fn ids_parse_as_the_standard_library_parses_their_numbers() {
+        let cases = [
+            "1:2",
+            "+1:+2",
+            "0:0",
+            ":1",
+            "1:",
+            "1::2",
+            "1:2:3",
+            "a:1",
+            "1:b",
+            " 1:2",
+            "1:2 ",
+            "-1:2",
+            "1:-2",
+            "++1:2",
+            "4294967295:1",
+            "4294967296:1",
+            "1:18446744073709551615",
+            "1:18446744073709551616",
+            "1:00012",
+        ];
+        for case in cases {
+            let expected = case.split_once(':').and_then(|(p, s)| {
+                Some(MessageId {
+                    producer: p.parse().ok()?,
+                    seq: s.parse().ok()?,
+                })
+            });
+            assert_eq!(parse_id(case.as_bytes()), expected, "{case}");
+        }
+        assert_eq!(parse_id(b"1:\xff"), None);
     }
 }
