@@ -142,11 +142,11 @@ impl<'a> Tx<'a> {
     /// arguments are borrowed all the way into the file's buffer: building
     /// owned ones and a log of them was a large part of a queue run's cost.
     pub fn call(&mut self, args: &[&[u8]]) -> Resp {
-        let (reply, name) = self.store.call_named(self.now_ns, args);
+        let (reply, ran) = self.store.call_named(self.now_ns, args);
         let ok = !matches!(reply, Resp::Error(_));
         self.succeeded |= ok;
-        if let Some(name) = name {
-            self.aof.record_named(self.now_ns, name, args, ok);
+        if let Some(ran) = ran {
+            self.aof.record_ran(self.now_ns, ran, args, ok);
         }
         reply
     }

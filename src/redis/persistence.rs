@@ -23,7 +23,7 @@
 //! file takes.
 
 use super::resp::Resp;
-use super::store::{Store, pack, packed_in};
+use super::store::{Ran, Store};
 
 /// Redis's persistence choices (redis.conf `appendonly` / `appendfsync`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub enum Fsync {
 
 /// Commands that never change the keyspace; everything else that
 /// succeeds is logged.
-const READ_ONLY: &[&str] = &[
+pub(super) const READ_ONLY: &[&str] = &[
     "get",
     "lrange",
     "llen",
@@ -50,18 +50,6 @@ const READ_ONLY: &[&str] = &[
     "ttl",
     "pttl",
 ];
-
-/// `READ_ONLY`, packed (`store::pack`) for the check of every command a
-/// queue operation runs.
-const READ_ONLY_PACKED: [u128; READ_ONLY.len()] = {
-    let mut out = [0; READ_ONLY.len()];
-    let mut i = 0;
-    while i < READ_ONLY.len() {
-        out[i] = pack(READ_ONLY[i].as_bytes());
-        i += 1;
-    }
-    out
-};
 
 const SECOND_NS: u64 = 1_000_000_000;
 
@@ -190,11 +178,10 @@ impl Aof {
         self.append(now_ns, args);
     }
 
-    /// As `record_outcome`, for a command the store ran and named (its
-    /// lowercase name, as `Store::call_named` gives it): an exact comparison
-    /// with the read-only names instead of a case-insensitive one.
-    pub fn record_named(&mut self, now_ns: u64, name: &str, args: &[&[u8]], ok: bool) {
-        if self.mode == Fsync::Off || !ok || packed_in(name, &READ_ONLY_PACKED) {
+    /// As `record_outcome`, for a command the store ran and said so
+    /// (`Store::call_named`): whether it is read-only is known already.
+    pub fn record_ran(&mut self, now_ns: u64, ran: Ran, args: &[&[u8]], ok: bool) {
+        if self.mode == Fsync::Off || !ok || ran.read_only {
             return;
         }
         self.append(now_ns, args);

@@ -19,6 +19,7 @@ use std::rc::Rc;
 
 use hashbrown::hash_map::EntryRef;
 
+use super::persistence::READ_ONLY;
 use super::resp::Resp;
 use crate::fxmap::{FxMap, sorted};
 
@@ -237,7 +238,7 @@ const COMMANDS: &[(&str, i64)] = &[
 /// `8i..8i + 8` (no name contains a zero byte, so the padding cannot be
 /// mistaken for one): names compare in one instruction, not by a call to
 /// `memcmp` per candidate.
-pub(super) const fn pack(name: &[u8]) -> u128 {
+const fn pack(name: &[u8]) -> u128 {
     let mut v = 0u128;
     let mut i = 0;
     while i < name.len() && i < 16 {
@@ -258,9 +259,47 @@ const PACKED: [u128; COMMANDS.len()] = {
     out
 };
 
-/// The lowercase name of a known command, matched case-insensitively as
-/// Redis's command table does, and its arity.
-fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
+/// Whether each entry of `COMMANDS` is read-only (in `READ_ONLY`), found
+/// once here rather than by name for every command run.
+const READ_ONLY_COMMANDS: [bool; COMMANDS.len()] = {
+    const fn same(a: &[u8], b: &[u8]) -> bool {
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut out = [false; COMMANDS.len()];
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        let mut j = 0;
+        while j < READ_ONLY.len() {
+            out[i] |= same(COMMANDS[i].0.as_bytes(), READ_ONLY[j].as_bytes());
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+/// A command the store recognised and ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ran {
+    /// Its lowercase name.
+    pub name: &'static str,
+    /// It never changes the keyspace (`READ_ONLY`).
+    pub read_only: bool,
+}
+
+/// The index in `COMMANDS` of a known command, matched case-insensitively
+/// as Redis's command table does.
+fn command_index(name: &[u8]) -> Option<usize> {
     // Every command of a queue operation comes through here: the name is
     // lowered and packed once and compared as an integer with each entry,
     // instead of a case-insensitive byte comparison with each in turn.
@@ -293,22 +332,21 @@ fn arity(name: &[u8]) -> Option<(&'static str, i64)> {
     let key = v | ((at_least_a & !past_z & HIGH) >> 2);
     // A zero byte in the name would pack like the padding: compare lengths too.
     let i = PACKED.iter().position(|&p| p == key)?;
-    (COMMANDS[i].0.len() == name.len()).then_some(COMMANDS[i])
-}
-
-/// Whether `name`, a lowercase known command name, is one of `set`'s
-/// (packed) names.
-pub(super) fn packed_in(name: &str, set: &[u128]) -> bool {
-    set.contains(&pack(name.as_bytes()))
+    (COMMANDS[i].0.len() == name.len()).then_some(i)
 }
 
 /// Rejects what redis-server rejects before running a command (unknown
 /// name, wrong argument count); returns the lowercase name otherwise.
 pub(super) fn check_command(args: &[&[u8]]) -> Result<&'static str, Resp> {
+    check_command_index(args).map(|i| COMMANDS[i].0)
+}
+
+/// As `check_command`, giving the command's index in `COMMANDS`.
+fn check_command_index(args: &[&[u8]]) -> Result<usize, Resp> {
     let Some(first) = args.first() else {
         return Err(err("ERR empty command"));
     };
-    let Some((name, a)) = arity(first) else {
+    let Some(i) = command_index(first) else {
         // Redis's `'%.*s' ` loop: arguments are added while the list is under
         // 128 bytes, each cut to the room left; `%s` also stops at a NUL.
         let mut quoted = Vec::new();
@@ -332,11 +370,12 @@ pub(super) fn check_command(args: &[&[u8]]) -> Result<&'static str, Resp> {
         msg.extend_from_slice(&quoted);
         return Err(Resp::Error(one_line(&msg)));
     };
+    let (name, a) = COMMANDS[i];
     let n = args.len() as i64;
     if (a > 0 && n != a) || (a < 0 && n < -a) {
         return Err(wrong_arity(name));
     }
-    Ok(name)
+    Ok(i)
 }
 
 fn wrong_arity(name: &str) -> Resp {
@@ -707,14 +746,15 @@ impl Store {
         self.call_named(now_ns, args).0
     }
 
-    /// As `call`, also giving the command's lowercase name when it is a
-    /// known one (None when it was refused before running), so a caller
-    /// that logs writes need not look the name up again.
-    pub fn call_named(&mut self, now_ns: u64, args: &[&[u8]]) -> (Resp, Option<&'static str>) {
-        let name = match check_command(args) {
-            Ok(name) => name,
+    /// As `call`, also saying which command ran (None when it was refused
+    /// before running), so a caller that logs writes need not look the
+    /// name up again.
+    pub fn call_named(&mut self, now_ns: u64, args: &[&[u8]]) -> (Resp, Option<Ran>) {
+        let i = match check_command_index(args) {
+            Ok(i) => i,
             Err(reply) => return (reply, None),
         };
+        let name = COMMANDS[i].0;
         let reply = self.dispatch(now_ns, name, args).unwrap_or_else(|e| e);
         // Redis never keeps an empty list, hash or sorted set. Commands that
         // take elements out remove a key they emptied themselves, except
@@ -738,7 +778,11 @@ impl Store {
                 "{name} left an empty aggregate"
             );
         }
-        (reply, Some(name))
+        let ran = Ran {
+            name,
+            read_only: READ_ONLY_COMMANDS[i],
+        };
+        (reply, Some(ran))
     }
 
     /// The commands that rebuild this keyspace as it stands at `now_ns`, as
