@@ -253,6 +253,11 @@ const PACKED: [u128; COMMANDS.len()] = {
     let mut out = [0; COMMANDS.len()];
     let mut i = 0;
     while i < COMMANDS.len() {
+        // A longer name would be cut by `pack` and never found.
+        assert!(
+            COMMANDS[i].0.len() <= 16,
+            "a command name longer than 16 bytes"
+        );
         out[i] = pack(COMMANDS[i].0.as_bytes());
         i += 1;
     }
@@ -1531,6 +1536,66 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The packed, lowered lookup finds exactly what a case-insensitive
+    /// comparison with each name finds.
+    #[test]
+    fn command_lookup_matches_a_plain_case_insensitive_search() {
+        let plain = |name: &[u8]| {
+            COMMANDS
+                .iter()
+                .position(|(n, _)| name.eq_ignore_ascii_case(n.as_bytes()))
+        };
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for (n, _) in COMMANDS {
+            let lower = n.as_bytes().to_vec();
+            let upper = lower.to_ascii_uppercase();
+            let mixed: Vec<u8> = lower
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    if i % 2 == 0 {
+                        b.to_ascii_uppercase()
+                    } else {
+                        *b
+                    }
+                })
+                .collect();
+            let mut longer = lower.clone();
+            longer.push(b'x');
+            let mut padded = lower.clone();
+            padded.push(0);
+            names.extend([
+                lower.clone(),
+                upper,
+                mixed,
+                longer,
+                padded,
+                lower[1..].to_vec(),
+            ]);
+            // Neighbours of the letters in ASCII, which lowering must not touch.
+            for b in [b'@', b'[', b'`', b'{', b'_', 0xc1] {
+                let mut odd = lower.clone();
+                odd[0] = b;
+                names.push(odd);
+            }
+        }
+        names.extend([
+            Vec::new(),
+            b"x".to_vec(),
+            vec![b'a'; 17],
+            vec![0xff; 16],
+            b"getgetgetgetgetge".to_vec(),
+        ]);
+        for name in &names {
+            assert_eq!(
+                command_index(name),
+                plain(name),
+                "{:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
 
     const MS: u64 = 1_000_000;
     const SEC: u64 = 1_000 * MS;
