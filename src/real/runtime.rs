@@ -385,7 +385,7 @@ impl<O: Outbound> Runtime<O> {
     /// durable. (A kill -9 is safe too: nothing unsynced was ever sent.)
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> Result<(), RuntimeError> {
         // Whatever recovery wrote (none today) and the first timers' sends.
-        self.commit_and_release()?;
+        self.commit_and_release().await?;
         loop {
             let sleep = self.env.next_deadline();
             tokio::select! {
@@ -407,9 +407,9 @@ impl<O: Outbound> Runtime<O> {
                     self.fire_timers();
                 }
             }
-            self.commit_and_release()?;
+            self.commit_and_release().await?;
         }
-        self.commit_and_release()
+        self.commit_and_release().await
     }
 
     /// Handles inputs that are already waiting, up to the batch limit, so
@@ -504,28 +504,34 @@ impl<O: Outbound> Runtime<O> {
     /// A leader's replication goes out first, so the followers' writes
     /// overlap ours (`RaftMsg::may_precede_own_sync`); that is safe here
     /// because the batch's inputs are all handled already and no answer to
-    /// that replication is read before the fsync below returns.
-    fn commit_and_release(&mut self) -> Result<(), RuntimeError> {
+    /// that replication is read before the fsync below returns. The fsync
+    /// blocks this thread, where the transport's tasks also run: one yield
+    /// first lets them put that replication on the wire.
+    async fn commit_and_release(&mut self) -> Result<(), RuntimeError> {
         if std::mem::take(&mut self.env.storage.owed) {
-            self.release(|msg| matches!(msg, Msg::Raft(m) if m.may_precede_own_sync()));
+            if self.release(|msg| matches!(msg, Msg::Raft(m) if m.may_precede_own_sync())) {
+                tokio::task::yield_now().await;
+            }
             if let Err(e) = self.env.storage.log.try_sync() {
                 self.env.outbox.clear();
                 return Err(RuntimeError::Storage(e.to_string()));
             }
         }
-        self.release(|_| true);
+        let _ = self.release(|_| true);
         self.env.flush_trace();
         Ok(())
     }
 
     /// Sends the outbox's messages that `now` picks (peer messages to the
     /// transport, replies to the waiting local clients); keeps the rest.
-    fn release(&mut self, now: impl Fn(&Msg) -> bool) {
+    /// Whether it sent anything.
+    fn release(&mut self, now: impl Fn(&Msg) -> bool) -> bool {
         let me = self.client_endpoint();
-        let (go, keep) = std::mem::take(&mut self.env.outbox)
+        let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.env.outbox)
             .into_iter()
             .partition(|(_, msg)| now(msg));
         self.env.outbox = keep;
+        let sent = !go.is_empty();
         for (to, msg) in go {
             if to == me {
                 if let Msg::Reply { seq, reply } = msg
@@ -543,6 +549,7 @@ impl<O: Outbound> Runtime<O> {
                 self.outbound.send(to, msg);
             }
         }
+        sent
     }
 
     fn status(&self) -> Status {

@@ -175,7 +175,7 @@ fn only_a_leaders_replication_leaves_before_the_fsync() {
         // The batch wrote something, and the disk fails to sync it.
         rt.env.storage.owed = true;
         rt.env.storage.log.fail_for_test();
-        assert!(rt.commit_and_release().is_err());
+        assert!(rt.commit_and_release().await.is_err());
         // The replication left; the answer and the client's reply, which
         // vouch for writes that never became durable, did not.
         assert_eq!(*sent.0.borrow(), vec![(1, "Append")]);
