@@ -247,6 +247,7 @@ fn node_main(
                 // Unique per incarnation, as a real node's random one is.
                 session: u32::try_from(index).expect("few incarnations"),
                 bugs: spec.bugs,
+                metrics: None,
             };
             let trace = OpenOptions::new()
                 .create(true)

@@ -67,7 +67,7 @@ pub struct NodeFlags {
     /// Entries in this node's cache; checked, not used yet (the caches are not served) [env: CACHE_CAPACITY; default 1000]
     #[arg(long, value_name = "N")]
     pub cache_capacity: Option<String>,
-    /// Serve Prometheus metrics: true, false, 1 or 0; checked, not served yet [env: ENABLE_METRICS; default false]
+    /// Serve Prometheus metrics at GET /metrics: true, false, 1 or 0 [env: ENABLE_METRICS; default false]
     #[arg(long, value_name = "BOOL")]
     pub enable_metrics: Option<String>,
     /// error, warn, info, debug or trace [env: LOG_LEVEL; default info]

@@ -8,19 +8,22 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::kv::{ClientReply, ClientRequest};
+use crate::real::metrics::Metrics;
 use crate::real::runtime::{ClientError, ClientHandle, LogPage, Status};
 use crate::replicated::Command;
 use crate::trace::NodeId;
@@ -42,20 +45,95 @@ pub struct Api {
     /// Every node's HTTP base URL (`http://host:port`), for redirects and
     /// `/raft/leader`.
     pub http_urls: BTreeMap<NodeId, String>,
+    /// With `ENABLE_METRICS`: served at `/metrics`, and every request
+    /// counted and timed.
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// The router, with the body limit and JSON fallbacks for unknown paths and
 /// methods.
 pub fn router(api: Api) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .route("/health", get(health))
         .route("/raft/leader", get(leader))
         .route("/raft/log", get(log))
-        .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete));
+    if let Some(m) = &api.metrics {
+        let served = Arc::clone(m);
+        routes = routes
+            .route(
+                "/metrics",
+                get(move |RawQuery(q): RawQuery| metrics(Arc::clone(&served), q)),
+            )
+            .route_layer(middleware::from_fn_with_state(Arc::clone(m), count_request));
+    }
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
+}
+
+/// Counts and times one request by its route's pattern. (A route layer:
+/// requests that match no route are not counted, so no path a client
+/// makes up becomes a series.)
+async fn count_request(
+    State(m): State<Arc<Metrics>>,
+    route: MatchedPath,
+    req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let resp = next.run(req).await;
+    m.http(
+        route.as_str(),
+        &method,
+        resp.status().as_u16(),
+        started.elapsed(),
+    );
+    resp
+}
+
+/// `/metrics`: the OpenMetrics text, or `?format=json`.
+async fn metrics(m: Arc<Metrics>, query: Option<String>) -> ApiResult {
+    let mut format = None;
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("format", value)) => format = Some(value.to_owned()),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_query",
+                    format!(
+                        "unknown query parameter `{pair}` (expected `format=text` or `format=json`)"
+                    ),
+                ));
+            }
+        }
+    }
+    match format.as_deref() {
+        None | Some("text") => Ok((
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            m.text(),
+        )
+            .into_response()),
+        Some("json") => ok(m.json()),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("format must be `text` or `json`, got `{other}`"),
+        )),
+    }
 }
 
 /// Serves `api` on `listener` until `stop` resolves.

@@ -9,6 +9,7 @@ pub mod config;
 #[cfg(not(madsim))]
 pub mod http;
 pub mod http_client;
+pub mod metrics;
 #[cfg(not(madsim))]
 pub mod node_cmd;
 pub mod runtime;

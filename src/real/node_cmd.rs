@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::real::config::{HostPort, LogFormat, LogLevel, NodeConfig, NodeFlags};
 use crate::real::http::{Api, serve};
+use crate::real::metrics::Metrics;
 use crate::real::runtime::{NodeSetup, Runtime, os_entropy};
 use crate::real::transport::{Transport, TransportConfig};
 use crate::real::wal::{DiskLog, WalError, WalLimits};
@@ -86,9 +87,6 @@ pub fn run_node(flags: &NodeFlags, trace_path: Option<&std::path::Path>) -> u8 {
     };
     // Settings the node reads but whose services are not built yet: say so
     // rather than let a user believe they are on.
-    if cfg.enable_metrics {
-        warn!("{name}: ENABLE_METRICS is set, but this node serves no metrics yet; ignored");
-    }
     if !cfg.redis.is_empty() {
         warn!("{name}: REDIS_URL is set, but this node does not serve the queue yet; ignored");
     }
@@ -156,6 +154,7 @@ async fn run(
             return EXIT_FAILED;
         }
     };
+    let metrics = cfg.enable_metrics.then(Metrics::new);
     let setup = NodeSetup {
         id: me,
         cluster_size: cfg.peers.len(),
@@ -164,6 +163,7 @@ async fn run(
         seed,
         session,
         bugs: Default::default(),
+        metrics: metrics.clone(),
     };
     let (actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -175,6 +175,7 @@ async fn run(
             .iter()
             .map(|(id, hp)| (*id, format!("http://{hp}")))
             .collect(),
+        metrics,
     };
     let mut http_stop = stop_rx.clone();
     let http = tokio::task::spawn_local(serve(listener, api, async move {

@@ -18,6 +18,7 @@
 //! parallel with the leader (Raft thesis 10.2.1).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -26,6 +27,7 @@ use crate::bugs::Bugs;
 use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::{ClientReply, ClientRequest};
 use crate::node::{Msg, Node};
+use crate::real::metrics::{Metrics, RaftFigures};
 use crate::real::wal::{DiskLog, WalStats};
 use crate::replicated::{Entry, Snapshot};
 use crate::rng::Rng;
@@ -71,6 +73,8 @@ pub struct NodeSetup {
     /// Planted bugs: none in a deployment; the madsim tests plant some to
     /// show that their checks catch them.
     pub bugs: Bugs,
+    /// Where the node reports its Raft figures (`ENABLE_METRICS`).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 /// What a local client request can fail with.
@@ -328,7 +332,9 @@ pub struct Runtime<O: Outbound> {
     peers: mpsc::Receiver<(NodeId, Msg)>,
     inputs: mpsc::Receiver<Input>,
     /// Local requests by the sequence number their reply will carry.
-    waiting: BTreeMap<u64, oneshot::Sender<ClientReply>>,
+    waiting: BTreeMap<u64, Waiter>,
+    /// The leader this node last knew of, for the leader-change count.
+    known_leader: Option<NodeId>,
     next_seq: u64,
 }
 
@@ -375,6 +381,7 @@ impl<O: Outbound> Runtime<O> {
             peers,
             inputs,
             waiting: BTreeMap::new(),
+            known_leader: None,
             next_seq: 1,
         };
         (runtime, ClientHandle { inputs: tx })
@@ -446,7 +453,7 @@ impl<O: Outbound> Runtime<O> {
             Input::Client { req, answer } => {
                 if self.waiting.len() >= MAX_PENDING_CLIENTS {
                     // Answers whose asker gave up make room first.
-                    self.waiting.retain(|_, a| !a.is_closed());
+                    self.waiting.retain(|_, w| !w.answer.is_closed());
                 }
                 if self.waiting.len() >= MAX_PENDING_CLIENTS {
                     let _ = answer.send(ClientReply::Retry);
@@ -454,7 +461,17 @@ impl<O: Outbound> Runtime<O> {
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                self.waiting.insert(seq, answer);
+                let write = matches!(
+                    req,
+                    ClientRequest::Put { .. } | ClientRequest::Delete { .. }
+                );
+                self.waiting.insert(
+                    seq,
+                    Waiter {
+                        answer,
+                        write_since: write.then(Instant::now),
+                    },
+                );
                 let me = self.client_endpoint();
                 self.node
                     .on_message(&mut self.env, me, Msg::Request { seq, req });
@@ -512,14 +529,43 @@ impl<O: Outbound> Runtime<O> {
             if self.release(|msg| matches!(msg, Msg::Raft(m) if m.may_precede_own_sync())) {
                 tokio::task::yield_now().await;
             }
+            let started = Instant::now();
             if let Err(e) = self.env.storage.log.try_sync() {
                 self.env.outbox.clear();
                 return Err(RuntimeError::Storage(e.to_string()));
             }
+            if let Some(m) = &self.setup.metrics {
+                m.fsync(started.elapsed());
+            }
         }
         let _ = self.release(|_| true);
         self.env.flush_trace();
+        self.report_figures();
         Ok(())
+    }
+
+    /// Hands the batch's outcome to the metrics, if they are on.
+    fn report_figures(&mut self) {
+        let Some(m) = &self.setup.metrics else {
+            return;
+        };
+        let raft = self.node.raft();
+        let leader = raft.leader_hint();
+        // From one known leader to another: the first one learned is not a change.
+        let changed = matches!((self.known_leader, leader), (Some(old), Some(new)) if old != new);
+        if leader.is_some() {
+            self.known_leader = leader;
+        }
+        m.raft(
+            RaftFigures {
+                term: raft.term(),
+                role: raft.role(),
+                commit_index: raft.commit_index(),
+                applied_index: raft.applied_index(),
+                last_index: raft.last_index(),
+            },
+            changed,
+        );
     }
 
     /// Sends the outbox's messages that `now` picks (peer messages to the
@@ -535,9 +581,14 @@ impl<O: Outbound> Runtime<O> {
         for (to, msg) in go {
             if to == me {
                 if let Msg::Reply { seq, reply } = msg
-                    && let Some(answer) = self.waiting.remove(&seq)
+                    && let Some(w) = self.waiting.remove(&seq)
                 {
-                    let _ = answer.send(reply);
+                    if let (Some(m), Some(since), ClientReply::Ok(_)) =
+                        (&self.setup.metrics, w.write_since, &reply)
+                    {
+                        m.write(since.elapsed());
+                    }
+                    let _ = w.answer.send(reply);
                 }
             } else if to < self.setup.cluster_size {
                 self.env.record(&TraceEvent::NetSend {
@@ -566,6 +617,13 @@ impl<O: Outbound> Runtime<O> {
             wal: self.env.storage.log.stats(),
         }
     }
+}
+
+/// A local request waiting for its answer.
+struct Waiter {
+    answer: oneshot::Sender<ClientReply>,
+    /// When a write came in (for the write-latency metric).
+    write_since: Option<Instant>,
 }
 
 /// Sleeps until `deadline`, or forever without one. (A duration rather

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use tokio::task::LocalSet;
 
@@ -11,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::kv::{ClientReply, ClientRequest};
 use crate::node::Msg;
+use crate::real::metrics::Metrics;
 use crate::real::runtime::{ClientHandle, NodeSetup, Outbound, Runtime, RuntimeError};
 use crate::real::temp_dir::TempDir;
 use crate::real::wal::{DiskLog, WalLimits};
@@ -46,13 +48,15 @@ pub struct Cluster {
     inboxes: Inboxes,
     pub cut: Rc<RefCell<Vec<bool>>>,
     pub handles: Vec<ClientHandle>,
+    /// Each node's metrics (the runtime reports to them always).
+    pub metrics: Vec<Arc<Metrics>>,
     stops: Vec<watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RuntimeError>>>,
 }
 
 pub const N: usize = 3;
 
-fn setup(id: NodeId) -> NodeSetup {
+fn setup(id: NodeId, metrics: &Arc<Metrics>) -> NodeSetup {
     NodeSetup {
         id,
         cluster_size: N,
@@ -61,6 +65,7 @@ fn setup(id: NodeId) -> NodeSetup {
         seed: 7,
         session: 1000 + id as u32,
         bugs: Default::default(),
+        metrics: Some(Arc::clone(metrics)),
     }
 }
 
@@ -71,6 +76,7 @@ impl Cluster {
             inboxes: Rc::new(RefCell::new(Vec::new())),
             cut: Rc::new(RefCell::new(vec![false; N])),
             handles: Vec::new(),
+            metrics: (0..N).map(|_| Metrics::new()).collect(),
             stops: Vec::new(),
             tasks: Vec::new(),
         }
@@ -100,7 +106,8 @@ impl Cluster {
                 inboxes: self.inboxes.clone(),
                 cut: self.cut.clone(),
             };
-            let (runtime, handle) = Runtime::new(setup(id), log, net, peers, None);
+            let (runtime, handle) =
+                Runtime::new(setup(id, &self.metrics[id]), log, net, peers, None);
             let (stop, stopped) = watch::channel(false);
             self.tasks
                 .push(tokio::task::spawn_local(runtime.run(stopped)));

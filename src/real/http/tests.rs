@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -9,6 +10,11 @@ use crate::real::test_cluster::{Cluster, N, run_local};
 
 /// Serves every node of `c` on an ephemeral loopback port; their URLs.
 async fn serve_all(c: &Cluster) -> Vec<String> {
+    serve_all_with(c, false).await
+}
+
+/// As `serve_all`; with `metered`, each node serves its metrics.
+async fn serve_all_with(c: &Cluster, metered: bool) -> Vec<String> {
     let mut listeners = Vec::new();
     for _ in 0..N {
         listeners.push(
@@ -27,6 +33,7 @@ async fn serve_all(c: &Cluster) -> Vec<String> {
             node: c.handles[id].clone(),
             me: id,
             http_urls: urls.clone(),
+            metrics: metered.then(|| Arc::clone(&c.metrics[id])),
         };
         tokio::task::spawn_local(serve(listener, api, std::future::pending()));
     }
@@ -254,5 +261,59 @@ fn without_a_leader_writes_get_503_with_retry_after() {
         assert_eq!(r.header("retry-after"), Some("1"));
         assert!(["no_leader", "retry"].contains(&json_of(&r)["error"].as_str().unwrap()));
         c.stop().await;
+    });
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_show_the_raft_state() {
+    run_local(|| async {
+        let mut c = Cluster::new("http-metrics");
+        c.start();
+        let urls = serve_all_with(&c, true).await;
+        let leader = c.leader().await;
+        for key in 1..=3 {
+            let r = call(
+                "PUT",
+                format!("{}/kv/{key}", urls[leader]),
+                Some(br#"{"value": 5}"#),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+        }
+        let r = call("GET", format!("{}/metrics", urls[leader]), None).await;
+        assert_eq!(r.status, 200);
+        let text = String::from_utf8(r.body.clone()).unwrap();
+        for expected in [
+            "distsync_raft_role{role=\"leader\"} 1",
+            "distsync_http_requests_total{route=\"/kv/{key}\",method=\"PUT\",status=\"200\"} 3",
+            "distsync_raft_write_seconds_count 3",
+            "# EOF",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+        }
+        assert!(text.contains("distsync_raft_fsync_seconds_count"), "{text}");
+        // The same figures as JSON.
+        let r = call("GET", format!("{}/metrics?format=json", urls[leader]), None).await;
+        let v = json_of(&r);
+        let term = v["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "distsync_raft_term")
+            .expect("the term");
+        assert!(term["value"].as_f64().unwrap() >= 1.0);
+        // A bad format, and metrics off.
+        let r = call("GET", format!("{}/metrics?format=xml", urls[leader]), None).await;
+        assert_eq!(
+            (r.status, json_of(&r)["error"].clone()),
+            (400, "bad_query".into())
+        );
+        c.stop().await;
+        let mut quiet = Cluster::new("http-no-metrics");
+        quiet.start();
+        let urls = serve_all(&quiet).await;
+        let r = call("GET", format!("{}/metrics", urls[0]), None).await;
+        assert_eq!(r.status, 404);
+        quiet.stop().await;
     });
 }

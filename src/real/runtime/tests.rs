@@ -145,6 +145,7 @@ fn only_a_leaders_replication_leaves_before_the_fsync() {
             seed: 1,
             session: 1,
             bugs: Bugs::default(),
+            metrics: None,
         };
         let (mut rt, _handle) = Runtime::new(setup, log, sent.clone(), peers, None);
         let append = AppendEntries {
@@ -156,7 +157,13 @@ fn only_a_leaders_replication_leaves_before_the_fsync() {
             read_ctx: 0,
         };
         let (answer, mut answered) = oneshot::channel();
-        rt.waiting.insert(7, answer);
+        rt.waiting.insert(
+            7,
+            Waiter {
+                answer,
+                write_since: None,
+            },
+        );
         let me = rt.client_endpoint();
         rt.env.outbox = vec![
             (
