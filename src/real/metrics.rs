@@ -284,6 +284,55 @@ mod tests {
         assert_eq!(samples.len(), lines);
     }
 
+    /// The Grafana dashboard in docs/ reads only metrics this module
+    /// exports, so renaming one cannot leave a panel silently empty.
+    #[test]
+    fn the_dashboard_names_only_exported_metrics() {
+        let dashboard: Value =
+            serde_json::from_str(include_str!("../../docs/grafana/distsync.json")).unwrap();
+        // Families show in the text once they hold a series.
+        let m = Metrics::new();
+        m.raft(
+            RaftFigures {
+                term: 1,
+                role: Role::Follower,
+                commit_index: 0,
+                applied_index: 0,
+                last_index: 0,
+            },
+            false,
+        );
+        m.http("/health", "GET", 200, Duration::ZERO);
+        let text = m.text();
+        let exported: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let mut named = 0;
+        for panel in dashboard["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if !word.starts_with("distsync_") {
+                        continue;
+                    }
+                    let base = ["_bucket", "_sum", "_count", "_total"]
+                        .iter()
+                        .find_map(|s| word.strip_suffix(s))
+                        .unwrap_or(word);
+                    assert!(
+                        exported.contains(&base),
+                        "panel {:?} reads {word}, which the node does not export ({exported:?})",
+                        panel["title"]
+                    );
+                    named += 1;
+                }
+            }
+        }
+        assert!(named >= 10, "the dashboard reads {named} metrics");
+    }
+
     #[test]
     fn label_values_with_escapes_read_back() {
         let labels = parse_labels(r#"a="x\"y",b="back\\slash",c="line\nbreak""#).unwrap();
