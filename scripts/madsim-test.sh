@@ -31,4 +31,8 @@ export RUSTFLAGS="${RUSTFLAGS:-} --cfg madsim"
 echo "madsim-test: building the madsim tests (target/madsim; the first build takes a few minutes)"
 cargo build --release --features madsim-tests --test madsim --target-dir target/madsim
 echo "madsim-test: running ${MADSIM_SEED:+seed $MADSIM_SEED}${MADSIM_SEED:-${MADSIM_SEEDS:-200} seeds per cluster size}"
-cargo test --release --features madsim-tests --test madsim --target-dir target/madsim -- --nocapture "$@"
+# One test at a time: run side by side in one process, madsim runs have
+# shown a rare difference of one scheduler step (a 50-100 ns tick of
+# madsim's clock) in a 5-node run, so a seed would not always replay alone
+# as it ran. Alone they are byte for byte the same in every process.
+cargo test --release --features madsim-tests --test madsim --target-dir target/madsim -- --nocapture --test-threads=1 "$@"
