@@ -107,8 +107,14 @@ fn scratch_base() -> PathBuf {
     if shm.is_dir() {
         shm
     } else {
-        std::env::temp_dir()
+        std::env::temp_dir() // determinism-ok: where the files go, never read by the run
     }
+}
+
+/// The time on madsim's simulated clock, which stands behind `Instant`
+/// inside its runtime.
+fn now() -> Instant {
+    Instant::now() // determinism-ok: madsim's simulated clock
 }
 
 fn node_ip(id: usize) -> IpAddr {
@@ -118,7 +124,8 @@ fn node_ip(id: usize) -> IpAddr {
 /// With `RUST_LOG` set to a level (`info`, `debug`...), the nodes' log
 /// lines (connections, roles), stamped with simulated time; none otherwise.
 fn init_logging() {
-    let Ok(level) = std::env::var("RUST_LOG") else {
+    let level = std::env::var("RUST_LOG"); // determinism-ok: log lines only
+    let Ok(level) = level else {
         return;
     };
     let level: tracing::Level = level.parse().unwrap_or_else(|_| {
@@ -135,7 +142,7 @@ pub fn run(spec: RunSpec) -> RunResult {
     static RUNS: AtomicU64 = AtomicU64::new(0);
     let scratch = Scratch(scratch_base().join(format!(
         "distsync-madsim-{}-{}",
-        std::process::id(),
+        std::process::id(), // determinism-ok: a directory name, never read by the run
         RUNS.fetch_add(1, Ordering::Relaxed)
     )));
     let _ = fs::remove_dir_all(&scratch.0);
@@ -163,7 +170,7 @@ async fn drive(spec: RunSpec, dir: PathBuf) -> RunResult {
         })
         .collect();
     let history = Rc::new(RefCell::new(History::default()));
-    let origin = Instant::now();
+    let origin = now();
     let faults_end = origin + spec.faulty_for;
     let mut result = RunResult::default();
     let clients: Vec<_> = (0..CLIENTS)
@@ -297,7 +304,7 @@ impl Client {
         let nodes = self.registry.lock().unwrap().len();
         let mut target = self.index % nodes;
         let mut written: u64 = 0;
-        while Instant::now() < until {
+        while now() < until {
             let key = rng.below(KEYS) as u32;
             let req = if rng.chance(0.5) {
                 ClientRequest::Get { key }
@@ -319,11 +326,11 @@ impl Client {
     /// succeeded, within `RECOVERY_LIMIT`.
     async fn read_every_key(&self) -> Result<(), String> {
         let nodes = self.registry.lock().unwrap().len();
-        let deadline = Instant::now() + RECOVERY_LIMIT;
+        let deadline = now() + RECOVERY_LIMIT;
         let mut target = 0;
         for key in 0..KEYS as u32 {
             loop {
-                if Instant::now() >= deadline {
+                if now() >= deadline {
                     return Err(format!(
                         "no read of key {key} succeeded within {RECOVERY_LIMIT:?} after the faults stopped"
                     ));
@@ -421,7 +428,7 @@ async fn nemesis(
     let (mut kills, mut partitions) = (0, 0);
     // Let the first election happen undisturbed now and then.
     sleep_ms(&mut rng, 0, 1500).await;
-    while Instant::now() + Duration::from_millis(500) < until {
+    while now() + Duration::from_millis(500) < until {
         let n = spec.nodes;
         let victim = match rng.below(4) {
             0 | 1 => rng.below(n as u64) as usize,

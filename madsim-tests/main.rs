@@ -21,7 +21,8 @@ use distsync::bugs::Bugs;
 /// The seeds to run: `MADSIM_SEED` alone, or `MADSIM_SEEDS` of them from 0.
 fn seeds() -> Vec<u64> {
     let parse = |name: &str| {
-        std::env::var(name).ok().map(|v| {
+        let value = std::env::var(name); // determinism-ok: which seeds run, not what a run does
+        value.ok().map(|v| {
             v.parse::<u64>()
                 .unwrap_or_else(|_| panic!("{name}={v:?}: expected a whole number"))
         })
