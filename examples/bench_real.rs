@@ -57,24 +57,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-/// Waits until every running node has applied what the leader committed.
-fn wait_caught_up(c: &Cluster, deadline: Instant) {
-    let leader = c.wait_leader(deadline);
-    let target = c.health(leader).expect("leader health")["commit_index"]
-        .as_u64()
-        .unwrap();
-    for i in (0..c.len()).filter(|&i| c.is_running(i)) {
-        while c
-            .health(i)
-            .and_then(|h| h["applied_index"].as_u64())
-            .is_none_or(|a| a < target)
-        {
-            assert!(Instant::now() < deadline, "n{} did not catch up", i + 1);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
 /// Three nodes without traces: the figures are the protocol's and the disk's.
 fn untraced_cluster(name: &str, bin: &Path) -> Cluster {
     let mut c = Cluster::new(name, bin, 3);
@@ -90,7 +72,7 @@ fn failover(bin: &Path, trials: usize) -> Vec<Duration> {
         let deadline = Instant::now() + PHASE_TIMEOUT;
         let leader = c.wait_leader(deadline);
         assert!(c.put(leader, 1, trial as u64, deadline), "warm-up write");
-        wait_caught_up(&c, deadline);
+        c.wait_caught_up(deadline);
         let killed_at = Instant::now();
         c.kill9(leader);
         let via = c.other_running(leader);
@@ -102,7 +84,7 @@ fn failover(bin: &Path, trials: usize) -> Vec<Duration> {
         eprintln!("failover trial {}: {}", trial + 1, ms(took));
         times.push(took);
         c.start(leader);
-        wait_caught_up(&c, deadline);
+        c.wait_caught_up(deadline);
     }
     times.sort();
     times

@@ -218,6 +218,30 @@ impl Cluster {
         best.map(|(_, i)| i)
     }
 
+    /// Waits until every running node has committed (and applied) at
+    /// least what the leader had committed when this was called.
+    pub fn wait_caught_up(&self, deadline: Instant) {
+        let leader = self.wait_leader(deadline);
+        let target = self.health(leader).expect("leader's health")["commit_index"]
+            .as_u64()
+            .unwrap();
+        for i in (0..self.len()).filter(|&i| self.is_running(i)) {
+            loop {
+                let h = self.health(i);
+                let applied = h.as_ref().and_then(|h| h["applied_index"].as_u64());
+                if applied.is_some_and(|a| a >= target) {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "n{} did not apply index {target} in time (at {applied:?})",
+                    i + 1
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+
     /// Polls until a running node leads; panics at `deadline`.
     pub fn wait_leader(&self, deadline: Instant) -> usize {
         loop {

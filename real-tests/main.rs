@@ -88,30 +88,6 @@ fn write_keys(
     }
 }
 
-/// Waits until every running node has committed (and applied) at least
-/// what the leader had committed when this was called.
-fn wait_caught_up(c: &Cluster, deadline: Instant) {
-    let leader = c.wait_leader(deadline);
-    let target = c.health(leader).expect("leader's health")["commit_index"]
-        .as_u64()
-        .unwrap();
-    for i in (0..c.len()).filter(|&i| c.is_running(i)) {
-        loop {
-            let h = c.health(i);
-            let applied = h.as_ref().and_then(|h| h["applied_index"].as_u64());
-            if applied.is_some_and(|a| a >= target) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "n{} did not apply index {target} in time (at {applied:?})",
-                i + 1
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 /// Every acknowledged write is in every node's committed log with the
 /// acknowledged value as the key's last, unless the node has folded that
 /// key's writes into its snapshot; the nodes' committed logs agree entry
@@ -119,7 +95,7 @@ fn wait_caught_up(c: &Cluster, deadline: Instant) {
 /// returns every acknowledged value. Returns how many writes each node's
 /// log showed.
 fn check_acked(c: &Cluster, acked: &BTreeMap<u32, u64>, deadline: Instant) -> Vec<usize> {
-    wait_caught_up(c, deadline);
+    c.wait_caught_up(deadline);
     let mut by_index: BTreeMap<u64, (usize, serde_json::Value)> = BTreeMap::new();
     let mut seen = Vec::new();
     for i in 0..c.len() {
@@ -350,7 +326,7 @@ fn a_corrupt_record_mid_segment_refuses_to_start_naming_file_and_offset() {
     let mut acked = BTreeMap::new();
     write_keys(&c, leader, 0..50, 0, &mut acked, deadline);
     let victim = c.other_running(leader);
-    wait_caught_up(&c, deadline);
+    c.wait_caught_up(deadline);
     let status = c.terminate(victim, Instant::now() + Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
 
