@@ -49,7 +49,9 @@ fn histogram() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     term: Gauge,
-    role: Family<RoleLabels, Gauge>,
+    /// One series of `distsync_raft_role` per entry of `ROLES`, resolved
+    /// once: the actor sets them after every batch.
+    roles: [Gauge; ROLES.len()],
     commit_index: Gauge,
     applied_index: Gauge,
     last_index: Gauge,
@@ -75,7 +77,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("distsync");
         let m = Metrics {
             term: Gauge::default(),
-            role: Family::default(),
+            roles: Default::default(),
             commit_index: Gauge::default(),
             applied_index: Gauge::default(),
             last_index: Gauge::default(),
@@ -87,10 +89,12 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("raft_term", "The node's current term", m.term.clone());
+        let role: Family<RoleLabels, Gauge> = Family::default();
+        let roles = ROLES.map(|r| role.get_or_create_owned(&[("role", r.name())]));
         registry.register(
             "raft_role",
             "1 for the node's current role, 0 for the others",
-            m.role.clone(),
+            role,
         );
         registry.register(
             "raft_commit_index",
@@ -132,17 +136,19 @@ impl Metrics {
             "HTTP request latency by route",
             m.http_seconds.clone(),
         );
-        Arc::new(Metrics { registry, ..m })
+        Arc::new(Metrics {
+            registry,
+            roles,
+            ..m
+        })
     }
 
     /// Records the node's Raft state after a batch; `leader_changed` when
     /// the leader it knows of is now another node.
     pub fn raft(&self, f: RaftFigures, leader_changed: bool) {
         self.term.set(gauge_value(f.term));
-        for role in ROLES {
-            self.role
-                .get_or_create(&[("role", role.name())])
-                .set(i64::from(role == f.role));
+        for (role, gauge) in ROLES.iter().zip(&self.roles) {
+            gauge.set(i64::from(*role == f.role));
         }
         self.commit_index.set(gauge_value(f.commit_index));
         self.applied_index.set(gauge_value(f.applied_index));
