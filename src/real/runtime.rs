@@ -461,10 +461,12 @@ impl<O: Outbound> Runtime<O> {
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                let write = matches!(
-                    req,
-                    ClientRequest::Put { .. } | ClientRequest::Delete { .. }
-                );
+                // Timed only for the metrics, and only writes.
+                let write = self.setup.metrics.is_some()
+                    && matches!(
+                        req,
+                        ClientRequest::Put { .. } | ClientRequest::Delete { .. }
+                    );
                 self.waiting.insert(
                     seq,
                     Waiter {
