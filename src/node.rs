@@ -11,8 +11,8 @@ use crate::cache::bus::{BusCache, BusMsg, BusSetup};
 use crate::env::{Env, Timer};
 use crate::kv::{ClientReply, ClientRequest, KvState};
 use crate::lock::leases::LeaseKeeper;
-use crate::lock::protocol::{LockReply, LockRequest, reply_for, trace_of};
-use crate::lock::{LockCommand, LockError, LockEvent, LockId, LockState};
+use crate::lock::protocol::{API_CLIENT, LockReply, LockRequest, reply_for, trace_of};
+use crate::lock::{LockCommand, LockError, LockEvent, LockId, LockState, SessionId};
 use crate::queue::placement::{Applied, Placement, RingCommand};
 use crate::queue::protocol::{QueueReply, QueueRequest, ShardAnswer, ShardCall};
 use crate::queue::rebalance::{self, Rebalancer};
@@ -150,6 +150,14 @@ impl PendingRead {
     }
 }
 
+/// A lock request of the node's API, proposed as `API_CLIENT`.
+#[derive(Clone, Copy, Debug)]
+struct ApiLock {
+    waiter: Waiter,
+    /// An acquire's session and lock: what cancelling its wait names.
+    acquire: Option<(SessionId, LockId)>,
+}
+
 /// One node of the replicated key-value store.
 #[derive(Clone)]
 pub struct Node {
@@ -166,6 +174,12 @@ pub struct Node {
     reads: BTreeMap<u64, PendingRead>,
     /// Confirmed reads waiting for the state machine to reach their index.
     ready: Vec<(u64, u64)>,
+    /// API lock requests this node proposed as leader, by their
+    /// `API_CLIENT` sequence number; an acquire that waits stays until
+    /// its outcome.
+    api_locks: BTreeMap<u64, ApiLock>,
+    /// The last `API_CLIENT` sequence number this node handed out.
+    api_seq: u64,
     /// Planted bug `kv.ack_by_index`.
     ack_by_index: bool,
     /// Planted bug `lock.grant_before_commit`.
@@ -234,6 +248,8 @@ impl Node {
             writes: BTreeMap::new(),
             reads: BTreeMap::new(),
             ready: Vec::new(),
+            api_locks: BTreeMap::new(),
+            api_seq: 0,
             ack_by_index: bugs.ack_by_index,
             grant_before_commit: bugs.grant_before_commit,
             queue,
@@ -388,48 +404,8 @@ impl Node {
         if self.raft.role() != Role::Leader {
             return reply(env, waiter, ClientReply::NotLeader(self.raft.leader_hint()));
         }
-        let seq = waiter.seq;
-        let cmd = match r {
-            LockRequest::Open { ttl_ns } => LockCommand::OpenSession {
-                client,
-                seq,
-                ttl_ns,
-            },
-            LockRequest::KeepAlive { session } => {
-                // Renewed once a quorum confirms this node still leads (and
-                // has applied every decision of earlier leaders): see PendingRead::Renew.
-                match self.raft.read_index(env) {
-                    Ok(ctx) => {
-                        self.reads.insert(ctx, PendingRead::Renew(waiter, session));
-                    }
-                    Err(r) => reply(env, waiter, refusal_reply(r)),
-                }
-                return;
-            }
-            LockRequest::Close { session } => LockCommand::CloseSession {
-                client,
-                seq,
-                session,
-            },
-            LockRequest::Acquire {
-                session,
-                lock,
-                mode,
-                wait,
-            } => LockCommand::Acquire {
-                client,
-                seq,
-                session,
-                lock,
-                mode,
-                wait,
-            },
-            LockRequest::Release { session, lock } => LockCommand::Release {
-                client,
-                seq,
-                session,
-                lock,
-            },
+        let Some(cmd) = lock_command(client, waiter.seq, r) else {
+            return self.renew(env, waiter, r);
         };
         // The answer goes out when the entry is applied (see `apply_committed`).
         match self.raft.propose(env, Command::Lock(cmd)) {
@@ -453,6 +429,88 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// A keep-alive: renewed once a quorum confirms this node still leads
+    /// (and has applied every decision of earlier leaders): see
+    /// `PendingRead::Renew`.
+    fn renew(&mut self, env: &mut impl Env, waiter: Waiter, r: LockRequest) {
+        let LockRequest::KeepAlive { session } = r else {
+            unreachable!("only a keep-alive is not a command")
+        };
+        match self.raft.read_index(env) {
+            Ok(ctx) => {
+                self.reads.insert(ctx, PendingRead::Renew(waiter, session));
+            }
+            Err(r) => reply(env, waiter, refusal_reply(r)),
+        }
+    }
+
+    /// A lock request of this node's API (the real deployment's HTTP),
+    /// from `from`, answered with `seq` like any client's. It is proposed
+    /// as `API_CLIENT` under a sequence number this leader hands out, so
+    /// every request is a new command (an API caller has no sequence
+    /// numbers of its own). An acquire that has to wait is answered
+    /// `Waiting`, then with its outcome.
+    pub fn on_api_lock(&mut self, env: &mut impl Env, from: NodeId, seq: u64, r: LockRequest) {
+        let was_leader = self.raft.role() == Role::Leader;
+        self.api_lock(env, Waiter { client: from, seq }, r);
+        self.after_input(env, was_leader);
+    }
+
+    fn api_lock(&mut self, env: &mut impl Env, waiter: Waiter, r: LockRequest) {
+        if self.raft.role() != Role::Leader {
+            return reply(env, waiter, ClientReply::NotLeader(self.raft.leader_hint()));
+        }
+        // Until this leader commits an entry of its term, an earlier
+        // leader's API command may still commit with a number above the
+        // state machine's last: handing that number out again would make
+        // a new command a duplicate.
+        if !self.raft.committed_in_term() || self.raft.applied_index() < self.raft.commit_index() {
+            return reply(env, waiter, ClientReply::Retry);
+        }
+        let seq = self.api_seq.max(self.state.locks.last_seq(API_CLIENT)) + 1;
+        let Some(cmd) = lock_command(API_CLIENT, seq, r) else {
+            return self.renew(env, waiter, r);
+        };
+        match self.raft.propose(env, Command::Lock(cmd)) {
+            Ok(_) => {
+                self.api_seq = seq;
+                let acquire = match cmd {
+                    LockCommand::Acquire { session, lock, .. } => Some((session, lock)),
+                    _ => None,
+                };
+                self.api_locks.insert(seq, ApiLock { waiter, acquire });
+            }
+            Err(r) => reply(env, waiter, refusal_reply(r)),
+        }
+    }
+
+    /// Gives up the API acquire answered to `from`/`seq` (its caller went
+    /// away or its own wait ran out): the leader proposes the same
+    /// `WaitTimeout` its clock would, so the request leaves its queue at one
+    /// log index on every node, and its caller, if still there, is answered
+    /// `TimedOut`, or its grant if that came first. Does nothing on a
+    /// follower or for a request already decided.
+    pub fn cancel_api_wait(&mut self, env: &mut impl Env, from: NodeId, seq: u64) {
+        let was_leader = self.raft.role() == Role::Leader;
+        let found = self.api_locks.iter().find_map(|(&api_seq, a)| {
+            (a.waiter.client == from && a.waiter.seq == seq)
+                .then_some(a.acquire.map(|(session, lock)| (api_seq, session, lock)))
+                .flatten()
+        });
+        if let Some((api_seq, session, lock)) = found
+            && was_leader
+        {
+            let cmd = LockCommand::WaitTimeout {
+                session,
+                lock,
+                seq: api_seq,
+            };
+            // Refused only when no longer leading: `fail_pending` answers then.
+            let _ = self.raft.propose(env, Command::Lock(cmd));
+        }
+        self.after_input(env, was_leader);
     }
 
     fn on_queue_request(&mut self, env: &mut impl Env, from: NodeId, seq: u64, req: QueueRequest) {
@@ -568,6 +626,11 @@ impl Node {
         for (_, r) in std::mem::take(&mut self.reads) {
             reply(env, r.waiter(), ClientReply::Retry);
         }
+        // Their entries may still commit, and a waiting acquire stays
+        // queued: the next leader decides them, but answers nobody here.
+        for (_, a) in std::mem::take(&mut self.api_locks) {
+            reply(env, a.waiter, ClientReply::Retry);
+        }
         self.ready.clear();
     }
 
@@ -661,17 +724,8 @@ impl Node {
         if !leader {
             return;
         }
-        let answer = |env: &mut _, ev: &LockEvent| {
-            if let Some((client, seq, answer)) = reply_for(cmd, ev) {
-                let to = Waiter {
-                    client: self.cluster_size + client as usize,
-                    seq,
-                };
-                reply(env, to, ClientReply::Lock(answer));
-            }
-        };
         for ev in fresh {
-            answer(env, ev);
+            self.answer_lock(env, cmd, ev);
         }
         // A replay answers only the client that retried.
         let retrier = cmd.client_seq();
@@ -679,8 +733,33 @@ impl Node {
             .iter()
             .filter(|ev| reply_for(cmd, ev).map(|(c, s, _)| (c, s)) == retrier)
         {
-            answer(env, ev);
+            self.answer_lock(env, cmd, ev);
         }
+    }
+
+    /// Sends the reply `ev` owes its client, if any. `API_CLIENT`'s replies
+    /// go to the API caller that asked, when this node proposed the request.
+    fn answer_lock(&mut self, env: &mut impl Env, cmd: &LockCommand, ev: &LockEvent) {
+        let Some((client, seq, answer)) = reply_for(cmd, ev) else {
+            return;
+        };
+        let to = if client == API_CLIENT {
+            let found = if answer == LockReply::Waiting {
+                self.api_locks.get(&seq).copied()
+            } else {
+                self.api_locks.remove(&seq)
+            };
+            match found {
+                Some(a) => a.waiter,
+                None => return,
+            }
+        } else {
+            Waiter {
+                client: self.cluster_size + client as usize,
+                seq,
+            }
+        };
+        reply(env, to, ClientReply::Lock(answer));
     }
 
     /// Answers confirmed reads whose index the state machine has reached.
@@ -711,6 +790,43 @@ impl Node {
             }
         }
     }
+}
+
+/// The command a lock request proposes as `client`'s `seq`; None for a
+/// keep-alive, which is never logged.
+fn lock_command(client: u32, seq: u64, r: LockRequest) -> Option<LockCommand> {
+    Some(match r {
+        LockRequest::Open { ttl_ns } => LockCommand::OpenSession {
+            client,
+            seq,
+            ttl_ns,
+        },
+        LockRequest::KeepAlive { .. } => return None,
+        LockRequest::Close { session } => LockCommand::CloseSession {
+            client,
+            seq,
+            session,
+        },
+        LockRequest::Acquire {
+            session,
+            lock,
+            mode,
+            wait,
+        } => LockCommand::Acquire {
+            client,
+            seq,
+            session,
+            lock,
+            mode,
+            wait,
+        },
+        LockRequest::Release { session, lock } => LockCommand::Release {
+            client,
+            seq,
+            session,
+            lock,
+        },
+    })
 }
 
 fn refusal_reply(r: Refusal) -> ClientReply {

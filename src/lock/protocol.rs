@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 use super::state::{LockCommand, LockError, LockEvent, LockId, Mode, SessionId};
 use crate::trace::TraceEvent;
 
+/// The client id under which nodes propose the lock requests of their API
+/// (the real deployment's HTTP). Every node uses this one id, so a session
+/// opened through one leader stays its client's under the next; the
+/// simulator numbers its clients from 0 and never reaches it.
+pub const API_CLIENT: u32 = u32::MAX;
+
 /// A lock client's request to a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LockRequest {

@@ -533,6 +533,11 @@ impl LockState {
         out
     }
 
+    /// The highest sequence number applied for `client` (0 if none).
+    pub fn last_seq(&self, client: u32) -> u64 {
+        self.replies.get(&client).map_or(0, |r| r.seq)
+    }
+
     /// The highest fencing token ever issued for `lock` (0 if never granted).
     pub fn last_token(&self, lock: LockId) -> u64 {
         self.last_tokens.get(&lock).copied().unwrap_or(0)

@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, Stat
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -57,7 +57,14 @@ pub fn router(api: Api) -> Router {
         .route("/health", get(health))
         .route("/raft/leader", get(leader))
         .route("/raft/log", get(log))
-        .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete));
+        .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/locks/sessions", post(locks::open))
+        .route("/locks/sessions/{id}", delete(locks::close))
+        .route("/locks/sessions/{id}/keepalive", post(locks::keepalive))
+        .route("/locks/acquire", post(locks::acquire))
+        .route("/locks/release", post(locks::release))
+        .route("/locks/wait_for", get(locks::wait_for))
+        .route("/locks/{name}", get(locks::show));
     if let Some(m) = &api.metrics {
         let served = Arc::clone(m);
         routes = routes
@@ -154,6 +161,8 @@ struct ApiError {
     message: String,
     location: Option<String>,
     retry_after: bool,
+    /// More fields for the body (a deadlock's cycle).
+    detail: Option<Value>,
 }
 
 impl ApiError {
@@ -164,6 +173,7 @@ impl ApiError {
             message: message.into(),
             location: None,
             retry_after: false,
+            detail: None,
         }
     }
 }
@@ -178,7 +188,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": self.code, "message": self.message});
+        let mut body = json!({"error": self.code, "message": self.message});
+        if let (Some(Value::Object(more)), Value::Object(fields)) = (self.detail, &mut body) {
+            fields.extend(more);
+        }
         let mut resp = (self.status, axum::Json(body)).into_response();
         let headers = resp.headers_mut();
         if let Some(loc) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
@@ -345,10 +358,30 @@ fn parse_key(raw: &str) -> Result<u32, ApiError> {
     })
 }
 
-/// Sends `req` to the node and turns refusals into HTTP answers: 307 to the
-/// leader, 503 with Retry-After when none is known or the outcome is open.
+/// Sends a key-value request to the node; see `ask_node`.
 async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, ApiError> {
-    let reply = tokio::time::timeout(REQUEST_TIMEOUT, api.node.request(req))
+    match ask_node(api, req, path, None).await? {
+        ClientReply::Ok(v) => Ok(v),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the node answered a key-value request with a lock reply",
+        )),
+    }
+}
+
+/// Sends `req` to the node (a lock acquire waiting at most `wait` in its
+/// queue) and turns refusals into HTTP answers: 307 to the leader, 503
+/// with Retry-After when none is known or the outcome is open. What is
+/// left is `Ok` or a lock reply.
+async fn ask_node(
+    api: &Api,
+    req: ClientRequest,
+    path: &str,
+    wait: Option<Duration>,
+) -> Result<ClientReply, ApiError> {
+    let asked = api.node.request_waiting(req, wait);
+    let reply = tokio::time::timeout(REQUEST_TIMEOUT + wait.unwrap_or_default(), asked)
         .await
         .map_err(|_| {
             ApiError::new(
@@ -363,17 +396,31 @@ async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, A
         })?
         .map_err(stopped)?;
     match reply {
-        ClientReply::Ok(v) => Ok(v),
-        ClientReply::NotLeader(Some(l)) if l != api.me && api.http_urls.contains_key(&l) => {
+        ClientReply::Ok(_) | ClientReply::Lock(_) => Ok(reply),
+        ClientReply::NotLeader(hint) => Err(not_leader(api, hint, path)),
+        ClientReply::Retry => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "retry",
+            "the node lost leadership or is not ready; a write's outcome is unknown, retry it",
+        )
+        .retry_after()),
+    }
+}
+
+/// The answer of a node that does not lead: 307 to the leader `hint`
+/// names (at `path`), or 503 with Retry-After.
+fn not_leader(api: &Api, hint: Option<NodeId>, path: &str) -> ApiError {
+    match hint {
+        Some(l) if l != api.me && api.http_urls.contains_key(&l) => {
             let mut e = ApiError::new(
                 StatusCode::TEMPORARY_REDIRECT,
                 "not_leader",
                 format!("{} is the leader", node_name(l)),
             );
             e.location = Some(format!("{}{path}", api.http_urls[&l]));
-            Err(e)
+            e
         }
-        ClientReply::NotLeader(Some(l)) if l != api.me => Err(ApiError::new(
+        Some(l) if l != api.me => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "leader_address_unknown",
             format!(
@@ -381,24 +428,13 @@ async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, A
                 node_name(l)
             ),
         )
-        .retry_after()),
-        ClientReply::NotLeader(_) => Err(ApiError::new(
+        .retry_after(),
+        _ => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "no_leader",
             "no leader is known yet; retry shortly",
         )
-        .retry_after()),
-        ClientReply::Retry => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "retry",
-            "the node lost leadership or is not ready; a write's outcome is unknown, retry it",
-        )
-        .retry_after()),
-        ClientReply::Lock(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the node answered a key-value request with a lock reply",
-        )),
+        .retry_after(),
     }
 }
 
@@ -426,6 +462,22 @@ async fn kv_put(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let key = parse_key(&raw)?;
+    let PutBody { value } =
+        json_body(body, "a JSON object {\"value\": <unsigned 64-bit integer>}")?;
+    ask(
+        &api,
+        ClientRequest::Put { key, value },
+        &format!("/kv/{key}"),
+    )
+    .await?;
+    ok(json!({"key": key, "value": value}))
+}
+
+/// A request body as JSON of type `T`; `expected` says what it should be.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> Result<T, ApiError> {
     let body = body.map_err(|r| {
         let status = r.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -439,20 +491,13 @@ async fn kv_put(
             format!("{} (at most {MAX_BODY_BYTES} bytes)", r.body_text()),
         )
     })?;
-    let PutBody { value } = serde_json::from_slice(&body).map_err(|e| {
+    serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_body",
-            format!("expected a JSON object {{\"value\": <unsigned 64-bit integer>}}: {e}"),
+            format!("expected {expected}: {e}"),
         )
-    })?;
-    ask(
-        &api,
-        ClientRequest::Put { key, value },
-        &format!("/kv/{key}"),
-    )
-    .await?;
-    ok(json!({"key": key, "value": value}))
+    })
 }
 
 async fn kv_delete(State(api): State<Api>, Path(raw): Path<String>) -> ApiResult {
@@ -485,5 +530,6 @@ pub fn base_url(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
 
+mod locks;
 #[cfg(test)]
 mod tests;

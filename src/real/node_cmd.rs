@@ -17,7 +17,7 @@ use crate::real::runtime::{NodeSetup, Runtime, os_entropy};
 use crate::real::transport::{Transport, TransportConfig};
 use crate::real::wal::{DiskLog, WalError, WalLimits};
 use crate::rng::{Purpose, Rng};
-use crate::scenario::{LockConfig, RaftConfig};
+use crate::scenario::RaftConfig;
 use crate::trace::NodeId;
 
 /// Stopped by SIGTERM or Ctrl-C after a clean shutdown.
@@ -159,7 +159,7 @@ async fn run(
         id: me,
         cluster_size: cfg.peers.len(),
         raft: raft_config(&cfg),
-        locks: LockConfig::default(),
+        locks: crate::real::lock_config(),
         seed,
         session,
         bugs: Default::default(),

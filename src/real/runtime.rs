@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::bugs::Bugs;
 use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::{ClientReply, ClientRequest};
+use crate::lock::protocol::LockReply;
 use crate::node::{Msg, Node};
 use crate::real::metrics::{Metrics, RaftFigures};
 use crate::real::wal::{DiskLog, WalStats};
@@ -38,6 +39,10 @@ use crate::trace::{NodeId, Role, Subject, TraceEvent, Tracer};
 /// Inputs handled before one group-commit fsync: bounds the latency a
 /// batch adds to its first input.
 const MAX_BATCH: usize = 256;
+
+/// How often waiting lock acquires are checked for a caller gone or a wait
+/// run out: bounds how long past its wait an acquire may still be granted.
+const WAIT_SWEEP: Duration = Duration::from_millis(20);
 
 /// Local client requests waiting for the node's answer; more are refused
 /// (`ClientError::Busy`) rather than queued without bound.
@@ -104,8 +109,12 @@ enum Input {
     Client {
         req: ClientRequest,
         answer: oneshot::Sender<ClientReply>,
+        /// For a lock acquire that may wait: when its wait is given up.
+        wait_until: Option<Instant>,
     },
     Status(oneshot::Sender<Status>),
+    /// Runs a read-only look at the node (`ClientHandle::inspect`).
+    Inspect(Box<dyn FnOnce(&Node) + Send>),
     Log {
         from: u64,
         limit: usize,
@@ -137,10 +146,41 @@ impl ClientHandle {
     /// Submits a key-value or lock request and waits for the node's reply.
     /// A follower answers `NotLeader` with its hint; `Retry` means the
     /// outcome of a write is unknown.
+    ///
+    /// A lock request is proposed for the node's API (`API_CLIENT`): an
+    /// acquire that has to wait is answered with its outcome, not
+    /// `Waiting`. Dropping the future gives the wait up (see
+    /// `request_waiting`).
     pub async fn request(&self, req: ClientRequest) -> Result<ClientReply, ClientError> {
+        self.submit(req, None).await
+    }
+
+    /// A lock acquire that waits at most `wait` in its lock's queue: then
+    /// the node cancels it through the log, and the answer is the
+    /// `TimedOut` failure, or the grant if that came first. Likewise if
+    /// the future is dropped (an HTTP client went away).
+    /// (`None`: as `request`.)
+    pub async fn request_waiting(
+        &self,
+        req: ClientRequest,
+        wait: Option<Duration>,
+    ) -> Result<ClientReply, ClientError> {
+        self.submit(req, wait.and_then(|w| Instant::now().checked_add(w)))
+            .await
+    }
+
+    async fn submit(
+        &self,
+        req: ClientRequest,
+        wait_until: Option<Instant>,
+    ) -> Result<ClientReply, ClientError> {
         let (answer, reply) = oneshot::channel();
         self.inputs
-            .try_send(Input::Client { req, answer })
+            .try_send(Input::Client {
+                req,
+                answer,
+                wait_until,
+            })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ClientError::Busy,
                 mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
@@ -158,6 +198,23 @@ impl ClientHandle {
                 limit,
                 answer,
             })
+            .await
+            .map_err(|_| ClientError::Stopped)?;
+        reply.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// What `look` finds in the node (its applied state machine, its
+    /// role), taken between two inputs, so never half way through one.
+    pub async fn inspect<T: Send + 'static>(
+        &self,
+        look: impl FnOnce(&Node) -> T + Send + 'static,
+    ) -> Result<T, ClientError> {
+        let (answer, reply) = oneshot::channel();
+        let input = Input::Inspect(Box::new(move |node: &Node| {
+            let _ = answer.send(look(node));
+        }));
+        self.inputs
+            .send(input)
             .await
             .map_err(|_| ClientError::Stopped)?;
         reply.await.map_err(|_| ClientError::Stopped)
@@ -333,6 +390,10 @@ pub struct Runtime<O: Outbound> {
     inputs: mpsc::Receiver<Input>,
     /// Local requests by the sequence number their reply will carry.
     waiting: BTreeMap<u64, Waiter>,
+    /// Lock acquires answered `Waiting` and not yet given up: when each
+    /// gives up (or None for never), checked every `WAIT_SWEEP`.
+    lock_waits: BTreeMap<u64, Option<Instant>>,
+    next_sweep: Option<Instant>,
     /// The leader this node last knew of, for the leader-change count.
     known_leader: Option<NodeId>,
     next_seq: u64,
@@ -381,6 +442,8 @@ impl<O: Outbound> Runtime<O> {
             peers,
             inputs,
             waiting: BTreeMap::new(),
+            lock_waits: BTreeMap::new(),
+            next_sweep: None,
             known_leader: None,
             next_seq: 1,
         };
@@ -394,7 +457,10 @@ impl<O: Outbound> Runtime<O> {
         // Whatever recovery wrote (none today) and the first timers' sends.
         self.commit_and_release().await?;
         loop {
-            let sleep = self.env.next_deadline();
+            let sleep = match (self.env.next_deadline(), self.next_sweep) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             tokio::select! {
                 biased;
                 changed = stop.changed() => {
@@ -412,6 +478,7 @@ impl<O: Outbound> Runtime<O> {
                 }
                 () = sleep_until(sleep) => {
                     self.fire_timers();
+                    self.sweep_lock_waits();
                 }
             }
             self.commit_and_release().await?;
@@ -432,6 +499,7 @@ impl<O: Outbound> Runtime<O> {
             }
         }
         self.fire_timers();
+        self.sweep_lock_waits();
     }
 
     fn on_peer(&mut self, from: NodeId, msg: Msg) {
@@ -450,7 +518,11 @@ impl<O: Outbound> Runtime<O> {
 
     fn on_input(&mut self, input: Input) {
         match input {
-            Input::Client { req, answer } => {
+            Input::Client {
+                req,
+                answer,
+                wait_until,
+            } => {
                 if self.waiting.len() >= MAX_PENDING_CLIENTS {
                     // Answers whose asker gave up make room first.
                     self.waiting.retain(|_, w| !w.answer.is_closed());
@@ -472,15 +544,21 @@ impl<O: Outbound> Runtime<O> {
                     Waiter {
                         answer,
                         write_since: write.then(Instant::now),
+                        wait_until,
                     },
                 );
                 let me = self.client_endpoint();
-                self.node
-                    .on_message(&mut self.env, me, Msg::Request { seq, req });
+                match req {
+                    ClientRequest::Lock(r) => self.node.on_api_lock(&mut self.env, me, seq, r),
+                    req => self
+                        .node
+                        .on_message(&mut self.env, me, Msg::Request { seq, req }),
+                }
             }
             Input::Status(answer) => {
                 let _ = answer.send(self.status());
             }
+            Input::Inspect(look) => look(&self.node),
             Input::Log {
                 from,
                 limit,
@@ -510,6 +588,33 @@ impl<O: Outbound> Runtime<O> {
         for timer in self.env.due(Instant::now()) {
             self.node.on_timer(&mut self.env, timer);
         }
+    }
+
+    /// Gives up the lock waits whose caller went away or whose wait ran
+    /// out, each once: the node proposes the cancel, and the waiter stays
+    /// until the outcome (or a `Retry`, if leadership is lost) answers it.
+    fn sweep_lock_waits(&mut self) {
+        let now = Instant::now();
+        if self.next_sweep.is_none_or(|t| t > now) {
+            return;
+        }
+        let me = self.client_endpoint();
+        let over: Vec<u64> = self
+            .lock_waits
+            .iter()
+            .filter(|&(seq, until)| {
+                until.is_some_and(|t| t <= now)
+                    || self.waiting.get(seq).is_none_or(|w| w.answer.is_closed())
+            })
+            .map(|(&seq, _)| seq)
+            .collect();
+        for seq in over {
+            self.lock_waits.remove(&seq);
+            if self.waiting.contains_key(&seq) {
+                self.node.cancel_api_wait(&mut self.env, me, seq);
+            }
+        }
+        self.next_sweep = (!self.lock_waits.is_empty()).then(|| now + WAIT_SWEEP);
     }
 
     /// Local requests come from a client endpoint numbered after the nodes,
@@ -582,9 +687,21 @@ impl<O: Outbound> Runtime<O> {
         let sent = !go.is_empty();
         for (to, msg) in go {
             if to == me {
-                if let Msg::Reply { seq, reply } = msg
+                if let Msg::Reply {
+                    seq,
+                    reply: ClientReply::Lock(LockReply::Waiting),
+                } = msg
+                {
+                    // The outcome follows; until then the wait may be given up.
+                    if let Some(w) = self.waiting.get(&seq) {
+                        self.lock_waits.insert(seq, w.wait_until);
+                        self.next_sweep
+                            .get_or_insert_with(|| Instant::now() + WAIT_SWEEP);
+                    }
+                } else if let Msg::Reply { seq, reply } = msg
                     && let Some(w) = self.waiting.remove(&seq)
                 {
+                    self.lock_waits.remove(&seq);
                     if let (Some(m), Some(since), ClientReply::Ok(_)) =
                         (&self.setup.metrics, w.write_since, &reply)
                     {
@@ -626,6 +743,8 @@ struct Waiter {
     answer: oneshot::Sender<ClientReply>,
     /// When a write came in (for the write-latency metric).
     write_since: Option<Instant>,
+    /// When a lock acquire's wait is given up.
+    wait_until: Option<Instant>,
 }
 
 /// Sleeps until `deadline`, or forever without one. (A duration rather

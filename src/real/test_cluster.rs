@@ -16,7 +16,7 @@ use crate::real::metrics::Metrics;
 use crate::real::runtime::{ClientHandle, NodeSetup, Outbound, Runtime, RuntimeError};
 use crate::real::temp_dir::TempDir;
 use crate::real::wal::{DiskLog, WalLimits};
-use crate::scenario::{LockConfig, RaftConfig};
+use crate::scenario::RaftConfig;
 use crate::trace::{NodeId, Role};
 
 /// Every node's inbox, shared by the test network's senders.
@@ -61,7 +61,7 @@ fn setup(id: NodeId, metrics: &Arc<Metrics>) -> NodeSetup {
         id,
         cluster_size: N,
         raft: RaftConfig::default(),
-        locks: LockConfig::default(),
+        locks: crate::real::lock_config(),
         seed: 7,
         session: 1000 + id as u32,
         bugs: Default::default(),

@@ -9,7 +9,7 @@ use crate::real::http_client::{HttpResponse, request, request_following};
 use crate::real::test_cluster::{Cluster, N, run_local};
 
 /// Serves every node of `c` on an ephemeral loopback port; their URLs.
-async fn serve_all(c: &Cluster) -> Vec<String> {
+pub(super) async fn serve_all(c: &Cluster) -> Vec<String> {
     serve_all_with(c, false).await
 }
 
@@ -55,6 +55,29 @@ async fn call_following(
 ) -> HttpResponse {
     tokio::task::spawn_blocking(move || {
         request_following(method, &url, body, Duration::from_secs(5)).map(|(r, _)| r)
+    })
+    .await
+    .unwrap()
+    .expect("the request")
+}
+
+/// A request with an owned body from a blocking thread; with `follow`,
+/// following redirects.
+pub(super) async fn with_body(
+    method: &'static str,
+    url: &str,
+    body: Option<String>,
+    follow: bool,
+) -> HttpResponse {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let body = body.as_deref().map(str::as_bytes);
+        let timeout = Duration::from_secs(10);
+        if follow {
+            request_following(method, &url, body, timeout).map(|(r, _)| r)
+        } else {
+            request(method, &url, body, timeout)
+        }
     })
     .await
     .unwrap()

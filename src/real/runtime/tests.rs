@@ -162,6 +162,7 @@ fn only_a_leaders_replication_leaves_before_the_fsync() {
             Waiter {
                 answer,
                 write_since: None,
+                wait_until: None,
             },
         );
         let me = rt.client_endpoint();
