@@ -62,6 +62,8 @@ pub struct Cluster {
     starts: Vec<u32>,
     /// Whether nodes write traces (`--trace`); off for the benchmark.
     pub trace: bool,
+    /// More environment for every node (`API_TOKEN`, ...).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -76,6 +78,7 @@ impl Cluster {
             children: (0..n).map(|_| None).collect(),
             starts: vec![0; n],
             trace: true,
+            env: Vec::new(),
         }
     }
 
@@ -129,6 +132,7 @@ impl Cluster {
             .env("HTTP_PEERS", Self::list(&self.http_ports))
             .env("DATA_DIR", self.data_dir(i))
             .env("LOG_LEVEL", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         if self.trace {
             cmd.arg("--trace").arg(self.trace_path(i));

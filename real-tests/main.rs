@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::{Cluster, wait_until};
+use serde_json::Value;
 
 /// Every test finishes within this, or fails.
 const TEST_BUDGET: Duration = Duration::from_secs(60);
@@ -249,6 +250,100 @@ fn acknowledged_writes_survive_a_leader_killed_and_restarted() {
     );
     // The writes after the failover are past any snapshot: every node's log holds them.
     assert!(seen.iter().all(|&n| n >= 200), "{seen:?}");
+    check_traces(&mut c, deadline);
+}
+
+/// `distsync client` with the cluster's token; its stdout as JSON.
+fn lock_client(url: &str, token: &str, args: &[&str], deadline: Instant) -> (Output, Value) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["client", "--url", url, "--timeout", "10s", "lock"])
+        .args(args)
+        .env("DISTSYNC_TOKEN", token);
+    let out = run_bounded(cmd, deadline);
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, json)
+}
+
+#[test]
+fn a_lock_and_its_session_survive_a_leader_killed_and_need_the_token() {
+    let deadline = deadline();
+    const TOKEN: &str = "real-test-token-0123456789";
+    let mut c = Cluster::new("locks", bin(), 3);
+    c.env.push(("API_TOKEN".into(), TOKEN.into()));
+    c.start_each(deadline);
+    let leader = c.wait_leader(deadline);
+    let follower = c.other_running(leader);
+    let f_url = c.url(follower);
+
+    // Without the token: refused (exit 1, 401), and nothing opened.
+    let out = client(&f_url, &["lock", "open"], deadline);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{out:?}"
+    );
+
+    let (out, v) = lock_client(&f_url, TOKEN, &["open", "--ttl-ms", "5000"], deadline);
+    assert!(out.status.success(), "{out:?}");
+    let session = v["session"].as_u64().expect("a session id").to_string();
+    let (out, v) = lock_client(
+        &f_url,
+        TOKEN,
+        &["acquire", "7", "--session", &session],
+        deadline,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let token = v["token"].as_u64().expect("a fencing token");
+
+    c.kill9(leader);
+    let via = c.other_running(leader);
+    let url = c.url(via);
+    // The next leader has the session and its hold; the lease restarted
+    // with its term, so a keep-alive within 5 s keeps it.
+    let (out, v) = lock_client(&url, TOKEN, &["show", "7"], deadline);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(v["holders"][0]["session"].to_string(), session, "{v}");
+    assert_eq!(v["holders"][0]["token"], token, "{v}");
+    let (out, _) = lock_client(&url, TOKEN, &["keepalive", &session], deadline);
+    assert!(out.status.success(), "{out:?}");
+    // Another session cannot take it, nor release it.
+    let (_, v) = lock_client(&url, TOKEN, &["open"], deadline);
+    let other = v["session"].as_u64().expect("a second session").to_string();
+    let (out, _) = lock_client(
+        &url,
+        TOKEN,
+        &["acquire", "7", "--session", &other, "--wait-ms", "0"],
+        deadline,
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let (out, _) = lock_client(
+        &url,
+        TOKEN,
+        &["release", "7", "--session", &other],
+        deadline,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("403"),
+        "{out:?}"
+    );
+    // Released by its holder, it goes to the other session, with a higher token.
+    let (out, _) = lock_client(
+        &url,
+        TOKEN,
+        &["release", "7", "--session", &session],
+        deadline,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let (out, v) = lock_client(
+        &url,
+        TOKEN,
+        &["acquire", "7", "--session", &other, "--wait-ms", "0"],
+        deadline,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(v["token"].as_u64().unwrap() > token, "{v}");
+    let (out, _) = lock_client(&url, TOKEN, &["close", &other], deadline);
+    assert!(out.status.success(), "{out:?}");
     check_traces(&mut c, deadline);
 }
 

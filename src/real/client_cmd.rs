@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::real::http_client::{HttpResponse, request_following};
+use crate::real::http_client::{HttpResponse, request_following_as};
 
 /// Exit codes of `distsync client`.
 pub const EXIT_OK: u8 = 0;
@@ -36,6 +36,49 @@ pub enum ClientOp {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// The lock service: sessions, acquire, release, inspection.
+    #[command(subcommand)]
+    Lock(LockOp),
+}
+
+/// `distsync client lock ...`: one request of the lock API (docs/deploy.md, "Locks").
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum LockOp {
+    /// Open a session; prints its id.
+    Open {
+        /// The session's lease: it ends this long after the last keep-alive (100 to 3600000)
+        #[arg(long, default_value_t = 10_000)]
+        ttl_ms: u64,
+    },
+    /// Renew SESSION's lease.
+    Keepalive { session: String },
+    /// Close SESSION, releasing every lock it holds.
+    Close { session: String },
+    /// Take LOCK (an unsigned 32-bit integer) for the session; prints the fencing token.
+    Acquire {
+        lock: String,
+        #[arg(long)]
+        session: String,
+        /// shared or exclusive
+        #[arg(long, default_value = "exclusive")]
+        mode: String,
+        /// How long to wait in the lock's queue (0: fail at once if taken; at most 60000)
+        #[arg(long, default_value_t = 10_000)]
+        wait_ms: u64,
+    },
+    /// Give back one hold of LOCK.
+    Release {
+        lock: String,
+        #[arg(long)]
+        session: String,
+    },
+    /// LOCK's holders, waiters and last fencing token.
+    Show { lock: String },
+    /// The wait-for graph (Graphviz with --dot).
+    WaitFor {
+        #[arg(long)]
+        dot: bool,
+    },
 }
 
 /// `distsync client`'s flags.
@@ -44,9 +87,12 @@ pub struct ClientArgs {
     /// Any node's HTTP API; writes and reads are redirected to the leader
     #[arg(long, env = "DISTSYNC_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Give up after this long, retries included (e.g. 500ms, 10s)
+    /// Give up after this long, retries included (e.g. 500ms, 10s); an acquire's wait comes on top
     #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub timeout: Duration,
+    /// The cluster's API_TOKEN, sent as a bearer token
+    #[arg(long, env = "DISTSYNC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     #[command(subcommand)]
     pub op: ClientOp,
 }
@@ -76,12 +122,37 @@ pub fn run_client(args: &ClientArgs) -> u8 {
         return EXIT_BAD_INPUT;
     }
     let url = format!("{base}{path}");
-    let deadline = Instant::now() + args.timeout;
+    let waits = match &args.op {
+        ClientOp::Lock(LockOp::Acquire { wait_ms, .. }) => Duration::from_millis(*wait_ms),
+        _ => Duration::ZERO,
+    };
+    let deadline = Instant::now() + args.timeout + waits;
+    // A lock command is not idempotent: after a `retry` answer its outcome
+    // is open, and sending it again could apply it twice.
+    let once = matches!(
+        &args.op,
+        ClientOp::Lock(
+            LockOp::Open { .. }
+                | LockOp::Close { .. }
+                | LockOp::Acquire { .. }
+                | LockOp::Release { .. }
+        )
+    );
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let answer = request_following(method, &url, body.as_deref(), left.max(MIN_TRY));
+        let answer = request_following_as(
+            method,
+            &url,
+            body.as_deref(),
+            left.max(MIN_TRY),
+            args.token.as_deref(),
+        );
         match answer {
-            Ok((resp, _)) if resp.status == 503 && Instant::now() + RETRY_PAUSE < deadline => {
+            Ok((resp, _))
+                if resp.status == 503
+                    && Instant::now() + RETRY_PAUSE < deadline
+                    && !(once && error_code(&resp).as_deref() == Some("retry")) =>
+            {
                 // No leader yet, or a write's outcome is open: the same
                 // request again is what the answer asks for.
                 std::thread::sleep(RETRY_PAUSE);
@@ -138,7 +209,68 @@ fn request_of(op: &ClientOp) -> Result<Request, String> {
             }
             ("GET", format!("/raft/log?from={from}&limit={limit}"), None)
         }
+        ClientOp::Lock(op) => lock_request_of(op)?,
     })
+}
+
+fn lock_request_of(op: &LockOp) -> Result<Request, String> {
+    let lock = |l: &str| {
+        l.parse::<u32>()
+            .map_err(|_| format!("lock `{l}`: expected an unsigned 32-bit integer"))
+    };
+    let session = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|_| format!("session `{s}`: expected a session id (an unsigned integer)"))
+    };
+    let json = |v: serde_json::Value| Some(v.to_string().into_bytes());
+    Ok(match op {
+        LockOp::Open { ttl_ms } => (
+            "POST",
+            "/locks/sessions".to_owned(),
+            json(serde_json::json!({"ttl_ms": ttl_ms})),
+        ),
+        LockOp::Keepalive { session: s } => (
+            "POST",
+            format!("/locks/sessions/{}/keepalive", session(s)?),
+            None,
+        ),
+        LockOp::Close { session: s } => {
+            ("DELETE", format!("/locks/sessions/{}", session(s)?), None)
+        }
+        LockOp::Acquire {
+            lock: l,
+            session: s,
+            mode,
+            wait_ms,
+        } => {
+            if mode != "shared" && mode != "exclusive" {
+                return Err(format!("--mode {mode}: expected shared or exclusive"));
+            }
+            let body = serde_json::json!({
+                "session": session(s)?, "lock": lock(l)?, "mode": mode, "wait_ms": wait_ms,
+            });
+            ("POST", "/locks/acquire".to_owned(), json(body))
+        }
+        LockOp::Release {
+            lock: l,
+            session: s,
+        } => {
+            let body = serde_json::json!({"session": session(s)?, "lock": lock(l)?});
+            ("POST", "/locks/release".to_owned(), json(body))
+        }
+        LockOp::Show { lock: l } => ("GET", format!("/locks/{}", lock(l)?), None),
+        LockOp::WaitFor { dot } => {
+            let query = if *dot { "?format=dot" } else { "" };
+            ("GET", format!("/locks/wait_for{query}"), None)
+        }
+    })
+}
+
+/// The `error` code of a JSON error answer.
+fn error_code(resp: &HttpResponse) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(&resp.body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
 }
 
 fn print_answer(resp: &HttpResponse) -> u8 {
@@ -169,6 +301,19 @@ mod tests {
         let (m, p, b) = request_of(&put).unwrap();
         assert_eq!((m, p.as_str()), ("PUT", "/kv/7"));
         assert_eq!(b.unwrap(), br#"{"value": 42}"#);
+        let acquire = ClientOp::Lock(LockOp::Acquire {
+            lock: "7".into(),
+            session: "12".into(),
+            mode: "shared".into(),
+            wait_ms: 500,
+        });
+        let (m, p, b) = request_of(&acquire).unwrap();
+        assert_eq!((m, p.as_str()), ("POST", "/locks/acquire"));
+        let body: serde_json::Value = serde_json::from_slice(&b.unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"session": 12, "lock": 7, "mode": "shared", "wait_ms": 500})
+        );
         for bad in [
             ClientOp::Get { key: "-1".into() },
             ClientOp::Put {
@@ -176,6 +321,16 @@ mod tests {
                 value: "x".into(),
             },
             ClientOp::Log { from: 1, limit: 0 },
+            ClientOp::Lock(LockOp::Show { lock: "x".into() }),
+            ClientOp::Lock(LockOp::Close {
+                session: "-1".into(),
+            }),
+            ClientOp::Lock(LockOp::Acquire {
+                lock: "1".into(),
+                session: "2".into(),
+                mode: "both".into(),
+                wait_ms: 0,
+            }),
         ] {
             assert!(request_of(&bad).is_err(), "{bad:?}");
         }

@@ -88,6 +88,35 @@ pub struct NodeFlags {
     /// Every node's HTTP address, for redirects to the leader: n1=host:port,... [env: HTTP_PEERS; default: each PEERS host with HTTP_PORT]
     #[arg(long, value_name = "LIST")]
     pub http_peers: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on the HTTP API (all but /health and /metrics); prefer the variable, which `ps` does not show [env: API_TOKEN; default: no auth]
+    #[arg(long, value_name = "TOKEN")]
+    pub api_token: Option<String>,
+}
+
+/// The shortest `API_TOKEN` accepted: a guessable token protects nothing.
+pub const MIN_API_TOKEN_BYTES: usize = 16;
+/// The longest `API_TOKEN` accepted (it travels in every request's headers).
+pub const MAX_API_TOKEN_BYTES: usize = 1024;
+
+/// A secret that never shows in logs or `{:?}` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(text: impl Into<String>) -> Secret {
+        Secret(text.into())
+    }
+
+    /// The secret itself, for the one place that compares it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 /// A host and port as written in `PEERS`. Names are resolved when the node
@@ -160,6 +189,8 @@ pub struct NodeConfig {
     pub heartbeat_interval: Duration,
     pub heartbeat_timeout: Duration,
     pub cluster_id: String,
+    /// `API_TOKEN`: when set, the HTTP API wants it as a bearer token.
+    pub api_token: Option<Secret>,
 }
 
 /// A setting that is missing or wrong. `distsync node` exits 2 on it.
@@ -256,6 +287,11 @@ const HTTP_PEERS: Setting = Setting {
     var: "HTTP_PEERS",
     flag: "--http-peers",
     given: |f| &f.http_peers,
+};
+const API_TOKEN: Setting = Setting {
+    var: "API_TOKEN",
+    flag: "--api-token",
+    given: |f| &f.api_token,
 };
 const CLUSTER_ID: Setting = Setting {
     var: "CLUSTER_ID",
@@ -416,7 +452,12 @@ impl NodeConfig {
             Some(g) if g.value.len() <= MAX_CLUSTER_ID_BYTES => g.value.to_owned(),
             Some(g) => return Err(g.err(format!("at most {MAX_CLUSTER_ID_BYTES} bytes"))),
         };
+        let api_token = match src.get(API_TOKEN) {
+            None => None,
+            Some(g) => Some(parse_api_token(g)?),
+        };
         Ok(NodeConfig {
+            api_token,
             node_id,
             raft_port,
             peers,
@@ -552,6 +593,25 @@ fn parse_host_port(text: &str) -> Option<HostPort> {
     (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| HostPort {
         host: host.to_owned(),
         port,
+    })
+}
+
+/// A bearer token: visible ASCII (RFC 6750's token characters and more,
+/// but no space or control character, which cannot travel in a header),
+/// of a length that makes guessing hopeless. The value is never echoed.
+fn parse_api_token(g: Given<'_>) -> Result<Secret, ConfigError> {
+    let len = g.value.len();
+    let printable = g.value.bytes().all(|b| b.is_ascii_graphic());
+    if (MIN_API_TOKEN_BYTES..=MAX_API_TOKEN_BYTES).contains(&len) && printable {
+        return Ok(Secret::new(g.value));
+    }
+    Err(ConfigError {
+        setting: g.name.to_owned(),
+        value: Some(format!("<{len} bytes, not shown>")),
+        expected: format!(
+            "{MIN_API_TOKEN_BYTES} to {MAX_API_TOKEN_BYTES} visible ASCII characters \
+             (no spaces), e.g. from `openssl rand -hex 32`"
+        ),
     })
 }
 

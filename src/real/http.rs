@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::kv::{ClientReply, ClientRequest};
+use crate::real::config::Secret;
 use crate::real::metrics::Metrics;
 use crate::real::runtime::{ClientError, ClientHandle, LogPage, Status};
 use crate::replicated::Command;
@@ -48,13 +49,15 @@ pub struct Api {
     /// With `ENABLE_METRICS`: served at `/metrics`, and every request
     /// counted and timed.
     pub metrics: Option<Arc<Metrics>>,
+    /// With `API_TOKEN`: every route but `/health` and `/metrics` wants
+    /// it as a bearer token.
+    pub api_token: Option<Arc<Secret>>,
 }
 
 /// The router, with the body limit and JSON fallbacks for unknown paths and
 /// methods.
 pub fn router(api: Api) -> Router {
     let mut routes = Router::new()
-        .route("/health", get(health))
         .route("/raft/leader", get(leader))
         .route("/raft/log", get(log))
         .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
@@ -65,6 +68,14 @@ pub fn router(api: Api) -> Router {
         .route("/locks/release", post(locks::release))
         .route("/locks/wait_for", get(locks::wait_for))
         .route("/locks/{name}", get(locks::show));
+    if let Some(token) = &api.api_token {
+        routes = routes.route_layer(middleware::from_fn_with_state(
+            Arc::clone(token),
+            require_token,
+        ));
+    }
+    // Load balancers and scrapers probe these without credentials.
+    routes = routes.route("/health", get(health));
     if let Some(m) = &api.metrics {
         let served = Arc::clone(m);
         routes = routes
@@ -79,6 +90,54 @@ pub fn router(api: Api) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
+}
+
+/// Lets a request through only with `Authorization: Bearer <API_TOKEN>`
+/// (RFC 6750); 401 otherwise, with a `WWW-Authenticate` challenge.
+async fn require_token(State(token): State<Arc<Secret>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let presented = given.and_then(|v| {
+        // The scheme is case-insensitive (RFC 7235 section 2.1).
+        let (scheme, rest) = v.split_at_checked(7)?;
+        scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
+    });
+    match presented {
+        Some(t) if same_secret(t, token.expose().as_bytes()) => next.run(req).await,
+        Some(_) => {
+            let mut e = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the bearer token is not this cluster's API_TOKEN",
+            );
+            e.challenge = Some(r#"Bearer realm="distsync", error="invalid_token""#);
+            e.into_response()
+        }
+        None => {
+            let what = if given.is_some() {
+                "the Authorization header is not `Bearer <token>`"
+            } else {
+                "this node wants `Authorization: Bearer <token>` (API_TOKEN is set)"
+            };
+            let mut e = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", what);
+            e.challenge = Some(r#"Bearer realm="distsync""#);
+            e.into_response()
+        }
+    }
+}
+
+/// Whether `given` is `expected`, in a time that depends only on their
+/// lengths: every byte of the expected token is compared whatever the
+/// given one holds, so timing does not tell how much of a guess was right.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = usize::from(given.len() != expected.len());
+    for (i, &e) in expected.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!e);
+        diff |= usize::from(std::hint::black_box(g ^ e));
+    }
+    diff == 0
 }
 
 /// Counts and times one request by its route's pattern. (A route layer:
@@ -163,6 +222,8 @@ struct ApiError {
     retry_after: bool,
     /// More fields for the body (a deadlock's cycle).
     detail: Option<Value>,
+    /// A 401's `WWW-Authenticate` challenge.
+    challenge: Option<&'static str>,
 }
 
 impl ApiError {
@@ -174,6 +235,7 @@ impl ApiError {
             location: None,
             retry_after: false,
             detail: None,
+            challenge: None,
         }
     }
 }
@@ -199,6 +261,9 @@ impl IntoResponse for ApiError {
         }
         if self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(c) = self.challenge {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(c));
         }
         resp
     }

@@ -60,6 +60,17 @@ pub fn request(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<HttpResponse> {
+    request_as(method, url, body, timeout, None)
+}
+
+/// Like `request`, with `Authorization: Bearer <token>` when given.
+pub fn request_as(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+    token: Option<&str>,
+) -> io::Result<HttpResponse> {
     let (host, path) = split_url(url)?;
     let addr = host.to_socket_addrs()?.next().ok_or_else(|| {
         io::Error::new(
@@ -78,6 +89,15 @@ pub fn request(
     if !body.is_empty() {
         head.push_str("Content-Type: application/json\r\n");
     }
+    if let Some(t) = token {
+        if t.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the token must be visible ASCII characters (no spaces)",
+            ));
+        }
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(body)?;
@@ -95,9 +115,21 @@ pub fn request_following(
     body: Option<&[u8]>,
     timeout: Duration,
 ) -> io::Result<(HttpResponse, String)> {
+    request_following_as(method, url, body, timeout, None)
+}
+
+/// Like `request_following`, with `Authorization: Bearer <token>` when
+/// given (to every node on the way: they share one token).
+pub fn request_following_as(
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+    timeout: Duration,
+    token: Option<&str>,
+) -> io::Result<(HttpResponse, String)> {
     let mut url = url.to_owned();
     for _ in 0..=MAX_REDIRECTS {
-        let resp = request(method, &url, body, timeout)?;
+        let resp = request_as(method, &url, body, timeout, token)?;
         match (resp.status, resp.header("location")) {
             (307 | 308, Some(next)) => url = next.to_owned(),
             _ => return Ok((resp, url)),

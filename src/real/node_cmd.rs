@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -176,6 +177,7 @@ async fn run(
             .map(|(id, hp)| (*id, format!("http://{hp}")))
             .collect(),
         metrics,
+        api_token: cfg.api_token.clone().map(Arc::new),
     };
     let mut http_stop = stop_rx.clone();
     let http = tokio::task::spawn_local(serve(listener, api, async move {

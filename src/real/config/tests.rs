@@ -372,6 +372,7 @@ fn env_example_documents_every_variable_and_is_valid() {
         "HEARTBEAT_INTERVAL",
         "HEARTBEAT_TIMEOUT",
         "CLUSTER_ID",
+        "API_TOKEN",
     ];
     for var in vars {
         assert!(e.contains_key(var), "env.example lacks {var}");
@@ -436,4 +437,24 @@ fn http_peers_are_given_or_derived_from_distinct_hosts() {
 fn an_ipv6_address_prints_as_written_in_peers() {
     assert_eq!(hp("::1", 7001).to_string(), "[::1]:7001");
     assert_eq!(hp("node1", 7001).to_string(), "node1:7001");
+}
+
+#[test]
+fn an_api_token_is_checked_and_never_shown() {
+    let dir = TempDir::new("config-token");
+    assert_eq!(load(&env(&dir)).expect("valid").api_token, None);
+    let cfg = load(&with(env(&dir), "API_TOKEN", "a-long-enough-token")).expect("valid");
+    assert_eq!(
+        cfg.api_token.as_ref().map(Secret::expose),
+        Some("a-long-enough-token")
+    );
+    assert!(!format!("{cfg:?}").contains("a-long-enough-token"));
+    for bad in ["short", "has a space in it!", "tab\there-is-not-ok-at-all"] {
+        let err = refused(
+            load(&with(env(&dir), "API_TOKEN", bad)),
+            "API_TOKEN",
+            "16 to 1024",
+        );
+        assert!(!err.to_string().contains(bad), "{err}");
+    }
 }

@@ -15,6 +15,11 @@ pub(super) async fn serve_all(c: &Cluster) -> Vec<String> {
 
 /// As `serve_all`; with `metered`, each node serves its metrics.
 async fn serve_all_with(c: &Cluster, metered: bool) -> Vec<String> {
+    serve_all_guarded(c, metered, None).await
+}
+
+/// As `serve_all_with`, each node wanting `token` when given.
+async fn serve_all_guarded(c: &Cluster, metered: bool, token: Option<&str>) -> Vec<String> {
     let mut listeners = Vec::new();
     for _ in 0..N {
         listeners.push(
@@ -34,6 +39,7 @@ async fn serve_all_with(c: &Cluster, metered: bool) -> Vec<String> {
             me: id,
             http_urls: urls.clone(),
             metrics: metered.then(|| Arc::clone(&c.metrics[id])),
+            api_token: token.map(|t| Arc::new(crate::real::config::Secret::new(t))),
         };
         tokio::task::spawn_local(serve(listener, api, std::future::pending()));
     }
@@ -339,4 +345,91 @@ fn metrics_count_requests_by_route_and_show_the_raft_state() {
         assert_eq!(r.status, 404);
         quiet.stop().await;
     });
+}
+
+#[test]
+fn with_a_token_only_health_and_metrics_go_without_it() {
+    run_local(|| async {
+        let mut c = Cluster::new("http-auth");
+        c.start();
+        const TOKEN: &str = "0123456789abcdef-secret";
+        let urls = serve_all_guarded(&c, true, Some(TOKEN)).await;
+        let u = urls[c.leader().await].clone();
+        let as_ = |method: &'static str,
+                   path: &str,
+                   body: Option<&'static [u8]>,
+                   token: Option<&'static str>| {
+            let url = format!("{u}{path}");
+            tokio::task::spawn_blocking(move || {
+                crate::real::http_client::request_as(
+                    method,
+                    &url,
+                    body,
+                    Duration::from_secs(5),
+                    token,
+                )
+            })
+        };
+        for path in ["/health", "/metrics"] {
+            let r = as_("GET", path, None, None).await.unwrap().unwrap();
+            assert_eq!(r.status, 200, "{path} without a token");
+        }
+        let put: Option<&'static [u8]> = Some(br#"{"value": 1}"#);
+        for (token, status) in [
+            (None, 401),
+            (Some("0123456789abcdef-secreT"), 401),
+            (Some("0123456789abcdef-secre"), 401),
+            (Some("0123456789abcdef-secret-"), 401),
+            (Some(TOKEN), 200),
+        ] {
+            let r = as_("PUT", "/kv/1", put, token).await.unwrap().unwrap();
+            assert_eq!(r.status, status, "token {token:?}");
+            if status == 401 {
+                assert_eq!(json_of(&r)["error"], "unauthorized");
+                let challenge = r.header("www-authenticate").unwrap_or_default();
+                assert!(
+                    challenge.starts_with("Bearer realm=\"distsync\""),
+                    "{challenge}"
+                );
+                assert_eq!(challenge.contains("invalid_token"), token.is_some());
+            }
+        }
+        // The scheme is case-insensitive; the lock API is guarded too.
+        let r = as_("POST", "/locks/sessions", None, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.status, 401);
+        let url = format!("{u}/raft/leader");
+        let r = tokio::task::spawn_blocking(move || {
+            let (host, path) = crate::real::http_client::split_url(&url).unwrap();
+            let mut s = std::net::TcpStream::connect(&host).unwrap();
+            use std::io::{Read, Write};
+            write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAuthorization: bEaReR {TOKEN}\r\n\r\n").unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        })
+        .await
+        .unwrap();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        // Unauthorized requests are counted like any other.
+        let r = as_("GET", "/metrics", None, None).await.unwrap().unwrap();
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        assert!(
+            text.contains(
+                r#"distsync_http_requests_total{route="/kv/{key}",method="PUT",status="401"} 4"#
+            ),
+            "{text}"
+        );
+        c.stop().await;
+    });
+}
+
+#[test]
+fn secrets_compare_equal_only_when_equal() {
+    assert!(same_secret(b"abc", b"abc"));
+    for other in [&b"abd"[..], b"ab", b"abcd", b"", b"ABC"] {
+        assert!(!same_secret(other, b"abc"), "{other:?}");
+    }
 }
