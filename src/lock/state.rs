@@ -162,6 +162,24 @@ pub enum LockError {
     TimedOut { lock: LockId },
 }
 
+impl LockError {
+    /// A short stable name for the error kind (API error codes, metric labels).
+    pub fn code(&self) -> &'static str {
+        match self {
+            LockError::NoSession { .. } => "no_session",
+            LockError::SessionClosed { .. } => "session_closed",
+            LockError::SessionExpired { .. } => "session_expired",
+            LockError::WrongClient { .. } => "wrong_client",
+            LockError::NotOwner { .. } => "not_owner",
+            LockError::ReentryLimit { .. } => "reentry_limit",
+            LockError::WouldBlock { .. } => "would_block",
+            LockError::AlreadyWaiting { .. } => "already_waiting",
+            LockError::Deadlock { .. } => "deadlock",
+            LockError::TimedOut { .. } => "timed_out",
+        }
+    }
+}
+
 impl fmt::Display for LockError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -480,6 +498,11 @@ impl LockState {
             },
         );
         events
+    }
+
+    /// How many sessions are live.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// Live sessions and the client that opened each, by session id.

@@ -18,6 +18,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::{Map, Value, json};
 
+use crate::lock::protocol::LockReply;
 use crate::trace::Role;
 
 /// Every role, so that `distsync_raft_role` has a series for each (1 for
@@ -32,6 +33,7 @@ const ROLES: [Role; 4] = [
 type RoleLabels = [(&'static str, &'static str); 1];
 type RequestLabels = [(&'static str, String); 3];
 type RouteLabels = [(&'static str, String); 1];
+type ErrorLabels = [(&'static str, &'static str); 1];
 
 /// Latency buckets from 50 µs to about 3 s, doubling: an fsync and a
 /// committed write on a fast disk sit in the first few, a stalled disk or
@@ -60,6 +62,11 @@ pub struct Metrics {
     fsync_seconds: Histogram,
     http_requests: Family<RequestLabels, Counter>,
     http_seconds: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    lock_acquire_seconds: Histogram,
+    lock_grants: Counter,
+    lock_waits: Counter,
+    lock_failures: Family<ErrorLabels, Counter>,
+    lock_sessions: Gauge,
 }
 
 /// The Raft figures the actor reports after each batch.
@@ -86,6 +93,11 @@ impl Metrics {
             fsync_seconds: histogram(),
             http_requests: Family::default(),
             http_seconds: Family::new_with_constructor(histogram),
+            lock_acquire_seconds: histogram(),
+            lock_grants: Counter::default(),
+            lock_waits: Counter::default(),
+            lock_failures: Family::default(),
+            lock_sessions: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("raft_term", "The node's current term", m.term.clone());
@@ -136,6 +148,31 @@ impl Metrics {
             "HTTP request latency by route",
             m.http_seconds.clone(),
         );
+        registry.register(
+            "lock_acquire_seconds",
+            "From an API lock acquire entering the node to its grant (waiting in the queue included)",
+            m.lock_acquire_seconds.clone(),
+        );
+        registry.register(
+            "lock_grants",
+            "API lock acquires this node answered granted",
+            m.lock_grants.clone(),
+        );
+        registry.register(
+            "lock_waits",
+            "API lock acquires that joined a lock's queue",
+            m.lock_waits.clone(),
+        );
+        registry.register(
+            "lock_failures",
+            "API lock requests this node answered failed, by error (deadlock counts the victims, one per wait-for cycle)",
+            m.lock_failures.clone(),
+        );
+        registry.register(
+            "lock_sessions",
+            "Live lock sessions in this node's applied state",
+            m.lock_sessions.clone(),
+        );
         Arc::new(Metrics {
             registry,
             roles,
@@ -156,6 +193,36 @@ impl Metrics {
         if leader_changed {
             self.leader_changes.inc();
         }
+    }
+
+    /// The lock service's answer to one API request; `since`, when the
+    /// request entered the node (for an acquire's latency).
+    pub fn lock_reply(&self, reply: &LockReply, since: Option<Duration>) {
+        match reply {
+            LockReply::Granted { .. } => {
+                self.lock_grants.inc();
+                if let Some(took) = since {
+                    self.lock_acquire_seconds.observe(took.as_secs_f64());
+                }
+            }
+            LockReply::Waiting => {
+                self.lock_waits.inc();
+            }
+            LockReply::Failed(e) => {
+                self.lock_failures
+                    .get_or_create(&[("error", e.code())])
+                    .inc();
+            }
+            LockReply::Session(_)
+            | LockReply::Alive
+            | LockReply::Released { .. }
+            | LockReply::Closed => {}
+        }
+    }
+
+    /// Live sessions, after each batch.
+    pub fn lock_sessions(&self, live: usize) {
+        self.lock_sessions.set(gauge_value(live as u64));
     }
 
     pub fn fsync(&self, took: Duration) {
@@ -309,6 +376,11 @@ mod tests {
             false,
         );
         m.http("/health", "GET", 200, Duration::ZERO);
+        // Families show only once they have a series.
+        m.lock_reply(
+            &LockReply::Failed(crate::lock::LockError::TimedOut { lock: 0 }),
+            None,
+        );
         let text = m.text();
         let exported: Vec<&str> = text
             .lines()

@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::bugs::Bugs;
 use crate::env::{Env, TIMER_KINDS, Timer};
 use crate::kv::{ClientReply, ClientRequest};
-use crate::lock::protocol::LockReply;
+use crate::lock::protocol::{LockReply, LockRequest};
 use crate::node::{Msg, Node};
 use crate::real::metrics::{Metrics, RaftFigures};
 use crate::real::wal::{DiskLog, WalStats};
@@ -533,17 +533,19 @@ impl<O: Outbound> Runtime<O> {
                 }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                // Timed only for the metrics, and only writes.
-                let write = self.setup.metrics.is_some()
+                // Timed only for the metrics, and only writes and acquires.
+                let timed = self.setup.metrics.is_some()
                     && matches!(
                         req,
-                        ClientRequest::Put { .. } | ClientRequest::Delete { .. }
+                        ClientRequest::Put { .. }
+                            | ClientRequest::Delete { .. }
+                            | ClientRequest::Lock(LockRequest::Acquire { .. })
                     );
                 self.waiting.insert(
                     seq,
                     Waiter {
                         answer,
-                        write_since: write.then(Instant::now),
+                        since: timed.then(Instant::now),
                         wait_until,
                     },
                 );
@@ -663,6 +665,7 @@ impl<O: Outbound> Runtime<O> {
         if leader.is_some() {
             self.known_leader = leader;
         }
+        m.lock_sessions(self.node.locks().session_count());
         m.raft(
             RaftFigures {
                 term: raft.term(),
@@ -693,6 +696,9 @@ impl<O: Outbound> Runtime<O> {
                 } = msg
                 {
                     // The outcome follows; until then the wait may be given up.
+                    if let Some(m) = &self.setup.metrics {
+                        m.lock_reply(&LockReply::Waiting, None);
+                    }
                     if let Some(w) = self.waiting.get(&seq) {
                         self.lock_waits.insert(seq, w.wait_until);
                         self.next_sweep
@@ -702,10 +708,16 @@ impl<O: Outbound> Runtime<O> {
                     && let Some(w) = self.waiting.remove(&seq)
                 {
                     self.lock_waits.remove(&seq);
-                    if let (Some(m), Some(since), ClientReply::Ok(_)) =
-                        (&self.setup.metrics, w.write_since, &reply)
-                    {
-                        m.write(since.elapsed());
+                    match (&self.setup.metrics, &reply) {
+                        (Some(m), ClientReply::Ok(_)) => {
+                            if let Some(since) = w.since {
+                                m.write(since.elapsed());
+                            }
+                        }
+                        (Some(m), ClientReply::Lock(l)) => {
+                            m.lock_reply(l, w.since.map(|s| s.elapsed()));
+                        }
+                        _ => {}
                     }
                     let _ = w.answer.send(reply);
                 }
@@ -741,8 +753,8 @@ impl<O: Outbound> Runtime<O> {
 /// A local request waiting for its answer.
 struct Waiter {
     answer: oneshot::Sender<ClientReply>,
-    /// When a write came in (for the write-latency metric).
-    write_since: Option<Instant>,
+    /// When a write or lock acquire came in (for the latency metrics).
+    since: Option<Instant>,
     /// When a lock acquire's wait is given up.
     wait_until: Option<Instant>,
 }

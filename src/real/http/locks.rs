@@ -305,19 +305,17 @@ async fn lock_reply(
 
 /// The status and code of each lock-service failure (docs/deploy.md).
 fn lock_error(e: &LockError) -> ApiError {
-    let (status, code) = match e {
-        LockError::NoSession { .. } => (StatusCode::NOT_FOUND, "no_session"),
-        LockError::SessionClosed { .. } => (StatusCode::GONE, "session_closed"),
-        LockError::SessionExpired { .. } => (StatusCode::GONE, "session_expired"),
-        LockError::WrongClient { .. } => (StatusCode::FORBIDDEN, "wrong_client"),
-        LockError::NotOwner { .. } => (StatusCode::FORBIDDEN, "not_owner"),
-        LockError::ReentryLimit { .. } => (StatusCode::CONFLICT, "reentry_limit"),
-        LockError::WouldBlock { .. } => (StatusCode::CONFLICT, "would_block"),
-        LockError::AlreadyWaiting { .. } => (StatusCode::CONFLICT, "already_waiting"),
-        LockError::Deadlock { .. } => (StatusCode::CONFLICT, "deadlock"),
-        LockError::TimedOut { .. } => (StatusCode::CONFLICT, "timed_out"),
+    let status = match e {
+        LockError::NoSession { .. } => StatusCode::NOT_FOUND,
+        LockError::SessionClosed { .. } | LockError::SessionExpired { .. } => StatusCode::GONE,
+        LockError::WrongClient { .. } | LockError::NotOwner { .. } => StatusCode::FORBIDDEN,
+        LockError::ReentryLimit { .. }
+        | LockError::WouldBlock { .. }
+        | LockError::AlreadyWaiting { .. }
+        | LockError::Deadlock { .. }
+        | LockError::TimedOut { .. } => StatusCode::CONFLICT,
     };
-    let mut err = ApiError::new(status, code, e.to_string());
+    let mut err = ApiError::new(status, e.code(), e.to_string());
     if let LockError::Deadlock { cycle } = e {
         err.detail = Some(json!({"cycle": cycle}));
     }

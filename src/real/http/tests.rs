@@ -14,7 +14,7 @@ pub(super) async fn serve_all(c: &Cluster) -> Vec<String> {
 }
 
 /// As `serve_all`; with `metered`, each node serves its metrics.
-async fn serve_all_with(c: &Cluster, metered: bool) -> Vec<String> {
+pub(super) async fn serve_all_with(c: &Cluster, metered: bool) -> Vec<String> {
     serve_all_guarded(c, metered, None).await
 }
 

@@ -161,7 +161,7 @@ fn only_a_leaders_replication_leaves_before_the_fsync() {
             7,
             Waiter {
                 answer,
-                write_since: None,
+                since: None,
                 wait_until: None,
             },
         );

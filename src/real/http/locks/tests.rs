@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::real::http::tests::{serve_all, with_body};
+use crate::real::http::tests::{serve_all, serve_all_with, with_body};
 use crate::real::http_client::HttpResponse;
 use crate::real::test_cluster::{Cluster, run_local};
 
@@ -456,6 +456,34 @@ fn bad_lock_requests_get_400_with_what_was_expected() {
                 (status, Some(code)),
                 "{method} {url} {body:?}: {v}"
             );
+        }
+        c.stop().await;
+    });
+}
+
+#[test]
+fn the_lock_metrics_count_grants_waits_failures_and_sessions() {
+    run_local(|| async {
+        let mut c = Cluster::new("http-locks-metrics");
+        c.start();
+        let urls = serve_all_with(&c, true).await;
+        let u = urls[c.leader().await].clone();
+        let a = open(&u, 10_000).await;
+        let b = open(&u, 10_000).await;
+        assert_eq!(acquire(&u, a, 1, 0).await.0.status, 200);
+        assert_eq!(acquire(&u, b, 1, 0).await.1["error"], "would_block");
+        assert_eq!(acquire(&u, b, 1, 50).await.1["error"], "timed_out");
+        let (r, _) = send("GET", &format!("{u}/metrics"), None).await;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        for expected in [
+            "distsync_lock_grants_total 1",
+            "distsync_lock_waits_total 1",
+            r#"distsync_lock_failures_total{error="would_block"} 1"#,
+            r#"distsync_lock_failures_total{error="timed_out"} 1"#,
+            "distsync_lock_acquire_seconds_count 1",
+            "distsync_lock_sessions 2",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
         }
         c.stop().await;
     });
