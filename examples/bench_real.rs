@@ -1,8 +1,8 @@
 //! Failover and latency figures of a real 3-node cluster on loopback, and
-//! the same put load against a 3-member etcd cluster when `etcd` is on the
-//! PATH. Run by `scripts/bench_real.sh`, which builds it.
+//! the same put and lock loads against a 3-member etcd cluster when `etcd`
+//! is on the PATH. Run by `scripts/bench_real.sh`, which builds it.
 //!
-//!     bench_real [--bin PATH] [--trials N] [--seconds S]
+//!     bench_real [--bin PATH] [--trials N] [--seconds S] [--phases failover,puts,locks]
 
 #[path = "../real-tests/cluster.rs"]
 mod cluster;
@@ -21,10 +21,14 @@ use serde_json::Value;
 const PHASE_TIMEOUT: Duration = Duration::from_secs(30);
 const CLIENT_COUNTS: [usize; 3] = [1, 8, 64];
 
+/// Concurrent lock clients, each on its own lock (uncontended).
+const LOCK_CLIENT_COUNTS: [usize; 2] = [1, 8];
+
 struct Args {
     bin: PathBuf,
     trials: usize,
     seconds: u64,
+    phases: Vec<String>,
 }
 
 fn parse_args() -> Args {
@@ -32,6 +36,7 @@ fn parse_args() -> Args {
         bin: PathBuf::from("target/release/distsync"),
         trials: 20,
         seconds: 5,
+        phases: vec!["failover".into(), "puts".into(), "locks".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -40,7 +45,16 @@ fn parse_args() -> Args {
             "--bin" => args.bin = PathBuf::from(v),
             "--trials" => args.trials = v.parse().expect("--trials: a number"),
             "--seconds" => args.seconds = v.parse().expect("--seconds: a number"),
-            _ => panic!("unknown argument {a}: expected --bin, --trials or --seconds"),
+            "--phases" => {
+                args.phases = v.split(',').map(str::to_owned).collect();
+                for p in &args.phases {
+                    assert!(
+                        ["failover", "puts", "locks"].contains(&p.as_str()),
+                        "--phases: {p}? expected failover, puts and/or locks"
+                    );
+                }
+            }
+            _ => panic!("unknown argument {a}: expected --bin, --trials, --seconds or --phases"),
         }
     }
     args
@@ -90,9 +104,10 @@ fn failover(bin: &Path, trials: usize) -> Vec<Duration> {
     times
 }
 
-/// A store the load generator puts into: one put, true once acknowledged.
+/// What the load generator drives: one operation (a put, or a lock taken
+/// and given back), true once acknowledged.
 trait Target: Sync {
-    fn put(&self, client: usize, seq: u64) -> bool;
+    fn op(&self, client: usize, seq: u64) -> bool;
 }
 
 struct DistsyncTarget {
@@ -100,7 +115,7 @@ struct DistsyncTarget {
 }
 
 impl Target for DistsyncTarget {
-    fn put(&self, client: usize, seq: u64) -> bool {
+    fn op(&self, client: usize, seq: u64) -> bool {
         let key = (client as u64 * 100_000 + seq % 100_000) as u32;
         let body = format!("{{\"value\":{seq}}}");
         let url = format!("{}/kv/{key}", self.url);
@@ -116,7 +131,7 @@ struct EtcdTarget {
 }
 
 impl Target for EtcdTarget {
-    fn put(&self, client: usize, seq: u64) -> bool {
+    fn op(&self, client: usize, seq: u64) -> bool {
         let key = (client as u64 * 100_000 + seq % 100_000) as u32;
         let body = format!(
             "{{\"key\":\"{}\",\"value\":\"{}\"}}",
@@ -154,7 +169,7 @@ fn load(target: &dyn Target, clients: usize, seconds: u64) -> LoadResult {
                     let mut seq = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         let t = Instant::now();
-                        if target.put(client, seq) {
+                        if target.op(client, seq) {
                             lat.push(t.elapsed());
                         } else {
                             failed += 1;
@@ -177,7 +192,10 @@ fn load(target: &dyn Target, clients: usize, seconds: u64) -> LoadResult {
     });
     let elapsed = started.elapsed();
     lat.sort();
-    assert!(!lat.is_empty(), "no put succeeded with {clients} clients");
+    assert!(
+        !lat.is_empty(),
+        "no operation succeeded with {clients} clients"
+    );
     LoadResult {
         clients,
         ok: lat.len(),
@@ -189,8 +207,12 @@ fn load(target: &dyn Target, clients: usize, seconds: u64) -> LoadResult {
 }
 
 fn print_load(name: &str, r: &LoadResult) {
+    print_load_of(name, "puts", r);
+}
+
+fn print_load_of(name: &str, what: &str, r: &LoadResult) {
     println!(
-        "{name:8} {:3} clients: p50 {:>9}  p99 {:>9}  {:8.0} puts/s  ({} ok, {} failed)",
+        "{name:8} {:3} clients: p50 {:>9}  p99 {:>9}  {:8.0} {what}/s  ({} ok, {} failed)",
         r.clients,
         ms(r.p50),
         ms(r.p99),
@@ -226,6 +248,128 @@ fn distsync_load(bin: &Path, seconds: u64) -> Vec<LoadResult> {
                 syncs as f64 / entries.max(1) as f64
             );
         }
+        assert_eq!(c.leader(), Some(leader), "leadership moved during the load");
+        results.push(r);
+    }
+    results
+}
+
+/// Acquire (without waiting) and release of the client's own lock, with
+/// one session per client.
+struct DistsyncLocks {
+    url: String,
+    sessions: Vec<u64>,
+}
+
+impl DistsyncLocks {
+    fn new(url: String, clients: usize) -> DistsyncLocks {
+        let sessions = (0..clients)
+            .map(|_| {
+                let (r, _) = request_following(
+                    "POST",
+                    &format!("{url}/locks/sessions"),
+                    Some(br#"{"ttl_ms": 60000}"#),
+                    Duration::from_secs(5),
+                )
+                .expect("open a session");
+                assert_eq!(r.status, 201, "open a session");
+                let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+                v["session"].as_u64().expect("a session id")
+            })
+            .collect();
+        DistsyncLocks { url, sessions }
+    }
+}
+
+impl Target for DistsyncLocks {
+    fn op(&self, client: usize, _seq: u64) -> bool {
+        let body = format!(
+            "{{\"session\":{},\"lock\":{client},\"wait_ms\":0}}",
+            self.sessions[client]
+        );
+        let ok = |path: &str| {
+            matches!(
+                request("POST", &format!("{}{path}", self.url), Some(body.as_bytes()), Duration::from_secs(5)),
+                Ok(r) if r.status == 200
+            )
+        };
+        ok("/locks/acquire")
+            && {
+                // The release takes the same body less the unknown field.
+                let body = format!(
+                    "{{\"session\":{},\"lock\":{client}}}",
+                    self.sessions[client]
+                );
+                matches!(
+                    request("POST", &format!("{}/locks/release", self.url), Some(body.as_bytes()), Duration::from_secs(5)),
+                    Ok(r) if r.status == 200
+                )
+            }
+    }
+}
+
+/// etcd's lock service through its v3 HTTP gateway (what `etcdctl lock`
+/// calls): Lock on the client's own name with a lease, then Unlock.
+struct EtcdLocks {
+    url: String,
+    leases: Vec<String>,
+}
+
+impl EtcdLocks {
+    fn new(url: String, clients: usize) -> EtcdLocks {
+        let leases = (0..clients)
+            .map(|_| {
+                let r = request(
+                    "POST",
+                    &format!("{url}/v3/lease/grant"),
+                    Some(br#"{"TTL": 60}"#),
+                    Duration::from_secs(5),
+                )
+                .expect("grant a lease");
+                let v: Value = serde_json::from_slice(&r.body).expect("JSON");
+                v["ID"].as_str().expect("a lease id").to_owned()
+            })
+            .collect();
+        EtcdLocks { url, leases }
+    }
+}
+
+impl Target for EtcdLocks {
+    fn op(&self, client: usize, _seq: u64) -> bool {
+        let body = format!(
+            "{{\"name\":\"{}\",\"lease\":\"{}\"}}",
+            base64(format!("lock-{client}").as_bytes()),
+            self.leases[client]
+        );
+        let locked = request(
+            "POST",
+            &format!("{}/v3/lock/lock", self.url),
+            Some(body.as_bytes()),
+            Duration::from_secs(5),
+        );
+        let Ok(r) = locked else { return false };
+        let Some(key) = serde_json::from_slice::<Value>(&r.body)
+            .ok()
+            .and_then(|v| v["key"].as_str().map(str::to_owned))
+        else {
+            return false;
+        };
+        let body = format!("{{\"key\":\"{key}\"}}");
+        matches!(
+            request("POST", &format!("{}/v3/lock/unlock", self.url), Some(body.as_bytes()), Duration::from_secs(5)),
+            Ok(r) if r.status == 200
+        )
+    }
+}
+
+fn distsync_locks(bin: &Path, seconds: u64) -> Vec<LoadResult> {
+    let c = untraced_cluster("bench-locks", bin);
+    let leader = c.wait_leader(Instant::now() + PHASE_TIMEOUT);
+    let mut results = Vec::new();
+    for clients in LOCK_CLIENT_COUNTS {
+        let target = DistsyncLocks::new(c.url(leader), clients);
+        let r = load(&target, clients, seconds);
+        print_load_of("distsync", "acquire+release", &r);
         assert_eq!(c.leader(), Some(leader), "leadership moved during the load");
         results.push(r);
     }
@@ -343,16 +487,27 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
-    let times = failover(&args.bin, args.trials);
-    println!(
-        "failover after kill -9 of the leader, {} trials: p50 {}  p99 {}  max {}",
-        times.len(),
-        ms(quantile(&times, 0.5)),
-        ms(quantile(&times, 0.99)),
-        ms(*times.last().unwrap())
-    );
-
-    let ours = distsync_load(&args.bin, args.seconds);
+    let phase = |p: &str| args.phases.iter().any(|q| q == p);
+    if phase("failover") {
+        let times = failover(&args.bin, args.trials);
+        println!(
+            "failover after kill -9 of the leader, {} trials: p50 {}  p99 {}  max {}",
+            times.len(),
+            ms(quantile(&times, 0.5)),
+            ms(quantile(&times, 0.99)),
+            ms(*times.last().unwrap())
+        );
+    }
+    let ours = if phase("puts") {
+        distsync_load(&args.bin, args.seconds)
+    } else {
+        Vec::new()
+    };
+    let our_locks = if phase("locks") {
+        distsync_locks(&args.bin, args.seconds)
+    } else {
+        Vec::new()
+    };
 
     match start_etcd() {
         None => println!("etcd: not on the PATH (or failed to start); no comparison"),
@@ -369,6 +524,17 @@ fn main() {
                     "ratio    {clients:3} clients: distsync/etcd throughput {:.2}x, p50 latency {:.2}x",
                     mine.per_s / r.per_s,
                     mine.p50.as_secs_f64() / r.p50.as_secs_f64()
+                );
+            }
+            for (clients, mine) in LOCK_CLIENT_COUNTS.into_iter().zip(&our_locks) {
+                let locks = EtcdLocks::new(target.url.clone(), clients);
+                let r = load(&locks, clients, args.seconds);
+                print_load_of("etcd", "lock+unlock", &r);
+                println!(
+                    "ratio    {clients:3} lock clients: distsync/etcd p50 {:.2}x, p99 {:.2}x, throughput {:.2}x",
+                    mine.p50.as_secs_f64() / r.p50.as_secs_f64(),
+                    mine.p99.as_secs_f64() / r.p99.as_secs_f64(),
+                    mine.per_s / r.per_s
                 );
             }
         }

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Failover and put-latency figures of a real 3-node distsync cluster on
 # loopback (kill -9 of the leader, 20 trials; 1, 8 and 64 concurrent
-# clients; the leader's fsyncs per committed entry), and the same put load
-# against a 3-member etcd cluster when `etcd` is installed (Debian:
-# apt-get install etcd-server). Every process it starts is killed on exit.
+# clients; the leader's fsyncs per committed entry), uncontended lock
+# acquire+release latency (1 and 8 clients, each on its own lock), and the
+# same put and lock loads against a 3-member etcd cluster when `etcd` is
+# installed (Debian: apt-get install etcd-server; its lock API through the
+# v3 HTTP gateway, as `etcdctl lock` uses it). Every process it starts is
+# killed on exit.
 #
-#   scripts/bench_real.sh [--trials N] [--seconds S]
+#   scripts/bench_real.sh [--trials N] [--seconds S] [--phases failover,puts,locks]
 #
 # Not a test: it takes about a minute and wants an otherwise idle machine.
 set -euo pipefail
