@@ -18,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Path, RawQuery, Request, Stat
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -54,36 +54,70 @@ pub struct Api {
     pub api_token: Option<Arc<Secret>>,
 }
 
+/// Who may call a route.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anyone: load balancers, scrapers and API browsers probe these.
+    Open,
+    /// With `API_TOKEN` set, only a request bearing it.
+    Guarded,
+}
+
+/// Every route the node serves; docs/api_spec.yaml describes exactly these
+/// (`openapi`'s tests).
+fn api_routes() -> Vec<(&'static str, MethodRouter<Api>, Access)> {
+    use Access::{Guarded, Open};
+    vec![
+        ("/health", get(health), Open),
+        ("/metrics", get(metrics), Open),
+        ("/openapi.yaml", get(openapi_yaml), Open),
+        ("/raft/leader", get(leader), Guarded),
+        ("/raft/log", get(log), Guarded),
+        (
+            "/kv/{key}",
+            get(kv_get).put(kv_put).delete(kv_delete),
+            Guarded,
+        ),
+        ("/locks/sessions", post(locks::open), Guarded),
+        ("/locks/sessions/{id}", delete(locks::close), Guarded),
+        (
+            "/locks/sessions/{id}/keepalive",
+            post(locks::keepalive),
+            Guarded,
+        ),
+        ("/locks/acquire", post(locks::acquire), Guarded),
+        ("/locks/release", post(locks::release), Guarded),
+        ("/locks/wait_for", get(locks::wait_for), Guarded),
+        ("/locks/{name}", get(locks::show), Guarded),
+    ]
+}
+
+/// The paths of `api_routes`, for the spec's tests.
+#[cfg(test)]
+fn route_paths() -> Vec<&'static str> {
+    api_routes().into_iter().map(|(p, _, _)| p).collect()
+}
+
 /// The router, with the body limit and JSON fallbacks for unknown paths and
 /// methods.
 pub fn router(api: Api) -> Router {
-    let mut routes = Router::new()
-        .route("/raft/leader", get(leader))
-        .route("/raft/log", get(log))
-        .route("/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
-        .route("/locks/sessions", post(locks::open))
-        .route("/locks/sessions/{id}", delete(locks::close))
-        .route("/locks/sessions/{id}/keepalive", post(locks::keepalive))
-        .route("/locks/acquire", post(locks::acquire))
-        .route("/locks/release", post(locks::release))
-        .route("/locks/wait_for", get(locks::wait_for))
-        .route("/locks/{name}", get(locks::show));
+    let mut guarded = Router::new();
+    let mut open = Router::new();
+    for (path, handlers, access) in api_routes() {
+        match access {
+            Access::Guarded => guarded = guarded.route(path, handlers),
+            Access::Open => open = open.route(path, handlers),
+        }
+    }
     if let Some(token) = &api.api_token {
-        routes = routes.route_layer(middleware::from_fn_with_state(
+        guarded = guarded.route_layer(middleware::from_fn_with_state(
             Arc::clone(token),
             require_token,
         ));
     }
-    // Load balancers and scrapers probe these without credentials.
-    routes = routes.route("/health", get(health));
+    let mut routes = guarded.merge(open);
     if let Some(m) = &api.metrics {
-        let served = Arc::clone(m);
-        routes = routes
-            .route(
-                "/metrics",
-                get(move |RawQuery(q): RawQuery| metrics(Arc::clone(&served), q)),
-            )
-            .route_layer(middleware::from_fn_with_state(Arc::clone(m), count_request));
+        routes = routes.route_layer(middleware::from_fn_with_state(Arc::clone(m), count_request));
     }
     routes
         .fallback(not_found)
@@ -161,8 +195,26 @@ async fn count_request(
     resp
 }
 
-/// `/metrics`: the OpenMetrics text, or `?format=json`.
-async fn metrics(m: Arc<Metrics>, query: Option<String>) -> ApiResult {
+/// `/openapi.yaml`: this API's OpenAPI description (docs/api_spec.yaml).
+async fn openapi_yaml() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/yaml; charset=utf-8")],
+        openapi::yaml(&openapi::spec()),
+    )
+        .into_response()
+}
+
+/// `/metrics`: the OpenMetrics text, or `?format=json`; 404 when metrics
+/// are off.
+async fn metrics(State(api): State<Api>, RawQuery(query): RawQuery) -> ApiResult {
+    let Some(m) = api.metrics else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are off on this node (set ENABLE_METRICS=true)",
+        ));
+    };
     let mut format = None;
     for pair in query
         .as_deref()
@@ -596,5 +648,6 @@ pub fn base_url(addr: SocketAddr) -> String {
 }
 
 mod locks;
+pub mod openapi;
 #[cfg(test)]
 mod tests;
