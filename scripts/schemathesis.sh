@@ -66,11 +66,12 @@ follower=$((leader % 3 + 1))
 for node in "$leader" "$follower"; do
     url="http://127.0.0.1:$((base + 100 + node))"
     echo "schemathesis.sh: fuzzing n$node ($url), up to $max_examples cases per operation"
-    schemathesis run docs/api_spec.yaml --url "$url" \
+    # From the scratch directory, where schemathesis keeps its cache.
+    (cd "$work" && schemathesis run "$repo/docs/api_spec.yaml" --url "$url" \
         --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
         --header "Authorization: Bearer $token" \
         --max-examples "$max_examples" --seed "$seed" --max-redirects 3 \
-        --request-timeout 70 --no-color --output-truncate true 2>&1 | tee "$work/n$node.txt" | tail -n 25
+        --request-timeout 70 --no-color --output-truncate true) 2>&1 | tee "$work/n$node.txt" | tail -n 25
     generated="$(grep -Eo '[0-9]+ generated' "$work/n$node.txt" | tail -n 1 || true)"
     echo "schemathesis.sh: n$node: ${generated:-? generated} test cases"
 done
