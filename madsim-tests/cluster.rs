@@ -255,6 +255,7 @@ fn node_main(
                 session: u32::try_from(index).expect("few incarnations"),
                 bugs: spec.bugs,
                 metrics: None,
+                queue: None,
             };
             let trace = OpenOptions::new()
                 .create(true)

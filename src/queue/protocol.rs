@@ -140,4 +140,7 @@ pub enum ShardAnswer {
     /// A cache key in memory: (value, version), None if never written.
     Memory(Option<(u64, u64)>),
     Refused(Refused),
+    /// The shard could not be reached or did not answer sensibly (the real
+    /// deployment's Redis is down): nothing is known of the call's effect.
+    Unavailable,
 }

@@ -137,6 +137,7 @@ impl Router {
             ShardAnswer::Delivered(d) => QueueReply::Delivered(d.clone()),
             ShardAnswer::Settled(n) => QueueReply::Settled(*n),
             ShardAnswer::Refused(_)
+            | ShardAnswer::Unavailable
             | ShardAnswer::Frozen(_)
             | ShardAnswer::Done
             | ShardAnswer::Memory(_) => QueueReply::Retry,

@@ -165,6 +165,7 @@ async fn run(
         session,
         bugs: Default::default(),
         metrics: metrics.clone(),
+        queue: None,
     };
     let (actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -29,6 +29,9 @@ use crate::kv::{ClientReply, ClientRequest};
 use crate::lock::protocol::{LockReply, LockRequest};
 use crate::node::{Msg, Node};
 use crate::real::metrics::{Metrics, RaftFigures};
+use crate::queue::placement::Placement;
+use crate::queue::protocol::{QueueReply, QueueRequest, ShardAnswer, ShardCall};
+use crate::queue::router::QueueSetup;
 use crate::real::wal::{DiskLog, WalStats};
 use crate::replicated::{Entry, Snapshot};
 use crate::rng::Rng;
@@ -61,6 +64,24 @@ impl Outbound for crate::real::transport::Transport {
     }
 }
 
+/// Where a node's calls on the queue's shards go (the real deployment's
+/// Redis servers). Calling never blocks: the answer comes back later, as
+/// `(shard, request id, answer)` on the channel `Runtime::with_shards`
+/// takes, or never, which the router tolerates (its client retries).
+pub trait ShardCalls {
+    fn call(&self, shard: usize, req: u64, call: ShardCall);
+}
+
+/// A shard's answer on its way back to the node.
+pub type ShardReply = (usize, u64, ShardAnswer);
+
+/// Endpoint id of shard 0: past every client endpoint (the cluster size plus
+/// a u32 session), so the node's messages to shards cannot be mistaken for
+/// replies to a client.
+pub fn shard_base(cluster_size: usize) -> NodeId {
+    cluster_size + (1usize << 33)
+}
+
 /// How the actor is set up.
 #[derive(Clone, Debug)]
 pub struct NodeSetup {
@@ -80,6 +101,9 @@ pub struct NodeSetup {
     pub bugs: Bugs,
     /// Where the node reports its Raft figures (`ENABLE_METRICS`).
     pub metrics: Option<Arc<Metrics>>,
+    /// The queue (with `REDIS_URL`): how it behaves and where its partitions
+    /// start. `setup.shard_base` must be `shard_base(cluster_size)`.
+    pub queue: Option<(QueueSetup, Placement)>,
 }
 
 /// What a local client request can fail with.
@@ -113,6 +137,12 @@ enum Input {
         wait_until: Option<Instant>,
     },
     Status(oneshot::Sender<Status>),
+    Queue {
+        /// Builds the request on the node's thread: requests share their
+        /// bodies by reference count, which cannot cross threads.
+        make: Box<dyn FnOnce() -> QueueRequest + Send>,
+        answer: oneshot::Sender<QueueReply>,
+    },
     /// Runs a read-only look at the node (`ClientHandle::inspect`).
     Inspect(Box<dyn FnOnce(&Node) + Send>),
     Log {
@@ -181,6 +211,26 @@ impl ClientHandle {
                 answer,
                 wait_until,
             })
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => ClientError::Busy,
+                mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
+            })?;
+        reply.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Submits a queue request; the node routes it to its partition's shard.
+    /// `Retry` means not served now (partition moving, shard down): the
+    /// outcome of a produce is then unknown, so send the same sequence
+    /// numbers again.
+    /// `make` builds the request on the node's thread (see `Input::Queue`).
+    pub async fn queue(
+        &self,
+        make: impl FnOnce() -> QueueRequest + Send + 'static,
+    ) -> Result<QueueReply, ClientError> {
+        let (answer, reply) = oneshot::channel();
+        let make = Box::new(make);
+        self.inputs
+            .try_send(Input::Queue { make, answer })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ClientError::Busy,
                 mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
@@ -394,6 +444,10 @@ pub struct Runtime<O: Outbound> {
     /// gives up (or None for never), checked every `WAIT_SWEEP`.
     lock_waits: BTreeMap<u64, Option<Instant>>,
     next_sweep: Option<Instant>,
+    /// Local queue requests by the sequence number their reply will carry.
+    queue_waiting: BTreeMap<u64, oneshot::Sender<QueueReply>>,
+    /// The queue's shards, when the node serves the queue.
+    shards: Option<(Box<dyn ShardCalls>, mpsc::Receiver<ShardReply>)>,
     /// The leader this node last knew of, for the leader-change count.
     known_leader: Option<NodeId>,
     next_seq: u64,
@@ -429,7 +483,7 @@ impl<O: Outbound> Runtime<O> {
             &setup.locks,
             setup.bugs,
             &stable,
-            None,
+            setup.queue.as_ref().map(|(q, p)| (*q, p)),
             None,
             &mut env,
         );
@@ -444,10 +498,24 @@ impl<O: Outbound> Runtime<O> {
             waiting: BTreeMap::new(),
             lock_waits: BTreeMap::new(),
             next_sweep: None,
+            queue_waiting: BTreeMap::new(),
+            shards: None,
             known_leader: None,
             next_seq: 1,
         };
         (runtime, ClientHandle { inputs: tx })
+    }
+
+    /// Sends the node's shard calls to `calls`; their answers come back on
+    /// `answers`. Without this, a node set up with a queue answers every
+    /// queue request `Retry` after the router's timeout.
+    pub fn with_shards(
+        mut self,
+        calls: Box<dyn ShardCalls>,
+        answers: mpsc::Receiver<ShardReply>,
+    ) -> Runtime<O> {
+        self.shards = Some((calls, answers));
+        self
     }
 
     /// Runs until `stop` turns true or the storage fails. A stop finishes
@@ -474,6 +542,12 @@ impl<O: Outbound> Runtime<O> {
                 }
                 Some(input) = self.inputs.recv() => {
                     self.on_input(input);
+                    self.drain_ready();
+                }
+                Some((shard, req, answer)) = next_shard_reply(&mut self.shards) => {
+                    let from = shard_base(self.setup.cluster_size) + shard;
+                    self.node
+                        .on_message(&mut self.env, from, Msg::ShardAnswer { req, answer });
                     self.drain_ready();
                 }
                 () = sleep_until(sleep) => {
@@ -561,6 +635,22 @@ impl<O: Outbound> Runtime<O> {
                 let _ = answer.send(self.status());
             }
             Input::Inspect(look) => look(&self.node),
+            Input::Queue { make, answer } => {
+                if self.waiting.len() + self.queue_waiting.len() >= MAX_PENDING_CLIENTS {
+                    self.queue_waiting.retain(|_, a| !a.is_closed());
+                }
+                if self.waiting.len() + self.queue_waiting.len() >= MAX_PENDING_CLIENTS {
+                    let _ = answer.send(QueueReply::Retry);
+                    return;
+                }
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.queue_waiting.insert(seq, answer);
+                let me = self.client_endpoint();
+                let req = make();
+                self.node
+                    .on_message(&mut self.env, me, Msg::Queue { seq, req });
+            }
             Input::Log {
                 from,
                 limit,
@@ -688,8 +778,19 @@ impl<O: Outbound> Runtime<O> {
             .partition(|(_, msg)| now(msg));
         self.env.outbox = keep;
         let sent = !go.is_empty();
+        let shards_from = shard_base(self.setup.cluster_size);
         for (to, msg) in go {
-            if to == me {
+            if to >= shards_from {
+                if let (Some((calls, _)), Msg::Shard { req, call }) = (&self.shards, msg) {
+                    calls.call(to - shards_from, req, call);
+                }
+            } else if to == me {
+                if let Msg::QueueReply { seq, reply } = msg {
+                    if let Some(answer) = self.queue_waiting.remove(&seq) {
+                        let _ = answer.send(reply);
+                    }
+                    continue;
+                }
                 if let Msg::Reply {
                     seq,
                     reply: ClientReply::Lock(LockReply::Waiting),
@@ -757,6 +858,16 @@ struct Waiter {
     since: Option<Instant>,
     /// When a lock acquire's wait is given up.
     wait_until: Option<Instant>,
+}
+
+/// The next shard answer, or never when the node has no shards.
+async fn next_shard_reply(
+    shards: &mut Option<(Box<dyn ShardCalls>, mpsc::Receiver<ShardReply>)>,
+) -> Option<ShardReply> {
+    match shards {
+        Some((_, answers)) => answers.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one. (A duration rather

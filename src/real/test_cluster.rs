@@ -66,6 +66,7 @@ fn setup(id: NodeId, metrics: &Arc<Metrics>) -> NodeSetup {
         session: 1000 + id as u32,
         bugs: Default::default(),
         metrics: Some(Arc::clone(metrics)),
+        queue: None,
     }
 }
 

@@ -146,6 +146,7 @@ fn only_a_leaders_replication_leaves_before_the_fsync() {
             session: 1,
             bugs: Bugs::default(),
             metrics: None,
+            queue: None,
         };
         let (mut rt, _handle) = Runtime::new(setup, log, sent.clone(), peers, None);
         let append = AppendEntries {
