@@ -2,6 +2,7 @@
 //! the queue's Lua library against the stand-in's Rust functions, and the
 //! stand-in's commands against Redis's own. Each test starts its own server.
 
+mod commands;
 mod keyspace;
 mod queue;
 mod server;
@@ -12,6 +13,30 @@ use server::Server;
 /// `queue::Coverage` counts many times over, in a few seconds.
 const QUEUE_SEEDS: u64 = 300;
 const QUEUE_STEPS: usize = 250;
+
+/// Seeds and steps of the plain command comparison.
+const COMMAND_SEEDS: u64 = 200;
+const COMMAND_STEPS: usize = 300;
+
+#[test]
+fn the_stand_in_replies_to_commands_as_redis_server_does() {
+    let server = Server::start("redis-diff-commands");
+    let mut conn = server.connect();
+    let started = std::time::Instant::now();
+    let cov =
+        commands::run(&mut conn, 0..COMMAND_SEEDS, COMMAND_STEPS).unwrap_or_else(|m| panic!("{m}"));
+    eprintln!(
+        "{} commands compared in {:?}: {cov:?}",
+        cov.compared,
+        started.elapsed()
+    );
+    // Past the errors: most replies are results, many of them arrays and
+    // transactions, and the errors are of many kinds.
+    assert!(cov.successes > cov.compared / 2, "{cov:?}");
+    assert!(cov.arrays > cov.compared / 100, "{cov:?}");
+    assert!(cov.transactions > 100, "{cov:?}");
+    assert!(cov.errors.len() > 20, "{cov:?}");
+}
 
 #[test]
 fn the_lua_library_answers_and_writes_as_the_stand_in() {
