@@ -259,7 +259,8 @@ fn parse<T: std::str::FromStr>(b: &[u8]) -> Option<T> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
-fn parse_id(b: &[u8]) -> Option<MessageId> {
+/// An id as the queue writes it, `<producer>:<seq>`; None if `b` is not one.
+pub(super) fn parse_id(b: &[u8]) -> Option<MessageId> {
     let colon = b.iter().position(|&c| c == b':')?;
     Some(MessageId {
         producer: u32::try_from(parse_u64(&b[..colon])?).ok()?,

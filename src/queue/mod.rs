@@ -2,6 +2,7 @@
 //! shards by consistent hashing.
 pub mod client;
 pub mod functions;
+pub mod lua;
 pub mod placement;
 pub mod protocol;
 pub mod rebalance;

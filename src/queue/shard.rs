@@ -75,7 +75,7 @@ impl Shard {
         };
         let now = env.now();
         let mut tx = Tx::new(&mut self.store, &mut self.aof, now);
-        let answer = run(&mut tx, &call, env);
+        let answer = run(&mut tx, &call, &mut |ev| env.trace(ev));
         let wrote = tx.succeeded();
         // A move's steps are made durable before they are answered (as with
         // WAITAOF): the leader commits a move only on the strength of them,
@@ -164,8 +164,19 @@ impl Shard {
     }
 }
 
-/// Runs one queue function and traces what it did to messages.
-fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
+/// Runs one call on a bare keyspace at `now_ns`, exactly as a shard answers
+/// it but with no trace, file or fsync: what the differential test holds
+/// the Lua library (src/queue/functions.lua) on a real Redis to.
+#[cfg(all(test, feature = "real-network"))]
+pub(crate) fn run_on(store: &mut Store, now_ns: u64, call: &ShardCall) -> ShardAnswer {
+    let mut aof = Aof::new(Fsync::Off);
+    run(&mut Tx::new(store, &mut aof, now_ns), call, &mut |_| {})
+}
+
+/// Runs one queue function and traces what it did to messages. It takes a
+/// tracer rather than the whole `Env`, since tracing is all it asks of its
+/// surroundings: so it can also run where there is no endpoint.
+fn run(tx: &mut Tx, call: &ShardCall, trace: &mut impl FnMut(TraceEvent)) -> ShardAnswer {
     let refused = ShardAnswer::Refused;
     match call {
         ShardCall::Produce {
@@ -175,7 +186,7 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
             bodies,
         } => match functions::produce(tx, *partition, *producer, *first_seq, bodies) {
             Ok(s) => {
-                env.trace(TraceEvent::QueueStored {
+                trace(TraceEvent::QueueStored {
                     partition: *partition,
                     producer: *producer,
                     first_seq: *first_seq,
@@ -202,7 +213,7 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
             *honour_visibility,
         ) {
             Ok(c) => {
-                trace_consumed(env, *partition, *consumer, &c);
+                trace_consumed(trace, *partition, *consumer, &c);
                 ShardAnswer::Delivered(c.deliveries)
             }
             Err(r) => refused(r),
@@ -212,7 +223,7 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
             acks,
             nacks,
             max_attempts,
-        } => match settle(tx, *partition, acks, nacks, *max_attempts, env) {
+        } => match settle(tx, *partition, acks, nacks, *max_attempts, trace) {
             Ok(n) => ShardAnswer::Settled(n),
             Err(r) => refused(r),
         },
@@ -278,7 +289,7 @@ fn run(tx: &mut Tx, call: &ShardCall, env: &mut impl Env) -> ShardAnswer {
                     k.as_bytes(),
                     format!("{version}:{value}").as_bytes(),
                 ]);
-                env.trace(TraceEvent::CacheWriteBack {
+                trace(TraceEvent::CacheWriteBack {
                     key: *key,
                     value: *value,
                 });
@@ -295,7 +306,13 @@ fn memory_get(tx: &mut Tx, key: u32) -> Option<(u64, u64)> {
     let Resp::Bulk(Some(v)) = tx.call(&[b"GET", k.as_bytes()]) else {
         return None;
     };
-    let text = std::str::from_utf8(&v).ok()?;
+    parse_memory(&v)
+}
+
+/// A cache key's stored "version:value" as (value, version); None if it is
+/// not two numbers, which memory then treats as never written.
+pub(super) fn parse_memory(v: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(v).ok()?;
     let (version, value) = text.split_once(':')?;
     Some((value.parse().ok()?, version.parse().ok()?))
 }
@@ -336,9 +353,14 @@ fn import_once(tx: &mut Tx, partition: Partition, epoch: u64, dump: &functions::
     tx.call(&[b"SET", key.as_bytes(), epoch.to_string().as_bytes()]);
 }
 
-fn trace_consumed(env: &mut impl Env, partition: Partition, consumer: u32, c: &Consumed) {
+fn trace_consumed(
+    trace: &mut impl FnMut(TraceEvent),
+    partition: Partition,
+    consumer: u32,
+    c: &Consumed,
+) {
     for &(id, attempt) in &c.requeued {
-        env.trace(TraceEvent::QueueRequeued {
+        trace(TraceEvent::QueueRequeued {
             partition,
             producer: id.producer,
             seq: id.seq,
@@ -346,7 +368,7 @@ fn trace_consumed(env: &mut impl Env, partition: Partition, consumer: u32, c: &C
         });
     }
     for &(id, attempts) in &c.dead {
-        env.trace(TraceEvent::QueueDead {
+        trace(TraceEvent::QueueDead {
             partition,
             producer: id.producer,
             seq: id.seq,
@@ -354,13 +376,13 @@ fn trace_consumed(env: &mut impl Env, partition: Partition, consumer: u32, c: &C
         });
     }
     if c.deliveries.is_empty() {
-        env.trace(TraceEvent::QueueEmpty {
+        trace(TraceEvent::QueueEmpty {
             partition,
             consumer,
         });
     }
     for d in &c.deliveries {
-        env.trace(TraceEvent::QueuePop {
+        trace(TraceEvent::QueuePop {
             partition,
             consumer,
             producer: d.id.producer,
@@ -378,13 +400,13 @@ fn settle(
     acks: &[MessageId],
     nacks: &[MessageId],
     max_attempts: u32,
-    env: &mut impl Env,
+    trace: &mut impl FnMut(TraceEvent),
 ) -> Result<u32, functions::Refused> {
     let mut done = 0;
     for &id in acks {
         if functions::ack(tx, partition, id)? {
             done += 1;
-            env.trace(TraceEvent::QueueAcked {
+            trace(TraceEvent::QueueAcked {
                 partition,
                 producer: id.producer,
                 seq: id.seq,
@@ -393,22 +415,27 @@ fn settle(
     }
     for &id in nacks {
         let n = functions::nack(tx, partition, id, max_attempts)?;
-        trace_nacked(env, partition, id, n);
+        trace_nacked(trace, partition, id, n);
     }
     Ok(done)
 }
 
-fn trace_nacked(env: &mut impl Env, partition: Partition, id: MessageId, n: Nacked) {
+fn trace_nacked(
+    trace: &mut impl FnMut(TraceEvent),
+    partition: Partition,
+    id: MessageId,
+    n: Nacked,
+) {
     if n == Nacked::NotInFlight {
         return;
     }
-    env.trace(TraceEvent::QueueNacked {
+    trace(TraceEvent::QueueNacked {
         partition,
         producer: id.producer,
         seq: id.seq,
     });
     if let Nacked::Dead(attempts) = n {
-        env.trace(TraceEvent::QueueDead {
+        trace(TraceEvent::QueueDead {
             partition,
             producer: id.producer,
             seq: id.seq,

@@ -10,8 +10,11 @@ pub mod config;
 pub mod http;
 pub mod http_client;
 pub mod metrics;
+// Real redis-server processes, which madsim's simulated world has no room for.
 #[cfg(not(madsim))]
 pub mod node_cmd;
+#[cfg(all(test, not(madsim)))]
+mod redis_diff;
 pub mod runtime;
 #[cfg(test)]
 mod temp_dir;
