@@ -309,7 +309,7 @@ impl Calls {
                 self.dumps.push(dump.clone());
             }
             ShardAnswer::Memory(held) => cov.memory_held += usize::from(held.is_some()),
-            ShardAnswer::Done => {}
+            ShardAnswer::Done | ShardAnswer::Unavailable => {}
         }
     }
 }
