@@ -4,8 +4,8 @@
 # operation, positive and negative inputs, through the leader and through a
 # follower (whose 307s it follows). Fails on any 5xx, any response that
 # breaks the spec's schema, status codes or content types. The cluster runs
-# with metrics on and an API_TOKEN, which the fuzzer sends; every node it
-# starts is stopped on exit (scripts/run_cluster.sh's own clean-up).
+# with metrics on, an API_TOKEN (which the fuzzer sends) and the queue on a
+# private redis-server; every process it starts is stopped on exit.
 #
 #   scripts/schemathesis.sh [--max-examples N] [--seed S]
 #
@@ -33,11 +33,16 @@ cargo build --release --quiet --features real-network --bin distsync
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/distsync-schemathesis.XXXXXX")"
 cluster_pid=""
+redis_pid=""
 finish() {
     local status=$?
     if [[ -n "$cluster_pid" ]] && kill -0 "$cluster_pid" 2>/dev/null; then
         kill -TERM "$cluster_pid" 2>/dev/null || true
         wait "$cluster_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$redis_pid" ]] && kill -0 "$redis_pid" 2>/dev/null; then
+        kill -TERM "$redis_pid" 2>/dev/null || true
+        wait "$redis_pid" 2>/dev/null || true
     fi
     rm -rf "$work"
     exit "$status"
@@ -48,7 +53,17 @@ trap 'exit 143' TERM
 
 base=$((20000 + ($$ % 200) * 200))
 token="schemathesis-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-ENABLE_METRICS=true API_TOKEN="$token" scripts/run_cluster.sh --base-port "$base" >"$work/cluster.log" 2>&1 &
+# The queue's shard: a private redis-server, no persistence.
+if ! command -v redis-server >/dev/null; then
+    echo "schemathesis.sh: redis-server not found (Debian: apt-get install redis-server)" >&2
+    exit 2
+fi
+redis_port=$((base + 199))
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no --dir "$work" >"$work/redis.log" 2>&1 &
+redis_pid=$!
+ENABLE_METRICS=true API_TOKEN="$token" REDIS_URL="redis://127.0.0.1:$redis_port" \
+    scripts/run_cluster.sh --base-port "$base" >"$work/cluster.log" 2>&1 &
 cluster_pid=$!
 deadline=$((SECONDS + 60))
 until grep -q "cluster of 3 node(s) up" "$work/cluster.log"; do

@@ -52,6 +52,9 @@ pub struct Api {
     /// With `API_TOKEN`: every route but `/health` and `/metrics` wants
     /// it as a bearer token.
     pub api_token: Option<Arc<Secret>>,
+    /// Whether the node serves the queue (`REDIS_URL` set); `/queue`
+    /// answers 404 `queue_off` otherwise.
+    pub queue: bool,
 }
 
 /// Who may call a route.
@@ -89,6 +92,10 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<Api>, Access)> {
         ("/locks/release", post(locks::release), Guarded),
         ("/locks/wait_for", get(locks::wait_for), Guarded),
         ("/locks/{name}", get(locks::show), Guarded),
+        ("/queue/{name}/produce", post(queue::produce), Guarded),
+        ("/queue/{name}/consume", post(queue::consume), Guarded),
+        ("/queue/{name}/ack", post(queue::ack), Guarded),
+        ("/queue/{name}/nack", post(queue::nack), Guarded),
     ]
 }
 
@@ -649,5 +656,6 @@ pub fn base_url(addr: SocketAddr) -> String {
 
 mod locks;
 pub mod openapi;
+mod queue;
 #[cfg(test)]
 mod tests;

@@ -165,9 +165,27 @@ async fn run(
         session,
         bugs: Default::default(),
         metrics: metrics.clone(),
-        queue: None,
+        queue: (!cfg.redis.is_empty())
+            .then(|| crate::real::queue_setup(cfg.peers.len(), cfg.redis.len())),
     };
-    let (actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
+    let (mut actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
+    if !cfg.redis.is_empty() {
+        let (calls, answers) = match crate::real::redis_shards::RedisShards::connect(&cfg.redis) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("{name}: {e}");
+                eprintln!("error: {e}");
+                transport.shutdown().await;
+                return EXIT_BAD_CONFIG;
+            }
+        };
+        info!(
+            "queue: {} partitions over {} Redis shard(s)",
+            crate::real::QUEUES * crate::real::PARTITIONS_PER_QUEUE,
+            cfg.redis.len()
+        );
+        actor = actor.with_shards(Box::new(calls), answers);
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let api = Api {
         node: handle,
@@ -179,6 +197,7 @@ async fn run(
             .collect(),
         metrics,
         api_token: cfg.api_token.clone().map(Arc::new),
+        queue: !cfg.redis.is_empty(),
     };
     let mut http_stop = stop_rx.clone();
     let http = tokio::task::spawn_local(serve(listener, api, async move {

@@ -52,6 +52,8 @@ pub struct Cluster {
     pub metrics: Vec<Arc<Metrics>>,
     stops: Vec<watch::Sender<bool>>,
     tasks: Vec<tokio::task::JoinHandle<Result<(), RuntimeError>>>,
+    /// With a queue: the Redis servers its shards are.
+    redis: Vec<crate::real::config::RedisUrl>,
 }
 
 pub const N: usize = 3;
@@ -80,7 +82,29 @@ impl Cluster {
             metrics: (0..N).map(|_| Metrics::new()).collect(),
             stops: Vec::new(),
             tasks: Vec::new(),
+            redis: Vec::new(),
         }
+    }
+
+    /// Whether the nodes serve the queue (`with_redis`).
+    pub fn serves_queue(&self) -> bool {
+        !self.redis.is_empty()
+    }
+
+    /// A cluster whose nodes serve the queue on the Redis servers listening
+    /// on `ports` (loopback), shard k on the k-th.
+    pub fn with_redis(name: &str, ports: &[u16]) -> Cluster {
+        let mut c = Cluster::new(name);
+        c.redis = ports
+            .iter()
+            .map(|p| crate::real::config::RedisUrl {
+                url: format!("redis://127.0.0.1:{p}"),
+                host: "127.0.0.1".into(),
+                port: *p,
+                db: 0,
+            })
+            .collect();
+        c
     }
 
     /// Starts every node on its data directory (inside a LocalSet: the
@@ -107,8 +131,16 @@ impl Cluster {
                 inboxes: self.inboxes.clone(),
                 cut: self.cut.clone(),
             };
-            let (runtime, handle) =
-                Runtime::new(setup(id, &self.metrics[id]), log, net, peers, None);
+            let mut s = setup(id, &self.metrics[id]);
+            if !self.redis.is_empty() {
+                s.queue = Some(crate::real::queue_setup(N, self.redis.len()));
+            }
+            let (mut runtime, handle) = Runtime::new(s, log, net, peers, None);
+            if !self.redis.is_empty() {
+                let (calls, answers) = crate::real::redis_shards::RedisShards::connect(&self.redis)
+                    .expect("Redis URLs");
+                runtime = runtime.with_shards(Box::new(calls), answers);
+            }
             let (stop, stopped) = watch::channel(false);
             self.tasks
                 .push(tokio::task::spawn_local(runtime.run(stopped)));

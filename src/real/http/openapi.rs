@@ -208,6 +208,36 @@ fn schemas() -> Value {
                 "session": u64_schema(), "lock": u32_schema(),
             }))},
         })),
+        "ProduceBody": closed_object(&["producer", "first_seq", "messages"], json!({
+            "producer": u32_schema(),
+            "first_seq": {"type": "integer", "minimum": 1, "maximum": u64::MAX},
+            "messages": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string"}},
+            "partition": {"type": "integer", "minimum": 0, "maximum": crate::real::PARTITIONS_PER_QUEUE - 1},
+        })),
+        "Produced": object(&["partition", "stored", "duplicate"], json!({
+            "partition": u32_schema(), "stored": u32_schema(), "duplicate": u32_schema(),
+        })),
+        "ConsumeBody": closed_object(&["consumer"], json!({
+            "consumer": u32_schema(),
+            "max": {"type": "integer", "minimum": 1, "maximum": 100},
+            "partition": {"type": "integer", "minimum": 0, "maximum": crate::real::PARTITIONS_PER_QUEUE - 1},
+            "wait_ms": {"type": "integer", "minimum": 0, "maximum": 30_000},
+        })),
+        "Delivered": object(&["messages"], json!({
+            "messages": {"type": "array", "items": object(
+                &["partition", "id", "producer", "seq", "body", "attempt"],
+                json!({
+                    "partition": u32_schema(), "id": {"type": "string"}, "producer": u32_schema(),
+                    "seq": u64_schema(), "body": {"type": "string"}, "attempt": u32_schema(),
+                }),
+            )},
+        })),
+        "SettleBody": closed_object(&["partition", "ids"], json!({
+            "partition": {"type": "integer", "minimum": 0, "maximum": crate::real::PARTITIONS_PER_QUEUE - 1},
+            "ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": {"type": "string", "pattern": "^[0-9]+:[0-9]+$"}},
+        })),
+        "Acked": object(&["partition", "acked"], json!({"partition": u32_schema(), "acked": u32_schema()})),
+        "Nacked": object(&["partition", "nacked"], json!({"partition": u32_schema(), "nacked": u32_schema()})),
         "Metrics": object(&["metrics"], json!({
             "metrics": {"type": "array", "items": object(&["name", "labels", "value"], json!({
                 "name": {"type": "string"},
@@ -486,6 +516,76 @@ fn paths() -> Value {
                 ("404", error("metrics are off (ENABLE_METRICS)")),
             ]),
             false,
+        ),
+    );
+    let queue = path_param(
+        "name",
+        json!({"type": "integer", "minimum": 0, "maximum": crate::real::QUEUES - 1}),
+        "the queue",
+    );
+    let queue_op = |summary: &str, body: &str, ok: Value| {
+        operation(
+            summary,
+            vec![queue.clone()],
+            Some(schema_ref(body)),
+            responses(vec![
+                ("200", ok),
+                (
+                    "404",
+                    error(
+                        "`no_queue`: no such queue; `queue_off`: the node serves no queue (REDIS_URL)",
+                    ),
+                ),
+                (
+                    "504",
+                    error(
+                        "the partition's shard did not answer in time; a produce's outcome is unknown",
+                    ),
+                ),
+            ]),
+            false,
+        )
+    };
+    add(
+        "/queue/{name}/produce",
+        "post",
+        queue_op(
+            "Store a batch, idempotent by (producer, sequence number) in its partition",
+            "ProduceBody",
+            answer("stored, or already stored", schema_ref("Produced")),
+        ),
+    );
+    add(
+        "/queue/{name}/consume",
+        "post",
+        queue_op(
+            "Take up to max messages; long-polls up to wait_ms",
+            "ConsumeBody",
+            answer(
+                "the messages (none when the wait ran out)",
+                schema_ref("Delivered"),
+            ),
+        ),
+    );
+    add(
+        "/queue/{name}/ack",
+        "post",
+        queue_op(
+            "Remove delivered messages for good",
+            "SettleBody",
+            answer(
+                "how many were in flight and are now gone",
+                schema_ref("Acked"),
+            ),
+        ),
+    );
+    add(
+        "/queue/{name}/nack",
+        "post",
+        queue_op(
+            "Give delivered messages back for redelivery (or the dead letters after the last attempt)",
+            "SettleBody",
+            answer("given back", schema_ref("Nacked")),
         ),
     );
     add(

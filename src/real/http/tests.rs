@@ -40,6 +40,7 @@ async fn serve_all_guarded(c: &Cluster, metered: bool, token: Option<&str>) -> V
             http_urls: urls.clone(),
             metrics: metered.then(|| Arc::clone(&c.metrics[id])),
             api_token: token.map(|t| Arc::new(crate::real::config::Secret::new(t))),
+            queue: c.serves_queue(),
         };
         tokio::task::spawn_local(serve(listener, api, std::future::pending()));
     }

@@ -5,7 +5,7 @@
 mod commands;
 mod keyspace;
 mod queue;
-mod server;
+pub(crate) mod server;
 
 use server::Server;
 

@@ -74,6 +74,11 @@ impl Server {
         panic!("redis-server exited three times on start; its logs are above");
     }
 
+    /// The loopback port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// A new client connection, switched to RESP2 as the stand-in speaks.
     pub fn connect(&self) -> Conn {
         let stream =
