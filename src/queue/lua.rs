@@ -92,7 +92,8 @@ pub fn fcall(call: &ShardCall, now_ns: u64) -> Vec<Vec<u8>> {
             visibility_ns,
             max_attempts,
             honour_visibility,
-            ..
+            // Names the caller in the simulator's trace; no shard reads it.
+            consumer: _,
         } => (
             partition_keys(*partition),
             vec![

@@ -167,7 +167,7 @@ impl Shard {
 /// Runs one call on a bare keyspace at `now_ns`, exactly as a shard answers
 /// it but with no trace, file or fsync: what the differential test holds
 /// the Lua library (src/queue/functions.lua) on a real Redis to.
-#[cfg(all(test, feature = "real-network"))]
+#[cfg(all(test, feature = "real-network", not(madsim)))]
 pub(crate) fn run_on(store: &mut Store, now_ns: u64, call: &ShardCall) -> ShardAnswer {
     let mut aof = Aof::new(Fsync::Off);
     run(&mut Tx::new(store, &mut aof, now_ns), call, &mut |_| {})

@@ -23,8 +23,11 @@ const KEYS: [&str; 8] = ["s0", "s1", "l0", "l1", "h0", "h1", "z0", "z1"];
 /// List, hash and set elements: few, so they repeat.
 const ELEMENTS: [&str; 4] = ["a", "b", "c", "\r\n\0\u{ff}"];
 /// Integers and things that are nearly integers.
-const INTEGERS: [&str; 14] = [
+const INTEGERS: [&str; 17] = [
     "0",
+    "-0",
+    "007",
+    "1e3",
     "1",
     "-1",
     "3",
@@ -63,7 +66,7 @@ fn wall_ns() -> u64 {
 #[derive(Debug, Default)]
 pub struct Coverage {
     pub compared: usize,
-    /// Distinct error replies.
+    /// Distinct kinds of error reply (the message up to any quoted argument).
     pub errors: std::collections::BTreeSet<String>,
     /// Replies that were not errors, and of those non-empty arrays.
     pub successes: usize,
@@ -133,7 +136,10 @@ impl Coverage {
         self.compared += 1;
         match reply {
             Resp::Error(e) => {
-                self.errors.insert(String::from_utf8_lossy(e).into_owned());
+                // One kind per message, whatever argument it quotes.
+                let kind = e.split(|&b| b == b'\'').next().unwrap_or_default();
+                self.errors
+                    .insert(String::from_utf8_lossy(kind).into_owned());
             }
             Resp::Array(Some(items)) if !items.is_empty() => {
                 self.successes += 1;
@@ -235,11 +241,15 @@ impl Commands {
         }
     }
 
-    /// An absolute time in ms: far ahead (distinct values days apart), or past.
-    fn at_ms(&mut self) -> u64 {
-        match self.rng.below(4) {
-            0 => 1000,
-            n => self.future_ms + n * 100_000_000,
+    /// An absolute time in ms: far ahead (distinct values days apart), or
+    /// past; rarely one at the edge of what a deadline can hold.
+    fn at_ms(&mut self) -> String {
+        match self.rng.below(6) {
+            0 => "1000".into(),
+            4 => self
+                .pick(&["-1", "9223372036854775807", "9223372036854775"])
+                .into(),
+            n => (self.future_ms + n * 100_000_000).to_string(),
         }
     }
 
@@ -257,12 +267,17 @@ impl Commands {
             ]),
             5 => args.extend(["px".into(), self.pick(&["200000000", "0", "1.5"]).into()]),
             6 => {
-                let at = self.at_ms() / 1000;
-                args.extend(["EXAT".into(), at.to_string()]);
+                let at = self.at_ms();
+                // Seconds: the same instant, or nearly (past and edge values as they are).
+                let at = match at.parse::<u64>() {
+                    Ok(ms) if ms > 1_000_000 => (ms / 1000).to_string(),
+                    _ => at,
+                };
+                args.extend(["EXAT".into(), at]);
             }
             7 => {
                 let at = self.at_ms();
-                args.extend(["PXAT".into(), at.to_string()]);
+                args.extend(["PXAT".into(), at]);
             }
             8 => args.push("EX".into()),
             _ => args.push("BOGUS".into()),
@@ -271,7 +286,7 @@ impl Commands {
 
     fn next(&mut self) -> Vec<Vec<u8>> {
         let n = self.rng.below(3) as usize;
-        let op = self.rng.below(34);
+        let op = self.rng.below(36);
         let kind = match op {
             0..4 => "s",
             4..12 => "l",
@@ -420,7 +435,7 @@ impl Commands {
                 }
             }
             25 => {
-                a = vec!["PEXPIREAT".into(), k, self.at_ms().to_string()];
+                a = vec!["PEXPIREAT".into(), k, self.at_ms()];
                 for _ in 0..self.rng.below(3) {
                     a.push(self.pick(&["NX", "XX", "GT", "LT", "gt"]).into());
                 }
@@ -453,11 +468,57 @@ impl Commands {
                     a.push(k);
                 }
             }
-            31 => a = vec!["NOSUCHCOMMAND".into(), k, "arg\r\n".into()],
+            31 => {
+                a = vec!["NOSUCHCOMMAND".into(), k, "arg\r\n".into()];
+                // Redis quotes arguments only up to 128 bytes in all.
+                if self.rng.chance(0.3) {
+                    a.push("y".repeat(self.rng.between(50, 200) as usize));
+                }
+            }
             32 => a = vec!["DEL".into(), k],
+            33 => a = self.large(),
             _ => a = vec!["get".into(), k, "extra".into()],
         }
         a.into_iter().map(String::into_bytes).collect()
+    }
+
+    /// A list, hash or sorted set pushed past Redis's small encoding (128
+    /// elements, 64-byte ones): what it stores and answers must not change.
+    fn large(&mut self) -> Vec<String> {
+        let long = "m".repeat(70);
+        let n = if self.rng.chance(0.5) { 130 } else { 3 };
+        let member = |i: usize| {
+            if i == 0 && n == 3 {
+                long.clone()
+            } else {
+                format!("m{i}")
+            }
+        };
+        match self.rng.below(3) {
+            0 => {
+                let mut a = vec!["RPUSH".into(), self.key("l")];
+                a.extend((0..n).map(member));
+                a
+            }
+            1 => {
+                let mut a = vec!["HSET".into(), self.key("h")];
+                for i in 0..n {
+                    a.extend([member(i), self.pick(&INTEGERS).into()]);
+                }
+                a
+            }
+            _ => {
+                // No -0 here: the stand-in picks a new set's encoding from the
+                // whole command, as Redis 7.2 does, where 7.0 fills a listpack
+                // (storing -0 as 0) until it overflows (docs/queue.md).
+                let scores: Vec<&str> = SCORES.iter().copied().filter(|s| *s != "-0").collect();
+                let mut a = vec!["ZADD".into(), self.key("z")];
+                for i in 0..n {
+                    a.extend([self.pick(&scores).into(), member(i)]);
+                }
+                a
+            }
+        }
     }
 
     /// Follows MULTI/EXEC/DISCARD as the server answered them.

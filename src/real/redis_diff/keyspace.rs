@@ -116,9 +116,43 @@ pub fn diff(stand_in: &Keyspace, real: &Keyspace) -> Vec<String> {
         .filter_map(|k| {
             let (a, b) = (stand_in.get(k), real.get(k));
             (a != b).then(|| {
-                let k = String::from_utf8_lossy(k);
-                format!("key {k:?}: stand-in {a:?}, redis-server {b:?}")
+                let k = text(k);
+                format!("key {k}: stand-in {}, redis-server {}", show(a), show(b))
             })
         })
         .collect()
+}
+
+/// Bytes for a report: quoted, escaped.
+fn text(b: &[u8]) -> String {
+    format!("\"{}\"", b.escape_ascii())
+}
+
+fn show(entry: Option<&(Value, bool)>) -> String {
+    let Some((value, expires)) = entry else {
+        return "missing".into();
+    };
+    let content = match value {
+        Value::Str(s) => format!("string {}", text(s)),
+        Value::List(l) => {
+            let items: Vec<String> = l.iter().map(|e| text(e)).collect();
+            format!("list [{}]", items.join(", "))
+        }
+        Value::Hash(h) => {
+            let items: Vec<String> = h
+                .iter()
+                .map(|(f, v)| format!("{}: {}", text(f), text(v)))
+                .collect();
+            format!("hash {{{}}}", items.join(", "))
+        }
+        Value::ZSet(z) => {
+            let items: Vec<String> = z.iter().map(|(m, s)| format!("{}: {s}", text(m))).collect();
+            format!("zset {{{}}}", items.join(", "))
+        }
+    };
+    if *expires {
+        format!("{content} (with a deadline)")
+    } else {
+        content
+    }
 }

@@ -63,6 +63,86 @@ fn the_lua_library_answers_and_writes_as_the_stand_in() {
     }
 }
 
+/// Lua's `unpack` gives only about 8000 values at once: the library sends
+/// a command's elements in slices, which must add up to the whole.
+#[test]
+fn batches_too_large_for_one_unpack_go_through_whole() {
+    use crate::queue::functions::MessageId;
+    use crate::queue::protocol::{ShardAnswer, ShardCall};
+    use std::rc::Rc;
+
+    const N: usize = 9000;
+    let server = Server::start("redis-diff-large");
+    let mut conn = server.connect();
+    queue::load(&mut conn, crate::queue::lua::LIBRARY);
+    let bodies: Vec<Vec<u8>> = (0..N).map(|i| i.to_string().into_bytes()).collect();
+    let produce = ShardCall::Produce {
+        partition: 0,
+        producer: 1,
+        first_seq: 1,
+        bodies: Rc::new(bodies),
+    };
+    let consume = ShardCall::Consume {
+        partition: 0,
+        consumer: 0,
+        max: N as u32 / 2,
+        visibility_ns: 100,
+        max_attempts: 3,
+        honour_visibility: true,
+    };
+    let freeze = ShardCall::Freeze {
+        partition: 0,
+        epoch: 1,
+        include_inflight: true,
+    };
+    // The dump freeze answers, computed on a stand-in of our own.
+    let mut store = crate::redis::Store::default();
+    for call in [&produce, &consume] {
+        crate::queue::shard::run_on(&mut store, 10, call);
+    }
+    let ShardAnswer::Frozen(dump) = crate::queue::shard::run_on(&mut store, 20, &freeze) else {
+        panic!("freeze answers a dump");
+    };
+    assert_eq!((dump.ready.len(), dump.inflight.len()), (N / 2, N / 2));
+    let import = ShardCall::Import {
+        partition: 1,
+        epoch: 1,
+        dump,
+    };
+    let ids = |seqs: std::ops::Range<u64>| -> Rc<Vec<MessageId>> {
+        Rc::new(seqs.map(|seq| MessageId { producer: 1, seq }).collect())
+    };
+    let settle = ShardCall::Settle {
+        partition: 1,
+        acks: ids(1..N as u64 / 4),
+        nacks: ids(N as u64 / 4..N as u64 / 2),
+        max_attempts: 1,
+    };
+    // Past every deadline: the rest of the in-flight ones expire at once.
+    let expire = ShardCall::Consume {
+        partition: 1,
+        consumer: 0,
+        max: 0,
+        visibility_ns: 100,
+        max_attempts: 3,
+        honour_visibility: true,
+    };
+    let drop = ShardCall::Drop {
+        partition: 0,
+        epoch: 1,
+    };
+    let calls = [
+        (produce, 10),
+        (consume, 10),
+        (freeze, 20),
+        (import, 30),
+        (settle, 40),
+        (expire, 1000),
+        (drop, 1000),
+    ];
+    queue::replay(&mut conn, &calls).unwrap_or_else(|m| panic!("{m}"));
+}
+
 /// The comparison must catch a library that differs from the stand-in in
 /// one rule: `original` replaced by `planted` (once) in the Lua text, and
 /// the report must say `reported`.

@@ -68,38 +68,80 @@ pub fn load(conn: &mut Conn, library: &str) {
 pub fn run(conn: &mut Conn, seeds: Range<u64>, steps: usize) -> Result<Coverage, Mismatch> {
     let mut cov = Coverage::default();
     for seed in seeds {
-        assert_eq!(
-            conn.call(&["FLUSHALL", "SYNC"]),
-            Resp::Simple(b"OK".to_vec())
-        );
-        let mut store = Store::default();
+        let mut store = fresh(conn);
         let mut calls = Calls::new(seed);
         for step in 0..steps {
             let call = calls.next();
             let now = calls.now;
-            let want = shard::run_on(&mut store, now, &call);
-            let got = lua::answer(&call, conn.call(&lua::fcall(&call, now)));
-            if got.as_ref() != Ok(&want) {
-                let what = format!(
-                    "{call:?} at {now} ns\n  stand-in:     {want:?}\n  redis-server: {got:?}"
-                );
-                return Err(Mismatch { seed, step, what });
-            }
-            calls.learn(&want, &mut cov);
-            if (step + 1) % KEYSPACE_EVERY == 0 || step + 1 == steps {
-                let diff =
-                    keyspace::diff(&keyspace::of_store(&store, now), &keyspace::of_server(conn));
-                if !diff.is_empty() {
-                    let what = format!(
-                        "the keyspaces differ after {call:?}:\n  {}",
-                        diff.join("\n  ")
-                    );
-                    return Err(Mismatch { seed, step, what });
-                }
-            }
+            let last = step + 1 == steps;
+            let compare_keys = (step + 1) % KEYSPACE_EVERY == 0 || last;
+            let answer = compare(conn, &mut store, &call, now, compare_keys)
+                .map_err(|what| Mismatch { seed, step, what })?;
+            calls.learn(&answer, &mut cov);
         }
     }
     Ok(cov)
+}
+
+/// Runs `calls` in order (each at its time), from an empty keyspace on
+/// both sides, then compares the keyspaces.
+pub fn replay(conn: &mut Conn, calls: &[(ShardCall, u64)]) -> Result<(), Mismatch> {
+    let mut store = fresh(conn);
+    for (step, (call, now)) in calls.iter().enumerate() {
+        let last = step + 1 == calls.len();
+        compare(conn, &mut store, call, *now, last).map_err(|what| Mismatch {
+            seed: 0,
+            step,
+            what,
+        })?;
+    }
+    Ok(())
+}
+
+/// An empty stand-in, and the server emptied (the library stays loaded).
+fn fresh(conn: &mut Conn) -> Store {
+    let flushed = conn.call(&["FLUSHALL", "SYNC"]);
+    assert_eq!(flushed, Resp::Simple(b"OK".to_vec()), "FLUSHALL SYNC");
+    Store::default()
+}
+
+/// Runs one call on both sides: the stand-in's answer if the server's is
+/// the same (and, if asked, so are the keyspaces after it), else what differs.
+fn compare(
+    conn: &mut Conn,
+    store: &mut Store,
+    call: &ShardCall,
+    now: u64,
+    keyspaces: bool,
+) -> Result<ShardAnswer, String> {
+    let want = shard::run_on(store, now, call);
+    let got = lua::answer(call, conn.call(&lua::fcall(call, now)));
+    if got.as_ref() != Ok(&want) {
+        let call = short(call);
+        return Err(format!(
+            "{call} at {now} ns\n  stand-in:     {want:?}\n  redis-server: {got:?}"
+        ));
+    }
+    if keyspaces {
+        let diff = keyspace::diff(&keyspace::of_store(store, now), &keyspace::of_server(conn));
+        if !diff.is_empty() {
+            let call = short(call);
+            return Err(format!(
+                "the keyspaces differ after {call}:\n  {}",
+                diff.join("\n  ")
+            ));
+        }
+    }
+    Ok(want)
+}
+
+/// A call for a report, cut short if it is huge.
+fn short(call: &ShardCall) -> String {
+    let text = format!("{call:?}");
+    match text.char_indices().nth(2000) {
+        Some((at, _)) => format!("{}... ({} bytes)", &text[..at], text.len()),
+        None => text,
+    }
 }
 
 /// A seed's random calls, drawn with what earlier answers revealed (ids
