@@ -2,7 +2,12 @@
 //! the same put and lock loads against a 3-member etcd cluster when `etcd`
 //! is on the PATH. Run by `scripts/bench_real.sh`, which builds it.
 //!
-//!     bench_real [--bin PATH] [--trials N] [--seconds S] [--phases failover,puts,locks]
+//!     bench_real [--bin PATH] [--trials N] [--seconds S] [--phases failover,puts,locks,queue]
+//!
+//! The queue phase starts its own redis-servers (1, then 3 shards) and
+//! measures messages per second from produce to ack, with batches of 1
+//! and 100, and `redis-benchmark`'s LPUSH and RPOP on the same server as
+//! the ceiling.
 
 #[path = "../real-tests/cluster.rs"]
 mod cluster;
@@ -36,7 +41,12 @@ fn parse_args() -> Args {
         bin: PathBuf::from("target/release/distsync"),
         trials: 20,
         seconds: 5,
-        phases: vec!["failover".into(), "puts".into(), "locks".into()],
+        phases: vec![
+            "failover".into(),
+            "puts".into(),
+            "locks".into(),
+            "queue".into(),
+        ],
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -49,8 +59,8 @@ fn parse_args() -> Args {
                 args.phases = v.split(',').map(str::to_owned).collect();
                 for p in &args.phases {
                     assert!(
-                        ["failover", "puts", "locks"].contains(&p.as_str()),
-                        "--phases: {p}? expected failover, puts and/or locks"
+                        ["failover", "puts", "locks", "queue"].contains(&p.as_str()),
+                        "--phases: {p}? expected failover, puts, locks and/or queue"
                     );
                 }
             }
@@ -376,6 +386,169 @@ fn distsync_locks(bin: &Path, seconds: u64) -> Vec<LoadResult> {
     results
 }
 
+/// redis-servers on loopback without persistence, killed on drop.
+struct RedisServers {
+    _dir: TempDir,
+    children: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+impl Drop for RedisServers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_redis(n: usize) -> RedisServers {
+    let dir = TempDir::new("bench-redis");
+    let ports = free_ports(n);
+    let children = ports
+        .iter()
+        .map(|p| {
+            Command::new("redis-server")
+                .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&dir.0)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (Debian: apt-get install redis-server)")
+        })
+        .collect();
+    let deadline = Instant::now() + PHASE_TIMEOUT;
+    for p in &ports {
+        while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {p} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    RedisServers {
+        _dir: dir,
+        children,
+        ports,
+    }
+}
+
+/// Messages per second from produce to ack: one producer and one
+/// consumer per partition of queue 0, for `seconds`.
+fn queue_load(url: &str, batch: usize, seconds: u64) -> (f64, usize) {
+    const PARTITIONS: u32 = 8;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let post = |path: &str, body: &str| -> Option<Value> {
+        let r = request(
+            "POST",
+            &format!("{url}{path}"),
+            Some(body.as_bytes()),
+            Duration::from_secs(10),
+        )
+        .ok()?;
+        (r.status == 200).then(|| serde_json::from_slice(&r.body).ok())?
+    };
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for p in 0..PARTITIONS {
+            let producing = stop.clone();
+            s.spawn(move || {
+                let mut seq = 1u64;
+                let messages: Vec<String> = (0..batch).map(|i| format!("\"m{i}\"")).collect();
+                let messages = messages.join(",");
+                while !producing.load(Ordering::Relaxed) {
+                    let body = format!(
+                        "{{\"producer\":{p},\"first_seq\":{seq},\"partition\":{p},\"messages\":[{messages}]}}"
+                    );
+                    if post("/queue/0/produce", &body).is_some() {
+                        seq += batch as u64;
+                    }
+                }
+            });
+            let (stop, acked) = (stop.clone(), acked.clone());
+            s.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let body = format!("{{\"consumer\":{p},\"partition\":{p},\"max\":100}}");
+                    let Some(v) = post("/queue/0/consume", &body) else {
+                        continue;
+                    };
+                    let ids: Vec<String> = v["messages"]
+                        .as_array()
+                        .map(|m| m.iter().map(|m| m["id"].to_string()).collect())
+                        .unwrap_or_default();
+                    if ids.is_empty() {
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    let body = format!("{{\"partition\":{p},\"ids\":[{}]}}", ids.join(","));
+                    if let Some(v) = post("/queue/0/ack", &body) {
+                        acked.fetch_add(
+                            v["acked"].as_u64().unwrap_or(0) as usize,
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_secs(seconds));
+        stop.store(true, Ordering::Relaxed);
+    });
+    let n = acked.load(Ordering::Relaxed);
+    (n as f64 / started.elapsed().as_secs_f64(), n)
+}
+
+/// `redis-benchmark`'s requests per second for `test` on `port`.
+fn redis_benchmark(port: u16, test: &str) -> Option<f64> {
+    let out = Command::new("redis-benchmark")
+        .args(["-p", &port.to_string(), "-t", test, "-n", "200000", "-q"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "LPUSH: 123456.79 requests per second, p50=0.191 msec"
+    text.split(':')
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn queue_phase(bin: &Path, seconds: u64) {
+    for shards in [1, 3] {
+        let redis = start_redis(shards);
+        let urls: Vec<String> = redis
+            .ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect();
+        let mut c = Cluster::new("bench-queue", bin, 3);
+        c.trace = false;
+        c.env.push(("REDIS_URL".into(), urls.join(",")));
+        c.start_each(Instant::now() + PHASE_TIMEOUT);
+        let url = c.url(c.wait_leader(Instant::now() + PHASE_TIMEOUT));
+        for batch in [1, 100] {
+            let (rate, n) = queue_load(&url, batch, seconds);
+            println!(
+                "queue    {shards} shard(s), batch {batch:3}: {rate:9.0} msg/s produce to ack ({n} acked)"
+            );
+        }
+        if shards == 1 {
+            let port = redis.ports[0];
+            for test in ["lpush", "rpop"] {
+                match redis_benchmark(port, test) {
+                    Some(r) => println!("redis-benchmark {test}: {r:9.0} requests/s (the ceiling)"),
+                    None => println!("redis-benchmark {test}: not run (is it installed?)"),
+                }
+            }
+        }
+    }
+}
+
 /// A 3-member etcd cluster on loopback, every member killed on drop.
 struct Etcd {
     dir: TempDir,
@@ -503,6 +676,9 @@ fn main() {
     } else {
         Vec::new()
     };
+    if phase("queue") {
+        queue_phase(&args.bin, args.seconds);
+    }
     let our_locks = if phase("locks") {
         distsync_locks(&args.bin, args.seconds)
     } else {

@@ -5,10 +5,12 @@
 # acquire+release latency (1 and 8 clients, each on its own lock), and the
 # same put and lock loads against a 3-member etcd cluster when `etcd` is
 # installed (Debian: apt-get install etcd-server; its lock API through the
-# v3 HTTP gateway, as `etcdctl lock` uses it). Every process it starts is
-# killed on exit.
+# v3 HTTP gateway, as `etcdctl lock` uses it), and the queue from produce
+# to ack over 1 and 3 redis-servers with batches of 1 and 100, beside
+# redis-benchmark's LPUSH and RPOP on the same server. Every process it
+# starts is killed on exit.
 #
-#   scripts/bench_real.sh [--trials N] [--seconds S] [--phases failover,puts,locks]
+#   scripts/bench_real.sh [--trials N] [--seconds S] [--phases failover,puts,locks,queue]
 #
 # Not a test: it takes about a minute and wants an otherwise idle machine.
 set -euo pipefail
