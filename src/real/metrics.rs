@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use serde_json::{Map, Value, json};
 
 use crate::lock::protocol::LockReply;
+use crate::queue::protocol::QueueReply;
 use crate::trace::Role;
 
 /// Every role, so that `distsync_raft_role` has a series for each (1 for
@@ -34,6 +35,7 @@ type RoleLabels = [(&'static str, &'static str); 1];
 type RequestLabels = [(&'static str, String); 3];
 type RouteLabels = [(&'static str, String); 1];
 type ErrorLabels = [(&'static str, &'static str); 1];
+type ShardLabels = [(&'static str, String); 1];
 
 /// Latency buckets from 50 µs to about 3 s, doubling: an fsync and a
 /// committed write on a fast disk sit in the first few, a stalled disk or
@@ -67,6 +69,14 @@ pub struct Metrics {
     lock_waits: Counter,
     lock_failures: Family<ErrorLabels, Counter>,
     lock_sessions: Gauge,
+    queue_stored: Counter,
+    queue_duplicates: Counter,
+    queue_delivered: Counter,
+    queue_redelivered: Counter,
+    queue_acked: Counter,
+    queue_retries: Counter,
+    redis_call_seconds: Family<ShardLabels, Histogram, fn() -> Histogram>,
+    redis_failures: Family<ShardLabels, Counter>,
 }
 
 /// The Raft figures the actor reports after each batch.
@@ -98,6 +108,14 @@ impl Metrics {
             lock_waits: Counter::default(),
             lock_failures: Family::default(),
             lock_sessions: Gauge::default(),
+            queue_stored: Counter::default(),
+            queue_duplicates: Counter::default(),
+            queue_delivered: Counter::default(),
+            queue_redelivered: Counter::default(),
+            queue_acked: Counter::default(),
+            queue_retries: Counter::default(),
+            redis_call_seconds: Family::new_with_constructor(histogram),
+            redis_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register("raft_term", "The node's current term", m.term.clone());
@@ -173,6 +191,50 @@ impl Metrics {
             "Live lock sessions in this node's applied state",
             m.lock_sessions.clone(),
         );
+        for (name, help, c) in [
+            (
+                "queue_stored",
+                "Messages stored by produces this node routed",
+                &m.queue_stored,
+            ),
+            (
+                "queue_duplicates",
+                "Messages a produce sent again and the shard already had",
+                &m.queue_duplicates,
+            ),
+            (
+                "queue_delivered",
+                "Messages handed to consumers through this node",
+                &m.queue_delivered,
+            ),
+            (
+                "queue_redelivered",
+                "Deliveries past a message's first (a consumer's nack, or a visibility timeout)",
+                &m.queue_redelivered,
+            ),
+            (
+                "queue_acked",
+                "Messages acked through this node and removed",
+                &m.queue_acked,
+            ),
+            (
+                "queue_retries",
+                "Queue requests answered Retry (503): partition moving or its shard unreachable",
+                &m.queue_retries,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "redis_call_seconds",
+            "One call of the queue's Lua library on a Redis shard, by shard",
+            m.redis_call_seconds.clone(),
+        );
+        registry.register(
+            "redis_failures",
+            "Calls on a Redis shard that failed (unreachable, timed out, or a bad reply), by shard",
+            m.redis_failures.clone(),
+        );
         Arc::new(Metrics {
             registry,
             roles,
@@ -217,6 +279,39 @@ impl Metrics {
             | LockReply::Alive
             | LockReply::Released { .. }
             | LockReply::Closed => {}
+        }
+    }
+
+    /// The answer to one queue request routed through this node.
+    pub fn queue_reply(&self, reply: &QueueReply) {
+        match reply {
+            QueueReply::Produced(s) => {
+                self.queue_stored.inc_by(u64::from(s.stored));
+                self.queue_duplicates.inc_by(u64::from(s.duplicate));
+            }
+            QueueReply::Delivered(d) => {
+                self.queue_delivered.inc_by(d.len() as u64);
+                let again = d.iter().filter(|m| m.attempt > 1).count();
+                self.queue_redelivered.inc_by(again as u64);
+            }
+            QueueReply::Settled(n) => {
+                self.queue_acked.inc_by(u64::from(*n));
+            }
+            QueueReply::Retry => {
+                self.queue_retries.inc();
+            }
+        }
+    }
+
+    /// One call on Redis shard `shard`: how long it took, and whether it
+    /// failed.
+    pub fn redis_call(&self, shard: usize, took: Duration, failed: bool) {
+        let labels = [("shard", shard.to_string())];
+        self.redis_call_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if failed {
+            self.redis_failures.get_or_create(&labels).inc();
         }
     }
 
@@ -377,6 +472,7 @@ mod tests {
         );
         m.http("/health", "GET", 200, Duration::ZERO);
         // Families show only once they have a series.
+        m.redis_call(0, Duration::ZERO, true);
         m.lock_reply(
             &LockReply::Failed(crate::lock::LockError::TimedOut { lock: 0 }),
             None,

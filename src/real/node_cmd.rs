@@ -170,15 +170,16 @@ async fn run(
     };
     let (mut actor, handle) = Runtime::new(setup, log, transport.clone(), inbox, trace);
     if !cfg.redis.is_empty() {
-        let (calls, answers) = match crate::real::redis_shards::RedisShards::connect(&cfg.redis) {
-            Ok(c) => c,
-            Err(e) => {
-                error!("{name}: {e}");
-                eprintln!("error: {e}");
-                transport.shutdown().await;
-                return EXIT_BAD_CONFIG;
-            }
-        };
+        let (calls, answers) =
+            match crate::real::redis_shards::RedisShards::connect(&cfg.redis, metrics.clone()) {
+                Ok(c) => c,
+                Err(e) => {
+                    error!("{name}: {e}");
+                    eprintln!("error: {e}");
+                    transport.shutdown().await;
+                    return EXIT_BAD_CONFIG;
+                }
+            };
         info!(
             "queue: {} partitions over {} Redis shard(s)",
             crate::real::QUEUES * crate::real::PARTITIONS_PER_QUEUE,

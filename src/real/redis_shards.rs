@@ -14,7 +14,8 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::mpsc;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::queue::lua;
 use crate::queue::protocol::{ShardAnswer, ShardCall};
 use crate::real::config::RedisUrl;
+use crate::real::metrics::Metrics;
 use crate::real::runtime::{ShardCalls, ShardReply};
 use crate::redis::Resp;
 
@@ -50,13 +52,18 @@ pub struct RedisShards {
     shards: Vec<Shard>,
     answers: mpsc::Sender<ShardReply>,
     in_flight: Rc<Cell<usize>>,
+    /// Where each call's latency and failure go (`ENABLE_METRICS`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl RedisShards {
     /// Connections to `urls` (made lazily: a server that is down now is
     /// retried on each call) and the channel their answers come back on,
     /// for `Runtime::with_shards`. Fails only on a URL the client refuses.
-    pub fn connect(urls: &[RedisUrl]) -> Result<(RedisShards, mpsc::Receiver<ShardReply>), String> {
+    pub fn connect(
+        urls: &[RedisUrl],
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<(RedisShards, mpsc::Receiver<ShardReply>), String> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -81,6 +88,7 @@ impl RedisShards {
                 shards,
                 answers,
                 in_flight: Rc::new(Cell::new(0)),
+                metrics,
             },
             rx,
         ))
@@ -105,8 +113,14 @@ impl ShardCalls for RedisShards {
         let mut connection = s.connection.clone();
         let (loaded, healthy, name) = (s.loaded.clone(), s.healthy.clone(), s.name.clone());
         let (answers, in_flight) = (self.answers.clone(), self.in_flight.clone());
+        let metrics = self.metrics.clone();
         tokio::task::spawn_local(async move {
-            let answer = match run(&mut connection, &loaded, &call).await {
+            let started = Instant::now();
+            let result = run(&mut connection, &loaded, &call).await;
+            if let Some(m) = &metrics {
+                m.redis_call(shard, started.elapsed(), result.is_err());
+            }
+            let answer = match result {
                 Ok(a) => {
                     if !healthy.replace(true) {
                         tracing::info!("queue shard {shard} ({name}) answers again");

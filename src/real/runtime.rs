@@ -787,6 +787,9 @@ impl<O: Outbound> Runtime<O> {
             } else if to == me {
                 if let Msg::QueueReply { seq, reply } = msg {
                     if let Some(answer) = self.queue_waiting.remove(&seq) {
+                        if let Some(m) = &self.setup.metrics {
+                            m.queue_reply(&reply);
+                        }
                         let _ = answer.send(reply);
                     }
                     continue;

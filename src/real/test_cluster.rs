@@ -137,8 +137,11 @@ impl Cluster {
             }
             let (mut runtime, handle) = Runtime::new(s, log, net, peers, None);
             if !self.redis.is_empty() {
-                let (calls, answers) = crate::real::redis_shards::RedisShards::connect(&self.redis)
-                    .expect("Redis URLs");
+                let (calls, answers) = crate::real::redis_shards::RedisShards::connect(
+                    &self.redis,
+                    Some(Arc::clone(&self.metrics[id])),
+                )
+                .expect("Redis URLs");
                 runtime = runtime.with_shards(Box::new(calls), answers);
             }
             let (stop, stopped) = watch::channel(false);

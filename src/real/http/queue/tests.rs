@@ -276,3 +276,59 @@ fn without_redis_the_queue_is_off() {
         c.stop().await;
     });
 }
+
+#[test]
+fn the_queue_metrics_count_what_this_node_routed() {
+    let shard = Server::start("queue-metrics");
+    let ports = [shard.port()];
+    run_local(|| async move {
+        let mut c = Cluster::with_redis("http-queue-metrics", &ports);
+        c.start();
+        let urls = crate::real::http::tests::serve_all_with(&c, true).await;
+        c.leader().await;
+        let u = &urls[0];
+        let produce = json!({"producer": 2, "first_seq": 1, "messages": ["a", "b", "c"]});
+        post_ok(&format!("{u}/queue/0/produce"), produce.clone()).await;
+        post_ok(&format!("{u}/queue/0/produce"), produce).await;
+        let v = post_ok(
+            &format!("{u}/queue/0/consume"),
+            json!({"consumer": 2, "max": 3}),
+        )
+        .await;
+        let ids: Vec<Value> = v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect();
+        post_ok(
+            &format!("{u}/queue/0/nack"),
+            json!({"partition": 2, "ids": [ids[0]]}),
+        )
+        .await;
+        post_ok(
+            &format!("{u}/queue/0/consume"),
+            json!({"consumer": 2, "partition": 2}),
+        )
+        .await;
+        post_ok(
+            &format!("{u}/queue/0/ack"),
+            json!({"partition": 2, "ids": ids}),
+        )
+        .await;
+        let r = with_body("GET", &format!("{u}/metrics"), None, false).await;
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        for expected in [
+            "distsync_queue_stored_total 3",
+            "distsync_queue_duplicates_total 3",
+            "distsync_queue_delivered_total 4",
+            "distsync_queue_redelivered_total 1",
+            "distsync_queue_acked_total 3",
+            r#"distsync_redis_call_seconds_count{shard="0"}"#,
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from\n{text}");
+        }
+        c.stop().await;
+    });
+    drop(shard);
+}
