@@ -39,6 +39,57 @@ pub enum ClientOp {
     /// The lock service: sessions, acquire, release, inspection.
     #[command(subcommand)]
     Lock(LockOp),
+    /// The queue (nodes started with REDIS_URL): produce, consume, ack, nack.
+    #[command(subcommand)]
+    Queue(QueueOp),
+}
+
+/// `distsync client queue ...`: one request of the queue API (docs/deploy.md, "Queue").
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum QueueOp {
+    /// Store MESSAGES in QUEUE (0 to 15) as PRODUCER's FIRST_SEQ, FIRST_SEQ+1, ... (idempotent)
+    Produce {
+        queue: String,
+        #[arg(required = true)]
+        messages: Vec<String>,
+        #[arg(long)]
+        producer: u32,
+        /// The first message's sequence number (from 1); send the same again to retry
+        #[arg(long)]
+        first_seq: u64,
+        /// The partition (below 8); default: the producer's own
+        #[arg(long)]
+        partition: Option<u32>,
+    },
+    /// Take up to --max messages from QUEUE
+    Consume {
+        queue: String,
+        #[arg(long)]
+        consumer: u32,
+        #[arg(long, default_value_t = 1)]
+        max: u32,
+        /// Wait this long for a message (at most 30000)
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u64,
+        #[arg(long)]
+        partition: Option<u32>,
+    },
+    /// Remove delivered messages (IDS as consume prints them, producer:seq)
+    Ack {
+        queue: String,
+        #[arg(long)]
+        partition: u32,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Give delivered messages back for redelivery
+    Nack {
+        queue: String,
+        #[arg(long)]
+        partition: u32,
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
 }
 
 /// `distsync client lock ...`: one request of the lock API (docs/deploy.md, "Locks").
@@ -123,7 +174,8 @@ pub fn run_client(args: &ClientArgs) -> u8 {
     }
     let url = format!("{base}{path}");
     let waits = match &args.op {
-        ClientOp::Lock(LockOp::Acquire { wait_ms, .. }) => Duration::from_millis(*wait_ms),
+        ClientOp::Lock(LockOp::Acquire { wait_ms, .. })
+        | ClientOp::Queue(QueueOp::Consume { wait_ms, .. }) => Duration::from_millis(*wait_ms),
         _ => Duration::ZERO,
     };
     let deadline = Instant::now() + args.timeout + waits;
@@ -210,6 +262,67 @@ fn request_of(op: &ClientOp) -> Result<Request, String> {
             ("GET", format!("/raft/log?from={from}&limit={limit}"), None)
         }
         ClientOp::Lock(op) => lock_request_of(op)?,
+        ClientOp::Queue(op) => queue_request_of(op)?,
+    })
+}
+
+fn queue_request_of(op: &QueueOp) -> Result<Request, String> {
+    let queue = |q: &str| {
+        q.parse::<u32>()
+            .ok()
+            .filter(|q| *q < crate::real::QUEUES)
+            .ok_or_else(|| format!("queue `{q}`: expected 0 to {}", crate::real::QUEUES - 1))
+    };
+    let json = |v: serde_json::Value| Some(v.to_string().into_bytes());
+    Ok(match op {
+        QueueOp::Produce {
+            queue: q,
+            messages,
+            producer,
+            first_seq,
+            partition,
+        } => {
+            let mut body = serde_json::json!({
+                "producer": producer, "first_seq": first_seq, "messages": messages,
+            });
+            if let Some(p) = partition {
+                body["partition"] = (*p).into();
+            }
+            ("POST", format!("/queue/{}/produce", queue(q)?), json(body))
+        }
+        QueueOp::Consume {
+            queue: q,
+            consumer,
+            max,
+            wait_ms,
+            partition,
+        } => {
+            let mut body = serde_json::json!({
+                "consumer": consumer, "max": max, "wait_ms": wait_ms,
+            });
+            if let Some(p) = partition {
+                body["partition"] = (*p).into();
+            }
+            ("POST", format!("/queue/{}/consume", queue(q)?), json(body))
+        }
+        QueueOp::Ack {
+            queue: q,
+            partition,
+            ids,
+        }
+        | QueueOp::Nack {
+            queue: q,
+            partition,
+            ids,
+        } => {
+            let verb = if matches!(op, QueueOp::Ack { .. }) {
+                "ack"
+            } else {
+                "nack"
+            };
+            let body = serde_json::json!({"partition": partition, "ids": ids});
+            ("POST", format!("/queue/{}/{verb}", queue(q)?), json(body))
+        }
     })
 }
 
@@ -322,6 +435,13 @@ mod tests {
             },
             ClientOp::Log { from: 1, limit: 0 },
             ClientOp::Lock(LockOp::Show { lock: "x".into() }),
+            ClientOp::Queue(QueueOp::Consume {
+                queue: "16".into(),
+                consumer: 1,
+                max: 1,
+                wait_ms: 0,
+                partition: None,
+            }),
             ClientOp::Lock(LockOp::Close {
                 session: "-1".into(),
             }),
