@@ -509,8 +509,12 @@ fn redis_benchmark(port: u16, test: &str) -> Option<f64> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    // "LPUSH: 123456.79 requests per second, p50=0.191 msec"
-    text.split(':')
+    // Progress lines end in '\r'; the result is the one that says
+    // "LPUSH: 123456.79 requests per second, p50=0.191 msec".
+    let line = text
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("requests per second"))?;
+    line.split(':')
         .nth(1)?
         .split_whitespace()
         .next()?
