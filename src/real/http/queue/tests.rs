@@ -332,3 +332,34 @@ fn the_queue_metrics_count_what_this_node_routed() {
     });
     drop(shard);
 }
+
+#[test]
+fn a_shard_that_lost_its_functions_gets_the_library_again() {
+    let shard = Server::start("queue-reload");
+    let ports = [shard.port()];
+    run_local(|| async move {
+        let mut c = Cluster::with_redis("http-queue-reload", &ports);
+        c.start();
+        let urls = serve_all(&c).await;
+        c.leader().await;
+        let u = &urls[0];
+        let produce = |seq: u64| json!({"producer": 1, "first_seq": seq, "messages": ["x"]});
+        post_ok(&format!("{u}/queue/0/produce"), produce(1)).await;
+        // As a Redis restarted without persistence would be: no functions.
+        let mut conn = shard.connect();
+        assert_eq!(
+            conn.call(&["FUNCTION", "FLUSH"]),
+            crate::redis::Resp::Simple(b"OK".to_vec())
+        );
+        let v = post_ok(&format!("{u}/queue/0/produce"), produce(2)).await;
+        assert_eq!(v["stored"], 1, "{v}");
+        let mut listed = Vec::new();
+        conn.call(&["FUNCTION", "LIST"]).encode(&mut listed);
+        assert!(
+            listed.windows(14).any(|w| w == b"distsync_queue"),
+            "{}",
+            String::from_utf8_lossy(&listed)
+        );
+        c.stop().await;
+    });
+}
