@@ -178,7 +178,13 @@ pub fn run_client(args: &ClientArgs) -> u8 {
         | ClientOp::Queue(QueueOp::Consume { wait_ms, .. }) => Duration::from_millis(*wait_ms),
         _ => Duration::ZERO,
     };
-    let deadline = Instant::now() + args.timeout + waits;
+    let Some(deadline) = Instant::now()
+        .checked_add(args.timeout)
+        .and_then(|d| d.checked_add(waits))
+    else {
+        eprintln!("error: --timeout and --wait-ms are too long");
+        return EXIT_BAD_INPUT;
+    };
     // A lock command is not idempotent: after a `retry` answer its outcome
     // is open, and sending it again could apply it twice.
     let once = matches!(

@@ -138,8 +138,10 @@ impl ShardCalls for RedisShards {
                     ShardAnswer::Unavailable
                 }
             };
+            // Waits for room rather than dropping a finished call's answer
+            // (the channel holds as many as may be in flight).
+            let _ = answers.send((shard, req, answer)).await;
             in_flight.set(in_flight.get() - 1);
-            let _ = answers.try_send((shard, req, answer));
         });
     }
 }

@@ -545,9 +545,7 @@ impl<O: Outbound> Runtime<O> {
                     self.drain_ready();
                 }
                 Some((shard, req, answer)) = next_shard_reply(&mut self.shards) => {
-                    let from = shard_base(self.setup.cluster_size) + shard;
-                    self.node
-                        .on_message(&mut self.env, from, Msg::ShardAnswer { req, answer });
+                    self.on_shard_reply(shard, req, answer);
                     self.drain_ready();
                 }
                 () = sleep_until(sleep) => {
@@ -561,11 +559,16 @@ impl<O: Outbound> Runtime<O> {
     }
 
     /// Handles inputs that are already waiting, up to the batch limit, so
-    /// one fsync covers them all.
+    /// one fsync covers them all. Shard answers are taken in turn with the
+    /// rest, so a busy node cannot starve them.
     fn drain_ready(&mut self) {
         for _ in 1..MAX_BATCH {
             if let Ok((from, msg)) = self.peers.try_recv() {
                 self.on_peer(from, msg);
+            } else if let Some(Ok((shard, req, answer))) =
+                self.shards.as_mut().map(|(_, rx)| rx.try_recv())
+            {
+                self.on_shard_reply(shard, req, answer);
             } else if let Ok(input) = self.inputs.try_recv() {
                 self.on_input(input);
             } else {
@@ -599,7 +602,10 @@ impl<O: Outbound> Runtime<O> {
             } => {
                 if self.waiting.len() >= MAX_PENDING_CLIENTS {
                     // Answers whose asker gave up make room first.
-                    self.waiting.retain(|_, w| !w.answer.is_closed());
+                    // A lock wait stays: its cancel must still be proposed.
+                    let waits = &self.lock_waits;
+                    self.waiting
+                        .retain(|seq, w| !w.answer.is_closed() || waits.contains_key(seq));
                 }
                 if self.waiting.len() >= MAX_PENDING_CLIENTS {
                     let _ = answer.send(ClientReply::Retry);
@@ -674,6 +680,12 @@ impl<O: Outbound> Runtime<O> {
                 });
             }
         }
+    }
+
+    fn on_shard_reply(&mut self, shard: usize, req: u64, answer: ShardAnswer) {
+        let from = shard_base(self.setup.cluster_size) + shard;
+        self.node
+            .on_message(&mut self.env, from, Msg::ShardAnswer { req, answer });
     }
 
     fn fire_timers(&mut self) {
@@ -803,10 +815,14 @@ impl<O: Outbound> Runtime<O> {
                     if let Some(m) = &self.setup.metrics {
                         m.lock_reply(&LockReply::Waiting, None);
                     }
-                    if let Some(w) = self.waiting.get(&seq) {
-                        self.lock_waits.insert(seq, w.wait_until);
-                        self.next_sweep
-                            .get_or_insert_with(|| Instant::now() + WAIT_SWEEP);
+                    match self.waiting.get(&seq) {
+                        Some(w) => {
+                            self.lock_waits.insert(seq, w.wait_until);
+                            self.next_sweep
+                                .get_or_insert_with(|| Instant::now() + WAIT_SWEEP);
+                        }
+                        // Its caller is gone already: nobody will take the grant.
+                        None => self.node.cancel_api_wait(&mut self.env, me, seq),
                     }
                 } else if let Msg::Reply { seq, reply } = msg
                     && let Some(w) = self.waiting.remove(&seq)

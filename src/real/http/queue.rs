@@ -206,12 +206,13 @@ pub(super) async fn consume(
             vec![p]
         }
         None => (0..PARTITIONS_PER_QUEUE)
-            .map(|i| (consumer + i) % PARTITIONS_PER_QUEUE)
+            .map(|i| (consumer % PARTITIONS_PER_QUEUE + i) % PARTITIONS_PER_QUEUE)
             .collect(),
     };
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
     loop {
         let mut unavailable = None;
+        let mut failed = 0;
         for &p in &order {
             let part = global(queue, p)?;
             let reply = ask(&api, move || QueueRequest::Consume {
@@ -240,13 +241,17 @@ pub(super) async fn consume(
                 Ok(QueueReply::Delivered(_)) => {}
                 Ok(other) => return Err(unexpected(&other)),
                 // One shard down leaves the others' partitions served.
-                Err(e) => unavailable = Some(e),
+                Err(e) => {
+                    unavailable = Some(e);
+                    failed += 1;
+                }
             }
         }
         if Instant::now() + POLL_EVERY > deadline {
-            // Nothing anywhere: say so, unless a partition could not be asked.
+            // Nothing anywhere: say so, unless no partition could be asked
+            // (an empty answer would pass for an empty queue).
             return match unavailable {
-                Some(e) if order.len() == 1 => Err(e),
+                Some(e) if failed == order.len() => Err(e),
                 _ => ok(json!({"messages": []})),
             };
         }
