@@ -205,17 +205,20 @@ impl ClientHandle {
         wait_until: Option<Instant>,
     ) -> Result<ClientReply, ClientError> {
         let (answer, reply) = oneshot::channel();
-        self.inputs
-            .try_send(Input::Client {
-                req,
-                answer,
-                wait_until,
-            })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ClientError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
-            })?;
+        self.offer(Input::Client {
+            req,
+            answer,
+            wait_until,
+        })?;
         reply.await.map_err(|_| ClientError::Stopped)
+    }
+
+    /// Queues a client's input without waiting: a full queue is `Busy`.
+    fn offer(&self, input: Input) -> Result<(), ClientError> {
+        self.inputs.try_send(input).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => ClientError::Busy,
+            mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
+        })
     }
 
     /// Submits a queue request; the node routes it to its partition's shard.
@@ -229,12 +232,7 @@ impl ClientHandle {
     ) -> Result<QueueReply, ClientError> {
         let (answer, reply) = oneshot::channel();
         let make = Box::new(make);
-        self.inputs
-            .try_send(Input::Queue { make, answer })
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => ClientError::Busy,
-                mpsc::error::TrySendError::Closed(_) => ClientError::Stopped,
-            })?;
+        self.offer(Input::Queue { make, answer })?;
         reply.await.map_err(|_| ClientError::Stopped)
     }
 
@@ -600,14 +598,7 @@ impl<O: Outbound> Runtime<O> {
                 answer,
                 wait_until,
             } => {
-                if self.waiting.len() >= MAX_PENDING_CLIENTS {
-                    // Answers whose asker gave up make room first.
-                    // A lock wait stays: its cancel must still be proposed.
-                    let waits = &self.lock_waits;
-                    self.waiting
-                        .retain(|seq, w| !w.answer.is_closed() || waits.contains_key(seq));
-                }
-                if self.waiting.len() >= MAX_PENDING_CLIENTS {
+                if !self.make_room() {
                     let _ = answer.send(ClientReply::Retry);
                     return;
                 }
@@ -642,10 +633,7 @@ impl<O: Outbound> Runtime<O> {
             }
             Input::Inspect(look) => look(&self.node),
             Input::Queue { make, answer } => {
-                if self.waiting.len() + self.queue_waiting.len() >= MAX_PENDING_CLIENTS {
-                    self.queue_waiting.retain(|_, a| !a.is_closed());
-                }
-                if self.waiting.len() + self.queue_waiting.len() >= MAX_PENDING_CLIENTS {
+                if !self.make_room() {
                     let _ = answer.send(QueueReply::Retry);
                     return;
                 }
@@ -680,6 +668,21 @@ impl<O: Outbound> Runtime<O> {
                 });
             }
         }
+    }
+
+    /// Whether one more local request may wait for its answer: at most
+    /// `MAX_PENDING_CLIENTS` of every kind together. When full, answers
+    /// whose asker gave up make room first; a lock wait stays, since its
+    /// cancel must still be proposed.
+    fn make_room(&mut self) -> bool {
+        let pending = |rt: &Self| rt.waiting.len() + rt.queue_waiting.len();
+        if pending(self) >= MAX_PENDING_CLIENTS {
+            let waits = &self.lock_waits;
+            self.waiting
+                .retain(|seq, w| !w.answer.is_closed() || waits.contains_key(seq));
+            self.queue_waiting.retain(|_, a| !a.is_closed());
+        }
+        pending(self) < MAX_PENDING_CLIENTS
     }
 
     fn on_shard_reply(&mut self, shard: usize, req: u64, answer: ShardAnswer) {
