@@ -473,24 +473,68 @@ fn command_json(cmd: &Command) -> Value {
 }
 
 fn parse_key(raw: &str) -> Result<u32, ApiError> {
+    parse_segment(raw, "bad_key", "key", U32_RANGE)
+}
+
+/// What a 32-bit path segment must be.
+const U32_RANGE: &str = "an unsigned 32-bit integer (0 to 4294967295)";
+
+/// A number from a path segment; a 400 with `code` naming `what` and the
+/// range `expected` otherwise.
+fn parse_segment<T: std::str::FromStr>(
+    raw: &str,
+    code: &'static str,
+    what: &str,
+    expected: &str,
+) -> Result<T, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_key",
-            format!("key `{raw}`: expected an unsigned 32-bit integer (0 to 4294967295)"),
+            code,
+            format!("{what} `{raw}`: expected {expected}"),
         )
     })
+}
+
+/// A reply that does not answer the request sent: the node's bug, not the
+/// caller's.
+fn unexpected(reply: &impl std::fmt::Debug) -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("the node answered with {reply:?}"),
+    )
+}
+
+/// Waits at most `limit` for the node's answer to `asked`: 504 after that
+/// (`unknown` says whose outcome is then unknown), 503 if the node is busy
+/// or stopping.
+async fn within<T>(
+    asked: impl std::future::Future<Output = Result<T, ClientError>>,
+    limit: Duration,
+    unknown: &str,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, asked)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "no answer within {} s; {unknown} outcome is unknown",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )
+            .retry_after()
+        })?
+        .map_err(stopped)
 }
 
 /// Sends a key-value request to the node; see `ask_node`.
 async fn ask(api: &Api, req: ClientRequest, path: &str) -> Result<Option<u64>, ApiError> {
     match ask_node(api, req, path, None).await? {
         ClientReply::Ok(v) => Ok(v),
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the node answered a key-value request with a lock reply",
-        )),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -505,20 +549,8 @@ async fn ask_node(
     wait: Option<Duration>,
 ) -> Result<ClientReply, ApiError> {
     let asked = api.node.request_waiting(req, wait);
-    let reply = tokio::time::timeout(REQUEST_TIMEOUT + wait.unwrap_or_default(), asked)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!(
-                    "no answer from the cluster within {} s; a write's outcome is unknown",
-                    REQUEST_TIMEOUT.as_secs()
-                ),
-            )
-            .retry_after()
-        })?
-        .map_err(stopped)?;
+    let limit = REQUEST_TIMEOUT + wait.unwrap_or_default();
+    let reply = within(asked, limit, "a write's").await?;
     match reply {
         ClientReply::Ok(_) | ClientReply::Lock(_) => Ok(reply),
         ClientReply::NotLeader(hint) => Err(not_leader(api, hint, path)),

@@ -18,7 +18,10 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Api, ApiError, ApiResult, ask_node, json_body, not_leader, ok, stopped};
+use super::{
+    Api, ApiError, ApiResult, U32_RANGE, ask_node, json_body, not_leader, ok, parse_segment,
+    stopped, unexpected,
+};
 use crate::kv::{ClientReply, ClientRequest};
 use crate::lock::protocol::{LockReply, LockRequest};
 use crate::lock::{LockError, LockId, Mode, SessionId};
@@ -182,13 +185,7 @@ pub(super) async fn release(
 /// `GET /locks/{name}`: the lock's holders, queue and last token, as the
 /// leader has applied them.
 pub(super) async fn show(State(api): State<Api>, Path(raw): Path<String>) -> ApiResult {
-    let lock: LockId = raw.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_lock",
-            format!("lock `{raw}`: expected an unsigned 32-bit integer (0 to 4294967295)"),
-        )
-    })?;
+    let lock: LockId = parse_segment(&raw, "bad_lock", "lock", U32_RANGE)?;
     let path = format!("/locks/{lock}");
     let view = on_leader(&api, &path, move |locks| {
         let holders: Vec<Value> = locks
@@ -295,11 +292,7 @@ async fn lock_reply(
     match ask_node(api, ClientRequest::Lock(req), path, wait).await? {
         ClientReply::Lock(LockReply::Failed(e)) => Err(lock_error(&e)),
         ClientReply::Lock(reply) => Ok(reply),
-        _ => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the node answered a lock request with a key-value reply",
-        )),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -322,24 +315,8 @@ fn lock_error(e: &LockError) -> ApiError {
     err
 }
 
-/// A reply that does not answer the request sent: the node's bug, not the
-/// caller's.
-fn unexpected(reply: &LockReply) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("the node answered with {reply:?}"),
-    )
-}
-
 fn parse_session(raw: &str) -> Result<SessionId, ApiError> {
-    raw.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_session",
-            format!("session `{raw}`: expected an unsigned 64-bit integer"),
-        )
-    })
+    parse_segment(raw, "bad_session", "session", "an unsigned 64-bit integer")
 }
 
 fn mode_name(mode: Mode) -> &'static str {

@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Api, ApiError, ApiResult, json_body, ok, stopped};
+use super::{Api, ApiError, ApiResult, json_body, ok, unexpected, within};
 use crate::queue::functions::{MessageId, Partition};
 use crate::queue::protocol::{QueueReply, QueueRequest};
 use crate::real::{PARTITIONS_PER_QUEUE, QUEUES};
@@ -74,18 +74,7 @@ async fn ask(
     api: &Api,
     make: impl FnOnce() -> QueueRequest + Send + 'static,
 ) -> Result<QueueReply, ApiError> {
-    let timeout = super::REQUEST_TIMEOUT;
-    let reply = tokio::time::timeout(timeout, api.node.queue(make))
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "no answer from the partition's shard in time; a produce's outcome is unknown",
-            )
-            .retry_after()
-        })?
-        .map_err(stopped)?;
+    let reply = within(api.node.queue(make), super::REQUEST_TIMEOUT, "a produce's").await?;
     match reply {
         QueueReply::Retry => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -339,14 +328,6 @@ fn parse_id(id: &str) -> Result<MessageId, ApiError> {
             format!("message id `{id}`: expected <producer>:<seq>, as consume returns it"),
         )),
     }
-}
-
-fn unexpected(reply: &QueueReply) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("the node answered with {reply:?}"),
-    )
 }
 
 #[cfg(test)]
