@@ -293,28 +293,21 @@ impl DistsyncLocks {
 
 impl Target for DistsyncLocks {
     fn op(&self, client: usize, _seq: u64) -> bool {
-        let body = format!(
-            "{{\"session\":{},\"lock\":{client},\"wait_ms\":0}}",
-            self.sessions[client]
-        );
-        let ok = |path: &str| {
+        let session = self.sessions[client];
+        let ok = |path: &str, body: String| {
+            let url = format!("{}{path}", self.url);
             matches!(
-                request("POST", &format!("{}{path}", self.url), Some(body.as_bytes()), Duration::from_secs(5)),
+                request("POST", &url, Some(body.as_bytes()), Duration::from_secs(5)),
                 Ok(r) if r.status == 200
             )
         };
-        ok("/locks/acquire")
-            && {
-                // The release takes the same body less the unknown field.
-                let body = format!(
-                    "{{\"session\":{},\"lock\":{client}}}",
-                    self.sessions[client]
-                );
-                matches!(
-                    request("POST", &format!("{}/locks/release", self.url), Some(body.as_bytes()), Duration::from_secs(5)),
-                    Ok(r) if r.status == 200
-                )
-            }
+        ok(
+            "/locks/acquire",
+            format!("{{\"session\":{session},\"lock\":{client},\"wait_ms\":0}}"),
+        ) && ok(
+            "/locks/release",
+            format!("{{\"session\":{session},\"lock\":{client}}}"),
+        )
     }
 }
 
@@ -386,40 +379,48 @@ fn distsync_locks(bin: &Path, seconds: u64) -> Vec<LoadResult> {
     results
 }
 
-/// redis-servers on loopback without persistence, killed on drop.
-struct RedisServers {
-    _dir: TempDir,
-    children: Vec<Child>,
-    ports: Vec<u16>,
-}
+/// Processes the benchmark started, killed and reaped on drop (declared
+/// before their directory, so they are gone before it is removed).
+struct Children(Vec<Child>);
 
-impl Drop for RedisServers {
+impl Drop for Children {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        for c in &mut self.0 {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
+/// redis-servers on loopback without persistence, killed on drop.
+struct RedisServers {
+    _children: Children,
+    _dir: TempDir,
+    ports: Vec<u16>,
+}
+
 fn start_redis(n: usize) -> RedisServers {
     let dir = TempDir::new("bench-redis");
     let ports = free_ports(n);
-    let children = ports
-        .iter()
-        .map(|p| {
-            Command::new("redis-server")
-                .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir.0)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server (Debian: apt-get install redis-server)")
-        })
-        .collect();
+    // Guarded at once: a server that never listens fails the phase below,
+    // and the others must not outlive it.
+    let children = Children(
+        ports
+            .iter()
+            .map(|p| {
+                Command::new("redis-server")
+                    .args(["--port", &p.to_string(), "--bind", "127.0.0.1"])
+                    .args(["--save", "", "--appendonly", "no"])
+                    .arg("--dir")
+                    .arg(&dir.0)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("redis-server (Debian: apt-get install redis-server)")
+            })
+            .collect(),
+    );
     let deadline = Instant::now() + PHASE_TIMEOUT;
     for p in &ports {
         while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
@@ -431,8 +432,8 @@ fn start_redis(n: usize) -> RedisServers {
         }
     }
     RedisServers {
+        _children: children,
         _dir: dir,
-        children,
         ports,
     }
 }
@@ -555,18 +556,9 @@ fn queue_phase(bin: &Path, seconds: u64) {
 
 /// A 3-member etcd cluster on loopback, every member killed on drop.
 struct Etcd {
+    children: Children,
     dir: TempDir,
-    children: Vec<Child>,
     client_urls: Vec<String>,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn start_etcd() -> Option<Etcd> {
@@ -584,8 +576,8 @@ fn start_etcd() -> Option<Etcd> {
         .collect::<Vec<_>>()
         .join(",");
     let mut e = Etcd {
+        children: Children(Vec::new()),
         dir,
-        children: Vec::new(),
         client_urls: (0..3).map(client).collect(),
     };
     for i in 0..3 {
@@ -608,7 +600,7 @@ fn start_etcd() -> Option<Etcd> {
             .stderr(log)
             .spawn()
             .ok()?;
-        e.children.push(child);
+        e.children.0.push(child);
     }
     Some(e)
 }
