@@ -49,10 +49,7 @@ async fn serve_all_guarded(c: &Cluster, metered: bool, token: Option<&str>) -> V
 
 /// One request from a blocking thread, so the servers on this thread run.
 async fn call(method: &'static str, url: String, body: Option<&'static [u8]>) -> HttpResponse {
-    tokio::task::spawn_blocking(move || request(method, &url, body, Duration::from_secs(5)))
-        .await
-        .unwrap()
-        .expect("the request")
+    with_body(method, &url, body.map(text), false).await
 }
 
 async fn call_following(
@@ -60,12 +57,11 @@ async fn call_following(
     url: String,
     body: Option<&'static [u8]>,
 ) -> HttpResponse {
-    tokio::task::spawn_blocking(move || {
-        request_following(method, &url, body, Duration::from_secs(5)).map(|(r, _)| r)
-    })
-    .await
-    .unwrap()
-    .expect("the request")
+    with_body(method, &url, body.map(text), true).await
+}
+
+fn text(body: &[u8]) -> String {
+    String::from_utf8(body.to_vec()).expect("test bodies are text")
 }
 
 /// A request with an owned body from a blocking thread; with `follow`,
